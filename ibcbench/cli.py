@@ -1,0 +1,57 @@
+"""The ``ibcbench`` command: glue only. Every command is a call into the library.
+
+Each module in :mod:`ibcbench.commands` defines ``register(subparsers)`` and adds its commands with
+``set_defaults(func=...)``; ``func(args)`` returns the exit code. Errors the kit raises on purpose
+(:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from ibcbench import __version__, commands
+from ibcbench.errors import IbcbenchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ibcbench",
+        description="Benchmarking kit for an IBC clearing and relayer analytics database "
+        "(PostgreSQL + TimescaleDB).",
+    )
+    parser.add_argument("--version", action="version", version=f"ibcbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dsn``: an external server instead of the embedded one (default: DATABASE_URL)."""
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="connection URL of an external server (default: $DATABASE_URL, else the embedded server)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IbcbenchError as exc:
+        print(f"ibcbench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ibcbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

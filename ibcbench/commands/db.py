@@ -1,0 +1,73 @@
+"""``ibcbench db up | down | status | url``: the embedded server."""
+
+from __future__ import annotations
+
+import argparse
+
+from ibcbench.settings import ServerSettings
+
+
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    kwargs: dict[str, object] = {}
+    if getattr(args, "name", None):
+        kwargs["name"] = args.name
+    if getattr(args, "port", None) is not None:
+        kwargs["port"] = args.port
+    return ServerSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ibcbench.cli import add_dsn_argument
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL + TimescaleDB server")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+
+    up = dbsub.add_parser("up", help="create and start the embedded server (idempotent); prints its URL")
+    up.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    up.add_argument("--name", default=None, help="cluster name (default: $IBCBENCH_CLUSTER or 'default')")
+    up.set_defaults(func=_up)
+
+    down = dbsub.add_parser("down", help="stop the embedded server (data is kept)")
+    down.add_argument("--name", default=None)
+    down.set_defaults(func=_down)
+
+    status = dbsub.add_parser("status", help="server version, extensions, TimescaleDB edition")
+    status.add_argument("--name", default=None)
+    add_dsn_argument(status)
+    status.set_defaults(func=_status)
+
+    url = dbsub.add_parser("url", help="print the embedded server's connection URL")
+    url.add_argument("--name", default=None)
+    url.set_defaults(func=_url)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from ibcbench.server import LocalServer
+
+    result = LocalServer(_settings(args)).up()
+    verb = "created and started" if result.created else ("started" if result.started else "running")
+    print(f"embedded server {verb}: {result.data_dir}")
+    print(result.state.url)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from ibcbench.server import LocalServer
+
+    stopped = LocalServer(_settings(args)).down()
+    print("embedded server stopped" if stopped else "embedded server was not running")
+    return 0
+
+
+def _url(args: argparse.Namespace) -> int:
+    from ibcbench.server import LocalServer
+
+    print(LocalServer(_settings(args)).url())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ibcbench.status import database_status, format_status
+
+    print(format_status(database_status(args.dsn, _settings(args))))
+    return 0

@@ -1,0 +1,115 @@
+"""Connections and facts about the server: which DSN to use, what the server is and has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from ibcbench.errors import ConnectionFailed
+from ibcbench.settings import ServerSettings, explicit_dsn
+
+
+def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) -> str:
+    """The DSN every command uses: ``dsn``, else ``DATABASE_URL``, else the embedded server's URL."""
+    chosen = explicit_dsn(dsn)
+    if chosen:
+        return chosen
+    from ibcbench.server import LocalServer
+
+    return LocalServer(settings).url()
+
+
+def describe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages and manifests."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
+
+
+def connect(dsn: str | None = None, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
+    """Open a connection, turning connection failures into one-line errors with the next step."""
+    target = resolve_dsn(dsn)
+    kwargs.setdefault("connect_timeout", 10)
+    try:
+        return psycopg.connect(target, autocommit=autocommit, **kwargs)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConnectionFailed(
+            f"cannot connect to {describe_dsn(target)}: {first}; check DATABASE_URL/--dsn or run "
+            "`ibcbench db up`"
+        ) from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConnectionFailed(f"invalid DSN {target!r}: {exc}; fix DATABASE_URL or --dsn") from exc
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a result's manifest records about the server."""
+
+    version: str
+    version_num: int
+    database: str
+    extensions: dict[str, str] = field(default_factory=dict)
+    available_extensions: dict[str, str] = field(default_factory=dict)
+    timescaledb_edition: str | None = None
+    preload_libraries: tuple[str, ...] = ()
+    cron_database: str | None = None
+
+    @property
+    def timescaledb_version(self) -> str | None:
+        return self.extensions.get("timescaledb")
+
+    @property
+    def has_continuous_aggregates(self) -> bool:
+        """Continuous aggregates and compression need TimescaleDB's Community (``timescale``) license."""
+        return self.timescaledb_version is not None and self.timescaledb_edition == "timescale"
+
+    @property
+    def edition_label(self) -> str:
+        if self.timescaledb_version is None:
+            if "timescaledb" in self.available_extensions:
+                return "TimescaleDB available but not created in this database"
+            return "no TimescaleDB"
+        if self.timescaledb_edition == "timescale":
+            return f"TimescaleDB {self.timescaledb_version} Community edition"
+        return (
+            f"TimescaleDB {self.timescaledb_version} Apache edition "
+            "(no continuous aggregates, compression or jobs)"
+        )
+
+
+def server_info(conn: psycopg.Connection) -> ServerInfo:
+    """Read the server's version, extensions, TimescaleDB edition and preloads."""
+    row = conn.execute(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
+        " current_database(), current_setting('timescaledb.license', true),"
+        " current_setting('shared_preload_libraries'), current_setting('cron.database_name', true)"
+    ).fetchone()
+    assert row is not None
+    extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+    available = dict(
+        conn.execute(
+            "SELECT name, default_version FROM pg_available_extensions"
+            " WHERE name IN ('timescaledb','pg_cron','hypopg','pg_stat_statements','pgstattuple','dblink')"
+        ).fetchall()
+    )
+    preloads = tuple(p.strip() for p in (row[4] or "").split(",") if p.strip())
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    return ServerInfo(
+        version=row[0],
+        version_num=row[1],
+        database=row[2],
+        extensions=extensions,
+        available_extensions=available,
+        timescaledb_edition=row[3],
+        preload_libraries=preloads,
+        cron_database=row[5],
+    )

@@ -1,0 +1,382 @@
+"""The embedded local PostgreSQL + TimescaleDB server.
+
+``up`` creates a cluster with initdb in a folder the kit owns (``ServerSettings.cluster_dir``), starts it
+on a free port with a unix socket and the preloads the kit needs, and creates the ``ibcbench`` database.
+PostgreSQL refuses to run as root, so when the kit runs as root the server runs as an unprivileged OS
+user (``ibcbench``), created on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ibcbench.errors import MissingExtension, ServerError
+from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
+
+REQUIRED_PRELOADS = ("timescaledb", "pg_stat_statements", "pg_cron")
+_CONF_NAME = "ibcbench.conf"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What ``up`` left behind: enough to build the connection URL without asking the server."""
+
+    port: int
+    socket_dir: str
+    database: str
+    role: str
+    bindir: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.role}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def socket_url(self) -> str:
+        return f"postgresql://{self.role}@/{self.database}?host={self.socket_dir}&port={self.port}"
+
+
+@dataclass(frozen=True)
+class UpResult:
+    state: ServerState
+    created: bool
+    started: bool
+    data_dir: Path
+
+
+def find_pg_bindir(explicit: Path | None = None) -> Path:
+    """The PostgreSQL binaries to use: ``IBCBENCH_PG_BINDIR``, else the newest under /usr/lib/postgresql."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(Path(explicit))
+    elif os.environ.get("IBCBENCH_PG_BINDIR"):
+        candidates.append(Path(os.environ["IBCBENCH_PG_BINDIR"]))
+    else:
+        root = Path("/usr/lib/postgresql")
+        if root.is_dir():
+            majors = sorted(
+                (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
+            )
+            candidates.extend(p / "bin" for p in majors)
+    for bindir in candidates:
+        if (bindir / "postgres").exists() and (bindir / "initdb").exists():
+            return bindir
+    raise ServerError(
+        "no PostgreSQL server binaries found: run `make setup` (scripts/install-system.sh) "
+        "or set IBCBENCH_PG_BINDIR"
+    )
+
+
+def _pg_config(bindir: Path, flag: str) -> Path:
+    exe = bindir / "pg_config"
+    if not exe.exists():
+        exe_path = shutil.which("pg_config")
+        if exe_path is None:
+            raise ServerError("pg_config not found: install postgresql-server-dev or run `make setup`")
+        exe = Path(exe_path)
+    out = subprocess.run([str(exe), flag], capture_output=True, text=True, check=True).stdout
+    return Path(out.strip())
+
+
+def check_extensions_installed(bindir: Path) -> None:
+    """Refuse to start without the shared libraries the preload list names."""
+    sharedir = _pg_config(bindir, "--sharedir") / "extension"
+    pkglibdir = _pg_config(bindir, "--pkglibdir")
+    major = bindir.parent.name
+    missing = [
+        ext
+        for ext in REQUIRED_PRELOADS
+        if not (sharedir / f"{ext}.control").exists() or not (pkglibdir / f"{ext}.so").exists()
+    ]
+    if missing:
+        raise MissingExtension(
+            f"extension(s) {', '.join(missing)} not installed for PostgreSQL {major}: "
+            "run `make setup` (scripts/install-system.sh) as root"
+        )
+
+
+class LocalServer:
+    """Controls one embedded cluster. Every method is safe to call again."""
+
+    def __init__(self, settings: ServerSettings | None = None) -> None:
+        self.settings = settings or ServerSettings()
+        self._as_root = os.geteuid() == 0
+
+    # ---- OS user and folders -------------------------------------------------------------
+    def _server_user(self) -> pwd.struct_passwd | None:
+        """The OS user that owns and runs the cluster (None: the current user)."""
+        if not self._as_root:
+            return None
+        name = self.settings.os_user
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        proc = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--home-dir", str(self.settings.home),
+             "--shell", "/usr/sbin/nologin", "--user-group", name],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ServerError(
+                f"could not create the OS user {name!r} to run PostgreSQL: {proc.stderr.strip()}"
+            )
+        return pwd.getpwnam(name)
+
+    def _prepare_dirs(self, user: pwd.struct_passwd | None) -> None:
+        s = self.settings
+        for path in (s.home, s.cluster_dir, s.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            if user is not None:
+                os.chown(path, user.pw_uid, user.pw_gid)
+        if user is not None:
+            # every parent must be traversable by the server user
+            for parent in s.home.parents:
+                if parent.exists() and not os.stat(parent).st_mode & 0o001:
+                    raise ServerError(
+                        f"{parent} is not traversable by the server user {user.pw_name!r}: "
+                        "set IBCBENCH_HOME to a folder under /var/lib or /srv"
+                    )
+
+    def _run(
+        self, args: list[str], user: pwd.struct_passwd | None, *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C.UTF-8"
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+            env["HOME"] = str(self.settings.home)
+        proc = subprocess.run(
+            args, capture_output=True, text=True, cwd=self.settings.cluster_dir, env=env,
+            timeout=timeout, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            last = detail[-1] if detail else f"exit code {proc.returncode}"
+            raise ServerError(f"{Path(args[0]).name} failed: {last} (log: {self.settings.log_file})")
+        return proc
+
+    # ---- state ---------------------------------------------------------------------------
+    def read_state(self) -> ServerState | None:
+        try:
+            raw = json.loads(self.settings.state_file.read_text())
+            return ServerState(**raw)
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+    def _write_state(self, state: ServerState, user: pwd.struct_passwd | None) -> None:
+        tmp = self.settings.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
+        os.replace(tmp, self.settings.state_file)
+        if user is not None:
+            os.chown(self.settings.state_file, user.pw_uid, user.pw_gid)
+
+    def is_running(self) -> bool:
+        pidfile = self.settings.data_dir / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    # ---- configuration -------------------------------------------------------------------
+    def _conf_text(self, port: int) -> str:
+        s = self.settings
+        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        shared_mb = min(s.shared_buffers_mb, max(128, total_mb // 4))
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(port),
+            "unix_socket_directories": f"'{s.socket_dir}'",
+            "max_connections": "200",
+            "shared_preload_libraries": "'" + ",".join(REQUIRED_PRELOADS) + "'",
+            "cron.database_name": f"'{s.database}'",
+            "cron.use_background_workers": "on",
+            "max_worker_processes": "32",
+            "timescaledb.telemetry_level": "off",
+            "timescaledb.max_background_workers": "8",
+            "max_locks_per_transaction": "256",
+            "shared_buffers": f"{shared_mb}MB",
+            "effective_cache_size": f"{max(512, total_mb // 2)}MB",
+            "work_mem": "16MB",
+            "maintenance_work_mem": "512MB",
+            "max_wal_size": "4GB",
+            "checkpoint_timeout": "15min",
+            "pg_stat_statements.track": "all",
+            "pg_stat_statements.max": "10000",
+            "track_io_timing": "on",
+            "logging_collector": "off",
+            "log_timezone": "'UTC'",
+            "timezone": "'UTC'",
+        }
+        lines = ["# written by `ibcbench db up` on every start; edit ServerSettings instead"]
+        lines += [f"{k} = {v}" for k, v in settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def _write_conf(self, port: int, user: pwd.struct_passwd | None) -> None:
+        data = self.settings.data_dir
+        conf = data / _CONF_NAME
+        conf.write_text(self._conf_text(port))
+        main = data / "postgresql.conf"
+        text = main.read_text()
+        include = f"include '{_CONF_NAME}'"
+        if include not in text:
+            main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
+        hba = data / "pg_hba.conf"
+        hba.write_text(
+            "# written by `ibcbench db up`: the embedded server trusts local connections only\n"
+            "local all all trust\n"
+            "host all all 127.0.0.1/32 trust\n"
+            "host all all ::1/128 trust\n"
+        )
+        if user is not None:
+            for path in (conf, main, hba):
+                os.chown(path, user.pw_uid, user.pw_gid)
+
+    # ---- ports ---------------------------------------------------------------------------
+    @staticmethod
+    def port_is_free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    def _choose_port(self, previous: ServerState | None) -> int:
+        if self.settings.port is not None:
+            if not self.port_is_free(self.settings.port):
+                raise ServerError(
+                    f"port {self.settings.port} is in use by another process: "
+                    "choose another with --port or stop that process"
+                )
+            return self.settings.port
+        start = previous.port if previous else DEFAULT_FIRST_PORT
+        for port in range(start, start + 200):
+            if self.port_is_free(port):
+                return port
+        raise ServerError(f"no free port in {start}-{start + 199}: pass one with --port")
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def up(self) -> UpResult:
+        """Create the cluster if needed, start it if stopped, and make sure the database exists."""
+        s = self.settings
+        bindir = find_pg_bindir(s.pg_bindir)
+        previous = self.read_state()
+        if self.is_running() and previous is not None:
+            if s.port is not None and s.port != previous.port:
+                raise ServerError(
+                    f"the embedded server {s.name!r} already runs on port {previous.port}: "
+                    "run `ibcbench db down` first to move it"
+                )
+            self._ensure_database(previous)
+            return UpResult(state=previous, created=False, started=False, data_dir=s.data_dir)
+
+        check_extensions_installed(bindir)
+        user = self._server_user()
+        self._prepare_dirs(user)
+        port = self._choose_port(previous)
+        created = False
+        if not (s.data_dir / "PG_VERSION").exists():
+            if s.data_dir.exists() and any(s.data_dir.iterdir()):
+                raise ServerError(
+                    f"{s.data_dir} exists but holds no cluster: move it away, then run `ibcbench db up`"
+                )
+            self._run(
+                [str(bindir / "initdb"), "-D", str(s.data_dir), "-U", s.role, "--auth=trust",
+                 "--encoding=UTF8", "--locale=C.UTF-8"],
+                user,
+            )  # fmt: skip
+            created = True
+        else:
+            version = (s.data_dir / "PG_VERSION").read_text().strip()
+            if version != bindir.parent.name:
+                raise ServerError(
+                    f"the cluster in {s.data_dir} is PostgreSQL {version} but the binaries are "
+                    f"{bindir.parent.name}: set IBCBENCH_PG_BINDIR or use another --name"
+                )
+        self._write_conf(port, user)
+        state = ServerState(
+            port=port, socket_dir=str(s.socket_dir), database=s.database, role=s.role, bindir=str(bindir)
+        )
+        self._run(
+            [str(bindir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.log_file), "-w", "-t", "60",
+             "start"],
+            user,
+        )  # fmt: skip
+        self._write_state(state, user)
+        self._ensure_database(state)
+        return UpResult(state=state, created=created, started=True, data_dir=s.data_dir)
+
+    def _ensure_database(self, state: ServerState) -> None:
+        import psycopg
+        from psycopg import sql
+
+        admin = f"host={state.socket_dir} port={state.port} user={state.role} dbname=postgres"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (state.database,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the embedded server does not accept connections: {exc}".splitlines()[0]
+                        + f" (log: {self.settings.log_file})"
+                    ) from exc
+                time.sleep(0.3)
+
+    def down(self) -> bool:
+        """Stop the server; returns False when it was not running."""
+        if not self.is_running():
+            return False
+        state = self.read_state()
+        bindir = Path(state.bindir) if state else find_pg_bindir(self.settings.pg_bindir)
+        user = self._server_user()
+        self._run(
+            [str(bindir / "pg_ctl"), "-D", str(self.settings.data_dir), "-m", "fast", "-w", "stop"], user
+        )
+        return True
+
+    def url(self) -> str:
+        """The connection URL of the running server."""
+        state = self.read_state()
+        if state is None or not self.is_running():
+            raise ServerError(
+                f"the embedded server {self.settings.name!r} is not running: run `ibcbench db up`"
+            )
+        return state.url
+
+    def socket_url(self) -> str:
+        self.url()
+        state = self.read_state()
+        assert state is not None
+        return state.socket_url
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(self.settings.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return ""

@@ -1,0 +1,87 @@
+"""Settings: where the embedded server lives and which database every command talks to.
+
+One frozen object per concern, built from arguments or the environment and validated on creation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ibcbench.errors import ConfigError
+
+#: The OS user that runs the embedded server when the kit is invoked as root.
+DEFAULT_OS_USER = "ibcbench"
+#: The database (and role) the kit creates in its embedded server.
+DEFAULT_DATABASE = "ibcbench"
+DEFAULT_ROLE = "ibcbench"
+#: First port tried for a new embedded server; the next free one is taken when it is busy.
+DEFAULT_FIRST_PORT = 54329
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def default_home() -> Path:
+    """The folder that holds the kit's embedded servers.
+
+    ``IBCBENCH_HOME`` wins; root uses ``/var/lib/ibcbench`` (a folder the unprivileged server user can
+    reach, unlike ``/root``); anyone else uses ``$XDG_DATA_HOME/ibcbench``.
+    """
+    env = os.environ.get("IBCBENCH_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    if os.geteuid() == 0:
+        return Path("/var/lib/ibcbench")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "ibcbench"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """The embedded server: a cluster folder under ``home``, named ``name``."""
+
+    home: Path = field(default_factory=default_home)
+    name: str = field(default_factory=lambda: os.environ.get("IBCBENCH_CLUSTER", "default"))
+    port: int | None = None
+    os_user: str = DEFAULT_OS_USER
+    database: str = DEFAULT_DATABASE
+    role: str = DEFAULT_ROLE
+    pg_bindir: Path | None = None
+    shared_buffers_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(
+                f"cluster name {self.name!r} is invalid: use 1-32 lower-case letters, digits, '-' or '_'"
+            )
+        if self.port is not None and not 1024 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range: pick a port from 1024 to 65535")
+        if self.shared_buffers_mb < 16:
+            raise ConfigError("shared_buffers_mb must be at least 16")
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.home / self.name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cluster_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.cluster_dir / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.cluster_dir / "server.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.cluster_dir / "server.json"
+
+
+def explicit_dsn(dsn: str | None = None) -> str | None:
+    """The DSN given on the command line or in ``DATABASE_URL``, if any."""
+    return dsn or os.environ.get("DATABASE_URL") or None
