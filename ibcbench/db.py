@@ -33,7 +33,9 @@ def describe_dsn(dsn: str) -> str:
     return f"{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
 
 
-def connect(dsn: str | None = None, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
+def connect(
+    dsn: str | None = None, *, autocommit: bool = False, **kwargs: Any
+) -> psycopg.Connection:
     """Open a connection, turning connection failures into one-line errors with the next step."""
     target = resolve_dsn(dsn)
     kwargs.setdefault("connect_timeout", 10)

@@ -64,7 +64,9 @@ def find_pg_bindir(explicit: Path | None = None) -> Path:
         root = Path("/usr/lib/postgresql")
         if root.is_dir():
             majors = sorted(
-                (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
+                (p for p in root.iterdir() if p.name.isdigit()),
+                key=lambda p: int(p.name),
+                reverse=True,
             )
             candidates.extend(p / "bin" for p in majors)
     for bindir in candidates:
@@ -81,7 +83,9 @@ def _pg_config(bindir: Path, flag: str) -> Path:
     if not exe.exists():
         exe_path = shutil.which("pg_config")
         if exe_path is None:
-            raise ServerError("pg_config not found: install postgresql-server-dev or run `make setup`")
+            raise ServerError(
+                "pg_config not found: install postgresql-server-dev or run `make setup`"
+            )
         exe = Path(exe_path)
     out = subprocess.run([str(exe), flag], capture_output=True, text=True, check=True).stdout
     return Path(out.strip())
@@ -149,7 +153,12 @@ class LocalServer:
                     )
 
     def _run(
-        self, args: list[str], user: pwd.struct_passwd | None, *, check: bool = True, timeout: float = 120
+        self,
+        args: list[str],
+        user: pwd.struct_passwd | None,
+        *,
+        check: bool = True,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -164,7 +173,9 @@ class LocalServer:
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             last = detail[-1] if detail else f"exit code {proc.returncode}"
-            raise ServerError(f"{Path(args[0]).name} failed: {last} (log: {self.settings.log_file})")
+            raise ServerError(
+                f"{Path(args[0]).name} failed: {last} (log: {self.settings.log_file})"
+            )
         return proc
 
     # ---- state ---------------------------------------------------------------------------
@@ -315,7 +326,11 @@ class LocalServer:
                 )
         self._write_conf(port, user)
         state = ServerState(
-            port=port, socket_dir=str(s.socket_dir), database=s.database, role=s.role, bindir=str(bindir)
+            port=port,
+            socket_dir=str(s.socket_dir),
+            database=s.database,
+            role=s.role,
+            bindir=str(bindir),
         )
         self._run(
             [str(bindir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.log_file), "-w", "-t", "60",
@@ -339,7 +354,9 @@ class LocalServer:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (state.database,)
                     ).fetchone()
                     if not exists:
-                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
+                        conn.execute(
+                            sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database))
+                        )
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
@@ -357,7 +374,8 @@ class LocalServer:
         bindir = Path(state.bindir) if state else find_pg_bindir(self.settings.pg_bindir)
         user = self._server_user()
         self._run(
-            [str(bindir / "pg_ctl"), "-D", str(self.settings.data_dir), "-m", "fast", "-w", "stop"], user
+            [str(bindir / "pg_ctl"), "-D", str(self.settings.data_dir), "-m", "fast", "-w", "stop"],
+            user,
         )
         return True
 
@@ -378,5 +396,7 @@ class LocalServer:
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(FileNotFoundError):
-            return "\n".join(self.settings.log_file.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(
+                self.settings.log_file.read_text(errors="replace").splitlines()[-lines:]
+            )
         return ""

@@ -22,9 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="the embedded PostgreSQL + TimescaleDB server")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
 
-    up = dbsub.add_parser("up", help="create and start the embedded server (idempotent); prints its URL")
-    up.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
-    up.add_argument("--name", default=None, help="cluster name (default: $IBCBENCH_CLUSTER or 'default')")
+    up = dbsub.add_parser(
+        "up", help="create and start the embedded server (idempotent); prints its URL"
+    )
+    up.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default: a free one)"
+    )
+    up.add_argument(
+        "--name", default=None, help="cluster name (default: $IBCBENCH_CLUSTER or 'default')"
+    )
     up.set_defaults(func=_up)
 
     down = dbsub.add_parser("down", help="stop the embedded server (data is kept)")

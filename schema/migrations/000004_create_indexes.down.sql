@@ -1,0 +1,9 @@
+DROP INDEX IF EXISTS idx_channel_performance_hour_congestion;
+DROP INDEX IF EXISTS idx_packet_flow_sender_created;
+DROP INDEX IF EXISTS idx_packet_flow_stuck;
+DROP INDEX IF EXISTS idx_relayer_performance_reputation;
+DROP INDEX IF EXISTS idx_network_stats_chain_date;
+DROP INDEX IF EXISTS idx_packet_flow_channel_sequence;
+DROP INDEX IF EXISTS idx_packet_flow_status_created;
+DROP INDEX IF EXISTS idx_clearing_operations_wallet_status;
+DROP INDEX IF EXISTS idx_clearing_operations_wallet_created;

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS idx_clearing_operations_open;
