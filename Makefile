@@ -1,0 +1,14 @@
+# Shortcuts for the scripts the README names.
+.PHONY: setup bench test lint format strip-notebooks
+setup:
+	scripts/setup
+bench:
+	scripts/bench
+test:
+	scripts/test
+lint:
+	.venv/bin/ruff check ibcbench data_gen tests
+format:
+	.venv/bin/ruff format ibcbench data_gen tests
+strip-notebooks:
+	.venv/bin/nbstripout notebooks/*.ipynb
