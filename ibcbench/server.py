@@ -302,9 +302,9 @@ class LocalServer:
             return UpResult(state=previous, created=False, started=False, data_dir=s.data_dir)
 
         check_extensions_installed(bindir)
+        port = self._choose_port(previous)
         user = self._server_user()
         self._prepare_dirs(user)
-        port = self._choose_port(previous)
         created = False
         if not (s.data_dir / "PG_VERSION").exists():
             if s.data_dir.exists() and any(s.data_dir.iterdir()):
