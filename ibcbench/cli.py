@@ -1,7 +1,8 @@
 """The ``ibcbench`` command: glue only. Every command is a call into the library.
 
 Each module in :mod:`ibcbench.commands` defines ``register(subparsers)`` and adds its commands with
-``set_defaults(func=...)``; ``func(args)`` returns the exit code. Errors the kit raises on purpose
+``set_defaults(func=...)``; ``func(args)`` returns the exit code. A module that adds a benchmark
+defines ``register_bench(bench_subparsers)`` instead (or too): ``ibcbench bench NAME``. Errors the kit raises on purpose
 (:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1.
 """
 
@@ -25,9 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ibcbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    bench = sub.add_parser("bench", help="benchmark commands that print their figures")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+        if hasattr(module, "register"):
+            module.register(sub)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_sub)
     return parser
 
 

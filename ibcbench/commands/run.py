@@ -1,0 +1,125 @@
+"""``ibcbench run NOTEBOOK``, ``ibcbench run-all`` and ``ibcbench lab``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ibcbench.cli import add_dsn_argument
+
+    run = sub.add_parser("run", help="run one notebook with papermill into a new run folder")
+    run.add_argument("notebook", help="a notebook path, or the name of one in notebooks/")
+    run.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+        help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2])",
+    )  # fmt: skip
+    run.add_argument(
+        "--label", default=None, help="run folder label (default: the notebook's name)"
+    )
+    add_dsn_argument(run)
+    run.set_defaults(func=_run)
+
+    run_all = sub.add_parser(
+        "run-all", help="run the numbered notebooks in order into one run folder + report"
+    )
+    run_all.add_argument(
+        "--scale", default="tiny", help="dataset scale: tiny, small, default, large"
+    )
+    run_all.add_argument("--seed", type=int, default=42)
+    run_all.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+        help="extra parameter passed to every notebook",
+    )  # fmt: skip
+    add_dsn_argument(run_all)
+    run_all.set_defaults(func=_run_all)
+
+    lab = sub.add_parser(
+        "lab", help="open JupyterLab on notebooks/ with the kit's kernel and database URL"
+    )
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-browser", action="store_true")
+    add_dsn_argument(lab)
+    lab.set_defaults(func=_lab)
+
+
+def _params(pairs: list[list[str]]) -> dict[str, object]:
+    from ibcbench.notebook import parse_parameter
+
+    return {key: parse_parameter(value) for key, value in pairs}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ibcbench.notebook import run_notebook
+    from ibcbench.runs import build_manifest, new_run
+
+    params = _params(args.parameter)
+    if args.dsn:
+        params["dsn"] = args.dsn
+    run = new_run(args.label or Path(args.notebook).stem)
+    run.update_manifest(
+        **build_manifest(
+            params.get("dsn"),  # type: ignore[arg-type]
+            seed=params.get("seed"),  # type: ignore[arg-type]
+            scale=params.get("scale"),  # type: ignore[arg-type]
+            parameters=params,
+        )
+    )
+    result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+    for key, value in result.recorded.items():
+        print(f"{key}: {value}")
+    if not result.ok:
+        print(
+            f"ibcbench: error: {result.notebook} failed: {result.error}; see {result.output}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"executed notebook: {result.output}")
+    print(f"run folder: {run.path}")
+    return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from ibcbench.notebook import run_all
+    from ibcbench.runs import new_run
+
+    run = new_run(f"all-{args.scale}")
+    result = run_all(
+        run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
+    )
+    print(f"run-all finished in {result.elapsed_s:.0f} s")
+    failed = [nb for nb in result.notebooks if not nb.ok]
+    for nb in failed:
+        print(
+            f"ibcbench: error: {nb.notebook} failed: {nb.error}; see {nb.output}", file=sys.stderr
+        )
+    print(f"run folder: {run.path}")
+    if result.report is not None:
+        print(f"report: {result.report}")
+    return 1 if failed else 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from ibcbench.db import resolve_dsn
+    from ibcbench.notebook import ensure_kernel, notebooks_dir
+    from ibcbench.settings import explicit_dsn
+
+    if explicit_dsn(args.dsn) is None:
+        from ibcbench.server import LocalServer
+
+        LocalServer().up()
+    env = dict(os.environ, DATABASE_URL=resolve_dsn(args.dsn))
+    ensure_kernel()
+    exe = os.path.join(sys.prefix, "bin", "jupyter-lab")
+    argv = [exe, f"--notebook-dir={notebooks_dir()}", f"--port={args.port}"]
+    if args.no_browser:
+        argv.append("--no-browser")
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    print(f"JupyterLab on notebooks/ with DATABASE_URL={env['DATABASE_URL']}", flush=True)
+    os.execve(exe, argv, env)
+    return 0  # not reached

@@ -1,0 +1,231 @@
+"""Notebooks: run them with papermill into a run folder, and read back what they recorded.
+
+A notebook records its key numbers in its last cell with :func:`record`; they travel inside the
+executed notebook as a display output of MIME type ``application/vnd.ibcbench.record+json``, so a test,
+the report or a person can read them back from the ``.ipynb`` alone (:func:`read_recorded`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ibcbench.errors import RunError
+from ibcbench.runs import Run
+
+RECORD_MIME = "application/vnd.ibcbench.record+json"
+KERNEL_NAME = "ibcbench"
+
+
+def notebooks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def numbered_notebooks(folder: Path | None = None) -> list[Path]:
+    """The benchmark notebooks in reading order: ``NN_name.ipynb``."""
+    base = folder or notebooks_dir()
+    return sorted(p for p in base.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values from numpy/pandas scalars, containers and frames."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return [_jsonable(r) for r in value.to_dict(orient="records")]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def record(**values: Any) -> dict[str, Any]:
+    """Record a notebook's key numbers: shown as a table, and readable from the executed notebook."""
+    clean = _jsonable(values)
+    try:
+        from IPython.display import display
+    except ImportError:  # outside IPython: nothing to display
+        return clean
+    width = max((len(k) for k in clean), default=0)
+    text = "\n".join(f"{k:<{width}}  {v}" for k, v in clean.items())
+    display({RECORD_MIME: clean, "text/plain": text}, raw=True)
+    return clean
+
+
+def read_recorded(notebook: Path | str) -> dict[str, Any]:
+    """Every value recorded by :func:`record` in an executed notebook (later records win)."""
+    path = Path(notebook)
+    try:
+        nb = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RunError(f"notebook {path} does not exist") from exc
+    values: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            data = output.get("data") or {}
+            if RECORD_MIME in data:
+                payload = data[RECORD_MIME]
+                if isinstance(payload, str):
+                    payload = json.loads(payload)
+                values.update(payload)
+    return values
+
+
+def ensure_kernel() -> str:
+    """Install the ``ibcbench`` Jupyter kernel (this interpreter) into this environment if missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="ibcbench", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def parse_parameter(raw: str) -> Any:
+    """A ``-p key value`` value: JSON when it parses (numbers, true/false, null, lists), else the string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    notebook: str
+    output: Path
+    elapsed_s: float
+    recorded: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_notebook(
+    notebook: Path | str,
+    run: Run,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    progress: bool = False,
+) -> NotebookResult:
+    """Execute ``notebook`` with papermill into the run folder; failures are returned, not raised.
+
+    Like papermill, a failed notebook is still written (with the error in place) and its path returned.
+    """
+    import papermill as pm
+
+    source = Path(notebook)
+    if not source.exists():
+        candidate = notebooks_dir() / source.name
+        if candidate.exists():
+            source = candidate
+        else:
+            raise RunError(f"notebook {notebook} does not exist: see `ls notebooks/`")
+    kernel = ensure_kernel()
+    output = run.path / source.name
+    params = {"run_dir": str(run.path), **dict(parameters or {})}
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(output),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(run.path),
+            progress_bar=progress,
+            log_output=False,
+            request_save_on_cell_execute=True,
+        )
+    except pm.PapermillExecutionError as exc:
+        error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
+    elapsed = time.perf_counter() - started
+    recorded = read_recorded(output) if output.exists() else {}
+    return NotebookResult(source.name, output, elapsed, recorded, error)
+
+
+@dataclass(frozen=True)
+class RunAllResult:
+    run: Run
+    notebooks: list[NotebookResult]
+    report: Path | None
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(nb.ok for nb in self.notebooks)
+
+
+def run_all(
+    run: Run,
+    *,
+    scale: str = "tiny",
+    seed: int = 42,
+    dsn: str | None = None,
+    notebooks: Sequence[Path] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    echo: bool = True,
+) -> RunAllResult:
+    """Run the numbered notebooks in order into ``run``, then build its report.
+
+    A failing notebook does not stop the others; the result says which failed.
+    """
+    from ibcbench.runs import build_manifest
+
+    chosen = list(notebooks) if notebooks is not None else numbered_notebooks()
+    if not chosen:
+        raise RunError(f"no numbered notebooks in {notebooks_dir()}")
+    params: dict[str, Any] = {"scale": scale, "seed": seed, "dsn": dsn, **dict(extra or {})}
+    run.update_manifest(**build_manifest(dsn, seed=seed, scale=scale, parameters=params))
+    started = time.perf_counter()
+    results: list[NotebookResult] = []
+    for nb in chosen:
+        if echo:
+            print(f"running {nb.name} ...", flush=True)
+        result = run_notebook(nb, run, params)
+        results.append(result)
+        if echo:
+            status = "ok" if result.ok else f"FAILED ({result.error})"
+            print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
+    elapsed = time.perf_counter() - started
+    run.update_manifest(
+        notebooks=[
+            {
+                "notebook": r.notebook,
+                "elapsed_s": round(r.elapsed_s, 2),
+                "ok": r.ok,
+                "error": r.error,
+            }
+            for r in results
+        ],
+        run_all_elapsed_s=round(elapsed, 1),
+    )
+    report = None
+    try:
+        from ibcbench.report import build_report
+    except ImportError:
+        build_report = None  # type: ignore[assignment]
+    if build_report is not None:
+        report = build_report(run)
+    return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)

@@ -1,0 +1,203 @@
+"""Run folders and their manifests.
+
+A run is a folder ``runs/<id>/`` holding everything one benchmark run produced: executed notebooks,
+result tables (Parquet, with a CSV twin for eyes and spreadsheets), figures, captured plans, and
+``manifest.json``: seed, scale, schema version, server version and non-default settings, extension
+versions, package version and parameters, so two runs can be compared and reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ibcbench import __version__
+from ibcbench.errors import RunError
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+def runs_root() -> Path:
+    """Where run folders go: ``IBCBENCH_RUNS_DIR``, else ``./runs``."""
+    return Path(os.environ.get("IBCBENCH_RUNS_DIR") or "runs").resolve()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def update_manifest(self, **entries: Any) -> dict[str, Any]:
+        manifest = self.manifest()
+        manifest.update(entries)
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, self.manifest_path)
+        return manifest
+
+    def subdir(self, *parts: str) -> Path:
+        path = self.path.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_frame(self, name: str, frame: pd.DataFrame, *, folder: str = "results") -> Path:
+        """Write ``frame`` as ``<folder>/<name>.parquet`` and ``.csv``; returns the Parquet path."""
+        out = self.subdir(folder)
+        parquet = out / f"{name}.parquet"
+        frame.to_parquet(parquet, index=False)
+        frame.to_csv(out / f"{name}.csv", index=False)
+        return parquet
+
+    def read_frame(self, name: str, *, folder: str = "results") -> pd.DataFrame:
+        path = self.path / folder / f"{name}.parquet"
+        if not path.exists():
+            raise RunError(f"run {self.id!r} has no result {name!r} ({path} is missing)")
+        return pd.read_parquet(path)
+
+    def frames(self, *, folder: str = "results") -> list[str]:
+        return sorted(p.stem for p in (self.path / folder).glob("*.parquet"))
+
+
+def new_run(label: str = "run", root: Path | None = None) -> Run:
+    """Create ``runs/<UTC timestamp>-<label>/`` (a suffix keeps ids unique within a second)."""
+    if not _ID_RE.match(label):
+        raise RunError(f"run label {label!r} is invalid: use letters, digits, '.', '_' or '-'")
+    base = root or runs_root()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        name = f"{stamp}-{label}" + (f"-{n}" if n else "")
+        path = base / name
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        run = Run(path)
+        run.update_manifest(run_id=name, created_at=datetime.now(UTC).isoformat(), label=label)
+        return run
+    raise RunError(f"cannot create a run folder under {base}: too many runs in one second")
+
+
+def find_run(ref: str | Path, root: Path | None = None) -> Run:
+    """A run by folder path or id (a unique prefix of an id works too); 'latest' is the newest run."""
+    candidate = Path(ref)
+    if candidate.is_dir():
+        return Run(candidate.resolve())
+    base = root or runs_root()
+    if not base.is_dir():
+        raise RunError(
+            f"no runs folder at {base}: run `ibcbench run-all` first or pass a run folder"
+        )
+    runs = sorted(p for p in base.iterdir() if p.is_dir())
+    if str(ref) == "latest":
+        if not runs:
+            raise RunError(f"no runs in {base}: run `ibcbench run-all` first")
+        return Run(runs[-1])
+    matches = [p for p in runs if p.name == str(ref)] or [
+        p for p in runs if p.name.startswith(str(ref))
+    ]
+    if len(matches) == 1:
+        return Run(matches[0])
+    if not matches:
+        raise RunError(f"no run {str(ref)!r} in {base}: list them with `ls {base}`")
+    raise RunError(f"run id {str(ref)!r} is ambiguous in {base}: give more of it")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def server_manifest(conn: Any) -> dict[str, Any]:
+    """What the manifest records about the server: version, extensions, edition, non-default settings."""
+    from ibcbench.db import server_info
+    from ibcbench.migrate import Migrator
+
+    info = server_info(conn)
+    settings = {
+        name: (f"{value}{unit or ''}" if unit and unit not in ("B",) else value)
+        for name, value, unit in conn.execute(
+            "SELECT name, setting, unit FROM pg_settings"
+            " WHERE source NOT IN ('default', 'override', 'client', 'session')"
+            " AND name NOT IN ('port', 'unix_socket_directories', 'data_directory', 'hba_file',"
+            " 'ident_file', 'config_file', 'listen_addresses', 'application_name')"
+            " ORDER BY name"
+        ).fetchall()
+    }
+    version, dirty = Migrator._read_version(conn)
+    cores = os.cpu_count()
+    mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    if conn.info.transaction_status != 0:
+        conn.rollback()
+    return {
+        "server_version": info.version,
+        "server_version_num": info.version_num,
+        "database": info.database,
+        "timescaledb": info.edition_label,
+        "timescaledb_edition": info.timescaledb_edition,
+        "extensions": info.extensions,
+        "settings": settings,
+        "schema_version": version,
+        "schema_dirty": dirty,
+        "machine": {"cores": cores, "memory_gib": mem_gib, "platform": platform.platform()},
+    }
+
+
+def build_manifest(
+    dsn: str | None = None,
+    *,
+    seed: int | None = None,
+    scale: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A complete manifest for a result: the run's inputs plus what the server and kit were."""
+    from ibcbench.db import connect, describe_dsn, resolve_dsn
+
+    target = resolve_dsn(dsn)
+    with connect(target) as conn:
+        server = server_manifest(conn)
+    return {
+        "ibcbench_version": __version__,
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "seed": seed,
+        "scale": scale,
+        "parameters": dict(parameters or {}),
+        "target": describe_dsn(target),
+        "recorded_at": datetime.now(UTC).isoformat(),
+        **server,
+    }
