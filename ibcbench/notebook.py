@@ -229,3 +229,17 @@ def run_all(
     if build_report is not None:
         report = build_report(run)
     return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
+
+
+def save_figure(fig: Any, name: str, run_dir: str | Path | None) -> Path | None:
+    """Save a matplotlib figure as ``<run_dir>/figures/<name>.png`` (no-op without a run folder).
+
+    The report embeds every figure of the run folder; in JupyterLab (``run_dir=None``) it only shows.
+    """
+    if run_dir is None:
+        return None
+    folder = Path(run_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
