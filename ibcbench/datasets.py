@@ -1,0 +1,149 @@
+"""Kit-owned dataset databases for notebooks and benchmarks.
+
+``ensure_dataset(dsn, scale=..., seed=...)`` returns the DSN of a database ``ibcbench_<scale>_s<seed>``
+on the same server as ``dsn``: created, migrated and loaded on first use, reused afterwards. Benchmarks
+that drop indexes or rebuild tables work there, never in the user's own database, and the pg_cron jobs
+of the main database add no noise to their timings.
+
+A marker table ``ibcbench_dataset`` says the database is the kit's and whether its load completed; a
+database of that name without the marker is refused, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.errors import ConfigError
+
+MARKER_TABLE = "ibcbench_dataset"
+
+
+def dataset_database_name(scale: str, seed: int) -> str:
+    return f"ibcbench_{scale}_s{seed}"
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    """``dsn`` pointing at another database of the same server."""
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    dsn: str
+    database: str
+    scale: str
+    seed: int
+    created: bool
+    elapsed_s: float
+
+
+def _validate(scale: str, seed: int) -> None:
+    from data_gen import PRESETS
+
+    if scale not in PRESETS:
+        raise ConfigError(f"scale {scale!r} is unknown: use one of {', '.join(PRESETS)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed {seed!r} must be a non-negative integer")
+
+
+def _marker(conn: psycopg.Connection) -> tuple[str, int, str] | None:
+    if conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+        return None
+    row = conn.execute(
+        sql.SQL("SELECT scale, seed, status FROM {} LIMIT 1").format(sql.Identifier(MARKER_TABLE))
+    ).fetchone()
+    return (row[0], int(row[1]), row[2]) if row else ("?", -1, "empty")
+
+
+def ensure_dataset_info(
+    dsn: str | None = None, *, scale: str = "tiny", seed: int = 42, quiet: bool = True
+) -> DatasetInfo:
+    """Create (or reuse) the dataset database for ``scale``/``seed``; see :func:`ensure_dataset`."""
+    _validate(scale, seed)
+    started = time.perf_counter()
+    base = resolve_dsn(dsn)
+    name = dataset_database_name(scale, seed)
+    target = with_database(base, name)
+    lock_id = zlib.crc32(name.encode())
+    with connect(base, autocommit=True) as admin:
+        admin.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+        try:
+            exists = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if exists:
+                with connect(target, autocommit=True) as conn:
+                    marker = _marker(conn)
+                if marker is None:
+                    raise ConfigError(
+                        f"database {name!r} exists but was not created by ibcbench: drop or rename it, "
+                        "or point --dsn at another server"
+                    )
+                if marker == (scale, seed, "complete"):
+                    return DatasetInfo(
+                        target, name, scale, seed, False, time.perf_counter() - started
+                    )
+                # the kit's own database, left half-loaded by an interrupted run: start it again
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise ConfigError(
+                    f"cannot create the dataset database {name!r}: the role needs CREATEDB "
+                    "(or use the embedded server: unset DATABASE_URL)"
+                ) from exc
+            _populate(target, scale, seed, quiet)
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+    return DatasetInfo(target, name, scale, seed, True, time.perf_counter() - started)
+
+
+def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> None:
+    from data_gen import GenerationParams
+    from ibcbench.load import load_dataset
+    from ibcbench.migrate import migrate_up
+    from ibcbench.views import refresh_views
+
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (scale text NOT NULL, seed bigint NOT NULL, status text NOT NULL,"
+                " created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz)"
+            ).format(sql.Identifier(MARKER_TABLE))
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (scale, seed, status) VALUES (%s, %s, 'loading')").format(
+                sql.Identifier(MARKER_TABLE)
+            ),
+            (scale, seed),
+        )
+    migrate_up(dsn)
+    load_dataset(dsn, GenerationParams(seed=seed, scale=scale), quiet=quiet)
+    with connect(dsn, autocommit=True) as conn:
+        refresh_views(conn)
+        conn.execute("VACUUM ANALYZE")
+        conn.execute(
+            sql.SQL("UPDATE {} SET status = 'complete', completed_at = now()").format(
+                sql.Identifier(MARKER_TABLE)
+            )
+        )
+
+
+def ensure_dataset(
+    dsn: str | None = None, *, scale: str = "tiny", seed: int = 42, quiet: bool = True
+) -> str:
+    """The DSN of the kit's database holding the ``scale`` dataset generated from ``seed``.
+
+    Created, migrated, loaded (binary COPY), its views refreshed and analyzed on first use; reused as
+    is afterwards. ``dsn`` (default: ``DATABASE_URL``, else the embedded server) names the server.
+    """
+    return ensure_dataset_info(dsn, scale=scale, seed=seed, quiet=quiet).dsn
