@@ -11,9 +11,12 @@ database of that name without the marker is refused, never dropped.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -23,6 +26,21 @@ from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import ConfigError
 
 MARKER_TABLE = "ibcbench_dataset"
+
+
+def dataset_fingerprint() -> str:
+    """A hash of the generator's and the schema's source: a dataset built by other code is rebuilt."""
+    import data_gen
+    from ibcbench.migrate import default_migrations_dir
+
+    digest = hashlib.sha256()
+    files = sorted(Path(data_gen.__file__).parent.glob("*.py")) + sorted(
+        default_migrations_dir().glob("*.sql")
+    )
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def dataset_database_name(scale: str, seed: int) -> str:
@@ -44,6 +62,7 @@ class DatasetInfo:
     seed: int
     created: bool
     elapsed_s: float
+    load: Any = None
 
 
 def _validate(scale: str, seed: int) -> None:
@@ -55,13 +74,15 @@ def _validate(scale: str, seed: int) -> None:
         raise ConfigError(f"seed {seed!r} must be a non-negative integer")
 
 
-def _marker(conn: psycopg.Connection) -> tuple[str, int, str] | None:
+def _marker(conn: psycopg.Connection) -> tuple[str, int, str, str] | None:
     if conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
         return None
     row = conn.execute(
-        sql.SQL("SELECT scale, seed, status FROM {} LIMIT 1").format(sql.Identifier(MARKER_TABLE))
+        sql.SQL("SELECT scale, seed, status, fingerprint FROM {} LIMIT 1").format(
+            sql.Identifier(MARKER_TABLE)
+        )
     ).fetchone()
-    return (row[0], int(row[1]), row[2]) if row else ("?", -1, "empty")
+    return (row[0], int(row[1]), row[2], row[3]) if row else ("?", -1, "empty", "")
 
 
 def ensure_dataset_info(
@@ -101,13 +122,13 @@ def ensure_dataset_info(
                     f"cannot create the dataset database {name!r}: the role needs CREATEDB "
                     "(or use the embedded server: unset DATABASE_URL)"
                 ) from exc
-            _populate(target, scale, seed, quiet)
+            load = _populate(target, scale, seed, quiet)
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
-    return DatasetInfo(target, name, scale, seed, True, time.perf_counter() - started)
+    return DatasetInfo(target, name, scale, seed, True, time.perf_counter() - started, load)
 
 
-def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> None:
+def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:
     from data_gen import GenerationParams
     from ibcbench.load import load_dataset
     from ibcbench.migrate import migrate_up
@@ -117,17 +138,18 @@ def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> None:
         conn.execute(
             sql.SQL(
                 "CREATE TABLE {} (scale text NOT NULL, seed bigint NOT NULL, status text NOT NULL,"
-                " created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz)"
+                " fingerprint text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
+                " completed_at timestamptz)"
             ).format(sql.Identifier(MARKER_TABLE))
         )
         conn.execute(
-            sql.SQL("INSERT INTO {} (scale, seed, status) VALUES (%s, %s, 'loading')").format(
-                sql.Identifier(MARKER_TABLE)
-            ),
-            (scale, seed),
+            sql.SQL(
+                "INSERT INTO {} (scale, seed, status, fingerprint) VALUES (%s, %s, 'loading', %s)"
+            ).format(sql.Identifier(MARKER_TABLE)),
+            (scale, seed, dataset_fingerprint()),
         )
     migrate_up(dsn)
-    load_dataset(dsn, GenerationParams(seed=seed, scale=scale), quiet=quiet)
+    load = load_dataset(dsn, GenerationParams(seed=seed, scale=scale), quiet=quiet)
     with connect(dsn, autocommit=True) as conn:
         refresh_views(conn)
         conn.execute("VACUUM ANALYZE")
@@ -136,6 +158,7 @@ def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> None:
                 sql.Identifier(MARKER_TABLE)
             )
         )
+    return load
 
 
 def ensure_dataset(
