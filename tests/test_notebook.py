@@ -1,0 +1,107 @@
+"""Notebook plumbing: parameters, recorded values, papermill execution into a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from ibcbench.notebook import (
+    RECORD_MIME,
+    _jsonable,
+    numbered_notebooks,
+    parse_parameter,
+    read_recorded,
+    run_notebook,
+)
+from ibcbench.runs import new_run
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("3", 3), ("0.5", 0.5), ("true", True), ("null", None), ("[1, 2]", [1, 2]), ("tiny", "tiny"),
+     ('"42"', "42")],
+)  # fmt: skip
+def test_parameters_parse_like_json_else_string(raw: str, value: object) -> None:
+    assert parse_parameter(raw) == value
+
+
+def test_jsonable_turns_numpy_and_nan_into_plain_json() -> None:
+    out = _jsonable(
+        {"a": np.float64(1.5), "b": np.int64(3), "c": float("nan"), "d": (1, np.bool_(True))}
+    )
+    assert out == {"a": 1.5, "b": 3, "c": None, "d": [1, True]}
+    json.dumps(out)
+
+
+def _notebook(tmp_path: Path, cells: list[str]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "ibcbench",
+        "display_name": "ibcbench",
+        "language": "python",
+    }
+    params = nbformat.v4.new_code_cell("x = 1\nrun_dir = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    path = tmp_path / "99_probe.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_notebook_records_values_into_the_run_folder(tmp_path: Path) -> None:
+    source = _notebook(
+        tmp_path, ["from ibcbench.notebook import record", "record(doubled=x * 2, where=run_dir)"]
+    )
+    run = new_run("probe", root=tmp_path / "runs")
+    result = run_notebook(source, run, {"x": 21})
+    assert result.ok
+    assert result.output == run.path / "99_probe.ipynb"
+    assert result.recorded == {"doubled": 42, "where": str(run.path)}
+    assert read_recorded(result.output) == result.recorded
+
+
+def test_a_failing_notebook_is_written_and_reported(tmp_path: Path) -> None:
+    source = _notebook(tmp_path, ["raise ValueError('boom at step 2')"])
+    run = new_run("fail", root=tmp_path / "runs")
+    result = run_notebook(source, run)
+    assert not result.ok
+    assert result.error == "ValueError: boom at step 2"
+    assert result.output.exists()
+
+
+def test_read_recorded_merges_records_in_order(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={RECORD_MIME: {"a": 1, "b": 2}, "text/plain": ""}
+        ),
+        nbformat.v4.new_output("display_data", data={RECORD_MIME: {"b": 3}, "text/plain": ""}),
+    ]
+    nb.cells = [cell]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    assert read_recorded(path) == {"a": 1, "b": 3}
+
+
+def test_the_numbered_notebooks_are_stripped_and_use_the_kit_kernel() -> None:
+    notebooks = numbered_notebooks()
+    assert notebooks, "no numbered notebooks found"
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "ibcbench", path.name
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert all(not c.outputs and c.execution_count is None for c in code), (
+            f"{path.name} has outputs"
+        )
+        assert "record(" in code[-1].source, (
+            f"{path.name}: the last cell must record its key numbers"
+        )
+        assert not any(
+            line.lstrip().startswith("def ") for c in code for line in c.source.splitlines()
+        ), path.name
