@@ -1,0 +1,24 @@
+"""Synthetic multi-chain IBC traffic: realistic, reproducible from a seed, vectorized.
+
+No database imports here: the generator hands numpy/pandas column arrays to whoever loads them
+(see :mod:`data_gen.tables` for the contract).
+"""
+
+from data_gen.errors import ParamError
+from data_gen.generate import GENERATOR_VERSION, Generation, TableBatch, generate
+from data_gen.params import DEFAULT_START, PRESETS, GenerationParams, ResumeState
+from data_gen.topology import build_topology, voucher_denom
+
+__all__ = [
+    "DEFAULT_START",
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "Generation",
+    "GenerationParams",
+    "ParamError",
+    "ResumeState",
+    "TableBatch",
+    "build_topology",
+    "generate",
+    "voucher_denom",
+]
