@@ -27,6 +27,7 @@ SEED_INDEXES = [
     "idx_packet_flow_channel_sequence",
     "idx_relayer_performance_reputation",
 ]
+LATEST = len(load_migrations())
 FUNCTIONS = [
     "check_index_effectiveness",
     "analyze_query_performance",
@@ -112,7 +113,7 @@ def test_up_from_empty_creates_every_object(schema_dsn: str) -> None:
         ).fetchone()
         assert valid == (True,)
         assert conn.execute("SELECT version, dirty FROM schema_migrations").fetchall() == [
-            (8, False)
+            (LATEST, False)
         ]
 
 
@@ -156,7 +157,7 @@ def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
     dsn = create_database(server_dsn, "ibcbench")
     try:
         result = migrate_up(dsn)
-        assert result.version == 8
+        assert result.version == LATEST
         with psycopg.connect(dsn) as conn:
             jobs = {r[0] for r in conn.execute("SELECT jobname FROM cron.job").fetchall()}
         assert jobs == {
@@ -167,7 +168,7 @@ def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
             "ibcbench-archive-packet-flow",
             "ibcbench-cleanup-cron-history",
         }
-        Migrator(dsn).down(8)
+        Migrator(dsn).down(LATEST)
         with psycopg.connect(dsn) as conn:
             assert conn.execute(
                 "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'"
@@ -184,7 +185,7 @@ def test_up_down_up_leaves_no_leftovers(make_database) -> None:
     migrator.up()
     assert migrator.down(len(migrator.migrations)).version is None
     assert _objects(dsn) == before
-    assert migrator.up().version == 8
+    assert migrator.up().version == LATEST
     assert _objects(dsn)["relations"] >= set(TABLES)
 
 
@@ -208,25 +209,25 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     dsn = make_database("dirty")
     folder = tmp_path / "migrations"
     shutil.copytree(default_migrations_dir(), folder)
-    (folder / "000009_broken.up.sql").write_text(
+    (folder / "000099_broken.up.sql").write_text(
         "CREATE TABLE half_done (a int);\nSELECT no_such_function();\n"
     )
-    (folder / "000009_broken.down.sql").write_text("DROP TABLE IF EXISTS half_done;\n")
+    (folder / "000099_broken.down.sql").write_text("DROP TABLE IF EXISTS half_done;\n")
     migrator = Migrator(dsn, folder)
     with pytest.raises(
         MigrationError,
-        match=r"000009_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force 8`",
+        match=r"000099_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force 9`",
     ):
         migrator.up()
-    assert migrator.version() == (9, True)
+    assert migrator.version() == (99, True)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-    with pytest.raises(DirtyDatabase, match=r"is dirty at version 9 .*`ibcbench schema force V`"):
+    with pytest.raises(DirtyDatabase, match=r"is dirty at version 99 .*`ibcbench schema force V`"):
         migrator.up()
     # the CLI turns it into one line and a non-zero exit
     assert main(["schema", "up", "--dsn", dsn, "--path", str(folder)]) == 1
-    migrator.force(8)
-    assert migrator.version() == (8, False)
+    migrator.force(LATEST)
+    assert migrator.version() == (LATEST, False)
     with pytest.raises(ConfigError, match="version 42 is not a known migration"):
         migrator.force(42)
 

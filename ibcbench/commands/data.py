@@ -1,0 +1,130 @@
+"""``ibcbench generate | load | seed`` and ``ibcbench bench load``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+
+def _gen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scale", default="tiny", help="tiny, small, default (>= 1M packets), large (>= 10M)"
+    )
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--packets", type=int, default=None, help="packet count (overrides the scale's)")
+    p.add_argument(
+        "--days", type=float, default=None, help="time span in days (overrides the scale's)"
+    )
+    p.add_argument("--start", default=None, help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
+                   "or right after the data already loaded)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ibcbench.cli import add_dsn_argument
+
+    gen = sub.add_parser(
+        "generate", help="generate a dataset into a folder of binary COPY files + manifest"
+    )
+    _gen_args(gen)
+    gen.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    gen.add_argument(
+        "--dsn", default=None, help="continue the data in this database (next ids, sequences, span)"
+    )
+    gen.set_defaults(func=_generate)
+
+    load = sub.add_parser(
+        "load", help="load a generated folder (refuses overlaps; the same folder twice is a no-op)"
+    )
+    load.add_argument("folder", type=Path)
+    load.add_argument("--quiet", action="store_true")
+    add_dsn_argument(load)
+    load.set_defaults(func=_load)
+
+    seed = sub.add_parser(
+        "seed", help="generate and load at once (overlapped); appends after existing data"
+    )
+    _gen_args(seed)
+    add_dsn_argument(seed)
+    seed.set_defaults(func=_seed)
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    from ibcbench.cli import add_dsn_argument
+
+    p = bench.add_parser("load", help="load throughput: end to end vs binary COPY ceiling, plain vs hypertable, "
+                         "with and without secondary indexes")  # fmt: skip
+    p.add_argument("--packets", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=42)
+    add_dsn_argument(p)
+    p.set_defaults(func=_bench_load)
+
+
+def _params(args: argparse.Namespace, resume=None):  # type: ignore[no-untyped-def]
+    from data_gen import GenerationParams, ParamError
+    from ibcbench.errors import ConfigError
+
+    try:
+        start = datetime.fromisoformat(args.start) if args.start else None
+        return GenerationParams(
+            seed=args.seed,
+            scale=args.scale,
+            packets=args.packets,
+            days=args.days,
+            start=start,
+            resume=resume,
+        )
+    except (ParamError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ibcbench.load import generate_dataset, resume_state
+
+    resume = None
+    if args.dsn:
+        from ibcbench.db import connect
+
+        with connect(args.dsn) as conn:
+            resume = resume_state(conn)
+    result = generate_dataset(_params(args, resume), args.out, quiet=args.quiet)
+    rows = result.manifest["rows"]
+    print(
+        f"generated {sum(rows.values()):,} rows in {result.elapsed_s:.1f} s into {result.out_dir}"
+    )
+    for table, n in rows.items():
+        print(f"  {table:<22} {n:>12,} rows  {result.files[table] / 1e6:>9.1f} MB")
+    return 0
+
+
+def _print_load(result) -> None:  # type: ignore[no-untyped-def]
+    if result.skipped:
+        print("already loaded (same checksums): nothing to do")
+        return
+    print(result.summary.to_string(index=False))
+    print(f"loaded {result.rows:,} rows in {result.elapsed_s:.1f} s: {result.rows_per_s:,.0f} rows/s, "
+          f"{result.mb_per_s:.1f} MB/s; span {result.span_start:%Y-%m-%d %H:%M} .. {result.span_end:%Y-%m-%d %H:%M}")  # fmt: skip
+
+
+def _load(args: argparse.Namespace) -> int:
+    from ibcbench.load import load_dataset
+
+    _print_load(load_dataset(args.dsn, args.folder, quiet=args.quiet or not sys.stderr.isatty()))
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from ibcbench.load import load_dataset
+
+    _print_load(load_dataset(args.dsn, _params(args), quiet=args.quiet or not sys.stderr.isatty()))
+    return 0
+
+
+def _bench_load(args: argparse.Namespace) -> int:
+    from ibcbench.loadbench import format_load_benchmark, run_load_benchmark
+
+    result = run_load_benchmark(args.dsn, packets=args.packets, seed=args.seed)
+    print(format_load_benchmark(result))
+    return 0
