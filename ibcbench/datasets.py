@@ -109,11 +109,12 @@ def ensure_dataset_info(
                         f"database {name!r} exists but was not created by ibcbench: drop or rename it, "
                         "or point --dsn at another server"
                     )
-                if marker == (scale, seed, "complete"):
+                if marker == (scale, seed, "complete", dataset_fingerprint()):
                     return DatasetInfo(
                         target, name, scale, seed, False, time.perf_counter() - started
                     )
-                # the kit's own database, left half-loaded by an interrupted run: start it again
+                # the kit's own database, left half-loaded by an interrupted run or built by another
+                # version of the generator or schema: build it again
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
             try:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -25,7 +25,7 @@ _QUERIES: dict[str, str] = {
         FROM packet_flow GROUP BY 1 ORDER BY packets DESC
     """,
     "clear_time_quantiles": """
-        SELECT q AS quantile, percentile_cont(q) WITHIN GROUP (ORDER BY clear_time_seconds) AS seconds
+        SELECT q, percentile_cont(q) WITHIN GROUP (ORDER BY clear_time_seconds) AS seconds
         FROM packet_flow, unnest(ARRAY[0.5, 0.9, 0.95, 0.99, 0.999]) AS q
         WHERE clear_time_seconds IS NOT NULL GROUP BY q ORDER BY q
     """,
@@ -65,7 +65,7 @@ _QUERIES: dict[str, str] = {
     "frontrun": """
         SELECT sum(packets_relayed) AS packets_relayed, sum(frontrun_wins) AS wins,
                sum(frontrun_losses) AS losses,
-               round(100.0 * sum(frontrun_losses) / nullif(sum(frontrun_wins + frontrun_losses), 0), 2)
+               round(100.0 * sum(frontrun_losses) / nullif(sum(packets_relayed + frontrun_losses), 0), 2)
                    AS redundant_pct
         FROM relayer_performance
     """,
@@ -93,7 +93,7 @@ class DatasetProfile:
         )
         q = dict(
             zip(
-                self.frames["clear_time_quantiles"].quantile,
+                self.frames["clear_time_quantiles"].q,
                 self.frames["clear_time_quantiles"].seconds,
                 strict=True,
             )
@@ -163,9 +163,9 @@ def plot_profile(profile: DatasetProfile) -> Any:
         ax.hist(sample, bins=bins, color="#3b6ea8")
         ax.set_xscale("log")
         for _, row in profile["clear_time_quantiles"].iterrows():
-            if row.quantile in (0.5, 0.99):
+            if row.q in (0.5, 0.99):
                 ax.axvline(row.seconds, color="#c0392b", ls="--", lw=1)
-                ax.annotate(f"p{int(row.quantile * 100)} {row.seconds:.0f}s", (row.seconds, ax.get_ylim()[1] * 0.9),
+                ax.annotate(f"p{int(row.q * 100)} {row.seconds:.0f}s", (row.seconds, ax.get_ylim()[1] * 0.9),
                             fontsize=8, color="#c0392b")  # fmt: skip
     ax.set_title("Clear time (send → ack), log scale")
     ax.set_xlabel("seconds")

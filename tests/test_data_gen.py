@@ -1,0 +1,227 @@
+"""The generator, without a database: determinism, addresses, denoms, lifecycle, derived totals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_gen import (
+    GenerationParams,
+    ParamError,
+    ResumeState,
+    bech32,
+    build_topology,
+    generate,
+    voucher_denom,
+)
+from data_gen.generate import column_digest
+from data_gen.tables import TABLES
+
+
+def _collect(params: GenerationParams) -> tuple[dict[str, pd.DataFrame], dict]:
+    gen = generate(params)
+    parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    for batch in gen:
+        frame = {}
+        for name, values in batch.columns.items():
+            frame[name] = values.to_python() if hasattr(values, "to_python") else values
+        parts[batch.table].append(pd.DataFrame(frame))
+    return {t: pd.concat(p, ignore_index=True) for t, p in parts.items()}, gen.manifest()
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[dict[str, pd.DataFrame], dict]:
+    return _collect(GenerationParams(seed=42, scale="tiny", batch_packets=5_000))
+
+
+def test_same_seed_is_byte_identical_and_other_seeds_differ() -> None:
+    a = generate(GenerationParams(seed=7, scale="tiny"))
+    b = generate(GenerationParams(seed=7, scale="tiny"))
+    c = generate(GenerationParams(seed=8, scale="tiny"))
+    for gen in (a, b, c):
+        for _ in gen:
+            pass
+    assert a.manifest()["checksums"] == b.manifest()["checksums"]
+    assert a.manifest()["checksums"]["packet_flow"] != c.manifest()["checksums"]["packet_flow"]
+
+
+def test_batch_size_does_not_change_the_rows(tiny) -> None:
+    frames, _ = tiny
+    other, _ = _collect(GenerationParams(seed=42, scale="tiny", batch_packets=50_000))
+    a = frames["packet_flow"].sort_values("id").reset_index(drop=True)
+    b = other["packet_flow"].sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.astype(str), b.astype(str))
+
+
+def test_manifest_counts_rows(tiny) -> None:
+    frames, manifest = tiny
+    assert manifest["complete"]
+    assert manifest["rows"] == {t: len(f) for t, f in frames.items()}
+    assert manifest["rows"]["packet_flow"] == 20_000
+    assert manifest["chains"] >= 20
+
+
+@pytest.mark.parametrize(
+    ("address", "hrp"),
+    [("cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu", "cosmos"), ("a12uel5l", "a")],
+)
+def test_bech32_known_vectors_decode(address: str, hrp: str) -> None:
+    assert bech32.decode(address)[0] == hrp
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xv",
+        "cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xb",
+    ],
+)
+def test_bech32_rejects_bad_checksums_and_characters(bad: str) -> None:
+    with pytest.raises(ValueError):
+        bech32.decode(bad)
+
+
+def test_every_address_is_valid_bech32_with_its_chains_prefix(tiny) -> None:
+    frames, _ = tiny
+    topo = build_topology(42, wallets=2_000, relayers=24)
+    prefix = {c.chain_id: c.prefix for c in topo.chains}
+    pf = frames["packet_flow"].drop_duplicates(["source_chain", "sender"]).head(3000)
+    for chain, addr in zip(pf.source_chain, pf.sender, strict=True):
+        hrp, data = bech32.decode(addr)
+        assert hrp == prefix[chain]
+        assert len(data) in (20, 32)
+        assert len(addr) == len(hrp) + (39 if len(data) == 20 else 59)  # "1" + data + checksum
+    for addr in frames["packet_flow"].relayer.dropna().unique():
+        assert bech32.decode(addr)[0] == "cosmos"
+
+
+def test_voucher_denom_matches_the_ics20_vector() -> None:
+    assert voucher_denom("transfer/channel-0/uatom") == (
+        "ibc/27394FB092D2ECCD56123C74F36E4C1F926001CEADA9CA97EA622B25F41E5EB2"
+    )
+
+
+def test_denoms_are_native_or_vouchers_of_the_path(tiny) -> None:
+    frames, _ = tiny
+    denoms = frames["packet_flow"].denom.unique()
+    assert any(d.startswith("ibc/") for d in denoms)
+    for d in denoms:
+        assert (
+            d.startswith("ibc/") and len(d) == 68 and d[4:] == d[4:].upper()
+        ) or not d.startswith("ibc/")
+
+
+def test_sequences_are_gapless_per_channel_end(tiny) -> None:
+    frames, _ = tiny
+    pf = frames["packet_flow"]
+    for _, group in pf.groupby(["source_chain", "source_port", "source_channel"]):
+        seq = group.sort_values("created_at").sequence.to_numpy()
+        assert seq[0] == 1
+        assert (np.diff(seq) == 1).all()
+
+
+def test_lifecycle_invariants(tiny) -> None:
+    frames, _ = tiny
+    pf = frames["packet_flow"]
+    recv, ack, created = pf.received_at, pf.acknowledged_at, pf.created_at
+    assert (recv.dropna() > created[recv.notna()]).all()
+    both = recv.notna() & ack.notna()
+    assert (ack[both] >= recv[both]).all()
+    assert ((pf.timeout_height > 0) | pf.timeout_timestamp.notna()).all()
+    by_status = {s: g for s, g in pf.groupby("status")}
+    assert by_status["acknowledged"].acknowledged_at.notna().all()
+    assert by_status["timeout"].received_at.isna().all()
+    assert (
+        by_status["stuck"].received_at.isna().all()
+        and by_status["stuck"].acknowledged_at.isna().all()
+    )
+    share = pf.status.value_counts(normalize=True)
+    assert share.get("timeout", 0) + share.get("stuck", 0) < 0.01
+    assert share["acknowledged"] > 0.95
+    clear = pf.clear_time_seconds.dropna()
+    assert 30 < clear.mean() < 120  # the facts: 55 s average, log-normal, heavy tail
+    assert clear.quantile(0.99) > 4 * clear.median()
+
+
+def test_operations_link_to_their_packets(tiny) -> None:
+    frames, _ = tiny
+    pf, ops = frames["packet_flow"], frames["clearing_operations"]
+    counts = pf.groupby("operation_id").size()
+    merged = ops.set_index("id").join(counts.rename("n"))
+    assert (merged.n == merged.packet_count).all()
+    first = pf.sort_values("id").groupby("operation_id").first()
+    assert (first.loc[ops.id, "sequence"].to_numpy() == ops.sequence.to_numpy()).all()
+    assert set(ops.operation_type) <= {"transfer", "batch_transfer"}
+
+
+def test_derived_totals_equal_packet_counts(tiny) -> None:
+    frames, _ = tiny
+    pf = frames["packet_flow"]
+    assert frames["network_stats"].total_packets.sum() == len(pf)
+    assert frames["channel_performance"].packets_sent.sum() == len(pf)
+    assert frames["network_stats"].successful_packets.sum() == (pf.status == "acknowledged").sum()
+    assert frames["relayer_performance"].packets_relayed.sum() == pf.relayer.notna().sum()
+    cp = frames["channel_performance"]
+    assert cp.congestion_score.between(0, 100).all()
+    assert frames["relayer_performance"].reputation_score.between(0, 100).all()
+
+
+def test_continuation_keeps_ids_and_sequences_going(tiny) -> None:
+    frames, _ = tiny
+    gen = generate(GenerationParams(seed=42, scale="tiny"))
+    for _ in gen:
+        pass
+    state = gen.next_state
+    assert state is not None and state.next_packet_id == 20_001
+    nxt, _ = _collect(GenerationParams(seed=42, scale="tiny", resume=state))
+    both = pd.concat([frames["packet_flow"], nxt["packet_flow"]], ignore_index=True)
+    assert both.id.is_unique
+    assert nxt["packet_flow"].created_at.min() >= frames["packet_flow"].created_at.max()
+    for _, group in both.groupby(["source_chain", "source_channel"]):
+        seq = group.sort_values("created_at").sequence.to_numpy()
+        assert (np.diff(seq) == 1).all() and seq[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": "huge"}, "scale 'huge' is unknown: use one of tiny, small, default, large"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"packets": 0}, "packets must be between 1 and 2e9"),
+        ({"days": 0.001}, "days must be between 1/24"),
+        ({"batch_packets": 10}, "batch_packets must be between 1000"),
+        ({"start": datetime(2026, 1, 1)}, "start must be timezone-aware"),
+        (
+            {
+                "start": datetime(2026, 1, 1, tzinfo=UTC),
+                "resume": ResumeState(start=datetime(2026, 2, 1, tzinfo=UTC)),
+            },
+            "overlaps the existing data",
+        ),
+    ],
+)
+def test_bad_parameters_are_one_line_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ParamError, match=message):
+        GenerationParams(**kwargs)
+
+
+def test_batches_stay_bounded() -> None:
+    sizes = [
+        b.rows
+        for b in generate(GenerationParams(scale="small", batch_packets=20_000))
+        if b.table == "packet_flow"
+    ]
+    assert len(sizes) > 5
+    assert max(sizes) < 20_000 + 10_000  # whole hours: at most one hour over the bound
+
+
+def test_checksum_covers_categories_and_values() -> None:
+    import hashlib
+
+    a, b = hashlib.sha256(), hashlib.sha256()
+    column_digest(a, pd.Categorical.from_codes([0, 1], categories=["x", "y"]))
+    column_digest(b, pd.Categorical.from_codes([0, 1], categories=["x", "z"]))
+    assert a.hexdigest() != b.hexdigest()

@@ -1,0 +1,25 @@
+"""Notebook 01 at tiny scale: under papermill (recorded values) — nbmake runs it too (scripts/test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ibcbench.notebook import notebooks_dir, run_notebook
+from ibcbench.runs import new_run
+
+pytestmark = [pytest.mark.db, pytest.mark.notebook]
+
+
+def test_01_generates_loads_and_profiles(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb01", root=tmp_path)
+    result = run_notebook(notebooks_dir() / "01_generate_and_load.ipynb", run, {"dsn": server_dsn, "scale": "tiny"})
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["dataset"] == "ibcbench_tiny_s42"
+    assert rec["rows_packet_flow"] == 20_000
+    assert rec["chains"] >= 20
+    assert 0 < rec["stuck_pct"] + rec["timeout_pct"] < 1
+    assert rec["clear_time_p99_s"] > rec["clear_time_p50_s"] > 10
+    assert (run.path / "figures" / "01_dataset_profile.png").exists()
