@@ -59,6 +59,7 @@ class PoolConfig:
     slow_log_size: int = 1000
     application_name: str = "ibcbench"
     name: str = "ibcbench"
+    autocommit: bool = True  # like pgx: each statement its own transaction unless one is opened
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
@@ -359,7 +360,7 @@ def create_pool(
         config=cfg,
         slow_log=slow_log,
         connection_class=KitConnection,
-        kwargs={"application_name": cfg.application_name},
+        kwargs={"application_name": cfg.application_name, "autocommit": cfg.autocommit},
         min_size=cfg.min_size,
         max_size=cfg.max_size,
         max_lifetime=cfg.max_lifetime_s,
@@ -398,7 +399,7 @@ async def create_async_pool(
         config=cfg,
         slow_log=slow_log,
         connection_class=KitAsyncConnection,
-        kwargs={"application_name": cfg.application_name},
+        kwargs={"application_name": cfg.application_name, "autocommit": cfg.autocommit},
         min_size=cfg.min_size,
         max_size=cfg.max_size,
         max_lifetime=cfg.max_lifetime_s,

@@ -1,0 +1,102 @@
+"""``ibcbench bench fidelity``, ``ibcbench bench workload`` and ``ibcbench compare``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cmp_ = sub.add_parser(
+        "compare", help="compare two runs' workload latencies (ratio + bootstrap CI per query)"
+    )
+    cmp_.add_argument("baseline")
+    cmp_.add_argument("candidate")
+    cmp_.add_argument("--name", default="workload", help="result name in the run folders")
+    cmp_.set_defaults(func=_compare)
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    from ibcbench.cli import add_dsn_argument
+
+    fid = bench.add_parser(
+        "fidelity", help="one query through the Python runner and pgbench: QPS and ratio"
+    )
+    fid.add_argument("--clients", type=_ints, default=(1, 4, 8, 16))
+    fid.add_argument("--duration", type=float, default=10.0)
+    fid.add_argument("--query", default="packet_by_channel_sequence")
+    fid.add_argument("--scale", default="small")
+    fid.add_argument("--seed", type=int, default=42)
+    add_dsn_argument(fid)
+    fid.set_defaults(func=_fidelity)
+
+    wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
+    wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
+    wl.add_argument("--clients", type=int, default=4)
+    wl.add_argument("--duration", type=float, default=10.0)
+    wl.add_argument(
+        "--rate", type=float, default=None, help="open loop at this many queries/s in total"
+    )
+    wl.add_argument("--scale", default="small")
+    wl.add_argument("--seed", type=int, default=42)
+    wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
+    add_dsn_argument(wl)
+    wl.set_defaults(func=_workload)
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    from ibcbench.datasets import ensure_dataset
+    from ibcbench.runner import run_fidelity
+
+    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    result = run_fidelity(
+        dsn, query=args.query, clients=args.clients, duration_s=args.duration, seed=args.seed
+    )
+    print(f"fidelity: {args.query} at scale {args.scale}, {args.duration:g} s per run")
+    print(result.frame.to_string(index=False))
+    if result.frame.client_bound.any():
+        print(
+            "client_bound: the Python process used >= 85% of a core; those rows measure the client, not the server"
+        )
+    return 0
+
+
+def _workload(args: argparse.Namespace) -> int:
+    from ibcbench.datasets import ensure_dataset
+    from ibcbench.runner import run_workload
+    from ibcbench.runs import build_manifest, new_run
+    from ibcbench.workload import default_workload
+
+    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    wl = default_workload().subset(args.queries.split(",") if args.queries else None)
+    result = run_workload(dsn, wl, engine=args.engine, clients=args.clients, duration_s=args.duration,
+                          rate_qps=args.rate, seed=args.seed)  # fmt: skip
+    run = new_run(f"workload-{args.engine}")
+    run.update_manifest(
+        **build_manifest(
+            dsn, seed=args.seed, scale=args.scale, parameters=vars(args) | {"func": None}
+        )
+    )
+    result.save(run)
+    print(result.summary.to_string(index=False))
+    if result.client_bound:
+        print(
+            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core: it, not the server, is the limit"
+        )
+    print(f"run folder: {run.path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ibcbench.compare import compare_runs
+    from ibcbench.runs import find_run
+
+    result = compare_runs(find_run(args.baseline), find_run(args.candidate), name=args.name)
+    print(
+        f"{result.candidate} vs {result.baseline} (ratio = candidate / baseline median latency, 95% CI)"
+    )
+    print(result.frame.to_string(index=False))
+    return 1 if len(result.regressions) else 0

@@ -1,0 +1,488 @@
+"""Running a workload: the Python runner (the question is the client pool) and pgbench (the server).
+
+Both produce the same tidy frames: ``summary`` (one row per query: count, errors, throughput, latency
+percentiles) and ``latencies`` (one row per measured execution). Warm-up executions are not measured.
+While it measures, the runner pauses the pg_cron jobs of the database it measures, if any, and says so.
+
+The Python runner reports its own CPU use: a psycopg client in one Python process tops out near one
+core, so when ``client_bound`` is true the figures describe the client, not the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.errors import BenchmarkError
+from ibcbench.pool import PoolConfig, create_pool
+from ibcbench.workload import Workload, sample_parameters
+
+CLIENT_BOUND_CPU = 0.85
+_DRAWS = 1 << 16  # share of one core above which the Python client is the bottleneck
+
+
+@dataclass
+class WorkloadResult:
+    summary: pd.DataFrame
+    latencies: pd.DataFrame
+    engine: str
+    clients: int
+    duration_s: float
+    client_cpu_pct: float | None = None
+    client_bound: bool | None = None
+    pool_stats: dict[str, Any] | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, run: Any, name: str = "workload") -> None:
+        run.write_frame(f"{name}_summary", self.summary)
+        run.write_frame(f"{name}_latencies", self.latencies)
+        run.update_manifest(**{name: self.manifest})
+
+
+def summarize(
+    latencies: pd.DataFrame, *, engine: str, clients: int, duration_s: float
+) -> pd.DataFrame:
+    """Per query: executions, errors, throughput and latency percentiles (ms), plus an ALL row."""
+    rows = []
+    groups = [(name, g) for name, g in latencies.groupby("query", sort=True)]
+    groups.append(("ALL", latencies))
+    for name, g in groups:
+        ok = g[g.ok]
+        lat = ok.latency_ms.to_numpy()
+        rows.append(
+            {
+                "query": name,
+                "engine": engine,
+                "clients": clients,
+                "count": len(ok),
+                "errors": int((~g.ok).sum()),
+                "throughput_qps": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
+                "mean_ms": round(float(lat.mean()), 3) if len(lat) else np.nan,
+                "p50_ms": round(float(np.percentile(lat, 50)), 3) if len(lat) else np.nan,
+                "p95_ms": round(float(np.percentile(lat, 95)), 3) if len(lat) else np.nan,
+                "p99_ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else np.nan,
+                "max_ms": round(float(lat.max()), 3) if len(lat) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def paused_cron_jobs(dsn: str) -> Iterator[list[str]]:
+    """Deactivate this database's pg_cron jobs for the duration; restores their previous state."""
+    paused: list[tuple[int, str]] = []
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is not None:  # type: ignore[index]
+                paused = [
+                    (jobid, name)
+                    for jobid, name in conn.execute(
+                        "SELECT jobid, jobname FROM cron.job WHERE active AND database = current_database()"
+                    ).fetchall()
+                ]
+                for jobid, _ in paused:
+                    conn.execute("SELECT cron.alter_job(%s, active := false)", (jobid,))
+        yield [name for _, name in paused]
+    finally:
+        if paused:
+            with connect(dsn, autocommit=True) as conn:
+                for jobid, _ in paused:
+                    conn.execute("SELECT cron.alter_job(%s, active := true)", (jobid,))
+
+
+# ---- the Python runner ---------------------------------------------------------------------------
+def _execute(conn: psycopg.Connection, query: Any, params: tuple, write: bool) -> None:
+    if write:
+        with conn.transaction(force_rollback=True):
+            conn.execute(query, params)
+    else:
+        conn.execute(query, params).fetchall()
+
+
+def run_python(
+    dsn: str | None,
+    workload: Workload,
+    *,
+    clients: int = 4,
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    rate_qps: float | None = None,
+    pool_config: PoolConfig | None = None,
+    params: dict[str, list[tuple]] | None = None,
+    seed: int = 42,
+) -> WorkloadResult:
+    """``clients`` threads over a psycopg_pool; closed loop, or open loop at ``rate_qps`` in total."""
+    if clients < 1 or duration_s <= 0 or warmup_s < 0:
+        raise BenchmarkError("clients must be >= 1, duration_s > 0 and warmup_s >= 0")
+    if rate_qps is not None and rate_qps <= 0:
+        raise BenchmarkError("rate_qps must be greater than 0 (or None for a closed loop)")
+    target = resolve_dsn(dsn)
+    if params is None:
+        with connect(target) as conn:
+            params = sample_parameters(conn, workload, seed=seed)
+    cfg = pool_config or PoolConfig(
+        min_size=clients, max_size=clients, health_check_period_s=None, slow_query_ms=None
+    )
+    names = workload.names
+    weights = np.array([q.weight for q in workload.queries], dtype=float)
+    weights /= weights.sum()
+    queries = [sql.SQL(q.sql) for q in workload.queries]  # type: ignore[arg-type]
+    writes = [q.kind == "write" for q in workload.queries]
+    records: list[list[tuple[int, float, bool]]] = [[] for _ in range(clients)]
+    with paused_cron_jobs(target) as paused:
+        pool = create_pool(cfg, target)
+        try:
+            start = time.perf_counter()
+            measure_from = start + warmup_s
+            stop_at = measure_from + duration_s
+            cpu_start = [0.0]
+
+            def client(idx: int) -> None:
+                rng = np.random.default_rng([seed, idx])
+                # draws made up front, so the loop spends its time on the database
+                picks = rng.choice(len(names), size=_DRAWS, p=weights).tolist()
+                slots = rng.integers(0, 1 << 30, size=_DRAWS).tolist()
+                param_lists = [params[n] for n in names]  # type: ignore[index]
+                k = 0
+                interval = clients / rate_qps if rate_qps else 0.0
+                scheduled = start + rng.random() * interval
+                out = records[idx]
+                while True:
+                    now = time.perf_counter()
+                    if now >= stop_at:
+                        return
+                    if interval:
+                        if scheduled > now:
+                            time.sleep(scheduled - now)
+                        began = scheduled  # open loop: latency counts from the intended start
+                        scheduled += interval
+                    else:
+                        began = time.perf_counter()
+                    i = picks[k % _DRAWS]
+                    values = param_lists[i][slots[k % _DRAWS] % len(param_lists[i])]
+                    k += 1
+                    ok = True
+                    try:
+                        with pool.connection() as conn:
+                            _execute(conn, queries[i], values, writes[i])
+                    except psycopg.Error:
+                        ok = False
+                    ended = time.perf_counter()
+                    if began >= measure_from and ended <= stop_at:
+                        out.append((i, (ended - began) * 1000.0, ok))
+
+            def mark_cpu() -> None:
+                delay = measure_from - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                cpu_start[0] = time.process_time()
+
+            marker = threading.Thread(target=mark_cpu)
+            threads = [
+                threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)
+            ]
+            marker.start()
+            for t in threads:
+                t.start()
+            marker.join()
+            for t in threads:
+                t.join()
+            cpu_used = time.process_time() - cpu_start[0]
+            stats = pool.stats().as_dict()
+        finally:
+            pool.close()
+    flat = [r for rs in records for r in rs]
+    latencies = pd.DataFrame(
+        {
+            "query": pd.Categorical([names[i] for i, _, _ in flat], categories=names),
+            "latency_ms": np.array([lat for _, lat, _ in flat], dtype=float),
+            "ok": np.array([ok for _, _, ok in flat], dtype=bool),
+        }
+    )
+    cpu_share = cpu_used / duration_s
+    summary = summarize(latencies, engine="python", clients=clients, duration_s=duration_s)
+    return WorkloadResult(
+        summary=summary,
+        latencies=latencies,
+        engine="python",
+        clients=clients,
+        duration_s=duration_s,
+        client_cpu_pct=round(100 * cpu_share, 1),
+        client_bound=cpu_share >= CLIENT_BOUND_CPU,
+        pool_stats=stats,
+        manifest={
+            "engine": "python",
+            "workload": f"{workload.name}/{workload.version}",
+            "queries": names,
+            "clients": clients,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "rate_qps": rate_qps,
+            "pool": cfg.__dict__,
+            "paused_cron_jobs": paused,
+            "writes": "in rolled-back transactions",
+        },
+    )
+
+
+# ---- pgbench --------------------------------------------------------------------------------------
+def find_pgbench() -> str:
+    """pgbench next to the server binaries, else on PATH."""
+    from ibcbench.server import find_pg_bindir
+
+    with contextlib.suppress(Exception):
+        candidate = find_pg_bindir() / "pgbench"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("pgbench")
+    if found is None:
+        raise BenchmarkError("pgbench not found: install postgresql-contrib or run `make setup`")
+    return found
+
+
+def sql_literal(value: Any) -> str:
+    """A SQL literal for a sampled parameter (strings quoted and escaped, timestamps typed)."""
+    import datetime as dt
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, dt.datetime):
+        return "'" + value.isoformat() + "'::timestamptz"
+    if isinstance(value, dt.date):
+        return "'" + value.isoformat() + "'::date"
+    text = str(value)
+    if "\x00" in text:
+        raise BenchmarkError("a parameter holds a NUL byte, which pgbench scripts cannot carry")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def pgbench_scripts(
+    workload: Workload, params: dict[str, list[tuple]], *, per_query: int | None = None
+) -> list[tuple[str, str, float]]:
+    """(query name, script text, weight) triples: one script per sampled parameter set, literals inlined.
+
+    pgbench variables are numbers only, so string parameters cannot be drawn inside one script; each
+    sampled set gets its own script instead and pgbench picks scripts by weight (at most 128 in all).
+    Writes are wrapped in BEGIN ... ROLLBACK like the Python runner's.
+    """
+    budget = per_query or max(1, 128 // max(1, len(workload.queries)))
+    scripts = []
+    for q in workload.queries:
+        sets = params[q.name][:budget]
+        for values in sets:
+            text = q.sql
+            for v in values:
+                text = text.replace("%s", sql_literal(v), 1)
+            body = f"BEGIN;\n{text};\nROLLBACK;\n" if q.kind == "write" else text + ";\n"
+            scripts.append((q.name, _CLOCK_TICK + body, q.weight / len(sets)))
+    if len(scripts) > 128:
+        raise BenchmarkError(
+            f"{len(scripts)} pgbench scripts: pgbench takes at most 128; lower per_query"
+        )
+    return scripts
+
+
+#: pgbench 15 reads its clock lazily: a transaction whose first command is SQL is logged with the
+#: previous one's end as its start, which shows as 0 µs under load (seen here on 15.20 with 4
+#: clients: 93% zeros). A meta command first makes pgbench read the clock when the transaction begins.
+_CLOCK_TICK = "\\set ibcbench_tick 1\n"
+
+_LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)")
+
+
+def parse_pgbench_log(
+    path: Path, script_names: list[str], *, measure_from_epoch_us: int = 0
+) -> pd.DataFrame:
+    """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us) to a frame."""
+    rows = []
+    for line in path.read_text().splitlines():
+        m = _LOG_RE.match(line)
+        if not m:
+            continue
+        latency, script = m.group(3), int(m.group(4))
+        at = int(m.group(5)) * 1_000_000 + int(m.group(6))
+        if at < measure_from_epoch_us:
+            continue
+        ok = latency.isdigit()
+        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok))
+    return pd.DataFrame(rows, columns=["query", "latency_ms", "ok"])
+
+
+def run_pgbench(
+    dsn: str | None,
+    workload: Workload,
+    *,
+    clients: int = 4,
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    rate_qps: float | None = None,
+    params: dict[str, list[tuple]] | None = None,
+    seed: int = 42,
+    per_query: int | None = None,
+) -> WorkloadResult:
+    """pgbench -M prepared with scripts generated from the workload; its logs parsed into our frames."""
+    target = resolve_dsn(dsn)
+    if params is None:
+        with connect(target) as conn:
+            params = sample_parameters(conn, workload, seed=seed)
+    scripts = pgbench_scripts(workload, params, per_query=per_query)
+    exe = find_pgbench()
+    threads = clients  # one client per pgbench thread: each transaction's times are its own
+    with (
+        tempfile.TemporaryDirectory(prefix="ibcbench-pgbench-") as tmp,
+        paused_cron_jobs(target) as paused,
+    ):
+        folder = Path(tmp)
+        args = [
+            exe,
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(threads),
+            "--random-seed",
+            str(seed),
+        ]
+        names = []
+        for i, (name, body, weight) in enumerate(scripts):
+            path = folder / f"s{i:03d}.sql"
+            path.write_text(body)
+            args += ["-f", f"{path}@{max(1, round(weight * 1000))}"]
+            names.append(name)
+        if rate_qps:
+            args += ["--rate", str(rate_qps)]
+        if warmup_s > 0:
+            warm = subprocess.run(
+                [*args, "-T", str(max(1, round(warmup_s))), target], capture_output=True, text=True
+            )
+            if warm.returncode != 0:
+                raise BenchmarkError(
+                    f"pgbench failed: {(warm.stderr or warm.stdout).strip().splitlines()[-1]}"
+                )
+        prefix = folder / "log"
+        proc = subprocess.run(
+            [*args, "-T", str(max(1, round(duration_s))), "--log", f"--log-prefix={prefix}", target],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise BenchmarkError(
+                f"pgbench failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}"
+            )
+        frames = [parse_pgbench_log(p, names) for p in sorted(folder.glob("log.*"))]
+    latencies = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["query", "latency_ms", "ok"])
+    )
+    latencies["query"] = pd.Categorical(latencies["query"], categories=workload.names)
+    summary = summarize(latencies, engine="pgbench", clients=clients, duration_s=round(duration_s))
+    return WorkloadResult(
+        summary=summary,
+        latencies=latencies,
+        engine="pgbench",
+        clients=clients,
+        duration_s=duration_s,
+        manifest={
+            "engine": "pgbench",
+            "workload": f"{workload.name}/{workload.version}",
+            "queries": workload.names,
+            "clients": clients,
+            "threads": threads,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "rate_qps": rate_qps,
+            "scripts": len(scripts),
+            "protocol": "prepared",
+            "paused_cron_jobs": paused,
+            "writes": "in BEGIN ... ROLLBACK",
+        },
+    )
+
+
+def run_workload(
+    dsn: str | None, workload: Workload, *, engine: str = "python", **kwargs: Any
+) -> WorkloadResult:
+    """Run ``workload`` with the ``python`` runner or ``pgbench``."""
+    if engine == "python":
+        return run_python(dsn, workload, **kwargs)
+    if engine == "pgbench":
+        kwargs.pop("pool_config", None)
+        return run_pgbench(dsn, workload, **kwargs)
+    raise BenchmarkError(f"engine {engine!r} is unknown: use python or pgbench")
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    frame: pd.DataFrame
+    query: str
+
+
+def run_fidelity(
+    dsn: str | None, *, query: str = "packet_by_channel_sequence", clients: tuple[int, ...] = (1, 4, 8, 16),
+    duration_s: float = 5.0, warmup_s: float = 1.0, seed: int = 42,
+) -> FidelityResult:  # fmt: skip
+    """The same point query through both engines at each client count: QPS and the python/pgbench ratio."""
+    from ibcbench.workload import default_workload
+
+    target = resolve_dsn(dsn)
+    wl = default_workload().subset([query])
+    with connect(target) as conn:
+        params = sample_parameters(conn, wl, seed=seed)
+    rows = []
+    for n in clients:
+        py = run_python(
+            target,
+            wl,
+            clients=n,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            params=params,
+            seed=seed,
+        )
+        pg = run_pgbench(
+            target,
+            wl,
+            clients=n,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            params=params,
+            seed=seed,
+        )
+        py_qps = float(py.summary.set_index("query").loc[query, "throughput_qps"])
+        pg_qps = float(pg.summary.set_index("query").loc[query, "throughput_qps"])
+        rows.append(
+            {
+                "clients": n,
+                "python_qps": py_qps,
+                "pgbench_qps": pg_qps,
+                "ratio": round(py_qps / pg_qps, 3) if pg_qps else np.nan,
+                "python_p50_ms": float(py.summary.set_index("query").loc[query, "p50_ms"]),
+                "pgbench_p50_ms": float(pg.summary.set_index("query").loc[query, "p50_ms"]),
+                "client_cpu_pct": py.client_cpu_pct,
+                "client_bound": py.client_bound,
+            }
+        )
+    return FidelityResult(pd.DataFrame(rows), query)
