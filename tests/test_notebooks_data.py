@@ -14,7 +14,9 @@ pytestmark = [pytest.mark.db, pytest.mark.notebook]
 
 def test_01_generates_loads_and_profiles(server_dsn: str, tmp_path: Path) -> None:
     run = new_run("nb01", root=tmp_path)
-    result = run_notebook(notebooks_dir() / "01_generate_and_load.ipynb", run, {"dsn": server_dsn, "scale": "tiny"})
+    result = run_notebook(
+        notebooks_dir() / "01_generate_and_load.ipynb", run, {"dsn": server_dsn, "scale": "tiny"}
+    )
     assert result.ok, result.error
     rec = result.recorded
     assert rec["dataset"] == "ibcbench_tiny_s42"

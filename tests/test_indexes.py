@@ -1,0 +1,91 @@
+"""Index strategies on a private loaded copy: exact index sets, idempotence, restore, measurement."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from data_gen import GenerationParams
+from ibcbench.errors import BenchmarkError
+from ibcbench.indexes import (
+    STRATEGIES,
+    apply_strategy,
+    benchmark_index_strategies,
+    present_kit_indexes,
+)
+from ibcbench.load import load_dataset
+from ibcbench.migrate import migrate_up
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture(scope="module")
+def copy_dsn(server_dsn: str) -> str:
+    from tests.conftest import create_database, drop_database
+
+    dsn = create_database(server_dsn, "t_indexes_copy")
+    migrate_up(dsn)
+    load_dataset(dsn, GenerationParams(seed=42, scale="tiny"), quiet=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE INDEX user_owned_idx ON packet_flow (receiver)"
+        )  # not the kit's: must survive
+    yield dsn
+    drop_database(server_dsn, "t_indexes_copy")
+
+
+def _indexes(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return present_kit_indexes(conn)
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_each_strategy_leaves_exactly_its_indexes(copy_dsn: str, name: str) -> None:
+    result = apply_strategy(copy_dsn, name)
+    assert _indexes(copy_dsn) == {d.name for d in STRATEGIES[name].indexes}
+    again = apply_strategy(copy_dsn, name)
+    assert again.created == [] and again.dropped == []
+    assert set(result.sizes) == {d.name for d in STRATEGIES[name].indexes}
+    with psycopg.connect(copy_dsn) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'user_owned_idx'"
+        ).fetchone() == (1,)
+        invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()
+        assert invalid == (0,)
+    apply_strategy(copy_dsn, "seed")
+
+
+def test_seed_strategy_is_the_schema(copy_dsn: str, schema_dsn: str) -> None:
+    apply_strategy(copy_dsn, "none")
+    apply_strategy(copy_dsn, "seed")
+    assert _indexes(copy_dsn) == _indexes(schema_dsn)
+
+
+def test_the_seed_indexes_make_the_wallet_query_faster(copy_dsn: str) -> None:
+    result = benchmark_index_strategies(
+        copy_dsn, strategies=("none", "seed"), repetitions=30, ingest_rows=1000
+    )
+    # 20k packets already make the difference an order of magnitude: scans vs index lookups
+    assert result.p50("seed", "wallet_history") * 3 < result.p50("none", "wallet_history")
+    plans = result.plans.set_index(["strategy", "query"])
+    # the planner may pick either wallet index: both lead with wallet_address
+    assert (
+        "idx_clearing_operations_wallet_" in plans.loc[("seed", "wallet_history"), "indexes_used"]
+    )
+    assert (
+        plans.loc[("none", "wallet_history"), "shared_hit"]
+        > plans.loc[("seed", "wallet_history"), "shared_hit"]
+    )
+    hypo = result.hypo.set_index("query")
+    assert (
+        hypo.loc["wallet_history", "predicted_ratio"] < 1
+        and hypo.loc["wallet_history", "measured_ratio"] < 1
+    )
+    ingest = result.ingest.set_index("strategy").rows_per_s
+    assert ingest["none"] > ingest["seed"]
+    assert _indexes(copy_dsn) == {d.name for d in STRATEGIES["seed"].indexes}
+
+
+def test_unknown_strategy(copy_dsn: str) -> None:
+    with pytest.raises(BenchmarkError, match="index strategy 'fast' is unknown"):
+        apply_strategy(copy_dsn, "fast")

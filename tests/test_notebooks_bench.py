@@ -1,0 +1,40 @@
+"""Notebooks 02 and 03 at tiny scale under papermill, asserting on what they record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ibcbench.notebook import notebooks_dir, run_notebook
+from ibcbench.runs import new_run
+
+pytestmark = [pytest.mark.db, pytest.mark.notebook]
+
+
+def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb02", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "02_index_strategies.ipynb", run,
+        {"dsn": server_dsn, "scale": "tiny", "strategies": ["none", "seed", "covering"], "repetitions": 30},
+    )  # fmt: skip
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["wallet_history_speedup"] > 3  # the seed's wallet index beats a scan
+    assert rec["ingest_rows_per_s"]["none"] > rec["ingest_rows_per_s"]["seed"]
+    assert (run.path / "results" / "index_latency.parquet").exists()
+    assert (run.path / "figures" / "02_latency_by_strategy.png").exists()
+
+
+def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb03", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "03_pool_settings.ipynb", run,
+        {"dsn": server_dsn, "scale": "tiny", "max_sizes": [1, 4], "clients": [1, 4], "duration_s": 0.5},
+    )  # fmt: skip
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["errors"] == 0
+    assert rec["knee_max_size"] in (1, 4)
+    assert rec["max_wait_ms_per_request"] > 0  # 4 threads on a pool of 1 must wait
+    assert (run.path / "results" / "pool_sweep.parquet").exists()
