@@ -20,6 +20,12 @@ from ibcbench.errors import RunError
 from ibcbench.runs import Run
 
 RECORD_MIME = "application/vnd.ibcbench.record+json"
+
+#: larger settings for the notebooks when run-all runs beyond the tiny scale (notebook defaults are CI-sized)
+FULL_SCALE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "02_index_strategies.ipynb": {"repetitions": 300},
+    "03_pool_settings.ipynb": {"max_sizes": [1, 2, 4, 8, 16, 25], "clients": [1, 4, 16, 32], "duration_s": 3.0},
+}
 KERNEL_NAME = "ibcbench"
 
 
@@ -203,7 +209,10 @@ def run_all(
     for nb in chosen:
         if echo:
             print(f"running {nb.name} ...", flush=True)
-        result = run_notebook(nb, run, params)
+        nb_params = dict(params)
+        if scale != "tiny":
+            nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
+        result = run_notebook(nb, run, nb_params)
         results.append(result)
         if echo:
             status = "ok" if result.ok else f"FAILED ({result.error})"
