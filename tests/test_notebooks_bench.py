@@ -38,3 +38,18 @@ def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
     assert rec["knee_max_size"] in (1, 4)
     assert rec["max_wait_ms_per_request"] > 0  # 4 threads on a pool of 1 must wait
     assert (run.path / "results" / "pool_sweep.parquet").exists()
+
+
+def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb04", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "04_query_plans.ipynb", run, {"dsn": server_dsn, "scale": "tiny"}
+    )
+    assert result.ok, result.error
+    rec = result.recorded
+    assert (
+        rec["faster"] >= 3 and rec["slower"] == 0
+    )  # the seed's indexes help the wallet and packet lookups
+    assert rec["plans_changed"] >= 3
+    assert (run.path / "plans" / "no_indexes" / "wallet_history.json").exists()
+    assert (run.path / "plans" / "diff.html").exists()

@@ -1,0 +1,369 @@
+"""EXPLAIN plans as trees with derived figures; parsed from JSON (any PostgreSQL version) or text.
+
+Times: PostgreSQL reports a node's ``Actual Total Time`` per loop. A node's inclusive time is that
+times its loops, except for nodes run by parallel workers (below a Gather), whose loops ran at the
+same time: their inclusive time is divided by the processes that ran them (workers + leader), so
+a child never costs more wall time than its Gather. Exclusive time is inclusive time minus the
+children's inclusive time (never below zero). Row figures are per loop in EXPLAIN and are
+multiplied by loops here. Unknown node types and fields are kept in ``raw``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ibcbench.errors import PlanError
+
+CHUNK_RE = re.compile(r"^_hyper_\d+_\d+_chunk$")
+
+
+@dataclass
+class PlanNode:
+    node_type: str
+    raw: dict[str, Any]
+    children: list[PlanNode] = field(default_factory=list)
+    parallel_processes: int = 1  # processes that ran this node concurrently (workers + leader)
+
+    # ---- fields, tolerant of absent keys ----
+    @property
+    def relation(self) -> str | None:
+        return self.raw.get("Relation Name")
+
+    @property
+    def alias(self) -> str | None:
+        return self.raw.get("Alias")
+
+    @property
+    def index(self) -> str | None:
+        return self.raw.get("Index Name")
+
+    @property
+    def join_type(self) -> str | None:
+        return self.raw.get("Join Type")
+
+    @property
+    def loops(self) -> int:
+        return int(self.raw.get("Actual Loops", 1) or 0)
+
+    @property
+    def executed(self) -> bool:
+        return "Actual Loops" not in self.raw or self.loops > 0
+
+    @property
+    def est_rows(self) -> float:
+        return float(self.raw.get("Plan Rows", 0)) * max(self.loops, 1)
+
+    @property
+    def actual_rows(self) -> float | None:
+        if "Actual Rows" not in self.raw:
+            return None
+        return float(self.raw["Actual Rows"]) * self.loops
+
+    @property
+    def q_error(self) -> float | None:
+        act = self.actual_rows
+        if act is None or not self.executed:
+            return None
+        est, act = max(self.est_rows, 1.0), max(act, 1.0)
+        return max(est / act, act / est)
+
+    @property
+    def rows_removed(self) -> float:
+        return float(self.raw.get("Rows Removed by Filter", 0)) * max(self.loops, 1)
+
+    @property
+    def inclusive_ms(self) -> float:
+        per_loop = float(self.raw.get("Actual Total Time", 0.0))
+        return per_loop * self.loops / max(self.parallel_processes, 1)
+
+    @property
+    def exclusive_ms(self) -> float:
+        return max(0.0, self.inclusive_ms - sum(c.inclusive_ms for c in self.children))
+
+    @property
+    def shared_hit(self) -> int:
+        return int(self.raw.get("Shared Hit Blocks", 0))
+
+    @property
+    def shared_read(self) -> int:
+        return int(self.raw.get("Shared Read Blocks", 0))
+
+    @property
+    def total_cost(self) -> float:
+        return float(self.raw.get("Total Cost", 0.0))
+
+    @property
+    def is_chunk_scan(self) -> bool:
+        return bool(self.relation and CHUNK_RE.match(self.relation))
+
+    @property
+    def label(self) -> str:
+        """``Index Scan using idx on packet_flow`` style."""
+        parts = [self.node_type]
+        if self.raw.get("Custom Plan Provider"):
+            parts = [f"{self.node_type} ({self.raw['Custom Plan Provider']})"]
+        if self.join_type and "Join" in self.node_type and self.join_type != "Inner":
+            parts.append(f"[{self.join_type}]")
+        if self.index:
+            parts.append(f"using {self.index}")
+        if self.relation:
+            parts.append(f"on {self.relation}")
+        return " ".join(parts)
+
+    def walk(self) -> Iterator[PlanNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass
+class Plan:
+    root: PlanNode
+    planning_ms: float | None = None
+    execution_ms: float | None = None
+    jit: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    query: str | None = None
+
+    def nodes(self) -> list[PlanNode]:
+        return list(self.root.walk())
+
+    @property
+    def total_ms(self) -> float:
+        if self.execution_ms is not None:
+            return self.execution_ms
+        return self.root.inclusive_ms
+
+    @property
+    def shared_hit(self) -> int:
+        return self.root.shared_hit
+
+    @property
+    def shared_read(self) -> int:
+        return self.root.shared_read
+
+    @property
+    def indexes(self) -> set[str]:
+        return {n.index for n in self.nodes() if n.index}
+
+    @property
+    def chunks_scanned(self) -> int:
+        return sum(1 for n in self.nodes() if n.is_chunk_scan and n.executed)
+
+    @property
+    def chunks_excluded(self) -> int:
+        total = 0
+        for n in self.nodes():
+            for key in ("Chunks excluded during startup", "Chunks excluded during runtime"):
+                total += int(n.raw.get(key, 0) or 0)
+        return total
+
+    @property
+    def jit_ms(self) -> float:
+        timing = self.jit.get("Timing", {}) if self.jit else {}
+        total = timing.get("Total")
+        return (
+            float(total if not isinstance(total, dict) else total.get("Total", 0.0))
+            if total
+            else 0.0
+        )
+
+    def worst_estimates(self, n: int = 5) -> list[tuple[PlanNode, float]]:
+        scored = [(node, node.q_error) for node in self.nodes() if node.q_error is not None]
+        return sorted(scored, key=lambda x: -x[1])[:n]  # type: ignore[operator]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.raw
+
+
+def _build(node: dict[str, Any], processes: int) -> PlanNode:
+    workers = node.get("Workers Launched")
+    child_processes = processes
+    if node.get("Node Type") in ("Gather", "Gather Merge") and workers is not None:
+        child_processes = int(workers) + (0 if node.get("Single Copy") else 1)
+    children = [_build(c, child_processes) for c in node.get("Plans", []) or []]
+    return PlanNode(
+        node_type=str(node.get("Node Type", "Unknown")),
+        raw={k: v for k, v in node.items() if k != "Plans"},
+        children=children,
+        parallel_processes=processes if node.get("Parallel Aware") or processes > 1 else 1,
+    )
+
+
+def plan_from_json(data: Any) -> Plan:
+    """A plan from EXPLAIN (FORMAT JSON) output: the list, its first element, or a bare ``Plan`` dict."""
+    if isinstance(data, (str, bytes)):
+        data = json.loads(data)
+    if isinstance(data, list):
+        if not data:
+            raise PlanError("empty EXPLAIN output: capture the plan again")
+        data = data[0]
+    if not isinstance(data, dict):
+        raise PlanError(
+            "not an EXPLAIN (FORMAT JSON) document: expected an object with a 'Plan' key"
+        )
+    if "Plan" not in data:
+        if "Node Type" in data:
+            data = {"Plan": data}
+        else:
+            raise PlanError(
+                "not an EXPLAIN (FORMAT JSON) document: expected an object with a 'Plan' key"
+            )
+    return Plan(
+        root=_build(data["Plan"], 1),
+        planning_ms=data.get("Planning Time"),
+        execution_ms=data.get("Execution Time"),
+        jit=data.get("JIT", {}) or {},
+        settings=data.get("Settings", {}) or {},
+        raw=data,
+        query=data.get("Query Text"),
+    )
+
+
+# ---- text format ---------------------------------------------------------------------------------
+_NODE_RE = re.compile(
+    r"^(?P<indent>\s*)(?:->\s+)?(?P<desc>.+?)\s+\(cost=(?P<c0>[\d.]+)\.\.(?P<c1>[\d.]+) rows=(?P<rows>\d+) width=(?P<width>\d+)\)"
+    r"(?:\s+\(actual time=(?P<t0>[\d.]+)\.\.(?P<t1>[\d.]+) rows=(?P<arows>\d+) loops=(?P<loops>\d+)\)"
+    r"|\s+\(actual rows=(?P<arows2>\d+) loops=(?P<loops2>\d+)\)|\s+\((?P<never>never executed)\))?\s*$"
+)
+_DESC_RE = re.compile(
+    r"^(?P<type>.+?)(?:\s+using\s+(?P<index>\S+))?(?:\s+on\s+(?P<rel>\S+)(?:\s+(?P<alias>\S+))?)?$"
+)
+_PROP_RE = re.compile(r"^\s*(?P<key>[A-Z][A-Za-z /]+?):\s*(?P<value>.*)$")
+
+
+def plan_from_text(text: str) -> Plan:
+    """A plan from EXPLAIN's text format (ANALYZE and BUFFERS lines understood where present)."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= {"-"}]
+    lines = [
+        ln
+        for ln in lines
+        if ln.strip() not in ("QUERY PLAN",) and not re.match(r"^\(\d+ rows?\)$", ln.strip())
+    ]
+    stack: list[tuple[int, dict[str, Any]]] = []
+    root: dict[str, Any] | None = None
+    top: dict[str, Any] = {}
+    planning: dict[str, Any] = {}
+    in_planning = False
+    for line in lines:
+        if line.strip() == "Planning:":  # PostgreSQL 13+: planning buffers follow, not a node's
+            in_planning = True
+            continue
+        m = _NODE_RE.match(line)
+        if m:
+            desc = m.group("desc").strip()
+            node: dict[str, Any] = {"Total Cost": float(m.group("c1")), "Startup Cost": float(m.group("c0")),
+                                    "Plan Rows": int(m.group("rows")), "Plan Width": int(m.group("width"))}  # fmt: skip
+            dm = _DESC_RE.match(desc)
+            node_type = dm.group("type") if dm else desc
+            custom = re.match(r"^Custom Scan \((\w+)\)$", node_type)
+            if custom:
+                node_type, node["Custom Plan Provider"] = "Custom Scan", custom.group(1)
+            if node_type.startswith("Parallel "):
+                node["Parallel Aware"] = True
+                node_type = node_type[len("Parallel ") :]
+            join = re.match(
+                r"^(Hash|Merge|Nested Loop)( Left| Right| Full| Semi| Anti)? Join$", node_type
+            )
+            if join:
+                node["Join Type"] = (join.group(2) or " Inner").strip()
+                node_type = (
+                    "Nested Loop" if join.group(1) == "Nested Loop" else f"{join.group(1)} Join"
+                )
+            aggregate = {
+                "GroupAggregate": "Sorted",
+                "HashAggregate": "Hashed",
+                "MixedAggregate": "Mixed",
+            }
+            if (
+                node_type in aggregate
+            ):  # the text format names the strategy, JSON has a field for it
+                node["Strategy"] = aggregate[node_type]
+                node_type = "Aggregate"
+            node["Node Type"] = node_type
+            if dm and dm.group("index"):
+                node["Index Name"] = dm.group("index")
+            if dm and dm.group("rel"):
+                node["Relation Name"] = dm.group("rel").split(".")[-1]
+                if dm.group("alias"):
+                    node["Alias"] = dm.group("alias")
+            if m.group("t1") is not None:
+                node.update({"Actual Startup Time": float(m.group("t0")), "Actual Total Time": float(m.group("t1")),
+                             "Actual Rows": int(m.group("arows")), "Actual Loops": int(m.group("loops"))})  # fmt: skip
+            elif m.group("arows2") is not None:
+                node.update(
+                    {"Actual Rows": int(m.group("arows2")), "Actual Loops": int(m.group("loops2"))}
+                )
+            elif m.group("never"):
+                node.update({"Actual Total Time": 0.0, "Actual Rows": 0, "Actual Loops": 0})
+            indent = len(m.group("indent"))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            if stack:
+                stack[-1][1].setdefault("Plans", []).append(node)
+            elif root is None:
+                root = node
+            else:
+                raise PlanError("two plan roots in one text: paste one plan at a time")
+            stack.append((indent, node))
+            continue
+        pm = _PROP_RE.match(line)
+        if not pm:
+            continue
+        key, value = pm.group("key").strip(), pm.group("value").strip()
+        if key in ("Planning Time", "Execution Time"):
+            top[key] = float(value.split()[0])
+            continue
+        target = planning if in_planning else (stack[-1][1] if stack else top)
+        if key == "Buffers":
+            shared = re.search(r"shared ([^,]*)", value)
+            for kind, num in re.findall(
+                r"(hit|read|dirtied|written)=(\d+)", shared.group(1) if shared else ""
+            ):
+                target[f"Shared {kind.capitalize()} Blocks"] = int(num)
+        elif (
+            key.startswith("Rows Removed by")
+            or key in ("Workers Planned", "Workers Launched", "Heap Fetches")
+            or key.startswith("Chunks excluded during")
+        ):
+            target[key] = int(value.split()[0])
+        else:
+            target[key] = value
+    if root is None:
+        raise PlanError(
+            "no plan node found in the text: paste the output of EXPLAIN (ANALYZE, BUFFERS)"
+        )
+    return plan_from_json({"Plan": root, **top})
+
+
+def load_plan(source: str | Path) -> Plan:
+    """A plan from a .json/.txt file path or from pasted JSON or text."""
+    text: str
+    if isinstance(source, Path) or (
+        isinstance(source, str)
+        and "\n" not in source
+        and len(source) < 4096
+        and Path(source).exists()
+    ):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PlanError(f"cannot read plan file {path}: {exc.strerror}") from exc
+    else:
+        text = str(source)
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            return plan_from_json(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise PlanError(
+                f"plan JSON does not parse at line {exc.lineno}: paste the whole EXPLAIN output"
+            ) from exc
+    return plan_from_text(text)

@@ -1,0 +1,172 @@
+"""Plan parsing and diffing on plans recorded from the test server (tests/fixtures/plans), and capture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ibcbench.errors import PlanError
+from ibcbench.plans import (
+    PlanConfig,
+    capture_plan,
+    compare_configurations,
+    diff_plan_sets,
+    diff_plans,
+    format_diff_text,
+    format_plan_text,
+    load_plan,
+    load_plans,
+    plot_diff,
+    render_diff_html,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "plans"
+ALL = sorted(p for p in FIXTURES.iterdir() if p.suffix in (".json", ".txt"))
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_fixture_parses_and_diff_with_itself_is_empty(path: Path) -> None:
+    plan = load_plan(path)
+    assert plan.root.node_type and plan.total_ms > 0
+    for node in plan.nodes():
+        assert node.exclusive_ms >= 0 and node.exclusive_ms <= node.inclusive_ms + 1e-9
+    assert diff_plans(plan, load_plan(path)).is_empty
+    assert format_plan_text(plan).startswith("planning")
+
+
+def test_times_rows_and_q_error() -> None:
+    plan = load_plan(FIXTURES / "hash_join.json")
+    join = next(n for n in plan.nodes() if n.node_type == "Hash Join")
+    assert join.inclusive_ms == pytest.approx(join.raw["Actual Total Time"])
+    assert join.exclusive_ms == pytest.approx(
+        join.inclusive_ms - sum(c.inclusive_ms for c in join.children)
+    )
+    scan = next(n for n in plan.nodes() if n.relation == "clearing_operations")
+    assert scan.rows_removed > 0
+    q = scan.q_error
+    assert q == pytest.approx(
+        max(
+            max(scan.est_rows, 1) / max(scan.actual_rows, 1),
+            max(scan.actual_rows, 1) / max(scan.est_rows, 1),
+        )
+    )
+
+
+def test_parallel_workers_are_not_counted_twice() -> None:
+    plan = load_plan(FIXTURES / "parallel_seq_scan.json")
+    gather = next(n for n in plan.nodes() if n.node_type == "Gather")
+    assert gather.raw["Workers Launched"] >= 1
+    below = gather.children[0]
+    assert below.loops == gather.raw["Workers Launched"] + 1
+    assert (
+        below.inclusive_ms <= gather.inclusive_ms
+    )  # per-process wall time, not the sum over processes
+    assert below.actual_rows == below.raw["Actual Rows"] * below.loops
+
+
+def test_hypertable_chunk_exclusion_is_counted() -> None:
+    plan = load_plan(FIXTURES / "hypertable_runtime_exclusion.json")
+    assert any(n.raw.get("Custom Plan Provider") == "ChunkAppend" for n in plan.nodes())
+    assert plan.chunks_scanned == 1 and plan.chunks_excluded == 2
+
+
+def test_text_plans_parse_like_json() -> None:
+    text, js = load_plan(FIXTURES / "hash_join.txt"), load_plan(FIXTURES / "hash_join.json")
+    assert [n.node_type for n in text.nodes()] == [n.node_type for n in js.nodes()]
+    assert text.execution_ms == pytest.approx(7.934)
+    assert text.root.shared_hit == 1478  # the "Planning:" buffers are not the root's
+    assert diff_plans(text, text).is_empty
+
+
+def test_unknown_fields_and_nodes_are_kept() -> None:
+    raw = json.loads((FIXTURES / "hash_join.json").read_text())
+    raw[0]["Plan"]["Node Type"] = "Future Node"
+    raw[0]["Plan"]["Brand New Field"] = 42
+    plan = load_plan(json.dumps(raw))
+    assert plan.root.node_type == "Future Node" and plan.root.raw["Brand New Field"] == 42
+
+
+def test_an_index_change_is_found_and_ranked_first() -> None:
+    before = load_plan(FIXTURES / "wallet_history_no_indexes.json")
+    after = load_plan(FIXTURES / "wallet_history_seed_indexes.json")
+    d = diff_plans(before, after)
+    assert d.verdict == "faster"
+    assert (
+        d.changes[0].kind == "node type"
+        and "Seq Scan on clearing_operations" in d.changes[0].before
+    )
+    assert any(c.kind == "added" and "idx_clearing_operations_wallet" in c.after for c in d.changes)
+    assert "node type" in d.explanation
+    assert "Seq Scan" in format_diff_text(d)
+    page = render_diff_html(d, standalone=True)
+    assert 'class="node changed"' in page and page.startswith("<!doctype html>")
+    assert plot_diff(d).axes
+
+
+def test_plan_sets_give_a_verdict_per_query(tmp_path: Path) -> None:
+    a = {
+        "wallet_history": load_plan(FIXTURES / "wallet_history_no_indexes.json"),
+        "join": load_plan(FIXTURES / "hash_join.json"),
+    }
+    b = {
+        "wallet_history": load_plan(FIXTURES / "wallet_history_seed_indexes.json"),
+        "join": load_plan(FIXTURES / "hash_join.json"),
+    }
+    result = diff_plan_sets(a, b, names=("none", "seed"))
+    summary = result.summary().set_index("query")
+    assert (
+        summary.loc["wallet_history", "verdict"] == "faster"
+        and summary.loc["join", "verdict"] == "same"
+    )
+    assert result.changed() == ["wallet_history"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "no plan node found"), ("[]", "empty EXPLAIN output"), ('{"x": 1}', "expected an object with a 'Plan' key"),
+     ("[{", "plan JSON does not parse")],
+)  # fmt: skip
+def test_bad_input(text: str, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        load_plan(text)
+
+
+@pytest.mark.db
+def test_capture_rolls_back_writes_and_applies_settings(loaded_dsn: str) -> None:
+    with psycopg.connect(loaded_dsn) as conn:
+        before = conn.execute("SELECT count(*) FROM network_stats").fetchone()
+        plan = capture_plan(
+            conn, "INSERT INTO network_stats (chain_id, date) VALUES ('cap', '2026-01-01')"
+        )
+        assert conn.execute("SELECT count(*) FROM network_stats").fetchone() == before
+        assert "WAL Records" in plan.root.raw
+        plan = capture_plan(conn, "SELECT count(*) FROM clearing_operations WHERE status = %s", ("stuck",),
+                            settings={"random_page_cost": "1.1"})  # fmt: skip
+        assert plan.settings.get("random_page_cost") == "1.1"
+
+
+@pytest.mark.db
+def test_compare_configurations_saves_plans_and_restores_indexes(
+    loaded_dsn: str, tmp_path: Path
+) -> None:
+    from ibcbench.indexes import STRATEGIES, present_kit_indexes
+
+    queries = [("wallet", "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5",
+                ("x",))]  # fmt: skip
+    result = compare_configurations(
+        loaded_dsn,
+        PlanConfig("none", "none"),
+        PlanConfig("seed", "seed"),
+        queries=queries,
+        out_dir=tmp_path,
+    )
+    assert result.changed() == ["wallet"]
+    assert (tmp_path / "none" / "wallet.json").exists() and (
+        tmp_path / "diff_none_vs_seed.html"
+    ).exists()
+    assert set(load_plans(tmp_path / "seed")) == {"wallet"}
+    with psycopg.connect(loaded_dsn) as conn:
+        assert present_kit_indexes(conn) == {d.name for d in STRATEGIES["seed"].indexes}
