@@ -24,7 +24,11 @@ RECORD_MIME = "application/vnd.ibcbench.record+json"
 #: larger settings for the notebooks when run-all runs beyond the tiny scale (notebook defaults are CI-sized)
 FULL_SCALE_PARAMETERS: dict[str, dict[str, Any]] = {
     "02_index_strategies.ipynb": {"repetitions": 300},
-    "03_pool_settings.ipynb": {"max_sizes": [1, 2, 4, 8, 16, 25], "clients": [1, 4, 16, 32], "duration_s": 3.0},
+    "03_pool_settings.ipynb": {
+        "max_sizes": [1, 2, 4, 8, 16, 25],
+        "clients": [1, 4, 16, 32],
+        "duration_s": 3.0,
+    },
 }
 KERNEL_NAME = "ibcbench"
 

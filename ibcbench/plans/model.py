@@ -349,7 +349,8 @@ def load_plan(source: str | Path) -> Plan:
         isinstance(source, str)
         and "\n" not in source
         and len(source) < 4096
-        and Path(source).exists()
+        and source.strip() != ""
+        and Path(source).is_file()
     ):
         path = Path(source)
         try:
