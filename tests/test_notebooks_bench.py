@@ -52,3 +52,16 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
     assert rec["plans_changed"] >= 3
     assert (run.path / "plans" / "no_indexes" / "wallet_history.json").exists()
     assert (run.path / "plans" / "diff.html").exists()
+
+
+def test_05_timescale(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb05", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "05_timescale.ipynb", run,
+        {"dsn": server_dsn, "scale": "tiny", "chunk_intervals": ["1 hour", "1 day"], "repetitions": 5},
+    )  # fmt: skip
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["chunks_scanned_bounded"] < rec["chunks_scanned_unbounded"] == rec["chunks_total"]
+    assert rec["rollup_matches_raw"] is True
+    assert rec["caggs_available"] is False and "unavailable on this server" in rec["compression"]

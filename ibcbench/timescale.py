@@ -1,0 +1,500 @@
+"""TimescaleDB features benchmarked on copies of packet_flow: layouts, rollups, retention, compression.
+
+Everything is built in the kit's own schema ``ibcbench_layouts`` of the dataset database, copied from
+packet_flow, and that schema is dropped at the end: the dataset itself is never changed. Continuous
+aggregates and compression need TimescaleDB's Community license; on the Apache edition the results
+say they are unavailable instead of pretending.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ibcbench.db import connect, resolve_dsn, server_info
+from ibcbench.errors import BenchmarkError
+
+SCHEMA = "ibcbench_layouts"
+_COLUMNS = (
+    "id, operation_id, source_chain, destination_chain, source_port, source_channel, destination_port,"
+    " destination_channel, sequence, status, sender, receiver, amount, denom, relayer, timeout_revision,"
+    " timeout_height, timeout_timestamp, received_at, acknowledged_at, clear_time_seconds, created_at, updated_at"
+)
+_INDEXES = (
+    "(status, created_at DESC)",
+    "(source_chain, source_channel, sequence)",
+    "(sender, created_at DESC)",
+)
+
+
+def _x(conn: psycopg.Connection, statement: str, params: tuple = ()) -> Any:
+    return conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def _timed(conn: psycopg.Connection, statement: str, params: tuple = ()) -> float:
+    started = time.perf_counter()
+    _x(conn, statement, params)
+    return (time.perf_counter() - started) * 1000
+
+
+def _wal_lsn(conn: psycopg.Connection) -> str:
+    return _x(conn, "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+
+
+def _wal_since(conn: psycopg.Connection, lsn: str) -> int:
+    return int(
+        _x(
+            conn, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", (lsn,)
+        ).fetchone()[0]
+    )
+
+
+def _drop_schema(dsn: str) -> None:
+    with connect(dsn, autocommit=True) as conn:
+        _x(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def _bounds(conn: psycopg.Connection) -> tuple[Any, Any]:
+    lo, hi = _x(conn, "SELECT min(created_at), max(created_at) FROM packet_flow").fetchone()
+    if lo is None:
+        raise BenchmarkError("packet_flow is empty: load a dataset first")
+    return lo, hi
+
+
+def _layout_size(conn: psycopg.Connection, table: str, kind: str) -> int:
+    if kind == "hypertable":
+        return int(
+            _x(conn, "SELECT hypertable_size(%s::regclass)", (f"{SCHEMA}.{table}",)).fetchone()[0]
+            or 0
+        )
+    if kind == "partitioned":
+        return int(_x(conn, "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s::regclass)",
+                      (f"{SCHEMA}.{table}",)).fetchone()[0] or 0)  # fmt: skip
+    return int(
+        _x(conn, "SELECT pg_total_relation_size(%s::regclass)", (f"{SCHEMA}.{table}",)).fetchone()[
+            0
+        ]
+    )
+
+
+def _create_layout(
+    conn: psycopg.Connection, name: str, kind: str, interval: str | None, lo: Any, hi: Any
+) -> None:
+    if kind == "partitioned":
+        _x(
+            conn,
+            f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
+        )
+        day = pd.Timestamp(lo).floor("D")
+        while day <= pd.Timestamp(hi):
+            nxt = day + pd.Timedelta(days=1)
+            _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{day:%Y%m%d} PARTITION OF {SCHEMA}.{name}"
+                     f" FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")  # fmt: skip
+            day = nxt
+    else:
+        _x(
+            conn,
+            f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+        )
+        if kind == "hypertable":
+            _x(
+                conn,
+                "SELECT create_hypertable(%s, by_range('created_at', %s::interval))",
+                (f"{SCHEMA}.{name}", interval),
+            )
+    _x(conn, f"ALTER TABLE {SCHEMA}.{name} ADD PRIMARY KEY (id, created_at)")
+    for i, cols in enumerate(_INDEXES):
+        _x(conn, f"CREATE INDEX {name}_idx{i} ON {SCHEMA}.{name} {cols}")
+
+
+def _partition_counts(plan: dict[str, Any], prefix: str) -> tuple[int, int]:
+    """(scanned, excluded at runtime) partitions/chunks in an EXPLAIN (ANALYZE, FORMAT JSON) plan."""
+    scanned = excluded = 0
+
+    def walk(node: dict[str, Any]) -> None:
+        nonlocal scanned, excluded
+        rel = node.get("Relation Name") or ""
+        if (rel.startswith("_hyper_") or rel.startswith(prefix + "_")) and node.get(
+            "Actual Loops", 0
+        ) > 0:
+            scanned += 1
+        excluded += int(node.get("Chunks excluded during runtime", 0) or 0) + int(
+            node.get("Subplans Removed", 0) or 0
+        )
+        for child in node.get("Plans", []) or []:
+            walk(child)
+
+    walk(plan["Plan"])
+    return scanned, excluded
+
+
+@dataclass
+class LayoutResult:
+    layouts: pd.DataFrame
+    queries: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def latency(self, layout: str, query: str) -> float:
+        q = self.queries
+        return float(q[(q.layout == layout) & (q["query"] == query)].p50_ms.iloc[0])
+
+    def save(self, run: Any) -> None:
+        run.write_frame("ts_layouts", self.layouts)
+        run.write_frame("ts_layout_queries", self.queries)
+
+
+def benchmark_layouts(
+    dsn: str | None,
+    *,
+    chunk_intervals: tuple[str, ...] = ("1 hour", "1 day", "7 days"),
+    repetitions: int = 30,
+    keep: bool = False,
+) -> LayoutResult:
+    """The same packets as a plain table, a daily-partitioned table and hypertables at several chunk intervals."""
+    target = resolve_dsn(dsn)
+    _drop_schema(target)
+    layouts, rows = [], []
+    try:
+        with connect(target, autocommit=True) as conn:
+            has_ts = (
+                _x(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+                is not None
+            )
+            lo, hi = _bounds(conn)
+            count = _x(conn, "SELECT count(*) FROM packet_flow").fetchone()[0]
+            sample = _x(conn, "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
+                              " TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT %s", (repetitions,)).fetchall()  # fmt: skip
+            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            plan = [("plain", "plain", None), ("partitioned_1_day", "partitioned", None)]
+            if has_ts:
+                plan += [
+                    (f"hypertable_{i.replace(' ', '_')}", "hypertable", i) for i in chunk_intervals
+                ]
+            for name, kind, interval in plan:
+                _create_layout(conn, name, kind, interval, lo, hi)
+                load_ms = _timed(
+                    conn,
+                    f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
+                )
+                _x(conn, f"ANALYZE {SCHEMA}.{name}")
+                parts = 1
+                if kind == "hypertable":
+                    parts = _x(
+                        conn,
+                        "SELECT count(*) FROM show_chunks(%s::regclass)",
+                        (f"{SCHEMA}.{name}",),
+                    ).fetchone()[0]
+                elif kind == "partitioned":
+                    parts = _x(conn, "SELECT count(*) FROM pg_partition_tree(%s::regclass) WHERE isleaf",
+                               (f"{SCHEMA}.{name}",)).fetchone()[0]  # fmt: skip
+                layouts.append({"layout": name, "kind": kind, "chunk_interval": interval or ("1 day" if kind == "partitioned" else "-"),
+                                "partitions": int(parts), "load_ms": round(load_ms, 1),
+                                "load_rows_per_s": round(count / (load_ms / 1000)), "size_bytes": _layout_size(conn, name, kind)})  # fmt: skip
+                queries = {
+                    "recent_2h_count": (f"SELECT count(*) FROM {SCHEMA}.{name} WHERE created_at > %s AND status = 'acknowledged'",
+                                        lambda s: (hi - pd.Timedelta(hours=2),)),
+                    "hourly_last_day": (f"SELECT date_trunc('hour', created_at), count(*) FROM {SCHEMA}.{name}"
+                                        " WHERE created_at > %s GROUP BY 1", lambda s: (hi - pd.Timedelta(days=1),)),
+                    "point_lookup": (f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND source_channel = %s"
+                                     " AND sequence = %s", lambda s: (s[0], s[1], s[2])),
+                    "point_lookup_time_bounded": (f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND"
+                                                  " source_channel = %s AND sequence = %s AND created_at BETWEEN %s AND %s",
+                                                  lambda s: (s[0], s[1], s[2], s[3] - pd.Timedelta(minutes=10), s[3] + pd.Timedelta(minutes=10))),
+                    "sender_recent": (f"SELECT id FROM {SCHEMA}.{name} WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
+                                      lambda s: (s[4],)),
+                }  # fmt: skip
+                for qname, (query, args) in queries.items():
+                    lat = []
+                    for i in range(repetitions):
+                        params = args(sample[i % len(sample)])
+                        started = time.perf_counter()
+                        _x(conn, query, params).fetchall()
+                        lat.append((time.perf_counter() - started) * 1000)
+                    explained = _x(
+                        conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, args(sample[0])
+                    ).fetchone()[0][0]
+                    scanned, excluded = _partition_counts(explained, name)
+                    rows.append({"layout": name, "query": qname, "p50_ms": round(float(np.median(lat)), 4),
+                                 "p95_ms": round(float(np.percentile(lat, 95)), 4),
+                                 "partitions_scanned": scanned if kind != "plain" else 1,
+                                 "partitions_total": int(parts), "excluded_at_runtime": excluded})  # fmt: skip
+    finally:
+        if not keep:
+            _drop_schema(target)
+    return LayoutResult(pd.DataFrame(layouts), pd.DataFrame(rows),
+                        {"chunk_intervals": list(chunk_intervals), "repetitions": repetitions, "timescaledb": has_ts})  # fmt: skip
+
+
+# ---- rollups --------------------------------------------------------------------------------------
+_ROLLUP_SELECT = (
+    "SELECT date_trunc('hour', created_at) AS bucket, source_chain, count(*) AS packet_count,"
+    " count(*) FILTER (WHERE status = 'acknowledged') AS acknowledged_count,"
+    " count(*) FILTER (WHERE status IN ('error', 'timeout')) AS failed_count,"
+    " avg(clear_time_seconds) AS avg_clear_time_seconds FROM {src} {where} GROUP BY 1, 2"
+)
+
+
+@dataclass
+class RollupResult:
+    frame: pd.DataFrame
+    rollup_matches_raw: bool
+    continuous_aggregates: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, run: Any) -> None:
+        run.write_frame("ts_rollups", self.frame)
+
+
+def benchmark_rollups(
+    dsn: str | None, *, new_packets: int = 2_000, repetitions: int = 20
+) -> RollupResult:
+    """hourly_packet_stats four ways: raw GROUP BY, plain MV, incremental rollup, continuous aggregate."""
+    target = resolve_dsn(dsn)
+    _drop_schema(target)
+    rows: list[dict[str, Any]] = []
+    try:
+        with connect(target, autocommit=True) as conn:
+            info = server_info(conn)
+            _, hi = _bounds(conn)
+            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            _x(conn, f"CREATE TABLE {SCHEMA}.src AS SELECT {_COLUMNS} FROM packet_flow")
+            _x(conn, f"CREATE INDEX ON {SCHEMA}.src (created_at)")
+            _x(conn, f"CREATE INDEX ON {SCHEMA}.src (updated_at)")
+            src = f"{SCHEMA}.src"
+            chain = _x(
+                conn, f"SELECT source_chain FROM {src} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+            ).fetchone()[0]
+            q_raw = _ROLLUP_SELECT.format(
+                src=src, where="WHERE source_chain = %s AND created_at > %s"
+            )
+            window = (chain, hi - pd.Timedelta(days=1))
+
+            def latency(query: str, params: tuple) -> float:
+                lat = []
+                for _ in range(repetitions):
+                    started = time.perf_counter()
+                    _x(conn, query, params).fetchall()
+                    lat.append((time.perf_counter() - started) * 1000)
+                return round(float(np.median(lat)), 4)
+
+            # 1. raw GROUP BY
+            rows.append({"method": "raw GROUP BY", "query_p50_ms": latency(q_raw, window), "refresh_ms": 0.0,
+                         "stale_rows_after_insert": 0, "note": "always fresh; pays the aggregation on every read"})  # fmt: skip
+            # 2. plain materialized view
+            mv = f"{SCHEMA}.hourly_mv"
+            create_ms = _timed(
+                conn,
+                f"CREATE MATERIALIZED VIEW {mv} AS " + _ROLLUP_SELECT.format(src=src, where=""),
+            )
+            _x(conn, f"CREATE UNIQUE INDEX ON {mv} (bucket, source_chain)")
+            # 3. incremental rollup with a watermark
+            roll = f"{SCHEMA}.hourly_rollup"
+            _x(conn, f"CREATE TABLE {roll} (bucket timestamptz, source_chain text, packet_count bigint, acknowledged_count bigint,"
+                     " failed_count bigint, clear_sum double precision, clear_n bigint, PRIMARY KEY (bucket, source_chain))")  # fmt: skip
+            _x(conn, f"CREATE TABLE {SCHEMA}.watermark (at timestamptz NOT NULL)")
+            _x(conn, f"INSERT INTO {SCHEMA}.watermark SELECT max(updated_at) FROM {src}")
+            full_roll_ms = _incremental_refresh(conn, src, roll, full=True)
+            # new data arrives: packets in the hour after the data
+            _x(conn, f"INSERT INTO {src} ({_COLUMNS}) SELECT id + 1000000000, operation_id, source_chain, destination_chain,"
+                     " source_port, source_channel, destination_port, destination_channel, sequence + 1000000, status, sender,"
+                     " receiver, amount, denom, relayer, timeout_revision, timeout_height, timeout_timestamp, received_at"
+                     " + interval '1 hour', acknowledged_at + interval '1 hour', clear_time_seconds, created_at + interval '1 hour',"
+                     f" now() FROM {src} ORDER BY created_at DESC LIMIT %s", (new_packets,))  # fmt: skip
+            stale_mv = _stale_rows(conn, src, mv)
+            refresh_mv_ms = _timed(conn, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {mv}")
+            rows.append({"method": "plain materialized view", "query_p50_ms": latency(
+                f"SELECT * FROM {mv} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh_mv_ms, 1),
+                "stale_rows_after_insert": stale_mv, "note": f"full refresh each time (first build {create_ms:.0f} ms)"})  # fmt: skip
+            stale_roll = _stale_rows(conn, src, roll)
+            incr_ms = _incremental_refresh(conn, src, roll, full=False)
+            matches = _rollup_equals_raw(conn, src, roll)
+            rows.append({"method": "incremental rollup (watermark)", "query_p50_ms": latency(
+                f"SELECT bucket, packet_count, acknowledged_count, clear_sum / nullif(clear_n, 0) FROM {roll}"
+                " WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(incr_ms, 1),
+                "stale_rows_after_insert": stale_roll, "note": f"re-aggregates touched buckets only (full build {full_roll_ms:.0f} ms)"})  # fmt: skip
+            # 4. continuous aggregate, where licensed
+            if info.has_continuous_aggregates:
+                rows.extend(_cagg_rows(conn, src, window, latency))
+                cagg_state = "measured"
+            else:
+                cagg_state = (f"unavailable on this server ({info.edition_label}): continuous aggregates need the Community"
+                              " edition (docker-compose.yml)")  # fmt: skip
+                rows.append({"method": "continuous aggregate", "query_p50_ms": np.nan, "refresh_ms": np.nan,
+                             "stale_rows_after_insert": np.nan, "note": cagg_state})  # fmt: skip
+    finally:
+        _drop_schema(target)
+    return RollupResult(
+        pd.DataFrame(rows),
+        matches,
+        cagg_state,
+        {"new_packets": new_packets, "repetitions": repetitions},
+    )
+
+
+def _incremental_refresh(conn: psycopg.Connection, src: str, roll: str, *, full: bool) -> float:
+    """Re-aggregate only the buckets touched since the watermark, in one transaction; returns ms."""
+    since = "" if full else f" WHERE updated_at > (SELECT at FROM {SCHEMA}.watermark)"
+    started = time.perf_counter()
+    with conn.transaction():
+        _x(conn, f"CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT date_trunc('hour', created_at) AS bucket"
+                 f" FROM {src}{since}")  # fmt: skip
+        _x(conn, f"DELETE FROM {roll} r USING touched t WHERE r.bucket = t.bucket")
+        _x(conn, f"INSERT INTO {roll} SELECT date_trunc('hour', s.created_at), s.source_chain, count(*),"
+                 " count(*) FILTER (WHERE s.status = 'acknowledged'), count(*) FILTER (WHERE s.status IN ('error', 'timeout')),"
+                 f" sum(s.clear_time_seconds), count(s.clear_time_seconds) FROM {src} s"
+                 " WHERE date_trunc('hour', s.created_at) IN (SELECT bucket FROM touched) GROUP BY 1, 2")  # fmt: skip
+        _x(conn, f"UPDATE {SCHEMA}.watermark SET at = (SELECT max(updated_at) FROM {src})")
+    return (time.perf_counter() - started) * 1000
+
+
+def _stale_rows(conn: psycopg.Connection, src: str, rollup: str) -> int:
+    return int(
+        _x(
+            conn,
+            f"SELECT (SELECT count(*) FROM {src}) - (SELECT coalesce(sum(packet_count), 0) FROM {rollup})",
+        ).fetchone()[0]
+    )
+
+
+def _rollup_equals_raw(conn: psycopg.Connection, src: str, roll: str) -> bool:
+    raw = (f"SELECT date_trunc('hour', created_at), source_chain, count(*), count(*) FILTER (WHERE status = 'acknowledged'),"
+           f" count(*) FILTER (WHERE status IN ('error', 'timeout')), count(clear_time_seconds) FROM {src} GROUP BY 1, 2")  # fmt: skip
+    rolled = f"SELECT bucket, source_chain, packet_count, acknowledged_count, failed_count, clear_n FROM {roll}"
+    diff = _x(conn, f"SELECT count(*) FROM (({raw}) EXCEPT ({rolled})) a").fetchone()[0]
+    diff += _x(conn, f"SELECT count(*) FROM (({rolled}) EXCEPT ({raw})) b").fetchone()[0]
+    return diff == 0
+
+
+def _cagg_rows(
+    conn: psycopg.Connection, src: str, window: tuple, latency: Any
+) -> list[dict[str, Any]]:
+    """Continuous aggregate on a hypertable copy: real-time and materialized-only (Community edition)."""
+    hyper = f"{SCHEMA}.src_hyper"
+    _x(conn, f"CREATE TABLE {hyper} (LIKE {src})")
+    _x(conn, "SELECT create_hypertable(%s, by_range('created_at', interval '1 day'))", (hyper,))
+    _x(conn, f"INSERT INTO {hyper} SELECT * FROM {src}")
+    rows = []
+    for mode, only in (("real-time", "false"), ("materialized-only", "true")):
+        view = f"{SCHEMA}.cagg_{'rt' if only == 'false' else 'mo'}"
+        _x(conn, f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, timescaledb.materialized_only = {only}) AS"
+                 f" SELECT time_bucket('1 hour', created_at) AS bucket, source_chain, count(*) AS packet_count FROM {hyper}"
+                 " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
+        refresh = _timed(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+        rows.append({"method": f"continuous aggregate ({mode})", "query_p50_ms": latency(
+            f"SELECT * FROM {view} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh, 1),
+            "stale_rows_after_insert": 0 if only == "false" else np.nan, "note": "Community edition"})  # fmt: skip
+    return rows
+
+
+# ---- retention ------------------------------------------------------------------------------------
+@dataclass
+class RetentionResult:
+    frame: pd.DataFrame
+
+    def save(self, run: Any) -> None:
+        run.write_frame("ts_retention", self.frame)
+
+
+def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionResult:
+    """Remove everything older than the newest packet minus ``keep_hours`` three ways: time and WAL."""
+    target = resolve_dsn(dsn)
+    _drop_schema(target)
+    rows = []
+    try:
+        with connect(target, autocommit=True) as conn:
+            has_ts = (
+                _x(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+                is not None
+            )
+            lo, hi = _bounds(conn)
+            cutoff = (pd.Timestamp(hi) - pd.Timedelta(hours=keep_hours)).floor("h")
+            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            methods = [
+                ("DELETE on a plain table", "plain", None),
+                ("DETACH + DROP partitions", "partitioned", None),
+            ]
+            if has_ts:
+                methods.append(("drop_chunks on a hypertable", "hypertable", "1 hour"))
+            for label, kind, interval in methods:
+                name = f"ret_{kind}"
+                if kind == "partitioned":
+                    _x(
+                        conn,
+                        f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
+                    )
+                    hour = pd.Timestamp(lo).floor("h")
+                    while hour <= pd.Timestamp(hi):
+                        _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{hour:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
+                                 f" FOR VALUES FROM ('{hour.isoformat()}') TO ('{(hour + pd.Timedelta(hours=1)).isoformat()}')")  # fmt: skip
+                        hour += pd.Timedelta(hours=1)
+                else:
+                    _create_layout(conn, name, kind, interval, lo, hi)
+                _x(
+                    conn,
+                    f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
+                )
+                before = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
+                _x(conn, "CHECKPOINT")
+                lsn = _wal_lsn(conn)
+                started = time.perf_counter()
+                if kind == "plain":
+                    _x(conn, f"DELETE FROM {SCHEMA}.{name} WHERE created_at < %s", (cutoff,))
+                elif kind == "hypertable":
+                    _x(
+                        conn,
+                        "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)",
+                        (f"{SCHEMA}.{name}", cutoff),
+                    )
+                else:
+                    old = _x(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                   " WHERE i.inhparent = %s::regclass AND pg_get_expr(c.relpartbound, c.oid) IS NOT NULL",
+                             (f"{SCHEMA}.{name}",)).fetchall()  # fmt: skip
+                    for (part,) in old:
+                        stamp = (
+                            pd.Timestamp(part.rsplit("_", 1)[1] + "00", tz="UTC")
+                            if part.rsplit("_", 1)[1].isdigit()
+                            else None
+                        )
+                        if stamp is not None and stamp + pd.Timedelta(hours=1) <= cutoff:
+                            _x(
+                                conn,
+                                f"ALTER TABLE {SCHEMA}.{name} DETACH PARTITION {SCHEMA}.{part}",
+                            )
+                            _x(conn, f"DROP TABLE {SCHEMA}.{part}")
+                elapsed = (time.perf_counter() - started) * 1000
+                wal = _wal_since(conn, lsn)
+                after = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
+                rows.append({"method": label, "rows_removed": int(before - after), "rows_kept": int(after),
+                             "elapsed_ms": round(elapsed, 1), "wal_bytes": wal})  # fmt: skip
+    finally:
+        _drop_schema(target)
+    return RetentionResult(pd.DataFrame(rows))
+
+
+def compression_status(dsn: str | None) -> str:
+    """Compression needs the Community edition; say so here rather than fail inside a notebook."""
+    with connect(dsn) as conn:
+        info = server_info(conn)
+    if info.has_continuous_aggregates:
+        return "available (Community edition)"
+    return f"unavailable on this server ({info.edition_label}); run the Docker image (docker-compose.yml) for it"
+
+
+def plot_layouts(result: LayoutResult) -> Any:
+    import matplotlib.pyplot as plt
+
+    q = result.queries.pivot(index="query", columns="layout", values="p50_ms")
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
+    q.plot.bar(ax=axes[0], logy=True, rot=15)
+    axes[0].set_ylabel("p50 (ms, log)")
+    axes[0].set_title("Query latency by layout")
+    scanned = result.queries.pivot(index="query", columns="layout", values="partitions_scanned")
+    scanned.plot.bar(ax=axes[1], rot=15)
+    axes[1].set_title("Partitions / chunks scanned")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,52 @@
+"""TimescaleDB layouts, rollups and retention on the loaded tiny dataset (copies only)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ibcbench import timescale as ts
+
+pytestmark = pytest.mark.db
+
+
+def _schema_gone(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regnamespace(%s)", (ts.SCHEMA,)).fetchone() == (None,)
+
+
+def test_chunk_exclusion_and_the_many_chunks_penalty(loaded_dsn: str) -> None:
+    result = ts.benchmark_layouts(loaded_dsn, chunk_intervals=("1 hour", "1 day"), repetitions=5)
+    layouts = result.layouts.set_index("layout")
+    assert (
+        layouts.loc["hypertable_1_hour", "partitions"] == 24
+        and layouts.loc["plain", "partitions"] == 1
+    )
+    q = result.queries.set_index(["layout", "query"])
+    # a time-bounded lookup scans one chunk of 24; an unbounded one visits all of them
+    assert q.loc[("hypertable_1_hour", "point_lookup_time_bounded"), "partitions_scanned"] == 1
+    assert q.loc[("hypertable_1_hour", "point_lookup"), "partitions_scanned"] == 24
+    assert q.loc[("hypertable_1_hour", "recent_2h_count"), "partitions_scanned"] < 24
+    assert _schema_gone(loaded_dsn)
+
+
+def test_incremental_rollup_matches_the_raw_group_by(loaded_dsn: str) -> None:
+    result = ts.benchmark_rollups(loaded_dsn, new_packets=500, repetitions=2)
+    assert result.rollup_matches_raw
+    methods = result.frame.set_index("method")
+    assert methods.loc["plain materialized view", "stale_rows_after_insert"] == 500
+    assert "unavailable on this server" in result.continuous_aggregates  # Apache edition here
+    assert _schema_gone(loaded_dsn)
+
+
+def test_retention_removes_the_same_rows_three_ways(loaded_dsn: str) -> None:
+    frame = ts.benchmark_retention(loaded_dsn, keep_hours=6).frame.set_index("method")
+    assert frame.rows_removed.nunique() == 1 and frame.rows_removed.iloc[0] > 0
+    assert (
+        frame.loc["drop_chunks on a hypertable", "wal_bytes"]
+        < frame.loc["DELETE on a plain table", "wal_bytes"]
+    )
+    with psycopg.connect(loaded_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM packet_flow").fetchone() == (
+            20_000,
+        )  # the dataset is untouched
