@@ -65,3 +65,18 @@ def test_05_timescale(server_dsn: str, tmp_path: Path) -> None:
     assert rec["chunks_scanned_bounded"] < rec["chunks_scanned_unbounded"] == rec["chunks_total"]
     assert rec["rollup_matches_raw"] is True
     assert rec["caggs_available"] is False and "unavailable on this server" in rec["compression"]
+
+
+def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
+    run = new_run("nb06", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "06_maintenance.ipynb",
+        run,
+        {"dsn": server_dsn, "scale": "tiny", "cron_wait_s": 75},
+    )
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["cron_jobs_seen"] == 4  # every demo job ran once under pg_cron
+    assert rec["leaf_density_before"] < rec["leaf_density_after"]
+    assert rec["index_bytes_after"] < rec["index_bytes_before"]
+    assert rec["bloat_detected"] is True and rec["health_scores"] == 22

@@ -1,0 +1,213 @@
+"""Maintenance seen at work: the pg_cron jobs running, bloat made and repaired, the monitoring functions.
+
+pg_cron lives in one database per server (``cron.database_name``). To see the schema's jobs run
+without waiting for their schedules, temporary copies of their commands (``ibcbench-demo-*``) are
+scheduled every minute in the dataset database with ``cron.schedule_in_database``, watched in
+``cron.job_run_details``, and unscheduled afterwards. Bloat is made on a scratch copy in the kit's
+schema ``ibcbench_maint``, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ibcbench.datasets import with_database
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.errors import BenchmarkError
+
+SCHEMA = "ibcbench_maint"
+
+
+def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
+    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+
+
+def cron_database_dsn(dsn: str) -> str | None:
+    with connect(dsn) as conn:
+        name = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]  # type: ignore[index]
+    return with_database(dsn, name) if name else None
+
+
+def scheduled_jobs(dsn: str | None) -> pd.DataFrame:
+    """The schema's 'ibcbench-*' jobs as pg_cron holds them (in the server's cron database)."""
+    cron = cron_database_dsn(resolve_dsn(dsn))
+    if cron is None:
+        return pd.DataFrame(columns=["jobname", "schedule", "command", "database", "active"])
+    with connect(cron) as conn:
+        if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:  # type: ignore[index]
+            return pd.DataFrame(columns=["jobname", "schedule", "command", "database", "active"])
+        return _frame(conn, "SELECT jobname, schedule, command, database, active FROM cron.job"
+                            " WHERE jobname LIKE 'ibcbench-%%' ORDER BY jobname")  # fmt: skip
+
+
+#: what the demo runs: the schema's job commands (dry-run/cheap where the real one would rewrite data)
+DEMO_COMMANDS = {
+    "ibcbench-demo-analyze": "ANALYZE",
+    "ibcbench-demo-refresh-user-statistics": "REFRESH MATERIALIZED VIEW CONCURRENTLY mv_user_statistics",
+    "ibcbench-demo-refresh-hourly-packet-stats": "REFRESH MATERIALIZED VIEW CONCURRENTLY hourly_packet_stats",
+    "ibcbench-demo-bloat-check": "SELECT count(*) FROM reindex_bloated_indexes(30, 1048576, true)",
+}
+
+
+def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
+    """Schedule the demo jobs every minute in ``dsn``'s database, wait for one run of each, unschedule."""
+    target = resolve_dsn(dsn)
+    cron = cron_database_dsn(target)
+    if cron is None:
+        raise BenchmarkError(
+            "pg_cron is not preloaded on this server: add it to shared_preload_libraries"
+        )
+    with connect(target) as conn:
+        database = conn.info.dbname
+    ids: list[int] = []
+    started = time.time()
+    try:
+        with connect(cron, autocommit=True) as conn:
+            # pg_cron's tables live in the cron database once the extension is created there
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            for name, command in DEMO_COMMANDS.items():
+                conn.execute(
+                    "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", (name,)
+                )
+                ids.append(conn.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+                                        (name, command, database)).fetchone()[0])  # type: ignore[index]  # fmt: skip
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                done = conn.execute(
+                    "SELECT count(DISTINCT jobid) FROM cron.job_run_details WHERE jobid = ANY(%s) AND end_time IS NOT NULL",
+                    (ids,),
+                ).fetchone()[0]  # type: ignore[index]
+                if done == len(ids):
+                    break
+                time.sleep(2)
+            runs = _frame(
+                conn,
+                "SELECT j.jobname, d.status, d.start_time, d.end_time,"
+                " round((extract(epoch FROM d.end_time - d.start_time) * 1000)::numeric, 1) AS duration_ms,"
+                " left(d.return_message, 80) AS message FROM cron.job_run_details d JOIN cron.job j USING (jobid)"
+                " WHERE d.jobid = ANY(%s) ORDER BY d.start_time",
+                (ids,),
+            )
+    finally:
+        if ids:
+            with connect(cron, autocommit=True) as conn:
+                for jobid in ids:
+                    conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+                conn.execute("DELETE FROM cron.job_run_details WHERE jobid = ANY(%s)", (ids,))
+    runs["waited_s"] = round(time.time() - started, 1)
+    return runs
+
+
+# ---- bloat ---------------------------------------------------------------------------------------
+@dataclass
+class BloatResult:
+    frame: pd.DataFrame  # before / after delete / after reindex
+    detected: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, run: Any) -> None:
+        run.write_frame("maint_bloat", self.frame)
+
+
+def _index_state(
+    conn: psycopg.Connection, index: str, query: str, params: list[tuple]
+) -> dict[str, Any]:
+    size, density = conn.execute(
+        "SELECT pg_relation_size(%s::regclass), avg_leaf_density FROM pgstatindex(%s)",
+        (index, index),
+    ).fetchone()  # type: ignore[misc]
+    lat = []
+    for p in params:
+        started = time.perf_counter()
+        conn.execute(query, p).fetchall()  # type: ignore[arg-type]
+        lat.append((time.perf_counter() - started) * 1000)
+    return {
+        "index_bytes": int(size),
+        "leaf_density_pct": float(density),
+        "p50_ms": round(float(np.median(lat)), 4),
+    }
+
+
+def demonstrate_bloat(
+    dsn: str | None, *, delete_share: float = 0.7, lookups: int = 50
+) -> BloatResult:
+    """Bloat an index on purpose (delete most rows, vacuum), detect it, REINDEX CONCURRENTLY, compare."""
+    target = resolve_dsn(dsn)
+    index = f"{SCHEMA}.ops_wallet_created"
+    with connect(target, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        try:
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.execute(f"CREATE TABLE {SCHEMA}.ops AS SELECT * FROM clearing_operations")
+            conn.execute(
+                f"CREATE INDEX ops_wallet_created ON {SCHEMA}.ops (wallet_address, created_at DESC)"
+            )
+            conn.execute(f"VACUUM ANALYZE {SCHEMA}.ops")
+            wallets = [(r[0],) for r in conn.execute(
+                f"SELECT wallet_address FROM {SCHEMA}.ops TABLESAMPLE BERNOULLI (10) REPEATABLE (3) LIMIT %s", (lookups,)
+            ).fetchall()]  # fmt: skip
+            query = f"SELECT id, created_at FROM {SCHEMA}.ops WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 20"
+            rows = [{"stage": "fresh", **_index_state(conn, index, query, wallets)}]
+            conn.execute(f"DELETE FROM {SCHEMA}.ops WHERE random() < %s", (delete_share,))
+            conn.execute(f"VACUUM {SCHEMA}.ops")
+            rows.append(
+                {
+                    "stage": f"after deleting {delete_share:.0%} + VACUUM",
+                    **_index_state(conn, index, query, wallets),
+                }
+            )
+            detected = _frame(
+                conn,
+                "SELECT * FROM reindex_bloated_indexes(20, 0, true) WHERE index_name = %s",
+                (index,),
+            )
+            started = time.perf_counter()
+            conn.execute(f"REINDEX INDEX CONCURRENTLY {index}")
+            reindex_ms = (time.perf_counter() - started) * 1000
+            rows.append({"stage": "after REINDEX CONCURRENTLY", **_index_state(conn, index, query, wallets),
+                         "reindex_ms": round(reindex_ms, 1)})  # fmt: skip
+        finally:
+            conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    return BloatResult(
+        pd.DataFrame(rows), detected, {"delete_share": delete_share, "lookups": lookups}
+    )
+
+
+# ---- monitoring functions --------------------------------------------------------------------------
+def monitoring_tables(dsn: str | None, *, pattern: str = "packet_flow") -> dict[str, pd.DataFrame]:
+    """The schema's monitoring functions over the dataset, plus the top statements."""
+    from ibcbench.monitoring import slow_queries
+
+    with connect(dsn) as conn:
+        return {
+            "index_effectiveness": _frame(conn, "SELECT * FROM check_index_effectiveness()"),
+            "query_performance": _frame(
+                conn, "SELECT * FROM analyze_query_performance(%s) LIMIT 15", (pattern,)
+            ),
+            "network_health": _frame(conn, "SELECT * FROM calculate_network_health_score(NULL)"),
+            "top_statements": slow_queries(conn, limit=10),
+        }
+
+
+def plot_health(health: pd.DataFrame) -> Any:
+    import matplotlib.pyplot as plt
+
+    h = health.sort_values("health_score")
+    colors = [
+        "#2e7d32" if g == "healthy" else "#e08a00" if g == "degraded" else "#c62828"
+        for g in h.grade
+    ]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(h) + 1.5))
+    ax.barh(h.chain_id, h.health_score.astype(float), color=colors)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("calculate_network_health_score (0-100)")
+    ax.set_title("Network health per chain")
+    fig.tight_layout()
+    return fig

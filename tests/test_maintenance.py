@@ -1,0 +1,42 @@
+"""Maintenance: bloat made and repaired, monitoring functions over the data, scheduled jobs."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from ibcbench import maintenance as m
+
+pytestmark = pytest.mark.db
+
+
+def test_bloat_is_detected_and_reindex_repairs_it(loaded_dsn: str) -> None:
+    result = m.demonstrate_bloat(loaded_dsn, delete_share=0.7, lookups=10)
+    _fresh, bloated, repaired = result.frame.to_dict("records")
+    assert bloated["leaf_density_pct"] < 50 < repaired["leaf_density_pct"]
+    assert repaired["index_bytes"] < bloated["index_bytes"]
+    assert result.detected.action.tolist() == ["would reindex"]
+    with psycopg.connect(loaded_dsn) as conn:
+        assert conn.execute("SELECT to_regnamespace(%s)", (m.SCHEMA,)).fetchone() == (None,)
+
+
+def test_monitoring_tables_cover_every_chain(loaded_dsn: str) -> None:
+    tables = m.monitoring_tables(loaded_dsn)
+    health = tables["network_health"]
+    assert len(health) == 22 and health.health_score.astype(float).between(0, 100).all()
+    assert {"verdict", "index_name"} <= set(tables["index_effectiveness"].columns)
+    assert len(tables["top_statements"]) > 0
+
+
+def test_cron_database_and_its_jobs(server_dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from ibcbench.migrate import migrate_up
+
+    params = conninfo_to_dict(server_dsn)
+    params["dbname"] = "ibcbench"  # the test cluster's cron database: never dropped
+    dsn = make_conninfo(**params)
+    migrate_up(dsn)
+    jobs = m.scheduled_jobs(dsn)
+    assert len(jobs) == 6 and jobs.active.all()
+    assert "dbname=ibcbench" in m.cron_database_dsn(dsn)
