@@ -86,9 +86,8 @@ def schema_dsn(server_dsn: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def loaded_dsn(server_dsn: str) -> Iterator[str]:
     """Schema + the ``tiny`` dataset (seed 42). Shared by the session: read-only for tests."""
-    from ibcbench.load import load_dataset
-
     from data_gen import GenerationParams
+    from ibcbench.load import load_dataset
     from ibcbench.migrate import migrate_up
 
     name = f"t_loaded_{os.getpid()}"
