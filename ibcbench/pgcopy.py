@@ -38,18 +38,23 @@ def _with_length(data: np.ndarray, length: int) -> np.ndarray:
     return np.hstack([np.broadcast_to(prefix, (data.shape[0], 4)), data])
 
 
-def _fixed(
-    values: np.ndarray, be_dtype: str, null: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    size = np.dtype(be_dtype).itemsize
-    data = np.ascontiguousarray(values.astype(be_dtype)).view(np.uint8).reshape(-1, size)
-    out = _with_length(data, size)
+def _with_nulls(out: np.ndarray, null: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mark ``null`` rows: length -1 and none of their data bytes in the output."""
     if null is None or not null.any():
         return out, None
     out[null, :4] = _NULL_LEN
     mask = np.ones(out.shape, dtype=bool)
     mask[null, 4:] = False
     return out, mask
+
+
+def _fixed(
+    values: np.ndarray, be_dtype: str, null: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    size = np.dtype(be_dtype).itemsize
+    data = np.ascontiguousarray(values.astype(be_dtype)).view(np.uint8).reshape(-1, size)
+    out = _with_length(data, size)
+    return _with_nulls(out, null)
 
 
 def _numeric(
@@ -81,12 +86,7 @@ def _numeric(
         ]
     )
     out = _with_length(np.ascontiguousarray(body), 8 + 2 * _NUMERIC_GROUPS)
-    if null is None or not null.any():
-        return out, None
-    out[null, :4] = _NULL_LEN
-    mask = np.ones(out.shape, dtype=bool)
-    mask[null, 4:] = False
-    return out, mask
+    return _with_nulls(out, null)
 
 
 def _text(values: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

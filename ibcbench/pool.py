@@ -343,6 +343,19 @@ def _callbacks(
     return setup
 
 
+def _pool_arguments(cfg: PoolConfig) -> dict[str, Any]:
+    """The psycopg_pool arguments both pool kinds take from a PoolConfig."""
+    return {
+        "kwargs": {"application_name": cfg.application_name, "autocommit": cfg.autocommit},
+        "min_size": cfg.min_size,
+        "max_size": cfg.max_size,
+        "max_lifetime": cfg.max_lifetime_s,
+        "max_idle": cfg.max_idle_s,
+        "timeout": cfg.timeout_s,
+        "name": cfg.name,
+    }
+
+
 def create_pool(
     config: PoolConfig | None = None,
     dsn: str | None = None,
@@ -360,13 +373,7 @@ def create_pool(
         config=cfg,
         slow_log=slow_log,
         connection_class=KitConnection,
-        kwargs={"application_name": cfg.application_name, "autocommit": cfg.autocommit},
-        min_size=cfg.min_size,
-        max_size=cfg.max_size,
-        max_lifetime=cfg.max_lifetime_s,
-        max_idle=cfg.max_idle_s,
-        timeout=cfg.timeout_s,
-        name=cfg.name,
+        **_pool_arguments(cfg),
         configure=_callbacks(cfg, slow_log, configure, TimedCursor),
         reset=reset,
         check=ConnectionPool.check_connection if cfg.check_on_checkout else None,
@@ -399,13 +406,7 @@ async def create_async_pool(
         config=cfg,
         slow_log=slow_log,
         connection_class=KitAsyncConnection,
-        kwargs={"application_name": cfg.application_name, "autocommit": cfg.autocommit},
-        min_size=cfg.min_size,
-        max_size=cfg.max_size,
-        max_lifetime=cfg.max_lifetime_s,
-        max_idle=cfg.max_idle_s,
-        timeout=cfg.timeout_s,
-        name=cfg.name,
+        **_pool_arguments(cfg),
         configure=setup,
         reset=reset,
         check=AsyncConnectionPool.check_connection if cfg.check_on_checkout else None,

@@ -82,20 +82,27 @@ def _layout_size(conn: psycopg.Connection, table: str, kind: str) -> int:
     )
 
 
+def _create_partitioned(
+    conn: psycopg.Connection, name: str, lo: Any, hi: Any, *, hours: int
+) -> None:
+    """A table range-partitioned on created_at, one partition per ``hours`` (named <name>_YYYYMMDDHH)."""
+    _x(
+        conn,
+        f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
+    )
+    step = pd.Timedelta(hours=hours)
+    start = pd.Timestamp(lo).floor("D" if hours == 24 else "h")
+    while start <= pd.Timestamp(hi):
+        _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{start:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
+                 f" FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + step).isoformat()}')")  # fmt: skip
+        start += step
+
+
 def _create_layout(
     conn: psycopg.Connection, name: str, kind: str, interval: str | None, lo: Any, hi: Any
 ) -> None:
     if kind == "partitioned":
-        _x(
-            conn,
-            f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
-        )
-        day = pd.Timestamp(lo).floor("D")
-        while day <= pd.Timestamp(hi):
-            nxt = day + pd.Timedelta(days=1)
-            _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{day:%Y%m%d} PARTITION OF {SCHEMA}.{name}"
-                     f" FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")  # fmt: skip
-            day = nxt
+        _create_partitioned(conn, name, lo, hi, hours=24)
     else:
         _x(
             conn,
@@ -423,15 +430,7 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
             for label, kind, interval in methods:
                 name = f"ret_{kind}"
                 if kind == "partitioned":
-                    _x(
-                        conn,
-                        f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
-                    )
-                    hour = pd.Timestamp(lo).floor("h")
-                    while hour <= pd.Timestamp(hi):
-                        _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{hour:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
-                                 f" FOR VALUES FROM ('{hour.isoformat()}') TO ('{(hour + pd.Timedelta(hours=1)).isoformat()}')")  # fmt: skip
-                        hour += pd.Timedelta(hours=1)
+                    _create_partitioned(conn, name, lo, hi, hours=1)
                 else:
                     _create_layout(conn, name, kind, interval, lo, hi)
                 _x(
