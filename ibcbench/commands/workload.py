@@ -59,7 +59,7 @@ def _fidelity(args: argparse.Namespace) -> int:
     print(result.frame.to_string(index=False))
     if result.frame.client_bound.any():
         print(
-            "client_bound: the Python process used >= 85% of a core; those rows measure the client, not the server"
+            "client_bound: the Python process used >= 70% of a core; those rows measure the client, not the server"
         )
     return 0
 

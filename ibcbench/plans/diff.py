@@ -201,6 +201,11 @@ class PlanSetDiff:
         )
         return frame.sort_values("q_error", ascending=False).head(n).reset_index(drop=True)
 
+    def speedup(self, query: str) -> float:
+        """Before / after execution time of one query (how many times faster it got)."""
+        d = self.diffs[query]
+        return d.before.total_ms / max(d.after.total_ms, 1e-6)
+
     def changed(self) -> list[str]:
         return [
             name for name, d in self.diffs.items() if any(c.kind in STRUCTURAL for c in d.changes)
