@@ -3,7 +3,9 @@
 pg_cron lives in one database per server (``cron.database_name``). To see the schema's jobs run
 without waiting for their schedules, temporary copies of their commands (``ibcbench-demo-*``) are
 scheduled every minute in the dataset database with ``cron.schedule_in_database``, watched in
-``cron.job_run_details``, and unscheduled afterwards. Bloat is made on a scratch copy in the kit's
+``cron.job_run_details``, and unscheduled afterwards. A run killed while it waits (a notebook kernel
+stopped by a timeout) cannot unschedule them: the next run, and :func:`clear_demo_jobs`, remove such
+leftovers first, and :func:`scheduled_jobs` never counts them among the schema's jobs. Bloat is made on a scratch copy in the kit's
 schema ``ibcbench_maint``, dropped at the end.
 """
 
@@ -22,6 +24,7 @@ from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 
 SCHEMA = "ibcbench_maint"
+DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
@@ -44,7 +47,22 @@ def scheduled_jobs(dsn: str | None) -> pd.DataFrame:
         if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:  # type: ignore[index]
             return pd.DataFrame(columns=["jobname", "schedule", "command", "database", "active"])
         return _frame(conn, "SELECT jobname, schedule, command, database, active FROM cron.job"
-                            " WHERE jobname LIKE 'ibcbench-%%' ORDER BY jobname")  # fmt: skip
+                            " WHERE jobname LIKE 'ibcbench-%%' AND jobname NOT LIKE %s ORDER BY jobname",
+                      (DEMO_PREFIX + "%",))  # fmt: skip
+
+
+def clear_demo_jobs(conn: psycopg.Connection) -> int:
+    """Unschedule every ``ibcbench-demo-*`` job and forget its runs (``conn``: the cron database).
+
+    Only the kit's own demo jobs are touched; returns how many there were.
+    """
+    ids = [r[0] for r in conn.execute(
+        "SELECT jobid FROM cron.job WHERE jobname LIKE %s", (DEMO_PREFIX + "%",)).fetchall()]  # fmt: skip
+    for jobid in ids:
+        conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+    if ids:
+        conn.execute("DELETE FROM cron.job_run_details WHERE jobid = ANY(%s)", (ids,))
+    return len(ids)
 
 
 #: what the demo runs: the schema's job commands (dry-run/cheap where the real one would rewrite data)
@@ -72,10 +90,8 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
         with connect(cron, autocommit=True) as conn:
             # pg_cron's tables live in the cron database once the extension is created there
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            clear_demo_jobs(conn)  # left by a run that was killed while it waited
             for name, command in DEMO_COMMANDS.items():
-                conn.execute(
-                    "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", (name,)
-                )
                 ids.append(conn.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
                                         (name, command, database)).fetchone()[0])  # type: ignore[index]  # fmt: skip
             deadline = time.monotonic() + wait_s

@@ -37,6 +37,14 @@ def test_cron_database_and_its_jobs(server_dsn: str) -> None:
     params["dbname"] = "ibcbench"  # the test cluster's cron database: never dropped
     dsn = make_conninfo(**params)
     migrate_up(dsn)
-    jobs = m.scheduled_jobs(dsn)
-    assert len(jobs) == 6 and jobs.active.all()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # a demo job left behind by a killed run: not one of the schema's jobs, and cleared
+        conn.execute("SELECT cron.schedule('ibcbench-demo-analyze', '0 0 1 1 *', 'SELECT 1')")
+        jobs = m.scheduled_jobs(dsn)
+        assert len(jobs) == 6 and jobs.active.all()
+        assert not jobs.jobname.str.startswith(m.DEMO_PREFIX).any()
+        assert m.clear_demo_jobs(conn) == 1
+        assert m.clear_demo_jobs(conn) == 0
+        names = {r[0] for r in conn.execute("SELECT jobname FROM cron.job").fetchall()}
+    assert names == set(jobs.jobname)  # the schema's jobs are untouched
     assert "dbname=ibcbench" in m.cron_database_dsn(dsn)
