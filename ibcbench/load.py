@@ -3,24 +3,30 @@
 Two ways in, TSBS-style:
 - ``generate_dataset(params, out_dir)`` writes one binary COPY file per table plus ``manifest.json``,
   and ``load_dataset(dsn, out_dir)`` streams those files (load timings never include generation);
-- ``load_dataset(dsn, params)`` generates and loads at once: a producer process generates and encodes
-  batches into a bounded queue while this process COPYs them, so the server is not waiting on Python.
+- ``load_dataset(dsn, params)`` generates and loads at once: a producer (a forked process by
+  default, or a thread) generates and encodes batches into a bounded queue while this process COPYs
+  them, so the server is not waiting on Python.
 
 A span is loaded in one transaction and recorded in ``ibcbench_loads``: a failed load leaves nothing
-behind, the same span is never loaded twice, and a span that overlaps the data is refused. Loading
+behind, the same folder is never loaded twice, and a span that overlaps the data is refused. Loading
 ``GenerationParams`` into a database that already holds packets continues it: the next span starts
-after the newest packet, with the next ids and gapless sequences per channel.
+after the newest packet, with the next ids and gapless sequences per channel. Loads into one
+database are serialized by an advisory lock, so two at once cannot both continue the same data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
 import os
+import pickle
+import queue
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,15 +39,20 @@ from psycopg import sql
 from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
 from ibcbench.db import connect
-from ibcbench.errors import LoadError
-from ibcbench.pgcopy import HEADER, TRAILER, encode_batch
+from ibcbench.errors import ConfigError, LoadError
+from ibcbench.pgcopy import HEADER, TRAILER, encode_rows_view
 
 COPY_CHUNK = 8 * 1024 * 1024
-_QUEUE_DEPTH = 4
+OVERLAP_MODES = ("process", "thread", "none")
+_PIPE_BYTES = 1 << 20
+_QUEUE_DEPTH = 4  # encoded batches waiting for COPY (about 40 MB each at the default batch size)
+_LOAD_LOCK = 0x1BCBE4C0  # pg_advisory_xact_lock key: one load at a time per database
 
 
 @dataclass(frozen=True)
 class TableLoad:
+    """One table's share of a load: rows, COPY bytes, and the seconds spent in its COPYs."""
+
     table: str
     rows: int
     bytes: int
@@ -77,30 +88,27 @@ class LoadResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        frame = pd.DataFrame(
-            [
-                {
-                    "table": t.table,
-                    "rows": t.rows,
-                    "MB": round(t.bytes / 1e6, 1),
-                    "copy_seconds": round(t.seconds, 2),
-                }
-                for t in self.tables
-            ]
+        """One row per table plus the wall-clock total: rows, MB, seconds, rows/s, MB/s."""
+        records = [(t.table, t.rows, t.bytes, t.seconds) for t in self.tables]
+        records.append(("total (wall)", self.rows, self.bytes, self.elapsed_s))
+        frame = pd.DataFrame(records, columns=["table", "rows", "bytes", "seconds"])
+        seconds = frame["seconds"].where(frame["seconds"] > 0)
+        return pd.DataFrame(
+            {
+                "table": frame["table"],
+                "rows": frame["rows"],
+                "MB": (frame["bytes"] / 1e6).round(1),
+                "seconds": frame["seconds"].round(2),
+                "rows_per_s": (frame["rows"] / seconds).round(0).astype("Int64"),
+                "MB_per_s": (frame["bytes"] / 1e6 / seconds).round(1),
+            }
         )
-        total = pd.DataFrame(
-            [{"table": "total (wall)", "rows": self.rows, "MB": round(self.bytes / 1e6, 1),
-              "copy_seconds": round(self.elapsed_s, 2)}]
-        )  # fmt: skip
-        out = pd.concat([frame, total], ignore_index=True)
-        out["rows_per_s"] = (
-            out["rows"] / out["copy_seconds"].where(out["copy_seconds"] > 0)
-        ).round(0)
-        return out
 
 
 @dataclass(frozen=True)
 class GenerateResult:
+    """A generated folder: its manifest, the time it took, and each table file's size in bytes."""
+
     out_dir: Path
     manifest: dict[str, Any]
     elapsed_s: float
@@ -156,109 +164,254 @@ def resume_state(conn: psycopg.Connection) -> ResumeState | None:
     )
 
 
-def _refuse_overlap(
-    conn: psycopg.Connection, span_start: datetime, first_packet_id: int, checksums: dict[str, str]
-) -> bool:
-    """True when this exact span was loaded already; raises when it would overlap or collide."""
-    same = conn.execute(
-        "SELECT id FROM ibcbench_loads WHERE checksums = %s::jsonb",
-        (json.dumps(checksums, sort_keys=True),),
-    ).fetchone()
-    if same:
-        return True
-    row = conn.execute("SELECT max(created_at), max(id) FROM packet_flow").fetchone()
-    if row and row[0] is not None:
-        if span_start <= row[0]:
-            raise LoadError(
-                f"the data to load starts at {span_start.isoformat()} but the database already holds packets "
-                f"up to {row[0].isoformat()}: load GenerationParams to continue it (`ibcbench seed` appends), "
-                "or use a fresh database"
-            )
-        if first_packet_id <= row[1]:
-            raise LoadError(
-                f"the data to load starts at packet id {first_packet_id} but the database already holds ids up "
-                f"to {row[1]}: generate it as a continuation (`ibcbench generate --dsn ...`) or use a fresh database"
-            )
-    return False
+def _lock(conn: psycopg.Connection) -> None:
+    """Serialize loads into this database until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOAD_LOCK,))
 
 
-# ---- generation into batches of COPY bytes ----------------------------------------------------
+def _check_span(conn: psycopg.Connection, span_start: datetime, first_packet_id: int) -> None:
+    """Refuse a span that starts inside the data already loaded, or reuses its packet ids."""
+    newest, max_id = conn.execute("SELECT max(created_at), max(id) FROM packet_flow").fetchone()  # type: ignore[misc]
+    if newest is not None and span_start <= newest:
+        raise LoadError(
+            f"the data to load starts at {span_start.isoformat()} but the database already holds packets "
+            f"up to {newest.isoformat()}: load GenerationParams to continue it (`ibcbench seed` appends), "
+            "or use a fresh database"
+        )
+    if max_id is not None and first_packet_id <= max_id:
+        raise LoadError(
+            f"the data to load starts at packet id {first_packet_id} but the database already holds ids up "
+            f"to {max_id}: generate it as a continuation (`ibcbench generate --dsn ...`) or use a fresh database"
+        )
+    if conn.execute(
+        "SELECT 1 FROM ibcbench_loads WHERE span_start <= %s AND span_end > %s",
+        (span_start, span_start),
+    ).fetchone():
+        raise LoadError(
+            f"a loaded span already covers {span_start.isoformat()}: use a fresh database"
+        )
+
+
+# ---- generation into batches of COPY tuples ----------------------------------------------------
 @dataclass(frozen=True)
 class EncodedBatch:
+    """One generated batch as binary COPY tuples (no header or trailer)."""
+
     table: str
     rows: int
-    payload: bytes  # header + tuples + trailer
+    body: bytes | memoryview
 
 
-def _encoded_batches(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
-    """Generate and encode; the last item is the generator's manifest (with span and next ids)."""
+def encoded_batches(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
+    """Generate and encode; the last item is the generator's manifest (with span end and next ids)."""
     gen = generate(params)
     for batch in gen:
         yield EncodedBatch(
-            batch.table, batch.rows, encode_batch(TABLES[batch.table], batch.columns, batch.rows)
+            batch.table,
+            batch.rows,
+            encode_rows_view(TABLES[batch.table], batch.columns, batch.rows),
         )
     manifest = gen.manifest()
     state = gen.next_state
-    assert state is not None
-    manifest["span_end"] = state.start.isoformat() if state.start else None
+    assert state is not None and state.start is not None
+    manifest["span_start"] = params.start_time.isoformat()
+    manifest["span_end"] = state.start.isoformat()
+    manifest["first_packet_id"] = params.resume.next_packet_id if params.resume else 1
     manifest["next_packet_id"] = state.next_packet_id
     yield manifest
 
 
-def _producer(params: GenerationParams, queue: Any) -> None:
+class _Stopped(Exception):
+    """The loading side stopped reading: the filling thread ends quietly."""
+
+
+def _produce(params: GenerationParams, put: Callable[[Any], None]) -> None:
+    """Generate into ``put``; a failure travels as a LoadError, the end as None."""
     try:
-        for item in _encoded_batches(params):
-            queue.put(item)
-    except BaseException as exc:  # hand the error to the loading side, which raises it
-        queue.put(LoadError(f"generation failed: {type(exc).__name__}: {exc}"))
-    queue.put(None)
-
-
-def _overlapped(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
-    """Batches from a producer process (fork), so generation runs on the other core."""
-    if sys.platform != "linux" or os.environ.get("IBCBENCH_NO_FORK"):
-        yield from _encoded_batches(params)
+        for item in encoded_batches(params):
+            put(item)
+    except _Stopped:
         return
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue(maxsize=_QUEUE_DEPTH)
-    proc = ctx.Process(target=_producer, args=(params, queue), daemon=True)
-    proc.start()
+    except BaseException as exc:  # handed to the loading side, which raises it
+        put(LoadError(f"generation failed: {type(exc).__name__}: {exc}"))
+        return
+    put(None)
+
+
+def _queued(fill: Callable[[Callable[[Any], None]], None]) -> Iterator[Any]:
+    """Run ``fill(put)`` in a thread feeding a bounded queue; yield what it puts until None.
+
+    An exception put in the queue is raised here. When this side stops early the thread's next
+    ``put`` raises _Stopped, so it never blocks forever.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def run() -> None:
+        with contextlib.suppress(_Stopped):
+            fill(put)
+
+    worker = threading.Thread(target=run, name="ibcbench-producer", daemon=True)
+    worker.start()
     try:
-        while True:
-            item = queue.get()
-            if item is None:
-                break
+        while (item := q.get()) is not None:
             if isinstance(item, Exception):
                 raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+def _from_thread(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
+    """Batches from a producer thread (numpy and Arrow release the GIL for much of the work)."""
+    return _queued(lambda put: _produce(params, put))
+
+
+def _from_process(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
+    """Batches from a forked producer process: generation runs free of this process's GIL.
+
+    The bodies cross a pipe as raw bytes (no pickling); the manifest, an error and the end travel
+    as small pickled frames. A thread here reads the pipe into the bounded queue, so the producer
+    keeps generating while this side COPYs.
+    """
+    import fcntl  # Linux only, like fork
+
+    read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # a larger pipe: fewer wake-ups
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    proc = mp.get_context("fork").Process(
+        target=_pipe_producer,
+        args=(params, read_fd, write_fd),
+        daemon=True,
+        name="ibcbench-generate",
+    )
+    proc.start()
+    os.close(write_fd)
+    pipe = open(read_fd, "rb", buffering=0)  # noqa: SIM115 - closed below, after the reader
+    items = _queued(lambda put: _read_frames(pipe, put))
+    try:
+        for item in items:  # noqa: UP028 - the producer must end before the reader is joined
             yield item
     finally:
         if proc.is_alive():
             proc.terminate()
         proc.join(timeout=10)
+        items.close()
+        pipe.close()
+
+
+def _pipe_producer(params: GenerationParams, read_fd: int, write_fd: int) -> None:
+    """The forked process: generate, encode and write frames to the pipe."""
+    os.close(read_fd)
+
+    def send(data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view) :]
+
+    def put(item: Any) -> None:
+        if isinstance(item, EncodedBatch):
+            header = pickle.dumps(("batch", item.table, item.rows, len(item.body)))
+        else:
+            header = pickle.dumps(("item", item))
+        send(len(header).to_bytes(4, "big") + header)
+        if isinstance(item, EncodedBatch):
+            send(item.body)
+
+    try:
+        _produce(params, put)
+    except BrokenPipeError:  # the loading side stopped reading
+        pass
+    finally:
+        os.close(write_fd)
+
+
+def _read_frames(pipe: Any, put: Callable[[Any], None]) -> None:
+    """Turn the producer's frames back into batches, the manifest, an error or the end."""
+    try:
+        while True:
+            header = pickle.loads(_read_exact(pipe, int.from_bytes(_read_exact(pipe, 4), "big")))
+            if header[0] == "batch":
+                _, table, rows, size = header
+                put(EncodedBatch(table, rows, _read_exact(pipe, size)))
+            else:
+                put(header[1])
+                if header[1] is None or isinstance(header[1], Exception):
+                    return
+    except (OSError, ValueError, EOFError) as exc:
+        put(LoadError(f"the generating process ended early ({exc}): try overlap='thread'"))
+
+
+def _read_exact(pipe: Any, size: int) -> memoryview:
+    view = memoryview(bytearray(size))
+    got = 0
+    while got < size:
+        n = pipe.readinto(view[got:])
+        if not n:
+            raise EOFError(f"pipe closed after {got} of {size} bytes")
+        got += n
+    return view
+
+
+def overlapped_batches(
+    params: GenerationParams, overlap: str = "thread"
+) -> Iterator[EncodedBatch | dict[str, Any]]:
+    """``encoded_batches(params)`` produced ahead of the consumer by a process, a thread, or inline."""
+    if overlap not in OVERLAP_MODES:
+        raise ConfigError(f"overlap must be one of {', '.join(OVERLAP_MODES)}, not {overlap!r}")
+    if overlap == "process" and sys.platform != "linux":
+        overlap = "thread"  # fork is only dependable on Linux
+    if overlap == "process":
+        return _from_process(params)
+    if overlap == "thread":
+        return _from_thread(params)
+    return _inline(params)
+
+
+def _inline(params: GenerationParams) -> Iterator[EncodedBatch | dict[str, Any]]:
+    try:
+        yield from encoded_batches(params)
+    except Exception as exc:  # the same error as from a producer thread or process
+        raise LoadError(f"generation failed: {type(exc).__name__}: {exc}") from exc
 
 
 # ---- writing -----------------------------------------------------------------------------------
-def _copy(
-    cur: psycopg.Cursor, table: str, payload: bytes | Iterator[bytes], *, into: str | None = None
+def copy_stream(
+    cur: psycopg.Cursor,
+    table: str,
+    stream: Iterable[bytes | memoryview],
+    *,
+    into: str | None = None,
 ) -> int:
+    """COPY a complete binary stream (header, tuples, trailer) into ``table``'s generated columns."""
     columns = [c for c, _ in TABLES[table]]
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(into or table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     written = 0
     with cur.copy(stmt) as copy:
-        if isinstance(payload, bytes):
-            for i in range(0, len(payload), COPY_CHUNK):
-                copy.write(payload[i : i + COPY_CHUNK])
-            written = len(payload)
-        else:
-            for chunk in payload:
-                copy.write(chunk)
-                written += len(chunk)
+        for chunk in stream:
+            copy.write(chunk)  # psycopg slices a memoryview for libpq without copying it
+            written += len(chunk)
     return written
 
 
-def _upsert_derived(cur: psycopg.Cursor, table: str, payload: bytes | Iterator[bytes]) -> int:
+def batch_stream(body: bytes | memoryview) -> tuple[bytes, memoryview, bytes]:
+    """The complete COPY stream of one batch's tuples."""
+    return (HEADER, memoryview(body), TRAILER)
+
+
+def _upsert_derived(cur: psycopg.Cursor, table: str, stream: Iterable[bytes | memoryview]) -> int:
     """COPY into a temp table, then merge on the natural key: counts add up (a day split across two
     spans), rates and averages are recomputed, distinct counts keep the larger value."""
     temp = f"_load_{table}"
@@ -270,9 +423,8 @@ def _upsert_derived(cur: psycopg.Cursor, table: str, payload: bytes | Iterator[b
             sql.Identifier(table),
         )
     )
-    written = _copy(cur, table, payload, into=temp)
+    written = copy_stream(cur, table, stream, into=temp)
     keys = DERIVED_KEYS[table]
-    merge = _MERGE[table]
     cur.execute(
         sql.SQL(
             "INSERT INTO {t} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
@@ -281,9 +433,10 @@ def _upsert_derived(cur: psycopg.Cursor, table: str, payload: bytes | Iterator[b
             cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
             tmp=sql.Identifier(temp),
             keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
-            sets=sql.SQL(merge),
+            sets=sql.SQL(_MERGE[table]),  # type: ignore[arg-type]
         )
     )
+    cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(temp)))
     return written
 
 
@@ -296,9 +449,9 @@ _MERGE = {
             / nullif(network_stats.successful_packets + EXCLUDED.successful_packets
                      + network_stats.failed_packets + EXCLUDED.failed_packets, 0), 2),
         total_volume_usd = network_stats.total_volume_usd + EXCLUDED.total_volume_usd,
-        avg_clear_time_seconds = (coalesce(network_stats.avg_clear_time_seconds, 0) * network_stats.total_packets
-            + coalesce(EXCLUDED.avg_clear_time_seconds, 0) * EXCLUDED.total_packets)
-            / nullif(network_stats.total_packets + EXCLUDED.total_packets, 0),
+        avg_clear_time_seconds = (coalesce(network_stats.avg_clear_time_seconds, 0) * network_stats.successful_packets
+            + coalesce(EXCLUDED.avg_clear_time_seconds, 0) * EXCLUDED.successful_packets)
+            / nullif(network_stats.successful_packets + EXCLUDED.successful_packets, 0),
         active_wallets = greatest(network_stats.active_wallets, EXCLUDED.active_wallets),
         active_channels = greatest(network_stats.active_channels, EXCLUDED.active_channels)""",
     "channel_performance": """
@@ -323,7 +476,7 @@ _MERGE = {
 }
 
 
-def _progress(total: int, quiet: bool, desc: str) -> Any:
+def _progress(total: int | None, quiet: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -332,91 +485,90 @@ def _progress(total: int, quiet: bool, desc: str) -> Any:
     )  # fmt: skip
 
 
-def _record(
-    cur: psycopg.Cursor,
-    manifest: dict[str, Any],
-    span_start: datetime,
-    span_end: str,
-    first_id: int,
-    last_id: int,
-    elapsed: float,
-) -> None:
+def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> None:
     cur.execute(
         "INSERT INTO ibcbench_loads (seed, scale, span_start, span_end, first_packet_id, last_packet_id, rows,"
         " checksums, params, elapsed_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            manifest["seed"], manifest["scale"], span_start, span_end, first_id, last_id,
-            json.dumps(manifest["rows"]), json.dumps(manifest["checksums"], sort_keys=True),
-            json.dumps(manifest["params"], default=str), elapsed,
+            manifest["seed"], manifest["scale"], manifest["span_start"], manifest["span_end"],
+            manifest["first_packet_id"], manifest["next_packet_id"] - 1, json.dumps(manifest["rows"]),
+            json.dumps(manifest["checksums"], sort_keys=True), json.dumps(manifest["params"], default=str),
+            elapsed_s,
         ),
     )  # fmt: skip
 
 
 def load_dataset(
-    dsn: str | None, source: GenerationParams | Path | str, *, quiet: bool = False
+    dsn: str | None,
+    source: GenerationParams | Path | str,
+    *,
+    quiet: bool = False,
+    overlap: str = "thread",
 ) -> LoadResult:
-    """Load a generated folder, or generate ``GenerationParams`` and load them overlapped."""
+    """Load a generated folder, or generate ``GenerationParams`` and load them overlapped.
+
+    Everything goes in one transaction, recorded in ``ibcbench_loads``. Parameters without an
+    explicit ``resume`` continue the data already in the database. ``overlap`` says what produces
+    the batches while this process COPYs them: a forked ``"process"``, a ``"thread"``, or ``"none"``.
+    """
     if isinstance(source, GenerationParams):
-        return _load_generated(dsn, source, quiet=quiet)
+        if overlap not in OVERLAP_MODES:
+            raise ConfigError(f"overlap must be one of {', '.join(OVERLAP_MODES)}, not {overlap!r}")
+        return _load_generated(dsn, source, quiet=quiet, overlap=overlap)
     return _load_folder(dsn, Path(source), quiet=quiet)
 
 
-def _load_generated(dsn: str | None, params: GenerationParams, *, quiet: bool) -> LoadResult:
-    with connect(dsn) as conn:
+def _continue(conn: psycopg.Connection, params: GenerationParams) -> GenerationParams:
+    """``params`` resumed after the data already loaded (unchanged into an empty database)."""
+    if params.resume is not None:
+        return params
+    state = resume_state(conn)
+    if state is None:
+        return params
+    if params.start is not None and params.start <= state.start:  # type: ignore[operator]
+        raise LoadError(
+            f"start {params.start.isoformat()} overlaps the data already loaded (up to "
+            f"{state.start.isoformat()}): drop --start to append after it, or use a fresh database"  # type: ignore[union-attr]
+        )
+    return replace(params, resume=state)
+
+
+def _load_generated(
+    dsn: str | None, params: GenerationParams, *, quiet: bool, overlap: str
+) -> LoadResult:
+    per_table = {t: [0, 0, 0.0] for t in TABLES}  # rows, bytes, seconds
+    manifest: dict[str, Any] = {}
+    with connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
-        if params.resume is None:
-            state = resume_state(conn)
-            if state is not None:
-                if params.start is not None and params.start <= state.start:  # type: ignore[operator]
-                    raise LoadError(
-                        f"start {params.start.isoformat()} overlaps the data already loaded (up to "
-                        f"{state.start.isoformat()}): drop --start to append after it, or use a fresh database"  # type: ignore[union-attr]
-                    )
-                params = replace(params, resume=state)
-        conn.commit()
-        first_id = params.resume.next_packet_id if params.resume else 1
-        span_start = params.start_time
+        _lock(conn)
+        params = _continue(conn, params)
+        _check_span(conn, params.start_time, params.resume.next_packet_id if params.resume else 1)
         started = time.perf_counter()
-        per_table: dict[str, list[float]] = {t: [0, 0, 0.0] for t in TABLES}
-        expected = params.total_packets * 2
-        manifest: dict[str, Any] = {}
-        with conn.cursor() as cur, _progress(expected, quiet, "load") as bar:
-            if conn.execute(
-                "SELECT 1 FROM ibcbench_loads WHERE span_start <= %s AND span_end > %s",
-                (span_start, span_start),
-            ).fetchone():
-                raise LoadError(
-                    f"a loaded span already covers {span_start.isoformat()}: use a fresh database"
-                )
-            for item in _overlapped(params):
+        with _progress(None, quiet, "load") as bar:
+            for item in overlapped_batches(params, overlap):
                 if isinstance(item, dict):
                     manifest = item
                     continue
                 t0 = time.perf_counter()
                 if item.table in FACT_TABLES:
-                    written = _copy(cur, item.table, item.payload)
+                    written = copy_stream(cur, item.table, batch_stream(item.body))
+                    bar.update(item.rows)
                 else:
-                    written = _upsert_derived(cur, item.table, item.payload)
+                    written = _upsert_derived(cur, item.table, batch_stream(item.body))
                 acc = per_table[item.table]
                 acc[0] += item.rows
                 acc[1] += written
                 acc[2] += time.perf_counter() - t0
-                if item.table in FACT_TABLES:
-                    bar.update(item.rows)
             elapsed = time.perf_counter() - started
-            _record(
-                cur,
-                manifest,
-                span_start,
-                manifest["span_end"],
-                first_id,
-                manifest["next_packet_id"] - 1,
-                elapsed,
-            )
+            _record(cur, manifest, elapsed)
         conn.commit()
-    tables = [TableLoad(t, int(v[0]), int(v[1]), v[2]) for t, v in per_table.items()]
+    tables = [TableLoad(t, int(v[0]), int(v[1]), float(v[2])) for t, v in per_table.items()]
     return LoadResult(
-        tables, elapsed, manifest, span_start, datetime.fromisoformat(manifest["span_end"])
+        tables,
+        elapsed,
+        manifest,
+        datetime.fromisoformat(manifest["span_start"]),
+        datetime.fromisoformat(manifest["span_end"]),
     )
 
 
@@ -424,7 +576,10 @@ def _load_generated(dsn: str | None, params: GenerationParams, *, quiet: bool) -
 def generate_dataset(
     params: GenerationParams, out_dir: Path | str, *, quiet: bool = False
 ) -> GenerateResult:
-    """Write one binary COPY file per table and ``manifest.json``; the same params give the same bytes."""
+    """Write one binary COPY file per table and ``manifest.json``; the same params give the same bytes.
+
+    ``params.resume`` (see :func:`resume_state`) makes the folder a continuation of a database.
+    """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise LoadError(
@@ -432,17 +587,17 @@ def generate_dataset(
         )
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    manifest: dict[str, Any] = {}
     handles = {t: open(out / f"{t}.pgcopy", "wb") for t in TABLES}  # noqa: SIM115
     try:
         for h in handles.values():
             h.write(HEADER)
-        manifest: dict[str, Any] = {}
-        with _progress(params.total_packets * 2, quiet, "generate") as bar:
-            for item in _encoded_batches(params):
+        with _progress(None, quiet, "generate") as bar:
+            for item in encoded_batches(params):
                 if isinstance(item, dict):
                     manifest = item
                     continue
-                handles[item.table].write(item.payload[len(HEADER) : -len(TRAILER)])
+                handles[item.table].write(item.body)
                 if item.table in FACT_TABLES:
                     bar.update(item.rows)
         for h in handles.values():
@@ -455,8 +610,6 @@ def generate_dataset(
         path = out / f"{t}.pgcopy"
         files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
     manifest["files"] = files
-    manifest["span_start"] = params.start_time.isoformat()
-    manifest["first_packet_id"] = params.resume.next_packet_id if params.resume else 1
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerateResult(
         out, manifest, time.perf_counter() - started, {t: f["bytes"] for t, f in files.items()}
@@ -471,12 +624,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        yield from iter(lambda: fh.read(COPY_CHUNK), b"")
+def _file_stream(path: Path) -> Iterator[memoryview]:
+    """A file in COPY_CHUNK pieces, read into one reused buffer (libpq copies each piece at once)."""
+    buffer = bytearray(COPY_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buffer):
+            yield view[:n]
 
 
-def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
+def read_manifest(folder: Path | str) -> dict[str, Any]:
+    """A generated folder's manifest, after checking every table file is there with its size."""
+    folder = Path(folder)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except FileNotFoundError as exc:
@@ -484,35 +643,46 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
             f"{folder} holds no manifest.json: generate it with `ibcbench generate --out {folder}`"
         ) from exc
     for t in TABLES:
-        if not (folder / f"{t}.pgcopy").exists():
-            raise LoadError(f"{folder}/{t}.pgcopy is missing: generate the folder again")
+        path = folder / f"{t}.pgcopy"
+        if not path.exists():
+            raise LoadError(f"{path} is missing: generate the folder again")
+        expected = manifest["files"][t]["bytes"]
+        if path.stat().st_size != expected:
+            raise LoadError(
+                f"{path} has {path.stat().st_size} bytes but the manifest says {expected}: "
+                "the folder is damaged; generate it again"
+            )
+    return manifest
+
+
+def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
+    manifest = read_manifest(folder)
     span_start = datetime.fromisoformat(manifest["span_start"])
-    with connect(dsn) as conn:
+    span_end = datetime.fromisoformat(manifest["span_end"])
+    tables = []
+    with connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
-        with conn.cursor() as cur:
-            if _refuse_overlap(
-                conn, span_start, int(manifest["first_packet_id"]), manifest["checksums"]
-            ):
-                conn.rollback()
-                return LoadResult([], 0.0, manifest, span_start, None, skipped=True)
-            started = time.perf_counter()
-            tables = []
-            with _progress(sum(manifest["rows"][t] for t in FACT_TABLES), quiet, "load") as bar:
-                for t in TABLES:
-                    t0 = time.perf_counter()
-                    path = folder / f"{t}.pgcopy"
-                    if t in FACT_TABLES:
-                        written = _copy(cur, t, _file_chunks(path))
-                        bar.update(manifest["rows"][t])
-                    else:
-                        written = _upsert_derived(cur, t, _file_chunks(path))
-                    tables.append(
-                        TableLoad(t, int(manifest["rows"][t]), written, time.perf_counter() - t0)
-                    )
-            elapsed = time.perf_counter() - started
-            _record(cur, manifest, span_start, manifest["span_end"], int(manifest["first_packet_id"]),
-                    int(manifest["next_packet_id"]) - 1, elapsed)  # fmt: skip
+        _lock(conn)
+        if conn.execute(
+            "SELECT 1 FROM ibcbench_loads WHERE checksums = %s::jsonb",
+            (json.dumps(manifest["checksums"], sort_keys=True),),
+        ).fetchone():
+            return LoadResult([], 0.0, manifest, span_start, span_end, skipped=True)
+        _check_span(conn, span_start, int(manifest["first_packet_id"]))
+        started = time.perf_counter()
+        with _progress(sum(manifest["rows"][t] for t in FACT_TABLES), quiet, "load") as bar:
+            for t in TABLES:
+                t0 = time.perf_counter()
+                path = folder / f"{t}.pgcopy"
+                if t in FACT_TABLES:
+                    written = copy_stream(cur, t, _file_stream(path))
+                    bar.update(manifest["rows"][t])
+                else:
+                    written = _upsert_derived(cur, t, _file_stream(path))
+                tables.append(
+                    TableLoad(t, int(manifest["rows"][t]), written, time.perf_counter() - t0)
+                )
+        elapsed = time.perf_counter() - started
+        _record(cur, manifest, elapsed)
         conn.commit()
-    return LoadResult(
-        tables, elapsed, manifest, span_start, datetime.fromisoformat(manifest["span_end"])
-    )
+    return LoadResult(tables, elapsed, manifest, span_start, span_end)

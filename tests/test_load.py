@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from data_gen import GenerationParams
+from data_gen import GenerationParams, generate
+from ibcbench.cli import main
 from ibcbench.datasets import ensure_dataset_info, with_database
 from ibcbench.errors import ConfigError, LoadError
-from ibcbench.load import generate_dataset, load_dataset
+from ibcbench.load import generate_dataset, load_dataset, resume_state
 from ibcbench.migrate import Migrator, migrate_up
 
 pytestmark = pytest.mark.db
@@ -106,12 +109,163 @@ def test_missing_schema_is_refused_before_loading(make_database) -> None:
 
 def test_a_failed_load_leaves_nothing(make_database, tmp_path: Path) -> None:
     generate_dataset(TINY, tmp_path / "d", quiet=True)
-    (tmp_path / "d" / "clearing_operations.pgcopy").write_bytes(b"PGCOPY\n\xff\r\n\x00garbage")
+    damaged = tmp_path / "d" / "clearing_operations.pgcopy"
+    data = bytearray(damaged.read_bytes())
+    data[1000:1100] = b"\x7f" * 100  # same size, broken tuples: fails after packet_flow went in
+    damaged.write_bytes(bytes(data))
     dsn = make_database("failed")
     migrate_up(dsn)
     with pytest.raises(psycopg.Error):
         load_dataset(dsn, tmp_path / "d", quiet=True)
     assert _counts(dsn)["packet_flow"] == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            "truncate",
+            r"packet_flow.pgcopy has 100 bytes but the manifest says \d+: the folder is damaged",
+        ),
+        ("remove", r"network_stats.pgcopy is missing: generate the folder again"),
+        ("manifest", r"holds no manifest.json: generate it with `ibcbench generate --out"),
+    ],
+)
+def test_damaged_folders_are_refused_before_loading(
+    make_database, tmp_path: Path, damage: str, message: str
+) -> None:
+    folder = tmp_path / "f"
+    generate_dataset(GenerationParams(seed=1, scale="tiny", packets=2_000), folder, quiet=True)
+    if damage == "truncate":
+        path = folder / "packet_flow.pgcopy"
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "remove":
+        (folder / "network_stats.pgcopy").unlink()
+    else:
+        (folder / "manifest.json").unlink()
+    dsn = make_database("damaged")
+    migrate_up(dsn)
+    with pytest.raises(LoadError, match=message):
+        load_dataset(dsn, folder, quiet=True)
+    assert _counts(dsn)["packet_flow"] == 0
+
+
+@pytest.mark.parametrize("overlap", ["thread", "process", "none"])
+def test_every_overlap_mode_loads_the_same_rows(make_database, overlap: str) -> None:
+    params = GenerationParams(seed=3, scale="tiny", packets=5_000)
+    dsn = make_database(f"overlap_{overlap}")
+    migrate_up(dsn)
+    result = load_dataset(dsn, params, quiet=True, overlap=overlap)
+    assert _counts(dsn) == result.manifest["rows"] == {t.table: t.rows for t in result.tables}
+    with psycopg.connect(dsn) as conn:
+        digest = conn.execute(
+            "SELECT md5(string_agg(md5(p::text), '' ORDER BY id)) FROM packet_flow p"
+        ).fetchone()[0]  # type: ignore[index]
+    assert digest == _PACKET_DIGEST.setdefault("seed3", digest)
+
+
+_PACKET_DIGEST: dict[str, str] = {}  # the modes must agree: the first one sets the reference
+
+
+@pytest.mark.parametrize("overlap", ["thread", "process", "none"])
+def test_a_failing_generator_fails_the_load_and_leaves_nothing(
+    make_database, monkeypatch: pytest.MonkeyPatch, overlap: str
+) -> None:
+    import ibcbench.load as load_module
+
+    def broken(params: GenerationParams):  # type: ignore[no-untyped-def]
+        gen = iter(generate(params))
+        yield next(gen)  # one packet_flow batch goes in, then generation fails
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(load_module, "generate", broken)
+    dsn = make_database(f"genfail_{overlap}")
+    migrate_up(dsn)
+    with pytest.raises(LoadError, match="generation failed: RuntimeError: disk full"):
+        load_dataset(
+            dsn, GenerationParams(seed=3, scale="tiny", packets=5_000), quiet=True, overlap=overlap
+        )
+    assert _counts(dsn)["packet_flow"] == 0
+
+
+def test_unknown_overlap_mode_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match="overlap must be one of process, thread, none, not 'fork'"
+    ):
+        load_dataset("postgresql://nobody@127.0.0.1:1/none", TINY, overlap="fork")
+
+
+def test_concurrent_loads_take_turns(make_database) -> None:
+    """Two loads at once into one database: the advisory lock makes the second continue the first."""
+    dsn = make_database("concurrent")
+    migrate_up(dsn)
+    params = GenerationParams(seed=5, scale="tiny", packets=5_000)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: load_dataset(dsn, params, quiet=True), range(2)))
+    first, second = sorted(results, key=lambda r: r.span_start)
+    assert second.span_start >= first.span_end
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM packet_flow").fetchone() == (
+            10_000,
+            10_000,
+        )
+        assert conn.execute(_GAPS).fetchone() == (0,)
+
+
+def test_a_folder_generated_as_a_continuation_appends(make_database, tmp_path: Path) -> None:
+    dsn = make_database("continued")
+    migrate_up(dsn)
+    params = GenerationParams(seed=6, scale="tiny", packets=4_000)
+    load_dataset(dsn, params, quiet=True)
+    with psycopg.connect(dsn) as conn:
+        state = resume_state(conn)
+    generate_dataset(replace(params, resume=state), tmp_path / "next", quiet=True)
+    generate_dataset(params, tmp_path / "same", quiet=True)
+    assert load_dataset(dsn, tmp_path / "same", quiet=True).skipped  # the loaded span itself
+    generate_dataset(replace(params, seed=7), tmp_path / "other", quiet=True)  # not a continuation
+    with pytest.raises(LoadError, match="already holds packets up to .* or use a fresh database"):
+        load_dataset(dsn, tmp_path / "other", quiet=True)
+    loaded = load_dataset(dsn, tmp_path / "next", quiet=True)
+    assert not loaded.skipped and loaded.span_start > state.start  # type: ignore[operator]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM packet_flow").fetchone() == (
+            8_000,
+            8_000,
+        )
+        assert conn.execute(_GAPS).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone() == (2,)
+
+
+def test_cli_generate_load_and_seed(make_database, tmp_path: Path, capsys) -> None:
+    dsn = make_database("cli")
+    migrate_up(dsn)
+    out = tmp_path / "cli"
+    assert (
+        main(["generate", "--scale", "tiny", "--packets", "3000", "--seed", "9", "--out", str(out)])
+        == 0
+    )
+    assert main(["load", str(out), "--dsn", dsn]) == 0
+    assert "loaded" in capsys.readouterr().out
+    assert main(["load", str(out), "--dsn", dsn]) == 0
+    assert "already loaded" in capsys.readouterr().out
+    assert (
+        main(["seed", "--scale", "tiny", "--packets", "3000", "--dsn", dsn, "--overlap", "none"])
+        == 0
+    )
+    start = "2026-01-01T00:00:00+00:00"
+    assert (
+        main(["seed", "--scale", "tiny", "--packets", "3000", "--dsn", dsn, "--start", start]) == 1
+    )
+    assert "overlaps the data already loaded" in capsys.readouterr().err
+    assert _counts(dsn)["packet_flow"] == 6_000
+
+
+_GAPS = (
+    "SELECT count(*) FROM (SELECT source_chain, source_port, source_channel, count(*) n, max(sequence) m,"
+    " min(sequence) s FROM packet_flow GROUP BY 1, 2, 3) x WHERE n <> m OR s <> 1"
+)
 
 
 def test_dataset_databases_are_reused_and_foreign_ones_refused(server_dsn: str) -> None:

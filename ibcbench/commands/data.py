@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "seed", help="generate and load at once (overlapped); appends after existing data"
     )
     _gen_args(seed)
+    seed.add_argument(
+        "--overlap",
+        choices=("thread", "process", "none"),
+        default="thread",
+        help="what generates while the main thread COPYs (default: a thread; fastest on 2 cores)",
+    )
     add_dsn_argument(seed)
     seed.set_defaults(func=_seed)
 
@@ -58,6 +64,19 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
                          "with and without secondary indexes")  # fmt: skip
     p.add_argument("--packets", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--scenarios",
+        choices=("all", "overlap"),
+        default="all",
+        help="all (default), or only the ceiling and the two generate + load modes (plain table, no "
+        "secondary indexes)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times each scenario runs, interleaved; the median round is reported (default 3)",
+    )
     add_dsn_argument(p)
     p.set_defaults(func=_bench_load)
 
@@ -118,13 +137,22 @@ def _load(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     from ibcbench.load import load_dataset
 
-    _print_load(load_dataset(args.dsn, _params(args), quiet=args.quiet or not sys.stderr.isatty()))
+    quiet = args.quiet or not sys.stderr.isatty()
+    _print_load(load_dataset(args.dsn, _params(args), quiet=quiet, overlap=args.overlap))
     return 0
 
 
 def _bench_load(args: argparse.Namespace) -> int:
-    from ibcbench.loadbench import format_load_benchmark, run_load_benchmark
+    from ibcbench.loadbench import (
+        OVERLAP_SCENARIOS,
+        SCENARIOS,
+        format_load_benchmark,
+        run_load_benchmark,
+    )
 
-    result = run_load_benchmark(args.dsn, packets=args.packets, seed=args.seed)
+    scenarios = SCENARIOS if args.scenarios == "all" else OVERLAP_SCENARIOS
+    result = run_load_benchmark(
+        args.dsn, packets=args.packets, seed=args.seed, scenarios=scenarios, rounds=args.rounds
+    )
     print(format_load_benchmark(result))
     return 0
