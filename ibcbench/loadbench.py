@@ -1,14 +1,21 @@
 """``ibcbench bench load``: how fast the kit loads, and how close generate+load gets to COPY alone.
 
 The same packets (and their operations) go in every scenario: once generated and encoded in memory
-for the COPY ceiling (binary COPY of pre-generated rows: no Python in the way), and once generated
-while loading (end to end). Each scenario loads into a fresh scratch database ``ibcbench_bench_load``
-that the benchmark creates and drops; the fact tables only, in one transaction each.
+beforehand for the COPY ceiling (binary COPY of pre-generated rows: no Python in the way), and once
+generated while loading (end to end, the producer a forked process or a thread). Each scenario loads
+into a fresh scratch database ``ibcbench_bench_load`` that the benchmark creates and drops (after a
+CHECKPOINT, so no earlier writes are flushed during the timing); the fact tables only, one
+transaction per connection, committed inside the timing. The server's own pace drifts by tens of
+percent between runs on a small machine (WAL flushes, the kernel's writeback), so every scenario
+runs several rounds, interleaved, and the median round is reported with the rounds' spread.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,37 +23,119 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from data_gen import GenerationParams
-from data_gen.tables import FACT_TABLES
+from data_gen import GenerationParams, generate
+from data_gen.tables import FACT_TABLES, TABLES
 from ibcbench.datasets import with_database
-from ibcbench.db import connect, resolve_dsn
-from ibcbench.load import EncodedBatch, _copy, _encoded_batches, _overlapped
+from ibcbench.db import connect, describe_dsn, resolve_dsn
+from ibcbench.errors import BenchmarkError
+from ibcbench.load import EncodedBatch, batch_stream, copy_stream, overlapped_batches
 from ibcbench.migrate import Migrator, default_migrations_dir
+from ibcbench.pgcopy import encode_rows_view
 
 SCRATCH_DB = "ibcbench_bench_load"
+_FACTS = "+".join(FACT_TABLES)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured load: where the batches come from, and the target's layout and indexes."""
+
+    name: str
+    source: str  # "memory" (pre-generated: the ceiling), "process" or "thread" (generate + load)
+    layout: str  # "plain" or "hypertable"
+    secondary_indexes: bool
+    tables: tuple[str, ...] = FACT_TABLES
+    connections: int = 1
+    #: packet_flow stripped for the breakdown: "" (as the schema has it), "no primary key", or
+    #: "unlogged, no primary key" (what the server spends on the key's btree and on WAL)
+    stripped: str = ""
+
+
+_STRIP = {
+    "": [],
+    "no primary key": ["ALTER TABLE packet_flow DROP CONSTRAINT packet_flow_pkey"],
+    "unlogged, no primary key": [
+        "ALTER TABLE packet_flow DROP CONSTRAINT packet_flow_pkey",
+        "ALTER TABLE packet_flow SET UNLOGGED",
+    ],
+}
+
+SCENARIOS = (
+    Scenario("COPY ceiling (pre-generated)", "memory", "plain", False),
+    Scenario("generate + load, producer thread", "thread", "plain", False),
+    Scenario("generate + load, producer process", "process", "plain", False),
+    Scenario("COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",)),
+    Scenario("COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",), 2),
+    Scenario(
+        "COPY ceiling, packet_flow only",
+        "memory",
+        "plain",
+        False,
+        ("packet_flow",),
+        1,
+        "no primary key",
+    ),
+    Scenario(
+        "COPY ceiling, packet_flow only",
+        "memory",
+        "plain",
+        False,
+        ("packet_flow",),
+        1,
+        "unlogged, no primary key",
+    ),
+    Scenario("COPY ceiling (pre-generated)", "memory", "hypertable", False),
+    Scenario("generate + load, producer thread", "thread", "hypertable", False),
+    Scenario("COPY ceiling (pre-generated)", "memory", "plain", True),
+    Scenario("generate + load, producer thread", "thread", "plain", True),
+    Scenario("COPY ceiling (pre-generated)", "memory", "hypertable", True),
+    Scenario("generate + load, producer thread", "thread", "hypertable", True),
+)
+#: the three that give the headline ratio, for a quick look
+OVERLAP_SCENARIOS = SCENARIOS[:3]
 
 
 @dataclass(frozen=True)
 class LoadBenchResult:
+    """Every scenario's rows/s and MB/s, and the headline figures."""
+
     frame: pd.DataFrame
     packets: int
-    ratio_end_to_end: float
-    ceiling_packet_flow_rows_per_s: float
+    ratio_end_to_end: (
+        float  # producer thread (the default) / COPY ceiling, plain, no secondary indexes
+    )
+    ratio_end_to_end_process: float
+    ceiling_packet_flow_rows_per_s: float  # one connection, plain, no secondary indexes
+    ceiling_packet_flow_2conn_rows_per_s: float
+    #: packet_flow alone, one connection, stripped: where the server's time goes
+    stripped_packet_flow_rows_per_s: dict[str, float]
     manifest: dict[str, Any]
 
 
-def _fresh(admin_dsn: str, layout: str, indexes: bool) -> str:
+def _fresh(admin_dsn: str, layout: str, indexes: bool, stripped: str = "") -> str:
+    """A new scratch database with the core tables, as a hypertable or not, with indexes or not,
+    packet_flow stripped as a breakdown scenario asks."""
+    _drop(admin_dsn)
     with connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB))
-        )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
     dsn = with_database(admin_dsn, SCRATCH_DB)
     Migrator(dsn).up(3 if layout == "hypertable" else 2)
-    if indexes:
-        ddl = (default_migrations_dir() / "000004_create_indexes.up.sql").read_text()
-        with connect(dsn, autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
+        if (
+            layout == "hypertable"
+            and not conn.execute(
+                "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
+            ).fetchone()
+        ):
+            raise BenchmarkError(
+                "timescaledb is not installed on this server: the hypertable scenarios need it"
+            )
+        if indexes:
+            ddl = (default_migrations_dir() / "000004_create_indexes.up.sql").read_text()
             conn.execute(ddl.encode())  # type: ignore[arg-type]
+        for statement in _STRIP[stripped]:
+            conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute("CHECKPOINT")
     return dsn
 
 
@@ -57,100 +146,189 @@ def _drop(admin_dsn: str) -> None:
         )
 
 
-def _copy_all(dsn: str, batches: Any, tables: tuple[str, ...]) -> tuple[int, int, float]:
+def _copy_batches(dsn: str, batches: Iterable[Any], tables: tuple[str, ...]) -> tuple[int, int]:
+    """COPY the batches of ``tables`` in one transaction; (rows, bytes)."""
     rows = size = 0
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SET synchronous_commit = on")
-        started = time.perf_counter()
-        with conn.cursor() as cur:
-            for item in batches:
-                if isinstance(item, dict) or item.table not in tables:
-                    continue
-                size += _copy(cur, item.table, item.payload)
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        for item in batches:
+            if isinstance(item, EncodedBatch) and item.table in tables:
+                size += copy_stream(cur, item.table, batch_stream(item.body))
                 rows += item.rows
         conn.commit()
-        elapsed = time.perf_counter() - started
-    return rows, size, elapsed
+    return rows, size
+
+
+def _run(
+    dsn: str, scenario: Scenario, params: GenerationParams, encoded: list[EncodedBatch]
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    if scenario.source != "memory":
+        rows, size = _copy_batches(
+            dsn, overlapped_batches(params, scenario.source), scenario.tables
+        )
+    elif scenario.connections == 1:
+        rows, size = _copy_batches(dsn, encoded, scenario.tables)
+    else:
+        # round-robin the batches over several connections, each its own transaction
+        results: list[tuple[int, int]] = []
+        errors: list[BaseException] = []
+
+        def work(share: list[EncodedBatch]) -> None:
+            try:
+                results.append(_copy_batches(dsn, share, scenario.tables))
+            except BaseException as exc:
+                errors.append(exc)
+
+        mine = [b for b in encoded if b.table in scenario.tables]
+        shares = [mine[i :: scenario.connections] for i in range(scenario.connections)]
+        workers = [threading.Thread(target=work, args=(share,)) for share in shares]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if errors:
+            raise errors[0]
+        rows, size = sum(r for r, _ in results), sum(s for _, s in results)
+    elapsed = time.perf_counter() - started
+    return {
+        "scenario": scenario.name,
+        "layout": scenario.layout,
+        "secondary_indexes": scenario.secondary_indexes,
+        "tables": "+".join(scenario.tables)
+        + (f" ({scenario.stripped})" if scenario.stripped else ""),
+        "connections": scenario.connections,
+        "rows": rows,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(rows / elapsed),
+        "MB_per_s": round(size / 1e6 / elapsed, 1),
+    }
+
+
+def _producer_alone(params: GenerationParams) -> tuple[float, float]:
+    """Seconds spent generating and encoding every batch, streaming (nothing kept, nothing sent)."""
+    encode_s = 0.0
+    started = time.perf_counter()
+    for batch in generate(params):
+        t0 = time.perf_counter()
+        encode_rows_view(TABLES[batch.table], batch.columns, batch.rows)
+        encode_s += time.perf_counter() - t0
+    return time.perf_counter() - started - encode_s, encode_s
+
+
+def _pregenerate(params: GenerationParams) -> list[EncodedBatch]:
+    """The fact tables' batches, encoded and kept in memory for the ceiling scenarios."""
+    return [
+        EncodedBatch(b.table, b.rows, encode_rows_view(TABLES[b.table], b.columns, b.rows))
+        for b in generate(params)
+        if b.table in FACT_TABLES
+    ]
 
 
 def run_load_benchmark(
-    dsn: str | None = None, *, packets: int = 1_000_000, seed: int = 42
+    dsn: str | None = None,
+    *,
+    packets: int = 1_000_000,
+    seed: int = 42,
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
+    rounds: int = 3,
 ) -> LoadBenchResult:
-    """Run every scenario and return a frame of rows/s and MB/s, plus the end-to-end / ceiling ratio."""
+    """Run every scenario ``rounds`` times on the server of ``dsn``; rows/s, MB/s and the ratios
+    come from each scenario's median round."""
+    if packets < 1_000:
+        raise BenchmarkError(f"packets must be at least 1000 to time anything, not {packets}")
+    if rounds < 1:
+        raise BenchmarkError(f"rounds must be at least 1, not {rounds}")
     admin = with_database(resolve_dsn(dsn), "postgres")
     params = GenerationParams(seed=seed, scale="default", packets=packets)
-    gen_started = time.perf_counter()
-    encoded = [
-        b
-        for b in _encoded_batches(params)
-        if isinstance(b, EncodedBatch) and b.table in FACT_TABLES
-    ]
-    generate_s = time.perf_counter() - gen_started
-    scenarios = [
-        ("COPY ceiling (pre-generated)", "plain", False, "memory", FACT_TABLES),
-        ("generate + load (overlapped)", "plain", False, "generate", FACT_TABLES),
-        ("COPY ceiling, packet_flow only", "plain", False, "memory", ("packet_flow",)),
-        ("COPY ceiling (pre-generated)", "hypertable", False, "memory", FACT_TABLES),
-        ("generate + load (overlapped)", "hypertable", False, "generate", FACT_TABLES),
-        ("COPY ceiling (pre-generated)", "plain", True, "memory", FACT_TABLES),
-        ("COPY ceiling (pre-generated)", "hypertable", True, "memory", FACT_TABLES),
-        ("generate + load (overlapped)", "hypertable", True, "generate", FACT_TABLES),
-    ]
+    generate_s, encode_s = _producer_alone(params)
+    encoded = _pregenerate(params) if any(sc.source == "memory" for sc in scenarios) else []
     records = []
     try:
-        for name, layout, indexes, source, tables in scenarios:
-            target = _fresh(admin, layout, indexes)
-            batches = encoded if source == "memory" else _overlapped(params)
-            rows, size, elapsed = _copy_all(target, batches, tables)
-            records.append(
-                {
-                    "scenario": name,
-                    "layout": layout,
-                    "secondary_indexes": indexes,
-                    "tables": "+".join(tables),
-                    "rows": rows,
-                    "seconds": round(elapsed, 2),
-                    "rows_per_s": round(rows / elapsed),
-                    "MB_per_s": round(size / 1e6 / elapsed, 1),
-                }
-            )
+        for round_ in range(rounds):  # rounds interleave the scenarios: drift hits them all alike
+            for i, scenario in enumerate(scenarios):
+                record = _run(_fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped), scenario,
+                              params, encoded)  # fmt: skip
+                records.append({"i": i, "round": round_, **record})
     finally:
         _drop(admin)
-    frame = pd.DataFrame(records)
-
-    def rate(
-        scenario: str, layout: str, indexes: bool, tables: str = "+".join(FACT_TABLES)
-    ) -> float:
-        sel = frame[(frame.scenario == scenario) & (frame.layout == layout) & (frame.secondary_indexes == indexes)
-                    & (frame.tables == tables)]  # fmt: skip
-        return float(sel.rows_per_s.iloc[0])
-
-    ratio = rate("generate + load (overlapped)", "plain", False) / rate(
-        "COPY ceiling (pre-generated)", "plain", False
-    )
-    frame["ratio_to_ceiling"] = [
-        round(r.rows_per_s / rate("COPY ceiling (pre-generated)", r.layout, r.secondary_indexes, r.tables), 3)
-        if r.tables == "+".join(FACT_TABLES) else None
+    frame = _median_of_rounds(pd.DataFrame(records))
+    ceiling = {
+        (r.layout, r.secondary_indexes): r.rows_per_s
         for r in frame.itertuples()
-    ]  # fmt: skip
+        if r.scenario.startswith("COPY ceiling (") and r.connections == 1
+    }
+    frame["ratio_to_ceiling"] = [
+        round(r.rows_per_s / ceiling[(r.layout, r.secondary_indexes)], 3)
+        if r.tables == _FACTS and (r.layout, r.secondary_indexes) in ceiling
+        else None
+        for r in frame.itertuples()
+    ]
+
+    def pick(column: str, **where: Any) -> float:
+        sel = frame
+        for key, value in where.items():
+            sel = sel[sel[key] == value]
+        return float(sel[column].iloc[0]) if len(sel) else float("nan")
+
+    plain = {"layout": "plain", "secondary_indexes": False}
     return LoadBenchResult(
         frame=frame,
         packets=packets,
-        ratio_end_to_end=round(ratio, 3),
-        ceiling_packet_flow_rows_per_s=rate(
-            "COPY ceiling, packet_flow only", "plain", False, "packet_flow"
-        ),
-        manifest={"seed": seed, "packets": packets, "generate_and_encode_s": round(generate_s, 2)},
-    )
+        ratio_end_to_end=pick("ratio_to_ceiling", scenario="generate + load, producer thread", **plain),
+        ratio_end_to_end_process=pick("ratio_to_ceiling", scenario="generate + load, producer process", **plain),
+        ceiling_packet_flow_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=1, **plain),
+        ceiling_packet_flow_2conn_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=2, **plain),
+        stripped_packet_flow_rows_per_s={
+            k: pick("rows_per_s", tables=f"packet_flow ({k})", connections=1, **plain) for k in _STRIP if k
+        },
+        manifest={
+            "seed": seed,
+            "packets": packets,
+            "generate_s": round(generate_s, 2),
+            "encode_s": round(encode_s, 2),
+            "rounds": rounds,
+            "server": describe_dsn(admin),
+        },
+    )  # fmt: skip
+
+
+def _median_of_rounds(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per scenario: its median round's seconds, the rates from it, and the rounds' spread."""
+    rows = []
+    for _, runs in records.groupby("i", sort=True):
+        seconds = runs["seconds"]
+        median = runs.iloc[(seconds - seconds.median()).abs().argsort().iloc[0]]  # a real round
+        row = median.drop(["i", "round"]).to_dict()
+        row["rounds"] = len(runs)
+        row["spread_pct"] = round(100 * (seconds.max() - seconds.min()) / seconds.median(), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def format_load_benchmark(result: LoadBenchResult) -> str:
+    """The printed report: the producer's own time, the scenario table, the headline figures."""
+    m = result.manifest
     lines = [
-        f"load benchmark: {result.packets:,} packets (+ their operations), seed {result.manifest['seed']}; "
-        f"generating + encoding them alone took {result.manifest['generate_and_encode_s']} s",
+        f"load benchmark: {result.packets:,} packets (+ their operations), seed {m['seed']}, "
+        f"server {m['server']}",
+        f"the producer alone (no COPY, one core): generate {m['generate_s']} s + encode "
+        f"{m['encode_s']} s",
         result.frame.to_string(index=False),
         "",
-        f"end-to-end / ceiling (plain, no secondary indexes): {result.ratio_end_to_end:.3f}",
-        f"binary COPY into plain packet_flow without secondary indexes: {result.ceiling_packet_flow_rows_per_s:,.0f} rows/s",
+        f"end-to-end / ceiling (plain, no secondary indexes, median of {m['rounds']} rounds): "
+        f"{result.ratio_end_to_end:.3f} with the producer thread (the default), "
+        f"{result.ratio_end_to_end_process:.3f} with a producer process",
     ]
+    alone = {
+        "1 connection": result.ceiling_packet_flow_rows_per_s,
+        "2 connections": result.ceiling_packet_flow_2conn_rows_per_s,
+    }
+    alone.update(
+        {f"1 connection, {k}": v for k, v in result.stripped_packet_flow_rows_per_s.items()}
+    )
+    measured = [f"{v:,.0f} rows/s ({k})" for k, v in alone.items() if not math.isnan(v)]
+    if measured:
+        lines.append(
+            "binary COPY into plain packet_flow without secondary indexes: " + "; ".join(measured)
+        )
     return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""The load benchmark on a small run: same rows in every scenario, ratios, its scratch database gone."""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+import pytest
+
+from ibcbench.errors import BenchmarkError
+from ibcbench.loadbench import (
+    OVERLAP_SCENARIOS,
+    SCRATCH_DB,
+    Scenario,
+    format_load_benchmark,
+    run_load_benchmark,
+)
+
+pytestmark = pytest.mark.db
+
+
+def test_overlap_scenarios_load_the_same_rows(server_dsn: str) -> None:
+    two_conns = Scenario(
+        "COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",), 2
+    )
+    stripped = Scenario(
+        "COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",), 1,
+        "unlogged, no primary key",
+    )  # fmt: skip
+    scenarios = (*OVERLAP_SCENARIOS, two_conns, stripped)
+    result = run_load_benchmark(server_dsn, packets=3_000, seed=11, scenarios=scenarios, rounds=2)
+    frame = result.frame
+    assert list(frame.scenario) == [s.name for s in scenarios]
+    assert frame.tables.iloc[-1] == "packet_flow (unlogged, no primary key)"
+    assert frame.rows.iloc[-1] == 3_000
+    assert result.stripped_packet_flow_rows_per_s["unlogged, no primary key"] > 0
+    assert math.isnan(result.stripped_packet_flow_rows_per_s["no primary key"])
+    facts = frame[frame.tables == "packet_flow+clearing_operations"]
+    assert facts.rows.nunique() == 1 and facts.rows.iloc[0] > 3_000
+    assert frame[frame.connections == 2].rows.iloc[0] == 3_000
+    assert facts.ratio_to_ceiling.iloc[0] == 1.0
+    assert result.ratio_end_to_end > 0 and result.ratio_end_to_end_process > 0
+    assert math.isnan(result.ceiling_packet_flow_rows_per_s)  # not among these scenarios
+    assert result.ceiling_packet_flow_2conn_rows_per_s > 0
+    assert (frame.rounds == 2).all() and (frame.spread_pct >= 0).all()
+    report = format_load_benchmark(result)
+    assert "median of 2 rounds" in report
+    assert "2 connections" in report and "1 connection)" not in report  # nan is left out
+    assert "(1 connection, unlogged, no primary key)" in report
+    with psycopg.connect(server_dsn) as conn:
+        assert (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (SCRATCH_DB,)).fetchone()
+            is None
+        )
+
+
+def test_too_few_packets_are_refused(server_dsn: str) -> None:
+    with pytest.raises(
+        BenchmarkError, match="packets must be at least 1000 to time anything, not 10"
+    ):
+        run_load_benchmark(server_dsn, packets=10)
+    with pytest.raises(BenchmarkError, match="rounds must be at least 1, not 0"):
+        run_load_benchmark(server_dsn, rounds=0)
