@@ -47,8 +47,10 @@ def _to_5bit(data: np.ndarray) -> np.ndarray:
     ngroups = (nbytes * 8 + 4) // 5
     padded = np.zeros((rows, ngroups * 5), dtype=np.uint8)
     padded[:, : nbytes * 8] = bits
-    weights = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
-    return (padded.reshape(rows, ngroups, 5) * weights).sum(axis=2).astype(np.uint8)
+    g = padded.reshape(rows, ngroups, 5)
+    return (
+        (g[:, :, 0] << 4) | (g[:, :, 1] << 3) | (g[:, :, 2] << 2) | (g[:, :, 3] << 1) | g[:, :, 4]
+    )
 
 
 def encode_many(hrp: str, data: np.ndarray) -> np.ndarray:

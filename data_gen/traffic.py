@@ -398,6 +398,10 @@ def _from_vocab(codes: np.ndarray, vocab: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(out, categories=pd.Index(names.astype(object), dtype=object))
 
 
+#: addresses kept encoded between batches (about 170 bytes each with the dict entry)
+ADDRESS_CACHE_LIMIT = 400_000
+
+
 class Vocabulary:
     """Strings the tables repeat, built once per topology: chain ids, channels, denoms, addresses."""
 
@@ -418,12 +422,18 @@ class Vocabulary:
         )
         self.fee_denom = native
         self._addresses: dict[int, dict[int, str]] = {}
+        self._cached = 0
 
     def addresses(self, chain_of_row: np.ndarray, wallet_of_row: np.ndarray) -> pd.Categorical:
         """Bech32 addresses for (chain, wallet) rows as a Categorical; encodes each key once."""
         n_wallets = self.topology.n_wallets
         keys = chain_of_row.astype(np.int64) * n_wallets + wallet_of_row
         uniq, inverse = np.unique(keys, return_inverse=True)
+        if self._cached + uniq.size > ADDRESS_CACHE_LIMIT:
+            # bounded memory over any span (10M packets can touch millions of chain x wallet keys);
+            # heavy wallets come back at once, the output does not depend on what is cached
+            self._addresses.clear()
+            self._cached = 0
         strings = np.empty(uniq.size, dtype=object)
         chains = uniq // n_wallets
         for chain in np.unique(chains):
@@ -434,6 +444,7 @@ class Vocabulary:
             if missing.size:
                 encoded = self.topology.wallet_addresses(int(chain), missing)
                 cache.update(zip(missing.tolist(), encoded.tolist(), strict=True))
+                self._cached += missing.size
             strings[sel] = [cache[w] for w in wallets.tolist()]
         # categories in key order (chain, wallet): unique strings, no sort of strings needed
         return pd.Categorical.from_codes(inverse, categories=pd.Index(strings, dtype=object))

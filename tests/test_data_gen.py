@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -225,3 +226,28 @@ def test_checksum_covers_categories_and_values() -> None:
     column_digest(a, pd.Categorical.from_codes([0, 1], categories=["x", "y"]))
     column_digest(b, pd.Categorical.from_codes([0, 1], categories=["x", "z"]))
     assert a.hexdigest() != b.hexdigest()
+
+
+def test_a_small_address_cache_changes_nothing(monkeypatch) -> None:
+    import data_gen.traffic as traffic
+
+    params = GenerationParams(seed=3, scale="tiny", batch_packets=2_000)
+    reference = generate(params)
+    for _ in reference:
+        pass
+    sizes: list[int] = []
+    original = traffic.Vocabulary.addresses
+
+    def watched(self, chain_of_row, wallet_of_row):  # type: ignore[no-untyped-def]
+        out = original(self, chain_of_row, wallet_of_row)
+        sizes.append(self._cached)
+        return out
+
+    monkeypatch.setattr(traffic, "ADDRESS_CACHE_LIMIT", 1_500)
+    monkeypatch.setattr(traffic.Vocabulary, "addresses", watched)
+    bounded = generate(params)
+    for _ in bounded:
+        pass
+    assert max(sizes) <= 1_500 + 2_000 * 2  # at most one batch's keys over the bound
+    assert any(b < a for a, b in pairwise(sizes))  # it was cleared
+    assert bounded.manifest()["checksums"] == reference.manifest()["checksums"]

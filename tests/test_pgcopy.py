@@ -316,3 +316,27 @@ def test_generated_rows_round_trip_exactly(make_database, table: str) -> None:
     expected = sorted(expected_rows(spec, cols, 3000), key=lambda r: r[0])
     assert rows == expected
     assert any(v is None for r in rows for v in r)  # NULLs were part of the comparison
+
+
+def test_big_batches_are_encoded_in_slices_with_the_same_bytes(monkeypatch) -> None:
+    import ibcbench.load as load
+
+    params = GenerationParams(seed=5, scale="tiny")
+
+    def bodies() -> tuple[dict[str, bytes], dict[str, list[int]]]:
+        data: dict[str, bytearray] = {t: bytearray() for t in TABLES}
+        rows: dict[str, list[int]] = {t: [] for t in TABLES}
+        for item in load.encoded_batches(params):
+            if isinstance(item, dict):
+                continue
+            data[item.table] += item.body
+            rows[item.table].append(item.rows)
+        return {t: bytes(b) for t, b in data.items()}, rows
+
+    whole, whole_rows = bodies()
+    monkeypatch.setattr(load, "_ENCODE_ROWS", 700)
+    sliced, sliced_rows = bodies()
+    assert sliced == whole
+    assert {t: sum(r) for t, r in sliced_rows.items()} == {t: sum(r) for t, r in whole_rows.items()}
+    assert max(max(r) for r in sliced_rows.values()) <= 700
+    assert len(sliced_rows["channel_performance"]) > len(whole_rows["channel_performance"]) == 1
