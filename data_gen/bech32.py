@@ -6,6 +6,8 @@ interchain accounts are 32 bytes (prefix + 59).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -30,14 +32,20 @@ def _generator_table() -> np.ndarray:
 _GEN_TABLE = _generator_table()
 
 
-def _polymod_arrays(values: np.ndarray) -> np.ndarray:
-    """BIP-173 polymod over each row of ``values`` (rows x n, 5-bit ints)."""
-    chk = np.ones(values.shape[0], dtype=np.uint32)
+def _polymod_arrays(values: np.ndarray, start: int = 1) -> np.ndarray:
+    """BIP-173 polymod over each row of ``values`` (rows x n, 5-bit ints), from state ``start``."""
+    chk = np.full(values.shape[0], start, dtype=np.uint32)
     columns = np.ascontiguousarray(values.T, dtype=np.uint32)
     for i in range(columns.shape[0]):
         top = chk >> 25
         chk = ((chk & 0x1FFFFFF) << 5) ^ columns[i] ^ _GEN_TABLE[top]
     return chk
+
+
+@functools.cache
+def _hrp_state(hrp: str) -> int:
+    """The polymod state after a human-readable prefix (the same for every address of a chain)."""
+    return int(_polymod_arrays(np.array([_hrp_expand(hrp)], dtype=np.uint8))[0])
 
 
 def _to_5bit(data: np.ndarray) -> np.ndarray:
@@ -61,9 +69,10 @@ def encode_many(hrp: str, data: np.ndarray) -> np.ndarray:
     if rows == 0:
         return np.array([], dtype=object)
     five = _to_5bit(data)
-    expanded = np.tile(np.array(_hrp_expand(hrp), dtype=np.uint8), (rows, 1))
-    values = np.concatenate([expanded, five, np.zeros((rows, 6), dtype=np.uint8)], axis=1)
-    polymod = _polymod_arrays(values) ^ 1
+    # every row starts with the same prefix: its polymod state is computed once
+    after_hrp = _hrp_state(hrp)
+    values = np.concatenate([five, np.zeros((rows, 6), dtype=np.uint8)], axis=1)
+    polymod = _polymod_arrays(values, after_hrp) ^ 1
     checksum = np.stack([(polymod >> (5 * (5 - i))) & 31 for i in range(6)], axis=1).astype(
         np.uint8
     )

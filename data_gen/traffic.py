@@ -121,7 +121,13 @@ class HourlyRng:
         return self._draw(size, lambda g, c: g.random(c))
 
     def choice(self, a: int, size: int, p: np.ndarray) -> np.ndarray:
-        return self._draw(size, lambda g, c: g.choice(a, size=c, p=p))
+        """``Generator.choice(a, size, p=p)`` hour by hour, the same draws: numpy's own method
+        (uniforms searched in the normalized cumulative sum), with the sum taken once, not per hour."""
+        if p.shape != (a,):
+            raise ValueError("p must have one weight per choice")
+        cdf = p.cumsum()
+        cdf /= cdf[-1]
+        return self._draw(size, lambda g, c: cdf.searchsorted(g.random(c), side="right"))
 
     def lognormal(self, mean: float, sigma: float, size: int) -> np.ndarray:
         return self._draw(size, lambda g, c: g.lognormal(mean, sigma, c))
@@ -398,7 +404,7 @@ def _from_vocab(codes: np.ndarray, vocab: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(out, categories=pd.Index(names.astype(object), dtype=object))
 
 
-#: addresses kept encoded between batches (about 170 bytes each with the dict entry)
+#: addresses kept encoded between batches (about 100 bytes each)
 ADDRESS_CACHE_LIMIT = 400_000
 
 
@@ -421,7 +427,8 @@ class Vocabulary:
             dtype=object,
         )
         self.fee_denom = native
-        self._addresses: dict[int, dict[int, str]] = {}
+        # per chain: addresses by wallet index, and which are filled in
+        self._addresses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._cached = 0
 
     def addresses(self, chain_of_row: np.ndarray, wallet_of_row: np.ndarray) -> pd.Categorical:
@@ -436,16 +443,23 @@ class Vocabulary:
             self._cached = 0
         strings = np.empty(uniq.size, dtype=object)
         chains = uniq // n_wallets
-        for chain in np.unique(chains):
-            sel = chains == chain
-            cache = self._addresses.setdefault(int(chain), {})
-            wallets = uniq[sel] % n_wallets
-            missing = np.array([w for w in wallets.tolist() if w not in cache], dtype=np.int64)
+        present = np.unique(chains)  # uniq is sorted: each chain's keys are one run
+        starts = np.searchsorted(chains, present)
+        ends = np.append(starts[1:], chains.size)
+        for chain, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            wallets = uniq[lo:hi] % n_wallets
+            if chain not in self._addresses:
+                self._addresses[chain] = (
+                    np.empty(n_wallets, dtype=object),
+                    np.zeros(n_wallets, dtype=bool),
+                )
+            known, filled = self._addresses[chain]
+            missing = wallets[~filled[wallets]]
             if missing.size:
-                encoded = self.topology.wallet_addresses(int(chain), missing)
-                cache.update(zip(missing.tolist(), encoded.tolist(), strict=True))
+                known[missing] = self.topology.wallet_addresses(chain, missing)
+                filled[missing] = True
                 self._cached += missing.size
-            strings[sel] = [cache[w] for w in wallets.tolist()]
+            strings[lo:hi] = known[wallets]
         # categories in key order (chain, wallet): unique strings, no sort of strings needed
         return pd.Categorical.from_codes(inverse, categories=pd.Index(strings, dtype=object))
 
