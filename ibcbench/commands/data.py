@@ -62,8 +62,10 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
     p = bench.add_parser("load", help="load throughput: end to end vs binary COPY ceiling, plain vs hypertable, "
                          "with and without secondary indexes")  # fmt: skip
-    p.add_argument("--packets", type=int, default=1_000_000)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--packets", type=int, default=1_000_000, help="packets per round (default 1000000)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     p.add_argument(
         "--scenarios",
         choices=("all", "overlap"),

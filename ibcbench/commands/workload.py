@@ -25,23 +25,28 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     fid = bench.add_parser(
         "fidelity", help="one query through the Python runner and pgbench: QPS and ratio"
     )
-    fid.add_argument("--clients", type=_ints, default=(1, 4, 8, 16))
-    fid.add_argument("--duration", type=float, default=10.0)
-    fid.add_argument("--query", default="packet_by_channel_sequence")
-    fid.add_argument("--scale", default="small")
-    fid.add_argument("--seed", type=int, default=42)
+    fid.add_argument("--clients", type=_ints, default=(1, 4, 8, 16),
+                     help="comma-separated client counts (default 1,4,8,16)")  # fmt: skip
+    fid.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
+    fid.add_argument(
+        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+    )
+    fid.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
 
     wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
-    wl.add_argument("--clients", type=int, default=4)
-    wl.add_argument("--duration", type=float, default=10.0)
+    wl.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    wl.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     wl.add_argument(
         "--rate", type=float, default=None, help="open loop at this many queries/s in total"
     )
-    wl.add_argument("--scale", default="small")
-    wl.add_argument("--seed", type=int, default=42)
+    wl.add_argument(
+        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+    )
+    wl.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
     add_dsn_argument(wl)
     wl.set_defaults(func=_workload)
