@@ -167,12 +167,25 @@ def run_notebook(
             progress_bar=progress,
             log_output=False,
             request_save_on_cell_execute=True,
+            kernel_manager_class=_local_kernel_manager(),
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
     elapsed = time.perf_counter() - started
     recorded = read_recorded(output) if output.exists() else {}
     return NotebookResult(source.name, output, elapsed, recorded, error)
+
+
+def _local_kernel_manager() -> type:
+    """papermill's kernel manager on unix sockets: the kernel never listens on TCP (and ipykernel
+    has no reason to warn that it does so unencrypted)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return LocalKernelManager
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,19 @@ def test_run_notebook_records_values_into_the_run_folder(tmp_path: Path) -> None
     assert read_recorded(result.output) == result.recorded
 
 
+def test_the_kernel_listens_on_unix_sockets_not_tcp(tmp_path: Path) -> None:
+    source = _notebook(
+        tmp_path,
+        [
+            "from ipykernel.kernelapp import IPKernelApp\n"
+            "from ibcbench.notebook import record\n"
+            "record(transport=IPKernelApp.instance().transport)"
+        ],
+    )
+    result = run_notebook(source, new_run("ipc", root=tmp_path / "runs"))
+    assert result.recorded == {"transport": "ipc"}
+
+
 def test_a_failing_notebook_is_written_and_reported(tmp_path: Path) -> None:
     source = _notebook(tmp_path, ["raise ValueError('boom at step 2')"])
     run = new_run("fail", root=tmp_path / "runs")
