@@ -178,6 +178,8 @@ def plot_profile(profile: DatasetProfile) -> Any:
         color=["#2e7d32" if s == "acknowledged" else "#9e9e9e" for s in mix.status],
     )
     ax.set_yscale("log")
+    ax.set_ylabel("packets")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     ax.set_title("Status mix (log scale)")
     for i, (n, pct) in enumerate(zip(mix.packets, mix.pct, strict=True)):
         ax.annotate(f"{pct:.2f}%", (i, n), ha="center", va="bottom", fontsize=8)
@@ -187,6 +189,7 @@ def plot_profile(profile: DatasetProfile) -> Any:
     if len(stuck):
         ax.barh([f"{c} {ch}" for c, ch in zip(stuck.source_chain, stuck.source_channel, strict=True)][::-1],
                 stuck.stuck_packets[::-1], color="#c0392b")  # fmt: skip
+    ax.set_xlabel("stuck packets")
     ax.set_title(
         f"Stuck packets by channel ({int(profile['stuck'].stuck_packets.sum()) if len(profile['stuck']) else 0} total)"
     )
@@ -199,10 +202,11 @@ def plot_profile(profile: DatasetProfile) -> Any:
             (share.source_chain == ch.source_chain) & (share.source_channel == ch.source_channel)
         ]
         left = 0.0
-        for pct in rows.share_pct.astype(float):
-            ax.barh(
-                i, pct, left=left, color=plt.cm.tab20(int(left) % 20), edgecolor="white", lw=0.5
-            )
+        for rank, pct in enumerate(rows.share_pct.astype(float)):  # biggest relayer first
+            ax.barh(i, pct, left=left, color=plt.cm.tab10(rank % 10), edgecolor="white", lw=0.5)
+            if pct >= 12:
+                ax.annotate(f"{pct:.0f}%", (left + pct / 2, i), ha="center", va="center",
+                            fontsize=7, color="white")  # fmt: skip
             left += pct
     ax.set_yticks(range(len(top_channels)))
     ax.set_yticklabels(
@@ -212,7 +216,7 @@ def plot_profile(profile: DatasetProfile) -> Any:
         ]
     )
     ax.invert_yaxis()
-    ax.set_xlabel("% of the channel's packets won")
+    ax.set_xlabel("% of the channel's packets won (one colour per relayer, biggest first)")
     ax.set_title("Relayer share per channel (busiest 8)")
 
     ax = axes[2, 1]
@@ -220,6 +224,7 @@ def plot_profile(profile: DatasetProfile) -> Any:
     ax.plot(pd.to_datetime(hourly.hour), hourly.packets, color="#3b6ea8", lw=1)
     ax.set_title("Hourly volume")
     ax.set_ylabel("packets / hour")
-    fig.autofmt_xdate()
+    # rotate this panel's dates only (fig.autofmt_xdate would hide the other rows' tick labels)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     return fig
