@@ -101,25 +101,30 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     import matplotlib.pyplot as plt
 
     f = result.frame
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    sizes = sorted(f.max_size.unique())
+    colour = {size: plt.cm.tab10(i % 10) for i, size in enumerate(sizes)}
     for prep, style in ((True, "-"), (False, ":")):
         for size, g in f[(f.prepared == prep) & (~f.health_check)].groupby("max_size"):
             g = g.sort_values("clients")
             bold = size == SEED_CONFIG.max_size
+            kw = {"marker": "o", "lw": 3 if bold else 1.2, "color": colour[size]}
             label = f"max {size}{' (seed 25/5)' if bold else ''}{'' if prep else ', unprepared'}"
-            axes[0].plot(
-                g.clients, g.throughput_qps, style, marker="o", lw=3 if bold else 1.2, label=label
-            )
-            axes[1].plot(g.clients, g.p95_ms, style, marker="o", lw=3 if bold else 1.2)
-            axes[2].plot(g.clients, g.wait_ms_per_request, style, marker="o", lw=3 if bold else 1.2)
+            axes[0].plot(g.clients, g.throughput_qps, style, label=label, **kw)
+            axes[1].plot(g.clients, g.p95_ms, style, **kw)
+            axes[2].plot(g.clients, g.wait_ms_per_request, style, **kw)
     axes[0].set_title("Throughput (queries/s)")
     axes[1].set_title("p95 latency (ms)")
     axes[2].set_title("Wait for a connection (ms / request)")
     for ax in axes:
         ax.set_xlabel("client threads")
         ax.set_xscale("log", base=2)
-    axes[0].legend(fontsize=7)
+    # one legend under the panels: colour = max_size, solid = prepared statements, dotted = not
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=8,
+               frameon=False)  # fmt: skip
+    rows = -(-len(labels) // 6)
     knee = result.knee()
     fig.suptitle(f"Pool sweep: throughput stops growing at max_size = {knee} (95% of the best)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
     return fig

@@ -68,6 +68,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
+        if 0 < abs(value) < 0.01:  # small ratios keep their digits: 0.000231, not 0
+            return f"{value:.3g}"
         return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"

@@ -170,3 +170,13 @@ def test_compare_configurations_saves_plans_and_restores_indexes(
     assert set(load_plans(tmp_path / "seed")) == {"wallet"}
     with psycopg.connect(loaded_dsn) as conn:
         assert present_kit_indexes(conn) == {d.name for d in STRATEGIES["seed"].indexes}
+
+
+def test_numbers_keep_their_digits_in_reports() -> None:
+    from ibcbench.report import _fmt
+
+    assert _fmt(0.000231) == "0.000231"  # a 4000x speed-up as a ratio
+    assert _fmt(1.23456) == "1.235"
+    assert _fmt(12345.5) == "12,345.5"
+    assert _fmt(float("nan")) == "–"
+    assert _fmt(0.0) == "0"
