@@ -87,6 +87,7 @@ def sweep_pool_settings(
             "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
             "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
             "timeouts": int(stats.get("request_errors", 0)), "client_cpu_pct": result.client_cpu_pct,
+            "client_floor_share": result.client_floor_share,
             "client_bound": result.client_bound, "seed_config": size == SEED_CONFIG.max_size,
         })  # fmt: skip
     return PoolSweepResult(

@@ -12,41 +12,46 @@ import pytest
 from ibcbench.runner import (
     parse_pgbench_log,
     pgbench_scripts,
+    pgbench_value,
     run_pgbench,
     run_python,
-    sql_literal,
     summarize,
 )
 from ibcbench.workload import Workload, WorkloadQuery, default_workload
 
 
 @pytest.mark.parametrize(
-    ("value", "literal"),
-    [(5, "5"), ("it's", "'it''s'"), (dt.date(2026, 1, 2), "'2026-01-02'::date"), (None, "NULL"),
-     (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "'2026-01-01T00:00:00+00:00'::timestamptz"), (np.int64(7), "7")],
+    ("value", "text"),
+    [(5, "5"), ("it's", "it's"), (dt.date(2026, 1, 2), "2026-01-02"), (None, None), (True, "true"),
+     (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "2026-01-01T00:00:00+00:00"), (np.int64(7), "7")],
 )  # fmt: skip
-def test_sql_literals(value: object, literal: str) -> None:
-    assert sql_literal(value) == literal
+def test_pgbench_values(value: object, text: str | None) -> None:
+    assert pgbench_value(value) == text
 
 
-def test_pgbench_scripts_inline_parameters_and_roll_back_writes() -> None:
+def test_pgbench_scripts_bind_parameters_and_roll_back_writes() -> None:
     wl = default_workload().subset(["packet_by_channel_sequence", "network_stats_upsert"])
     params = {"packet_by_channel_sequence": [("osmosis-1", "channel-0", 5), ("noble-1", "channel-1", 6)],
-              "network_stats_upsert": [("osmosis-1", dt.date(2026, 1, 2), 10, 9)]}  # fmt: skip
-    scripts = pgbench_scripts(wl, params)
+              "network_stats_upsert": [("osmosis-1", dt.date(2026, 1, 2), 10, None)]}  # fmt: skip
+    generated = pgbench_scripts(wl, params)
+    scripts = generated.scripts
     assert [s[0] for s in scripts] == [
         "packet_by_channel_sequence",
         "packet_by_channel_sequence",
         "network_stats_upsert",
     ]
-    assert scripts[0][1] == (
+    assert scripts[1][1] == (
         "\\set ibcbench_tick 1\nSELECT id, status, sender, receiver, amount, denom, relayer, created_at, acknowledged_at"
-        " FROM packet_flow WHERE source_chain = 'osmosis-1' AND source_channel = 'channel-0' AND sequence = 5;\n"
+        " FROM packet_flow WHERE source_chain = :p1_0 AND source_channel = :p1_1 AND sequence = :p1_2;\n"
     )
+    assert generated.variables["p1_0"] == "noble-1" and generated.variables["p1_2"] == "6"
+    assert generated.variables["p2_1"] == "2026-01-02" and "p2_3" not in generated.variables
+    assert "NULL" in scripts[2][1] and ":p2_3" not in scripts[2][1]
     assert scripts[2][1].startswith(
         "\\set ibcbench_tick 1\nBEGIN;\nINSERT INTO network_stats"
     ) and scripts[2][1].endswith("ROLLBACK;\n")
     assert scripts[0][2] == pytest.approx(12.5)
+    assert generated.define_args()[:2] == ["-D", "p0_0=osmosis-1"]
 
 
 def test_pgbench_log_parsing(tmp_path: Path) -> None:
@@ -60,6 +65,9 @@ def test_pgbench_log_parsing(tmp_path: Path) -> None:
         "latency_ms": [0.25, 1.5, pytest.approx(np.nan, nan_ok=True)],
         "ok": [True, True, False],
     }
+    assert frame.attrs["last_epoch_us"] == 1_700_000_001_000_000
+    later = parse_pgbench_log(log, ["a", "b"], measure_from_epoch_us=1_700_000_000_001_000)
+    assert later["query"].tolist() == ["b", "a"]  # the warm-up transaction is left out
 
 
 def test_summary_percentiles_are_ordered() -> None:
@@ -88,7 +96,13 @@ def test_python_runner_closed_loop(loaded_dsn: str) -> None:
         and (s.p95_ms <= s.p99_ms).all()
         and (s.p99_ms <= s.max_ms).all()
     )
-    assert 0 < result.client_cpu_pct < 200 and result.client_bound in (True, False)
+    assert 0 < result.client_cpu_pct < 200
+    # the round-trip floor: SELECT 1 through the same pool and threads, faster than the workload
+    assert result.client_floor_qps is not None and result.client_floor_qps > 0
+    assert result.client_floor_share == pytest.approx(
+        s.loc["ALL", "throughput_qps"] / result.client_floor_qps, abs=0.001
+    )
+    assert result.client_bound == (result.client_cpu_pct >= 70 or result.client_floor_share >= 0.5)
     assert result.manifest["writes"] == "in rolled-back transactions"
 
 
@@ -110,6 +124,7 @@ def test_open_loop_keeps_its_rate(loaded_dsn: str) -> None:
     result = run_python(loaded_dsn, wl, clients=2, duration_s=2.0, warmup_s=0.2, rate_qps=100)
     qps = result.summary.set_index("query").loc["ALL", "throughput_qps"]
     assert 80 <= qps <= 110
+    assert result.client_floor_qps is None  # an open loop is not limited by the client's floor
 
 
 @pytest.mark.db
@@ -117,7 +132,7 @@ def test_pgbench_engine_gives_the_same_frames(loaded_dsn: str) -> None:
     wl = default_workload().subset(
         ["wallet_history", "packet_by_channel_sequence", "network_stats_upsert"]
     )
-    result = run_pgbench(loaded_dsn, wl, clients=2, duration_s=1.0, warmup_s=0.0)
+    result = run_pgbench(loaded_dsn, wl, clients=2, duration_s=1.0, warmup_s=1.0)
     s = result.summary.set_index("query")
     assert set(s.index) == {
         "wallet_history",

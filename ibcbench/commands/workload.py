@@ -64,7 +64,8 @@ def _fidelity(args: argparse.Namespace) -> int:
     print(result.frame.to_string(index=False))
     if result.frame.client_bound.any():
         print(
-            "client_bound: the Python process used >= 70% of a core; those rows measure the client, not the server"
+            "client_bound: the Python process used >= 70% of a core, or ran at half or more of its own "
+            "SELECT 1 rate (python_select1_qps); those rows measure the client, not the server"
         )
     return 0
 
@@ -89,7 +90,8 @@ def _workload(args: argparse.Namespace) -> int:
     print(result.summary.to_string(index=False))
     if result.client_bound:
         print(
-            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core: it, not the server, is the limit"
+            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core and ran at "
+            f"{result.client_floor_share} of its own SELECT 1 rate: it, not the server, is the limit"
         )
     print(f"run folder: {run.path}")
     return 0
