@@ -9,8 +9,8 @@ its own CPU use (a psycopg client in one Python process tops out near one core),
 runs, its round-trip floor: right after the run, the same pool and threads execute ``SELECT 1`` for a
 moment. When the workload reaches half that rate or more, over half of each request's time is what this
 client needs for an empty round trip, and the figures describe the client, not the query on the server.
-On a 2-core VM the second measure is the one that fires: the Python runner reached 0.25-0.39x of
-pgbench's QPS for a point query while using only 20-39% of a core.
+On a 2-core VM the second measure is the one that fires: at 8 and 16 threads the Python runner's
+SELECT 1 rate falls (GIL contention) while the process uses only 20-40% of a core.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from ibcbench.errors import BenchmarkError
 from ibcbench.pool import PoolConfig, create_pool
 from ibcbench.workload import Workload, sample_parameters
 
-#: share of one core above which the Python client is the bottleneck: on 2 cores shared with the
-#: server, 4-16 threads peaked at 75-78% of a core while reaching only 0.21-0.30x of pgbench's QPS
+#: share of one core above which the Python client is the bottleneck (one process, one GIL)
 CLIENT_BOUND_CPU = 0.70
 #: workload QPS / SELECT 1 QPS of the same pool and threads above which the run is client-bound
 CLIENT_BOUND_FLOOR = 0.5
@@ -373,33 +372,36 @@ def pgbench_scripts(
 #: clients: 93% zeros). A meta command first makes pgbench read the clock when the transaction begins.
 _CLOCK_TICK = "\\set ibcbench_tick 1\n"
 
+_LOG_COLUMNS = ["query", "latency_ms", "ok", "ended_us"]
 _LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)")
 
 
-def parse_pgbench_log(
-    path: Path, script_names: list[str], *, measure_from_epoch_us: int = 0
-) -> pd.DataFrame:
-    """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us) to a frame.
-
-    Transactions that ended before ``measure_from_epoch_us`` are left out; ``frame.attrs
-    ["last_epoch_us"]`` is the end of the last transaction in the file.
-    """
+def _read_pgbench_log(path: Path, script_names: list[str]) -> pd.DataFrame:
+    """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us) to a
+    frame of query, latency_ms, ok and ended_us (when the transaction ended)."""
     rows = []
-    last = 0
     for line in path.read_text().splitlines():
         m = _LOG_RE.match(line)
         if not m:
             continue
         latency, script = m.group(3), int(m.group(4))
-        at = int(m.group(5)) * 1_000_000 + int(m.group(6))
-        last = max(last, at)
-        if at < measure_from_epoch_us:
-            continue
+        ended = int(m.group(5)) * 1_000_000 + int(m.group(6))
         ok = latency.isdigit()
-        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok))
-    frame = pd.DataFrame(rows, columns=["query", "latency_ms", "ok"])
-    if last:
-        frame.attrs["last_epoch_us"] = last
+        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok, ended))
+    return pd.DataFrame(rows, columns=_LOG_COLUMNS)
+
+
+def parse_pgbench_log(
+    path: Path, script_names: list[str], *, measure_from_epoch_us: int = 0
+) -> pd.DataFrame:
+    """A pgbench log as query, latency_ms, ok; transactions that ended before
+    ``measure_from_epoch_us`` are left out. ``frame.attrs["last_epoch_us"]`` is the end of the last
+    transaction in the file."""
+    raw = _read_pgbench_log(path, script_names)
+    frame = raw[raw.ended_us >= measure_from_epoch_us].drop(columns="ended_us")
+    frame = frame.reset_index(drop=True)
+    if len(raw):
+        frame.attrs["last_epoch_us"] = int(raw.ended_us.max())
     return frame
 
 
@@ -454,7 +456,6 @@ def run_pgbench(
         # prepared statements reach their steady plans), and its transactions are left out
         warm, measured = round(warmup_s), max(1, round(duration_s))
         prefix = folder / "log"
-        started_us = time.time_ns() // 1000
         proc = subprocess.run(
             [*args, "-T", str(warm + measured), "--log", f"--log-prefix={prefix}", target],
             capture_output=True, text=True,
@@ -463,21 +464,13 @@ def run_pgbench(
             raise BenchmarkError(
                 f"pgbench failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}"
             )
+        frames = [_read_pgbench_log(p, names) for p in sorted(folder.glob("log.*"))]
+    logged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_LOG_COLUMNS)
+    if warm and len(logged):
         # pgbench starts its clock once every client is connected: the measured part is its last
         # `measured` seconds, counted back from the last logged transaction
-        frames = [parse_pgbench_log(p, names) for p in sorted(folder.glob("log.*"))]
-        if warm and frames:
-            ends = [f.attrs["last_epoch_us"] for f in frames if "last_epoch_us" in f.attrs]
-            cut = (
-                max(ends) if ends else started_us + (warm + measured) * 1_000_000
-            ) - measured * 1_000_000
-            frames = [parse_pgbench_log(p, names, measure_from_epoch_us=cut)
-                      for p in sorted(folder.glob("log.*"))]  # fmt: skip
-    latencies = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["query", "latency_ms", "ok"])
-    )
+        logged = logged[logged.ended_us >= logged.ended_us.max() - measured * 1_000_000]
+    latencies = logged.drop(columns="ended_us").reset_index(drop=True)
     latencies["query"] = pd.Categorical(latencies["query"], categories=workload.names)
     summary = summarize(latencies, engine="pgbench", clients=clients, duration_s=round(duration_s))
     return WorkloadResult(

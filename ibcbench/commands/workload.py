@@ -89,9 +89,14 @@ def _workload(args: argparse.Namespace) -> int:
     result.save(run)
     print(result.summary.to_string(index=False))
     if result.client_bound:
+        floor = (
+            f" and ran at {result.client_floor_share} of its own SELECT 1 rate"
+            if result.client_floor_share is not None
+            else ""
+        )
         print(
-            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core and ran at "
-            f"{result.client_floor_share} of its own SELECT 1 rate: it, not the server, is the limit"
+            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core{floor}: "
+            "it, not the server, is the limit"
         )
     print(f"run folder: {run.path}")
     return 0
