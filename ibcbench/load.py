@@ -125,6 +125,14 @@ _TYPE_ALIASES = {
 
 def check_schema(conn: psycopg.Connection) -> None:
     """The tables exist with the columns and types data_gen.tables expects, else one-line LoadError."""
+    from ibcbench.migrate import Migrator
+
+    version, dirty = Migrator._read_version(conn)
+    if dirty:
+        raise LoadError(
+            f"the schema of database {conn.info.dbname!r} is dirty at version {version} (a migration "
+            "failed): nothing was loaded; run `ibcbench schema up` to see which version to force"
+        )
     for table, columns in TABLES.items():
         rows = conn.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"

@@ -9,6 +9,14 @@ Like golang-migrate, a migration is marked dirty before it runs and clean after;
 dirty and every later command refuses until ``ibcbench schema force V``. Unlike golang-migrate's single
 ``Exec``, a file runs inside an explicit transaction, so a failed file leaves no half-applied objects;
 a file with ``CONCURRENTLY`` must hold a single statement and runs outside a transaction.
+
+The kit never adopts or drops what it did not create. Before a migration runs, none of the tables,
+views, indexes and functions its up file creates may exist already (``IF NOT EXISTS`` would adopt a
+user's own table, which a later ``down`` would drop); the versions the kit applied itself are recorded
+in ``ibcbench_schema_applied``, and ``down`` refuses a version it did not apply (a forced one). A
+waiting ``schema up`` polls for the advisory lock from an idle session, so the ``CREATE INDEX
+CONCURRENTLY`` of the session holding it does not wait for the waiters (which would deadlock), and
+an INVALID index a failed ``CONCURRENTLY`` build left on the kit's tables is rebuilt by ``up``.
 """
 
 from __future__ import annotations
@@ -27,9 +35,16 @@ from ibcbench.db import connect
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
 
 MIGRATIONS_TABLE = "schema_migrations"
+#: the versions this kit applied itself (not forced, not applied by another tool): ``down`` reverts only those
+APPLIED_TABLE = "ibcbench_schema_applied"
 NIL_VERSION = -1
 _FILE_RE = re.compile(r"^(\d+)_([\w-]+)\.(up|down)\.sql$")
 _ADVISORY_LOCK_SALT = 1486364155
+_CREATES_RE = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(TABLE|INDEX|MATERIALIZED\s+VIEW|VIEW|FUNCTION)\s+"
+    r"(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_]\w*)",
+    re.IGNORECASE,
+)
 
 
 def default_migrations_dir() -> Path:
@@ -53,6 +68,17 @@ class Migration:
         if path is None:
             raise MigrationError(f"migration {self.label} has no down file: it cannot be reverted")
         return path.read_text()
+
+    @property
+    def creates(self) -> dict[str, str]:
+        """The objects the up file creates: name -> kind (``function``, ``index`` or ``relation``)."""
+        out: dict[str, str] = {}
+        for kind, name in _CREATES_RE.findall(_strip_comments(self.up_path.read_text())):
+            kind = kind.upper()
+            out[name] = (
+                "function" if kind == "FUNCTION" else "index" if kind == "INDEX" else "relation"
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -146,7 +172,9 @@ class Migrator:
         path: Path | None = None,
         *,
         on_notice: Callable[[str], None] | None = None,
+        lock_timeout_s: float = 3600.0,
     ) -> None:
+        self.lock_timeout_s = lock_timeout_s
         self.migrations = load_migrations(path)
         self._by_version = {m.version: m for m in self.migrations}
         self._dsn = dsn
@@ -160,6 +188,57 @@ class Migrator:
                 "CREATE TABLE IF NOT EXISTS {} (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
             ).format(sql.Identifier(MIGRATIONS_TABLE))
         )
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version bigint NOT NULL PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(APPLIED_TABLE))
+        )
+
+    @staticmethod
+    def _applied(conn: psycopg.Connection) -> set[int]:
+        """The versions the kit applied itself (none when the database has no record of them)."""
+        if conn.execute("SELECT to_regclass(%s)", (APPLIED_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+            return set()
+        rows = conn.execute(
+            sql.SQL("SELECT version FROM {}").format(sql.Identifier(APPLIED_TABLE))
+        ).fetchall()
+        return {int(r[0]) for r in rows}
+
+    @staticmethod
+    def _existing(conn: psycopg.Connection, names: list[str]) -> dict[str, bool]:
+        """Which of ``names`` exist in the current schema (relations, indexes, functions): name -> valid.
+
+        ``valid`` is False only for an INVALID index (a ``CONCURRENTLY`` build that failed)."""
+        rows = conn.execute(
+            "SELECT c.relname, coalesce(i.indisvalid, true) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()"
+            " LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = ANY(%s)"
+            " UNION SELECT p.proname, true FROM pg_proc p"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = current_schema()"
+            " WHERE p.proname = ANY(%s)",
+            (names, names),
+        ).fetchall()
+        return {r[0]: bool(r[1]) for r in rows}
+
+    def invalid_indexes(self, conn: psycopg.Connection) -> list[str]:
+        """The kit's indexes (its migrations' and its index strategies') left INVALID by a failed
+        ``CONCURRENTLY`` build, on the kit's tables of the current schema."""
+        from ibcbench.indexes import KIT_INDEXES
+
+        names = set(KIT_INDEXES)
+        tables: set[str] = set()
+        for m in self.migrations:
+            for name, kind in m.creates.items():
+                (names if kind == "index" else tables).add(name)
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_class t ON t.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()"
+            " WHERE NOT i.indisvalid AND c.relname = ANY(%s) AND t.relname = ANY(%s) ORDER BY 1",
+            (sorted(names), sorted(tables)),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     @staticmethod
     def _read_version(conn: psycopg.Connection) -> tuple[int | None, bool]:
@@ -199,15 +278,33 @@ class Migrator:
                 self._on_notice(message)
 
     def _lock(self, conn: psycopg.Connection) -> int:
+        """Take golang-migrate's advisory lock, polling from an idle session.
+
+        A blocking ``pg_advisory_lock`` keeps a statement (and its virtual transaction) open while it
+        waits, and the ``CREATE INDEX CONCURRENTLY`` of the session holding the lock waits for every
+        such transaction: a deadlock. Between tries this session is idle, in no transaction.
+        """
         schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
         lock_id = advisory_lock_id(conn.info.dbname, schema)
-        conn.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+        deadline = time.monotonic() + self.lock_timeout_s
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise MigrationError(
+                    f"another migration has held the lock on database {conn.info.dbname!r} for more "
+                    f"than {self.lock_timeout_s:.0f} s: wait for it to finish, then run the command again"
+                )
+            time.sleep(0.2)
         return lock_id
 
     def version(self) -> tuple[int | None, bool]:
         """The applied version (None: nothing applied) and whether it is dirty."""
         with self._connect() as conn:
             return self._read_version(conn)
+
+    def invalid(self) -> list[str]:
+        """The kit's indexes left INVALID by a failed ``CONCURRENTLY`` build (``up`` rebuilds them)."""
+        with self._connect() as conn:
+            return self.invalid_indexes(conn)
 
     # ---- commands ------------------------------------------------------------------------
     def up(self, steps: int | None = None) -> MigrateResult:
@@ -222,36 +319,130 @@ class Migrator:
             raise ConfigError("steps must be a positive number of migrations")
         return self._run("down", steps)
 
-    def force(self, version: int) -> None:
-        """Set the version without running anything and clear the dirty flag (golang-migrate's force)."""
+    def force(self, version: int) -> bool:
+        """Set the version without running anything and clear the dirty flag (golang-migrate's force).
+
+        Returns False when nothing changed (``-1`` on a database that was never migrated: no
+        ``schema_migrations`` table is created for it). A forced version is not one the kit applied:
+        ``down`` will not revert it."""
         if version != NIL_VERSION and version not in self._by_version:
             known = ", ".join(str(v) for v in self._by_version) or "none"
             raise ConfigError(
                 f"version {version} is not a known migration (known: {known}; -1 for none)"
             )
         with self._connect() as conn:
-            self._ensure_table(conn)
             lock_id = self._lock(conn)
             try:
-                self._set_version(conn, None if version == NIL_VERSION else version, False)
+                exists = conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0]  # type: ignore[index]
+                if exists is None and version == NIL_VERSION:
+                    return False
+                self._ensure_table(conn)
+                with conn.transaction():
+                    self._set_version(conn, None if version == NIL_VERSION else version, False)
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE version > %s").format(
+                            sql.Identifier(APPLIED_TABLE)
+                        ),
+                        (version,),
+                    )
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+        return True
+
+    def _last_clean(self, conn: psycopg.Connection, dirty_at: int | None) -> int:
+        """The last version fully applied when ``dirty_at`` is marked dirty: the one before it after a
+        failed up, the one after it after a failed down (the kit still records that one as applied)."""
+        versions = [m.version for m in self.migrations]
+        later = [v for v in versions if dirty_at is None or v > dirty_at]
+        if later and later[0] in self._applied(conn):
+            return later[0]
+        return _previous(dirty_at, self)
+
+    def _refuse_foreign(self, conn: psycopg.Connection, plan: list[Migration]) -> list[str]:
+        """Refuse (one line) when an object the planned migrations create exists already: the kit
+        would adopt it. The INVALID indexes those migrations create are returned, to be rebuilt."""
+        kinds = {name: kind for m in plan for name, kind in m.creates.items()}
+        existing = self._existing(conn, sorted(kinds))
+        foreign = sorted(n for n, valid in existing.items() if valid or kinds[n] != "index")
+        if foreign:
+            shown = ", ".join(foreign[:6]) + (
+                f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
+            )
+            raise MigrationError(
+                f"database {conn.info.dbname!r} already has {shown}, which ibcbench did not create: "
+                "nothing was changed; run `ibcbench schema up` on an empty database, or rename those objects"
+            )
+        return sorted(n for n, valid in existing.items() if not valid)
+
+    def _refuse_unapplied(self, conn: psycopg.Connection, plan: list[Migration]) -> None:
+        """``down`` reverts only versions the kit applied itself: a forced version's objects may be a
+        user's own (a table of the same name), and its down file would drop them."""
+        applied = self._applied(conn)
+        foreign = [m.label for m in plan if m.version not in applied]
+        if foreign:
+            raise MigrationError(
+                f"migration {foreign[0]} was not applied by ibcbench on database {conn.info.dbname!r} "
+                "(its version was forced or set by another tool), so its objects may not be the kit's: "
+                "nothing was changed; drop them yourself, then `ibcbench schema force` the version below it"
+            )
+
+    def _rebuild_invalid(
+        self, conn: psycopg.Connection, names: list[str], *, recreate: bool
+    ) -> list[str]:
+        """Drop the kit's INVALID indexes ``names`` (a failed ``CONCURRENTLY`` build) and, with
+        ``recreate``, build them again as the kit defines them (the migration that creates the index,
+        else the index strategies' definition)."""
+        from ibcbench.indexes import KIT_INDEXES
+
+        notes = []
+        for name in names:
+            conn.execute(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
+            )
+            if not recreate:
+                continue
+            owner = [
+                m for m in self.migrations if name in m.creates and _is_concurrent(m.text("up"))
+            ]
+            if owner:
+                conn.execute(owner[0].text("up").encode())  # type: ignore[arg-type]
+            elif name in KIT_INDEXES:
+                conn.execute(KIT_INDEXES[name].create_sql(concurrently=True, per_chunk=False))  # type: ignore[arg-type]
+            else:
+                migration = next(m for m in self.migrations if name in m.creates)
+                raise MigrationError(
+                    f"index {name} was INVALID and has been dropped; re-apply {migration.label} "
+                    f"to build it (`ibcbench schema force {_previous(migration.version, self)}`, then up)"
+                )
+            notes.append(
+                f"ibcbench: index {name} was INVALID (a failed CONCURRENTLY build): rebuilt"
+            )
+        return notes
 
     def _run(self, direction: str, steps: int | None) -> MigrateResult:
         started = time.perf_counter()
         self._notices = []
         with self._connect() as conn:
-            self._ensure_table(conn)
             lock_id = self._lock(conn)
             try:
                 current, dirty = self._read_version(conn)
                 if dirty:
+                    clean = self._last_clean(conn, current)
                     raise DirtyDatabase(
                         f"database {conn.info.dbname!r} is dirty at version {current} (a migration failed): "
-                        "fix the cause, then run `ibcbench schema force V` with V the last version fully "
-                        f"applied (usually {_previous(current, self)})"
+                        f"fix the cause, then run `ibcbench schema force {clean}` ({clean}: the last "
+                        "version fully applied)"
                     )
                 plan = self._plan(direction, current, steps)
+                if direction == "up":
+                    # before anything is created: never adopt (and later drop) what the kit did not create
+                    pending_invalid = self._refuse_foreign(conn, [m for m, _ in plan])
+                    self._ensure_table(conn)
+                    stale = [n for n in self.invalid_indexes(conn) if n not in pending_invalid]
+                    self._notices += self._rebuild_invalid(conn, stale, recreate=True)
+                    self._rebuild_invalid(conn, pending_invalid, recreate=False)
+                else:
+                    self._refuse_unapplied(conn, [m for m, _ in plan])
                 applied: list[str] = []
                 for migration, target in plan:
                     self._apply(conn, migration, direction, target)
@@ -310,12 +501,19 @@ class Migrator:
         # golang-migrate marks the version being moved to as dirty before running the file
         dirty_at = migration.version if direction == "up" else target
         self._set_version(conn, dirty_at if dirty_at is not None else NIL_VERSION, True)
+        record = sql.SQL(
+            "INSERT INTO {} (version) VALUES (%s) ON CONFLICT DO NOTHING"
+            if direction == "up"
+            else "DELETE FROM {} WHERE version = %s"
+        ).format(sql.Identifier(APPLIED_TABLE))
         try:
             if _is_concurrent(text):
                 conn.execute(text.encode())  # type: ignore[arg-type]
+                conn.execute(record, (migration.version,))
             else:
                 with conn.transaction():
                     conn.execute(text.encode())  # type: ignore[arg-type]
+                    conn.execute(record, (migration.version,))
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).splitlines()[0]
             # the file ran in a transaction: the database is still at the version before this step
@@ -354,5 +552,5 @@ def schema_version(dsn: str | None = None, path: Path | None = None) -> tuple[in
     return Migrator(dsn, path).version()
 
 
-def force_version(dsn: str | None, version: int, path: Path | None = None) -> None:
-    Migrator(dsn, path).force(version)
+def force_version(dsn: str | None, version: int, path: Path | None = None) -> bool:
+    return Migrator(dsn, path).force(version)

@@ -22,6 +22,7 @@ class DatabaseStatus:
     hourly_packet_stats_kind: str | None
     cron_jobs: list[tuple[str, str]] = field(default_factory=list)
     row_estimates: dict[str, int] = field(default_factory=dict)
+    invalid_indexes: list[str] = field(default_factory=list)
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
@@ -73,6 +74,7 @@ def database_status(
     with connect(dsn) as conn:
         info = server_info(conn)
         version, dirty = Migrator._read_version(conn)
+        invalid = Migrator().invalid_indexes(conn) if version is not None else []
         pf_kind = packet_flow_kind(conn)
         hs_kind = hourly_stats_kind(conn)
         jobs: list[tuple[str, str]] = []
@@ -120,6 +122,7 @@ def database_status(
         hourly_packet_stats_kind=hs_kind,
         cron_jobs=jobs,
         row_estimates=estimates,
+        invalid_indexes=invalid,
     )
 
 
@@ -147,6 +150,11 @@ def format_status(status: DatabaseStatus) -> str:
             + (" DIRTY (run `ibcbench schema force`)" if status.schema_dirty else "")
         ),
     ]
+    if status.invalid_indexes:
+        lines.append(
+            f"INVALID:      {', '.join(status.invalid_indexes)} (a failed CONCURRENTLY build; "
+            "run `ibcbench schema up` to rebuild)"
+        )
     if status.packet_flow_kind:
         lines.append(f"packet_flow:  {status.packet_flow_kind}")
     if status.hourly_packet_stats_kind:

@@ -107,6 +107,17 @@ def test_missing_schema_is_refused_before_loading(make_database) -> None:
         load_dataset(dsn, TINY, quiet=True)
 
 
+def test_a_dirty_schema_is_refused_before_seeding(make_database, capsys) -> None:
+    dsn = make_database("dirtyseed")
+    migrate_up(dsn)
+    with psycopg.connect(dsn) as conn:  # what a failed migration leaves
+        conn.execute("UPDATE schema_migrations SET dirty = true")
+    assert main(["seed", "--scale", "tiny", "--quiet", "--dsn", dsn]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is dirty at version" in err and "nothing was loaded" in err
+    assert _counts(dsn)["packet_flow"] == 0
+
+
 def test_a_failed_load_leaves_nothing(make_database, tmp_path: Path) -> None:
     generate_dataset(TINY, tmp_path / "d", quiet=True)
     damaged = tmp_path / "d" / "clearing_operations.pgcopy"

@@ -88,7 +88,9 @@ def _objects(dsn: str) -> dict[str, set[str]]:
         }
         exts = {r[0] for r in conn.execute("SELECT extname FROM pg_extension").fetchall()}
     return {
-        "relations": rels - {"schema_migrations", "schema_migrations_pkey"},
+        "relations": rels
+        - {"schema_migrations", "schema_migrations_pkey"}
+        - {"ibcbench_schema_applied", "ibcbench_schema_applied_pkey"},
         "functions": procs,
         "extensions": exts,
     }
@@ -220,7 +222,7 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     assert migrator.version() == (99, True)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-    with pytest.raises(DirtyDatabase, match=r"is dirty at version 99 .*`ibcbench schema force V`"):
+    with pytest.raises(DirtyDatabase, match=r"is dirty at version 99 .*`ibcbench schema force 9`"):
         migrator.up()
     # the CLI turns it into one line and a non-zero exit
     assert main(["schema", "up", "--dsn", dsn, "--path", str(folder)]) == 1
@@ -237,3 +239,201 @@ def test_unreachable_dsn_is_one_line_with_next_step(capsys: pytest.CaptureFixtur
     assert "\n" not in err
     assert err.startswith("ibcbench: error: cannot connect to nobody@127.0.0.1:1/none")
     assert err.endswith("check DATABASE_URL/--dsn or run `ibcbench db up`")
+
+
+# ---- what the kit did not create -------------------------------------------------------------
+def _user_database(make_database, hint: str) -> str:
+    """A user's own database: a table of the kit's name (network_stats) holding one row."""
+    dsn = make_database(hint)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE network_stats (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO network_stats VALUES (1, 'mine')")
+        conn.execute("CREATE TABLE my_notes (note text)")
+    return dsn
+
+
+def _has_table(dsn: str, name: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(
+    ("argv", "code", "out"),
+    [
+        (["schema", "down", "1"], 1, ""),
+        (["schema", "down", "--all"], 0, "no change"),
+        (["schema", "force", "-1"], 0, "no change: the database has no schema_migrations table"),
+        (["schema", "version"], 0, "none"),
+    ],
+)
+def test_read_only_and_no_op_commands_create_nothing(
+    make_database, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, out: str
+) -> None:
+    dsn = _user_database(make_database, "noop")
+    assert main([*argv, "--dsn", dsn]) == code
+    captured = capsys.readouterr()
+    assert out in captured.out
+    if code:
+        assert "nothing was changed" in captured.err and captured.err.count("\n") == 1
+    assert not _has_table(dsn, "schema_migrations")
+    assert not _has_table(dsn, "ibcbench_schema_applied")
+
+
+@pytest.mark.db
+def test_up_refuses_a_user_table_of_a_kit_name_and_the_old_advice_keeps_its_row(
+    make_database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = _user_database(make_database, "adopt")
+    assert main(["schema", "up", "--dsn", dsn]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "already has network_stats, which ibcbench did not create: nothing was changed" in err
+    assert not _has_table(dsn, "schema_migrations")
+    assert not _has_table(dsn, "clearing_operations")
+    # the advice the old code printed after its failure at 000004: force 3, then down
+    assert main(["schema", "force", "3", "--dsn", dsn]) == 0
+    for argv in (["schema", "down", "1"], ["schema", "down", "3"], ["schema", "down", "--all"]):
+        capsys.readouterr()
+        assert main([*argv, "--dsn", dsn]) == 1
+        assert "was not applied by ibcbench" in capsys.readouterr().err
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT id, note FROM network_stats").fetchall() == [(1, "mine")]
+        assert conn.execute("SELECT to_regclass('my_notes')").fetchone() != (None,)
+    assert Migrator(dsn).version() == (3, False)
+
+
+@pytest.mark.db
+def test_a_table_made_between_migrations_is_not_adopted(make_database) -> None:
+    dsn = make_database("between")
+    migrator = Migrator(dsn)
+    migrator.up(1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION check_index_effectiveness() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        )
+    with pytest.raises(
+        MigrationError, match="already has check_index_effectiveness, which ibcbench"
+    ):
+        migrator.up()
+    assert migrator.version() == (1, False)
+    assert not _has_table(dsn, "clearing_operations")
+
+
+@pytest.mark.db
+def test_dirty_after_a_failed_down_names_the_version_still_applied(
+    make_database, tmp_path: Path
+) -> None:
+    dsn = make_database("dirtydown")
+    folder = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), folder)
+    (folder / "000099_fragile.up.sql").write_text("CREATE TABLE fragile (a int);\n")
+    (folder / "000099_fragile.down.sql").write_text("SELECT no_such_function();\n")
+    migrator = Migrator(dsn, folder)
+    migrator.up()
+    with pytest.raises(
+        MigrationError, match=r"000099_fragile.down.sql failed.*`ibcbench schema force 99`"
+    ):
+        migrator.down(1)
+    # golang-migrate marks the target (9) dirty; the last version fully applied is still 99
+    assert migrator.version() == (LATEST, True)
+    with pytest.raises(DirtyDatabase, match=r"is dirty at version 9 .*`ibcbench schema force 99`"):
+        migrator.up()
+
+
+# ---- concurrency and INVALID indexes -----------------------------------------------------------
+@pytest.mark.db
+def test_three_concurrent_ups_take_turns(make_database) -> None:
+    import threading
+
+    dsn = make_database("concurrent")
+    errors: list[BaseException] = []
+    results = []
+
+    def up() -> None:
+        try:
+            results.append(Migrator(dsn).up())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=up) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    assert sorted(len(r.applied) for r in results) == [0, 0, LATEST]
+    assert all(r.version == LATEST for r in results)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT bool_and(indisvalid) FROM pg_index").fetchone() == (True,)
+
+
+def _fail_concurrent_index(dsn: str) -> None:
+    """Run 000008 (CREATE INDEX CONCURRENTLY) while a writer holds clearing_operations, and cancel
+    the build while it waits: the index stays behind INVALID, the version dirty at 8."""
+    import threading
+    import time
+
+    migrator = Migrator(dsn)
+    migrator.up(7)
+    errors: list[BaseException] = []
+    with psycopg.connect(dsn) as writer:
+        writer.execute("LOCK TABLE clearing_operations IN ROW EXCLUSIVE MODE")
+
+        def up() -> None:
+            try:
+                Migrator(dsn).up()
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=up)
+        thread.start()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                row = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%%CREATE INDEX CONCURRENTLY%%'"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                if row:
+                    admin.execute("SELECT pg_cancel_backend(%s)", (row[0],))
+                    break
+                time.sleep(0.1)
+        thread.join(timeout=60)
+        writer.rollback()
+    assert len(errors) == 1 and "000008" in str(errors[0])
+    assert migrator.version() == (8, True)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid"
+        ).fetchall() == [("idx_clearing_operations_open",)]
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("forced", [7, 8])
+def test_an_invalid_index_left_by_a_failed_build_is_found_and_rebuilt(
+    make_database, capsys: pytest.CaptureFixture[str], forced: int
+) -> None:
+    from ibcbench.status import database_status, format_status
+
+    dsn = make_database(f"invalid{forced}")
+    _fail_concurrent_index(dsn)
+    with pytest.raises(
+        DirtyDatabase, match=r"`ibcbench schema force 7` \(7: the last version fully applied\)"
+    ):
+        Migrator(dsn).up()
+    assert main(["schema", "force", str(forced), "--dsn", dsn]) == 0
+    if forced == 8:
+        # the version reads clean, but the index is not: version and status say so
+        capsys.readouterr()
+        assert main(["schema", "version", "--dsn", dsn]) == 0
+        assert "INVALID indexes: idx_clearing_operations_open" in capsys.readouterr().out
+        assert "INVALID:      idx_clearing_operations_open" in format_status(database_status(dsn))
+    result = Migrator(dsn).up()
+    assert result.version == LATEST
+    assert Migrator(dsn).invalid() == []
+    with psycopg.connect(dsn) as conn:
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_clearing_operations_open'::regclass"
+        ).fetchone()
+    assert valid == (True,)

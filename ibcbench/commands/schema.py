@@ -88,14 +88,26 @@ def _down(args: argparse.Namespace) -> int:
 def _version(args: argparse.Namespace) -> int:
     from ibcbench.migrate import Migrator
 
-    version, dirty = Migrator(args.dsn, args.path).version()
-    print(("none" if version is None else str(version)) + (" (dirty)" if dirty else ""))
+    migrator = Migrator(args.dsn, args.path)
+    version, dirty = migrator.version()
+    invalid = migrator.invalid() if version is not None else []
+    print(
+        ("none" if version is None else str(version))
+        + (" (dirty)" if dirty else "")
+        + (
+            f" (INVALID indexes: {', '.join(invalid)}; run `ibcbench schema up` to rebuild them)"
+            if invalid
+            else ""
+        )
+    )
     return 0
 
 
 def _force(args: argparse.Namespace) -> int:
     from ibcbench.migrate import Migrator
 
-    Migrator(args.dsn, args.path).force(args.version)
-    print(f"version forced to {args.version}")
+    if Migrator(args.dsn, args.path).force(args.version):
+        print(f"version forced to {args.version}")
+    else:
+        print("no change: the database has no schema_migrations table (it was never migrated)")
     return 0
