@@ -142,11 +142,13 @@ def index_size(conn: psycopg.Connection, name: str, table: str, hypertables: set
 
 
 def present_kit_indexes(conn: psycopg.Connection) -> set[str]:
+    """The kit's indexes present, each on the table the kit builds it on (a same-named index on
+    another table is not the kit's, and is never dropped)."""
     rows = conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%s)",
+        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%s)",
         (list(KIT_INDEXES),),
     ).fetchall()
-    return {r[0] for r in rows}
+    return {r[0] for r in rows if KIT_INDEXES[r[0]].table == r[1]}
 
 
 def apply_strategy(dsn: str | None, name: str) -> ApplyResult:

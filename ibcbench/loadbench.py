@@ -3,7 +3,8 @@
 The same packets (and their operations) go in every scenario: once generated and encoded in memory
 beforehand for the COPY ceiling (binary COPY of pre-generated rows: no Python in the way), and once
 generated while loading (end to end, the producer a forked process or a thread). Each scenario loads
-into a fresh scratch database ``ibcbench_bench_load`` that the benchmark creates and drops (after a
+into a fresh scratch database ``ibcbench_bench_load`` that the benchmark creates, marks as its own
+and drops (a database of that name without the kit's mark is refused, never dropped; after a
 CHECKPOINT, so no earlier writes are flushed during the timing); the fact tables only, one
 transaction per connection, committed inside the timing. The server's own pace drifts by tens of
 percent between runs on a small machine (WAL flushes, the kernel's writeback), so every scenario
@@ -21,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 import psycopg
-from psycopg import sql
 
 from data_gen import GenerationParams, generate
 from data_gen.tables import FACT_TABLES, TABLES
@@ -30,6 +30,7 @@ from ibcbench.db import connect, describe_dsn, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.load import EncodedBatch, batch_stream, copy_stream, overlapped_batches
 from ibcbench.migrate import Migrator, default_migrations_dir
+from ibcbench.ownership import check_kit_database, create_kit_database, drop_kit_database
 from ibcbench.pgcopy import encode_rows_view
 
 SCRATCH_DB = "ibcbench_bench_load"
@@ -117,7 +118,7 @@ def _fresh(admin_dsn: str, layout: str, indexes: bool, stripped: str = "") -> st
     packet_flow stripped as a breakdown scenario asks."""
     _drop(admin_dsn)
     with connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SCRATCH_DB)))
+        create_kit_database(admin, SCRATCH_DB)
     dsn = with_database(admin_dsn, SCRATCH_DB)
     Migrator(dsn).up(3 if layout == "hypertable" else 2)
     with connect(dsn, autocommit=True) as conn:
@@ -140,10 +141,9 @@ def _fresh(admin_dsn: str, layout: str, indexes: bool, stripped: str = "") -> st
 
 
 def _drop(admin_dsn: str) -> None:
+    """Drop the scratch database if the kit created it; refuse a same-named one it did not."""
     with connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(SCRATCH_DB))
-        )
+        drop_kit_database(admin, SCRATCH_DB)
 
 
 def _copy_batches(dsn: str, batches: Iterable[Any], tables: tuple[str, ...]) -> tuple[int, int]:
@@ -239,6 +239,8 @@ def run_load_benchmark(
     if rounds < 1:
         raise BenchmarkError(f"rounds must be at least 1, not {rounds}")
     admin = with_database(resolve_dsn(dsn), "postgres")
+    with connect(admin, autocommit=True) as conn:  # before any work: never drop a user's database
+        check_kit_database(conn, SCRATCH_DB)
     params = GenerationParams(seed=seed, scale="default", packets=packets)
     generate_s, encode_s = _producer_alone(params)
     encoded = _pregenerate(params) if any(sc.source == "memory" for sc in scenarios) else []

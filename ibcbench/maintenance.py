@@ -22,6 +22,7 @@ import psycopg
 from ibcbench.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.ownership import create_kit_schema, drop_kit_schema
 
 SCHEMA = "ibcbench_maint"
 DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now
@@ -158,9 +159,9 @@ def demonstrate_bloat(
     target = resolve_dsn(dsn)
     index = f"{SCHEMA}.ops_wallet_created"
     with connect(target, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        drop_kit_schema(conn, SCHEMA)  # a leftover of a killed run; never a user's schema
         try:
-            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            create_kit_schema(conn, SCHEMA)
             conn.execute(f"CREATE TABLE {SCHEMA}.ops AS SELECT * FROM clearing_operations")
             conn.execute(
                 f"CREATE INDEX ops_wallet_created ON {SCHEMA}.ops (wallet_address, created_at DESC)"
@@ -190,7 +191,7 @@ def demonstrate_bloat(
             rows.append({"stage": "after REINDEX CONCURRENTLY", **_index_state(conn, index, query, wallets),
                          "reindex_ms": round(reindex_ms, 1)})  # fmt: skip
         finally:
-            conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            drop_kit_schema(conn, SCHEMA)
     return BloatResult(
         pd.DataFrame(rows), detected, {"delete_share": delete_share, "lookups": lookups}
     )

@@ -336,6 +336,17 @@ class Migrator:
                 exists = conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0]  # type: ignore[index]
                 if exists is None and version == NIL_VERSION:
                     return False
+                current, _ = self._read_version(conn)
+                if (
+                    current is not None
+                    and current not in self._by_version
+                    and current != NIL_VERSION
+                ):
+                    raise MigrationError(
+                        f"schema_migrations of database {conn.info.dbname!r} holds version {current}, "
+                        "which is not one of these migrations (another tool's?): nothing was changed; "
+                        "use the migrations folder that created it (--path)"
+                    )
                 self._ensure_table(conn)
                 with conn.transaction():
                     self._set_version(conn, None if version == NIL_VERSION else version, False)

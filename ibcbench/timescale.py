@@ -18,6 +18,7 @@ import psycopg
 
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.errors import BenchmarkError
+from ibcbench.ownership import create_kit_schema, drop_kit_schema
 
 SCHEMA = "ibcbench_layouts"
 _COLUMNS = (
@@ -56,7 +57,7 @@ def _wal_since(conn: psycopg.Connection, lsn: str) -> int:
 
 def _drop_schema(dsn: str) -> None:
     with connect(dsn, autocommit=True) as conn:
-        _x(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        drop_kit_schema(conn, SCHEMA)  # the kit's own only: a same-named user schema is refused
 
 
 def _bounds(conn: psycopg.Connection) -> tuple[Any, Any]:
@@ -176,7 +177,7 @@ def benchmark_layouts(
             count = _x(conn, "SELECT count(*) FROM packet_flow").fetchone()[0]
             sample = _x(conn, "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
                               " TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT %s", (repetitions,)).fetchall()  # fmt: skip
-            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            create_kit_schema(conn, SCHEMA)
             plan = [("plain", "plain", None), ("partitioned_1_day", "partitioned", None)]
             if has_ts:
                 plan += [
@@ -268,7 +269,7 @@ def benchmark_rollups(
         with connect(target, autocommit=True) as conn:
             info = server_info(conn)
             _, hi = _bounds(conn)
-            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            create_kit_schema(conn, SCHEMA)
             _x(conn, f"CREATE TABLE {SCHEMA}.src AS SELECT {_COLUMNS} FROM packet_flow")
             _x(conn, f"CREATE INDEX ON {SCHEMA}.src (created_at)")
             _x(conn, f"CREATE INDEX ON {SCHEMA}.src (updated_at)")
@@ -420,7 +421,7 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
             )
             lo, hi = _bounds(conn)
             cutoff = (pd.Timestamp(hi) - pd.Timedelta(hours=keep_hours)).floor("h")
-            _x(conn, f"CREATE SCHEMA {SCHEMA}")
+            create_kit_schema(conn, SCHEMA)
             methods = [
                 ("DELETE on a plain table", "plain", None),
                 ("DETACH + DROP partitions", "partitioned", None),

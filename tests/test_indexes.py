@@ -89,3 +89,18 @@ def test_the_seed_indexes_make_the_wallet_query_faster(copy_dsn: str) -> None:
 def test_unknown_strategy(copy_dsn: str) -> None:
     with pytest.raises(BenchmarkError, match="index strategy 'fast' is unknown"):
         apply_strategy(copy_dsn, "fast")
+
+
+def test_a_same_named_index_on_another_table_is_not_the_kits(make_database) -> None:
+    dsn = make_database("idxowner")
+    migrate_up(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP INDEX idx_packet_flow_sender_created")
+        conn.execute("CREATE TABLE mine (sender text)")
+        conn.execute("CREATE INDEX idx_packet_flow_sender_created ON mine (sender)")
+    result = apply_strategy(dsn, "none")
+    assert "idx_packet_flow_sender_created" not in result.dropped
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(
+            "SELECT tablename FROM pg_indexes WHERE indexname = 'idx_packet_flow_sender_created'"
+        ).fetchall() == [("mine",)]

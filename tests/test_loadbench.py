@@ -61,3 +61,32 @@ def test_too_few_packets_are_refused(server_dsn: str) -> None:
         run_load_benchmark(server_dsn, packets=10)
     with pytest.raises(BenchmarkError, match="rounds must be at least 1, not 0"):
         run_load_benchmark(server_dsn, rounds=0)
+
+
+def test_a_user_database_of_the_scratch_name_is_refused_and_kept(
+    server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+    from ibcbench.datasets import with_database
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {SCRATCH_DB}")  # the user's own, made by hand
+    user = with_database(server_dsn, SCRATCH_DB)
+    try:
+        with psycopg.connect(user, autocommit=True) as conn:
+            conn.execute("CREATE TABLE mine (a int)")
+            conn.execute("INSERT INTO mine VALUES (7)")
+        argv = ["bench", "load", "--packets", "2000", "--rounds", "1", "--scenarios", "overlap"]
+        assert main([*argv, "--dsn", server_dsn]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert (
+            f"database '{SCRATCH_DB}' exists but was not created by ibcbench: nothing was dropped"
+            in err
+        )
+        with psycopg.connect(user) as conn:
+            assert conn.execute("SELECT a FROM mine").fetchall() == [(7,)]
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")

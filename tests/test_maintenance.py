@@ -48,3 +48,19 @@ def test_cron_database_and_its_jobs(server_dsn: str) -> None:
         names = {r[0] for r in conn.execute("SELECT jobname FROM cron.job").fetchall()}
     assert names == set(jobs.jobname)  # the schema's jobs are untouched
     assert "dbname=ibcbench" in m.cron_database_dsn(dsn)
+
+
+def test_a_user_schema_of_the_scratch_name_is_refused_and_kept(make_database) -> None:
+    from ibcbench.errors import ConfigError
+
+    dsn = make_database("maintschema")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {m.SCHEMA}")
+        conn.execute(f"CREATE TABLE {m.SCHEMA}.mine AS SELECT 7 AS a")
+    with pytest.raises(
+        ConfigError,
+        match=f"schema '{m.SCHEMA}' .* was not created by ibcbench: nothing was dropped",
+    ):
+        m.demonstrate_bloat(dsn)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT a FROM {m.SCHEMA}.mine").fetchall() == [(7,)]

@@ -437,3 +437,21 @@ def test_an_invalid_index_left_by_a_failed_build_is_found_and_rebuilt(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'idx_clearing_operations_open'::regclass"
         ).fetchone()
     assert valid == (True,)
+
+
+@pytest.mark.db
+def test_force_refuses_another_tools_schema_migrations(
+    make_database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = make_database("othertool")
+    with psycopg.connect(
+        dsn, autocommit=True
+    ) as conn:  # the user's own app, migrated by golang-migrate
+        conn.execute(
+            "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)"
+        )
+        conn.execute("INSERT INTO schema_migrations VALUES (20230101, false)")
+    assert main(["schema", "force", "3", "--dsn", dsn]) == 1
+    assert "holds version 20230101, which is not one of these migrations" in capsys.readouterr().err
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT * FROM schema_migrations").fetchall() == [(20230101, False)]

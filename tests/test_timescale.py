@@ -50,3 +50,24 @@ def test_retention_removes_the_same_rows_three_ways(loaded_dsn: str) -> None:
         assert conn.execute("SELECT count(*) FROM packet_flow").fetchone() == (
             20_000,
         )  # the dataset is untouched
+
+
+@pytest.mark.parametrize(
+    "bench",
+    [ts.benchmark_layouts, ts.benchmark_rollups, ts.benchmark_retention],
+    ids=["layouts", "rollups", "retention"],
+)
+def test_a_user_schema_of_the_scratch_name_is_refused_and_kept(make_database, bench) -> None:
+    from ibcbench.errors import ConfigError
+
+    dsn = make_database("tsschema")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {ts.SCHEMA}")
+        conn.execute(f"CREATE TABLE {ts.SCHEMA}.mine AS SELECT 7 AS a")
+    with pytest.raises(
+        ConfigError,
+        match=f"schema '{ts.SCHEMA}' .* was not created by ibcbench: nothing was dropped",
+    ):
+        bench(dsn)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT a FROM {ts.SCHEMA}.mine").fetchall() == [(7,)]

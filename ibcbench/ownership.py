@@ -1,0 +1,87 @@
+"""The kit's mark on the scratch databases and schemas it creates, so that it drops only those.
+
+A scratch database (``ibcbench_bench_load``) or schema (``ibcbench_maint``, ``ibcbench_layouts``) is
+created with a comment, :data:`KIT_MARK`, and dropped only when it carries that comment. One of the
+same name without it is a user's: the command refuses in one line and nothing is dropped. Inside a
+dataset database (which carries its own marker table, see :mod:`ibcbench.datasets`) every scratch
+schema is the kit's: it may be a leftover of an older version that did not mark its schemas.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from ibcbench.errors import ConfigError
+
+KIT_MARK = "ibcbench scratch: created by ibcbench, dropped by it when done"
+
+
+def _database_comment(admin: psycopg.Connection, name: str) -> tuple[bool, str | None]:
+    row = admin.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+    ).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def check_kit_database(admin: psycopg.Connection, name: str) -> None:
+    """Refuse (one line) when a database ``name`` exists without the kit's mark."""
+    exists, comment = _database_comment(admin, name)
+    if exists and comment != KIT_MARK:
+        raise ConfigError(
+            f"database {name!r} exists but was not created by ibcbench: nothing was dropped; "
+            "rename it (or drop it yourself if it is not needed), then run the command again"
+        )
+
+
+def create_kit_database(admin: psycopg.Connection, name: str) -> None:
+    """Create the scratch database ``name`` and mark it as the kit's (``admin``: autocommit)."""
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(KIT_MARK))
+    )
+
+
+def drop_kit_database(admin: psycopg.Connection, name: str) -> bool:
+    """Drop the scratch database ``name`` if the kit created it; refuse one it did not create.
+
+    Returns whether a database was dropped."""
+    check_kit_database(admin, name)
+    if not _database_comment(admin, name)[0]:
+        return False
+    admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    return True
+
+
+def _in_dataset_database(conn: psycopg.Connection) -> bool:
+    from ibcbench.datasets import MARKER_TABLE
+
+    return conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is not None  # type: ignore[index]
+
+
+def check_kit_schema(conn: psycopg.Connection, name: str) -> None:
+    """Refuse (one line) when a schema ``name`` exists without the kit's mark (outside a dataset
+    database)."""
+    row = conn.execute(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (name,)
+    ).fetchone()
+    if row is not None and row[0] != KIT_MARK and not _in_dataset_database(conn):
+        raise ConfigError(
+            f"schema {name!r} of database {conn.info.dbname!r} exists but was not created by "
+            "ibcbench: nothing was dropped; rename it, or run the benchmark on the kit's dataset "
+            "database (the notebooks' default)"
+        )
+
+
+def create_kit_schema(conn: psycopg.Connection, name: str) -> None:
+    """Create the scratch schema ``name`` and mark it as the kit's."""
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    conn.execute(
+        sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(name), sql.Literal(KIT_MARK))
+    )
+
+
+def drop_kit_schema(conn: psycopg.Connection, name: str) -> None:
+    """Drop the scratch schema ``name`` (CASCADE) if the kit created it; refuse one it did not."""
+    check_kit_schema(conn, name)
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
