@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,15 @@ def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) 
     from ibcbench.server import LocalServer
 
     return LocalServer(settings).url()
+
+
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
+_KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_dsn(text: str) -> str:
+    """``text`` with the password of any DSN in it (URL or key=value form) replaced by ``***``."""
+    return _KEY_PASSWORD_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1***@", text))
 
 
 def describe_dsn(dsn: str) -> str:
@@ -43,12 +53,16 @@ def connect(
         return psycopg.connect(target, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = redact_dsn(first)
         raise ConnectionFailed(
             f"cannot connect to {describe_dsn(target)}: {first}; check DATABASE_URL/--dsn or run "
             "`ibcbench db up`"
         ) from exc
     except psycopg.ProgrammingError as exc:
-        raise ConnectionFailed(f"invalid DSN {target!r}: {exc}; fix DATABASE_URL or --dsn") from exc
+        detail = redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        raise ConnectionFailed(
+            f"invalid DSN {redact_dsn(target)!r}: {detail}; fix DATABASE_URL or --dsn"
+        ) from exc
 
 
 @dataclass(frozen=True)

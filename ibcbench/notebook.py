@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -155,8 +156,18 @@ def run_notebook(
     kernel = ensure_kernel()
     output = run.path / source.name
     params = {"run_dir": str(run.path), **dict(parameters or {})}
+    # a DSN (and its password) never goes into the executed notebook as a parameter: the kernel
+    # reads it from DATABASE_URL, which it inherits from this process while it starts
+    secret = params.get("dsn")
+    if isinstance(secret, str) and secret:
+        params["dsn"] = None
+    else:
+        secret = None
     started = time.perf_counter()
     error: str | None = None
+    saved = os.environ.get("DATABASE_URL")
+    if secret:
+        os.environ["DATABASE_URL"] = secret
     try:
         pm.execute_notebook(
             str(source),
@@ -171,6 +182,12 @@ def run_notebook(
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
+    finally:
+        if secret:
+            if saved is None:
+                os.environ.pop("DATABASE_URL", None)
+            else:
+                os.environ["DATABASE_URL"] = saved
     elapsed = time.perf_counter() - started
     recorded = read_recorded(output) if output.exists() else {}
     return NotebookResult(source.name, output, elapsed, recorded, error)

@@ -185,9 +185,14 @@ def build_manifest(
     parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete manifest for a result: the run's inputs plus what the server and kit were."""
-    from ibcbench.db import connect, describe_dsn, resolve_dsn
+    from ibcbench.db import connect, describe_dsn, redact_dsn, resolve_dsn
 
     target = resolve_dsn(dsn)
+    # no password reaches a manifest: a DSN parameter is described, any other string redacted
+    inputs = {
+        k: (describe_dsn(v) if k == "dsn" else redact_dsn(v)) if isinstance(v, str) else v
+        for k, v in dict(parameters or {}).items()
+    }
     with connect(target) as conn:
         server = server_manifest(conn)
     return {
@@ -196,7 +201,7 @@ def build_manifest(
         "python": sys.version.split()[0],
         "seed": seed,
         "scale": scale,
-        "parameters": dict(parameters or {}),
+        "parameters": inputs,
         "target": describe_dsn(target),
         "recorded_at": datetime.now(UTC).isoformat(),
         **server,

@@ -455,3 +455,19 @@ def test_force_refuses_another_tools_schema_migrations(
     assert "holds version 20230101, which is not one of these migrations" in capsys.readouterr().err
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT * FROM schema_migrations").fetchall() == [(20230101, False)]
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://me:pw-s3cr3t-1@127.0.0.1:1/db?nosuchoption=1",
+        "host=127.0.0.1 password=pw-s3cr3t-1 nonsense",
+        "host=127.0.0.1 port=1 user=me password='pw-s3cr3t-1' dbname=x",
+    ],
+    ids=["url", "keywords", "unreachable"],
+)
+def test_no_password_in_dsn_errors(capsys: pytest.CaptureFixture[str], dsn: str) -> None:
+    assert main(["schema", "version", "--dsn", dsn]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ibcbench: error: ")
+    assert "pw-s3cr3t-1" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -118,3 +119,49 @@ def test_the_numbered_notebooks_are_stripped_and_use_the_kit_kernel() -> None:
         assert not any(
             line.lstrip().startswith("def ") for c in code for line in c.source.splitlines()
         ), path.name
+
+
+PASSWORD = "pw-s3cr3t-9f2c"
+
+
+@pytest.mark.db
+def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
+    tmp_path: Path, server_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    from ibcbench.cli import main
+
+    # the embedded server trusts local connections: the password is accepted and ignored
+    dsn = make_conninfo(server_dsn, password=PASSWORD)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "ibcbench",
+        "display_name": "ibcbench",
+        "language": "python",
+    }
+    params = nbformat.v4.new_code_cell("dsn = None\nrun_dir = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "from ibcbench.db import connect\nfrom ibcbench.notebook import record\n"
+            "with connect(dsn) as conn:\n    database = conn.info.dbname\n"
+            "record(database=database, dsn_parameter=dsn)"
+        ),
+    ]
+    source = tmp_path / "99_secret.ipynb"
+    nbformat.write(nb, source)
+    monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["run", str(source), "--dsn", dsn, "--label", "secret"]) == 0
+    out = capsys.readouterr()
+    assert "database: postgres" in out.out  # the kernel reached the server through DATABASE_URL
+    assert PASSWORD not in out.out + out.err
+    files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files) and any(
+        p.suffix == ".ipynb" for p in files
+    )
+    for path in files:
+        assert PASSWORD not in path.read_text(errors="replace"), path
+    assert "DATABASE_URL" not in os.environ

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -71,3 +72,16 @@ def test_manifest_records_server_and_inputs(schema_dsn: str) -> None:
         manifest["settings"]["shared_preload_libraries"] == "timescaledb,pg_stat_statements,pg_cron"
     )
     assert manifest["ibcbench_version"]
+
+
+@pytest.mark.db
+def test_manifest_holds_no_password(schema_dsn: str) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    dsn = make_conninfo(schema_dsn, password="pw-s3cr3t-77")
+    url = "postgresql://someone:pw-s3cr3t-77@db.example:5432/app"
+    manifest = build_manifest(dsn, parameters={"dsn": dsn, "other": url, "n": 3})
+    text = json.dumps(manifest, default=str)
+    assert "pw-s3cr3t-77" not in text
+    assert manifest["parameters"]["dsn"].startswith("ibcbench@")
+    assert manifest["parameters"]["other"] == "postgresql://someone:***@db.example:5432/app"

@@ -120,6 +120,11 @@ def _lab(args: argparse.Namespace) -> int:
         argv.append("--no-browser")
     if os.geteuid() == 0:
         argv.append("--allow-root")
-    print(f"JupyterLab on notebooks/ with DATABASE_URL={env['DATABASE_URL']}", flush=True)
+    from ibcbench.db import describe_dsn
+
+    print(
+        f"JupyterLab on notebooks/ with DATABASE_URL for {describe_dsn(env['DATABASE_URL'])}",
+        flush=True,
+    )
     os.execve(exe, argv, env)
     return 0  # not reached
