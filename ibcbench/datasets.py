@@ -74,6 +74,11 @@ def _validate(scale: str, seed: int) -> None:
         raise ConfigError(f"seed {seed!r} must be a non-negative integer")
 
 
+def validate_dataset(scale: str, seed: int) -> None:
+    """Refuse an unknown scale or a negative seed in one line, before any work."""
+    _validate(scale, seed)
+
+
 def _marker(conn: psycopg.Connection) -> tuple[str, int, str, str] | None:
     if conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
         return None

@@ -231,8 +231,10 @@ def run_all(
 
     A failing notebook does not stop the others; the result says which failed.
     """
+    from ibcbench.datasets import validate_dataset
     from ibcbench.runs import build_manifest
 
+    validate_dataset(scale, seed)
     chosen = list(notebooks) if notebooks is not None else numbered_notebooks()
     if not chosen:
         raise RunError(f"no numbered notebooks in {notebooks_dir()}")
@@ -263,6 +265,7 @@ def run_all(
             for r in results
         ],
         run_all_elapsed_s=round(elapsed, 1),
+        status="complete" if all(r.ok for r in results) else "failed",
     )
     report = None
     try:

@@ -12,9 +12,11 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,13 +100,43 @@ def new_run(label: str = "run", root: Path | None = None) -> Run:
         except FileExistsError:
             continue
         run = Run(path)
-        run.update_manifest(run_id=name, created_at=datetime.now(UTC).isoformat(), label=label)
+        run.update_manifest(
+            run_id=name, created_at=datetime.now(UTC).isoformat(), label=label, status="running"
+        )
         return run
     raise RunError(f"cannot create a run folder under {base}: too many runs in one second")
 
 
+@contextmanager
+def started_run(label: str = "run", root: Path | None = None) -> Iterator[Run]:
+    """A new run folder for a command: its manifest's ``status`` says ``complete`` when the command
+    returns (unless it set ``failed``); a command that raises leaves no stub behind (the folder is
+    removed while it holds nothing but its manifest) or a folder marked ``failed``."""
+    run = new_run(label, root)
+    try:
+        yield run
+    except BaseException:
+        if [p.name for p in run.path.iterdir()] == ["manifest.json"]:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:
+            run.update_manifest(status="failed")
+        raise
+    if run.manifest().get("status") == "running":
+        run.update_manifest(status="complete")
+
+
+def _complete(path: Path) -> bool:
+    """A run folder 'latest' may pick: marked complete, or (made before runs had a status) holding
+    more than its manifest."""
+    status = Run(path).manifest().get("status")
+    if status is not None:
+        return status == "complete"
+    return any(p.name != "manifest.json" for p in path.iterdir())
+
+
 def find_run(ref: str | Path, root: Path | None = None) -> Run:
-    """A run by folder path or id (a unique prefix of an id works too); 'latest' is the newest run."""
+    """A run by folder path or id (a unique prefix of an id works too); 'latest' is the newest
+    complete run (failed, interrupted and running ones are skipped)."""
     candidate = Path(ref)
     if candidate.is_dir():
         return Run(candidate.resolve())
@@ -117,7 +149,13 @@ def find_run(ref: str | Path, root: Path | None = None) -> Run:
     if str(ref) == "latest":
         if not runs:
             raise RunError(f"no runs in {base}: run `ibcbench run-all` first")
-        return Run(runs[-1])
+        complete = [p for p in runs if _complete(p)]
+        if not complete:
+            raise RunError(
+                f"no complete run in {base} ({len(runs)} failed or unfinished): run "
+                "`ibcbench run-all` first, or name a run"
+            )
+        return Run(complete[-1])
     matches = [p for p in runs if p.name == str(ref)] or [
         p for p in runs if p.name.startswith(str(ref))
     ]

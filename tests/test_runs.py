@@ -10,7 +10,7 @@ import pytest
 
 from ibcbench.errors import RunError
 from ibcbench.migrate import load_migrations
-from ibcbench.runs import Run, build_manifest, find_run, new_run
+from ibcbench.runs import Run, build_manifest, find_run, new_run, started_run
 
 
 def test_new_run_creates_folder_with_manifest(tmp_path: Path) -> None:
@@ -32,6 +32,7 @@ def test_find_run_by_path_id_prefix_and_latest(tmp_path: Path) -> None:
     a = new_run("alpha", root=tmp_path)
     b = Run(tmp_path / "29990101-000000-beta")
     b.path.mkdir()
+    b.update_manifest(status="complete")
     assert find_run(a.path).path == a.path
     assert find_run(a.id, root=tmp_path).path == a.path
     assert find_run("2999", root=tmp_path).path == b.path
@@ -85,3 +86,39 @@ def test_manifest_holds_no_password(schema_dsn: str) -> None:
     assert "pw-s3cr3t-77" not in text
     assert manifest["parameters"]["dsn"].startswith("ibcbench@")
     assert manifest["parameters"]["other"] == "postgresql://someone:***@db.example:5432/app"
+
+
+def test_latest_skips_failed_and_unfinished_runs(tmp_path: Path) -> None:
+    with started_run("good", root=tmp_path) as good:
+        good.write_frame("x", pd.DataFrame({"a": [1]}))
+    assert good.manifest()["status"] == "complete"
+    with pytest.raises(RuntimeError), started_run("broken", root=tmp_path) as broken:
+        broken.write_frame("x", pd.DataFrame({"a": [1]}))
+        raise RuntimeError("the command failed half-way")
+    assert broken.manifest()["status"] == "failed"
+    with pytest.raises(RuntimeError), started_run("stub", root=tmp_path) as stub:
+        raise RuntimeError("the command failed before writing anything")
+    assert not stub.path.exists()  # no stub left behind
+    new_run("running", root=tmp_path)  # a run still going (or killed)
+    legacy = Run(tmp_path / "20000101-000000-legacy")  # made before runs had a status
+    legacy.path.mkdir()
+    (legacy.path / "report.html").write_text("<html></html>")
+    assert find_run("latest", root=tmp_path).path == good.path
+    new_run("unfinished", root=tmp_path / "only")
+    with pytest.raises(RunError, match=r"no complete run in .* \(1 failed or unfinished\)"):
+        find_run("latest", root=tmp_path / "only")
+
+
+def test_a_bad_scale_or_an_unreachable_server_leaves_no_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["run-all", "--scale", "bogus"]) == 1
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "scale 'bogus' is unknown: use one of" in out.err
+    assert "running" not in out.out  # no notebook ran
+    assert main(["run-all", "--dsn", "postgresql://nobody@127.0.0.1:1/none"]) == 1
+    assert "cannot connect to nobody@127.0.0.1:1/none" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []

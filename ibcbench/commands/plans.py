@@ -79,6 +79,8 @@ def _capture(args: argparse.Namespace) -> int:
         config=PlanConfig(args.config, args.strategy, settings),
         out_dir=run.path / "plans",
     )
+    if not args.run:
+        run.update_manifest(status="complete")
     if args.strategy and args.strategy != "seed":
         from ibcbench.indexes import apply_strategy
 

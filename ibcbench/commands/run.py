@@ -54,22 +54,27 @@ def _params(pairs: list[list[str]]) -> dict[str, object]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ibcbench.datasets import validate_dataset
     from ibcbench.notebook import run_notebook
-    from ibcbench.runs import build_manifest, new_run
+    from ibcbench.runs import build_manifest, started_run
 
     params = _params(args.parameter)
     if args.dsn:
         params["dsn"] = args.dsn
-    run = new_run(args.label or Path(args.notebook).stem)
-    run.update_manifest(
-        **build_manifest(
-            params.get("dsn"),  # type: ignore[arg-type]
-            seed=params.get("seed"),  # type: ignore[arg-type]
-            scale=params.get("scale"),  # type: ignore[arg-type]
-            parameters=params,
+    if "scale" in params or "seed" in params:
+        validate_dataset(params.get("scale", "tiny"), params.get("seed", 42))  # type: ignore[arg-type]
+    with started_run(args.label or Path(args.notebook).stem) as run:
+        run.update_manifest(
+            **build_manifest(
+                params.get("dsn"),  # type: ignore[arg-type]
+                seed=params.get("seed"),  # type: ignore[arg-type]
+                scale=params.get("scale"),  # type: ignore[arg-type]
+                parameters=params,
+            )
         )
-    )
-    result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+        result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+        if not result.ok:
+            run.update_manifest(status="failed")
     for key, value in result.recorded.items():
         print(f"{key}: {value}")
     if not result.ok:
@@ -84,13 +89,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
+    from ibcbench.datasets import validate_dataset
     from ibcbench.notebook import run_all
-    from ibcbench.runs import new_run
+    from ibcbench.runs import started_run
 
-    run = new_run(f"all-{args.scale}")
-    result = run_all(
-        run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
-    )
+    validate_dataset(args.scale, args.seed)  # before a run folder exists
+    with started_run(f"all-{args.scale}") as run:
+        result = run_all(
+            run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
+        )
     print(f"run-all finished in {result.elapsed_s:.0f} s")
     failed = [nb for nb in result.notebooks if not nb.ok]
     for nb in failed:

@@ -73,20 +73,20 @@ def _fidelity(args: argparse.Namespace) -> int:
 def _workload(args: argparse.Namespace) -> int:
     from ibcbench.datasets import ensure_dataset
     from ibcbench.runner import run_workload
-    from ibcbench.runs import build_manifest, new_run
+    from ibcbench.runs import build_manifest, started_run
     from ibcbench.workload import default_workload
 
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
     result = run_workload(dsn, wl, engine=args.engine, clients=args.clients, duration_s=args.duration,
                           rate_qps=args.rate, seed=args.seed)  # fmt: skip
-    run = new_run(f"workload-{args.engine}")
-    run.update_manifest(
-        **build_manifest(
-            dsn, seed=args.seed, scale=args.scale, parameters=vars(args) | {"func": None}
+    with started_run(f"workload-{args.engine}") as run:
+        run.update_manifest(
+            **build_manifest(
+                dsn, seed=args.seed, scale=args.scale, parameters=vars(args) | {"func": None}
+            )
         )
-    )
-    result.save(run)
+        result.save(run)
     print(result.summary.to_string(index=False))
     if result.client_bound:
         floor = (
