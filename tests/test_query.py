@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.query import BatchInsertBuilder, QueryBuilder
+from ibcbench.toolkit.query import BatchInsertBuilder, QueryBuilder
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -38,9 +38,9 @@ from psycopg import sql
 
 from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
+from ibcbench.data.pgcopy import HEADER, TRAILER, encode_rows_view
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, LoadError
-from ibcbench.pgcopy import HEADER, TRAILER, encode_rows_view
 
 COPY_CHUNK = 8 * 1024 * 1024
 OVERLAP_MODES = ("process", "thread", "none")

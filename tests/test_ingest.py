@@ -7,14 +7,14 @@ import math
 import psycopg
 import pytest
 
-from ibcbench.errors import BenchmarkError
-from ibcbench.loadbench import (
+from ibcbench.bench.ingest import (
     OVERLAP_SCENARIOS,
     SCRATCH_DB,
     Scenario,
     format_load_benchmark,
     run_load_benchmark,
 )
+from ibcbench.errors import BenchmarkError
 
 pytestmark = pytest.mark.db
 

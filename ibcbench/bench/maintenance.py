@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from ibcbench.datasets import with_database
+from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 
@@ -199,7 +199,7 @@ def demonstrate_bloat(
 # ---- monitoring functions --------------------------------------------------------------------------
 def monitoring_tables(dsn: str | None, *, pattern: str = "packet_flow") -> dict[str, pd.DataFrame]:
     """The schema's monitoring functions over the dataset, plus the top statements."""
-    from ibcbench.monitoring import slow_queries
+    from ibcbench.toolkit.monitoring import slow_queries
 
     with connect(dsn) as conn:
         return {

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ibcbench.errors import ConfigError
-from ibcbench.query import identifier
+from ibcbench.toolkit.query import identifier
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
