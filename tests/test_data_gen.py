@@ -220,8 +220,7 @@ def test_batches_stay_bounded() -> None:
     assert max(sizes) < 20_000 + 10_000  # whole hours: at most one hour over the bound
 
 
-    import hashlib
-
+def test_checksum_covers_categories_and_values() -> None:
     a, b = hashlib.sha256(), hashlib.sha256()
     column_digest(a, pd.Categorical.from_codes([0, 1], categories=["x", "y"]))
     column_digest(b, pd.Categorical.from_codes([0, 1], categories=["x", "z"]))
