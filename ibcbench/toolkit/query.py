@@ -207,16 +207,10 @@ class QueryBuilder:
         return target.execute(query, params).fetchall()
 
     def fetch_frame(self, target: Any) -> Any:
-        """Run and return a pandas DataFrame with the column names."""
-        import pandas as pd
+        """Run on a connection or pool and return a pandas DataFrame with the column names."""
+        from ibcbench.db import query_frame
 
-        query, params = self.build()
-        if hasattr(target, "connection") and callable(target.connection):
-            with target.connection() as conn:
-                cur = conn.execute(query, params)
-                return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
-        cur = target.execute(query, params)
-        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+        return query_frame(target, *self.build())
 
 
 def _quoted(column: str) -> str:
