@@ -11,18 +11,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "PoolConfig": "ibcbench.pool",
-    "PoolStats": "ibcbench.pool",
-    "create_pool": "ibcbench.pool",
-    "create_async_pool": "ibcbench.pool",
-    "QueryBuilder": "ibcbench.query",
-    "BatchInsertBuilder": "ibcbench.query",
-    "QueryCache": "ibcbench.cache",
-    "recommend_settings": "ibcbench.tuning",
-    "ensure_dataset": "ibcbench.datasets",
-    "load_dataset": "ibcbench.load",
+    "PoolConfig": "ibcbench.toolkit.pool",
+    "PoolStats": "ibcbench.toolkit.pool",
+    "create_pool": "ibcbench.toolkit.pool",
+    "create_async_pool": "ibcbench.toolkit.pool",
+    "QueryBuilder": "ibcbench.toolkit.query",
+    "BatchInsertBuilder": "ibcbench.toolkit.query",
+    "QueryCache": "ibcbench.toolkit.cache",
+    "recommend_settings": "ibcbench.toolkit.tuning",
+    "ensure_dataset": "ibcbench.data.datasets",
+    "load_dataset": "ibcbench.data.load",
     "migrate_up": "ibcbench.migrate",
-    "record": "ibcbench.notebook",
+    "record": "ibcbench.results.recorded",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -37,15 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
-    """``--dsn``: an external server instead of the embedded one (default: DATABASE_URL)."""
-    parser.add_argument(
-        "--dsn",
-        default=None,
-        help="connection URL of an external server (default: $DATABASE_URL, else the embedded server)",
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

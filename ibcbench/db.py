@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy
 
 from ibcbench.errors import ConnectionFailed
 from ibcbench.settings import ServerSettings, explicit_dsn
@@ -63,6 +68,51 @@ def connect(
         raise ConnectionFailed(
             f"invalid DSN {redact_dsn(target)!r}: {detail}; fix DATABASE_URL or --dsn"
         ) from exc
+
+
+def create_engine(dsn: str | None = None) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine on the psycopg driver for ``dsn`` (any form psycopg takes: URL, key=value,
+    unix socket), without a pool of its own: each ``connect()`` opens one connection through
+    :func:`connect`, so errors read as the kit's."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    target = resolve_dsn(dsn)
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=lambda: connect(target), poolclass=NullPool
+    )
+
+
+def query_frame(conn: Any, query: Any, params: Any = None) -> pd.DataFrame:
+    """Rows of ``query`` on a psycopg connection (or a pool: one of its connections) as a DataFrame
+    with the result's column names."""
+    import pandas as pd
+
+    if hasattr(conn, "connection") and callable(conn.connection):
+        with conn.connection() as c:
+            return query_frame(c, query, params)
+    cur = conn.execute(query, params)
+    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+
+
+def read_frames(
+    dsn: str | None, queries: Mapping[str, str], *, params: Mapping[str, Any] | None = None
+) -> dict[str, pd.DataFrame]:
+    """``pandas.read_sql`` of each named query (``:name`` binds from ``params``) on one connection;
+    NUMERIC columns come back as floats."""
+    import pandas as pd
+    import sqlalchemy
+
+    engine = create_engine(dsn)
+    try:
+        with engine.connect() as conn:
+            return {
+                name: pd.read_sql(sqlalchemy.text(query), conn, params=dict(params or {}),
+                                  coerce_float=True)
+                for name, query in queries.items()
+            }  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 @dataclass(frozen=True)

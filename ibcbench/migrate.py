@@ -222,11 +222,9 @@ class Migrator:
         return {r[0]: bool(r[1]) for r in rows}
 
     def invalid_indexes(self, conn: psycopg.Connection) -> list[str]:
-        """The kit's indexes (its migrations' and its index strategies') left INVALID by a failed
-        ``CONCURRENTLY`` build, on the kit's tables of the current schema."""
-        from ibcbench.indexes import KIT_INDEXES
-
-        names = set(KIT_INDEXES)
+        """The indexes the migrations create, left INVALID by a failed ``CONCURRENTLY`` build, on the
+        kit's tables of the current schema."""
+        names: set[str] = set()
         tables: set[str] = set()
         for m in self.migrations:
             for name, kind in m.creates.items():
@@ -401,30 +399,34 @@ class Migrator:
         self, conn: psycopg.Connection, names: list[str], *, recreate: bool
     ) -> list[str]:
         """Drop the kit's INVALID indexes ``names`` (a failed ``CONCURRENTLY`` build) and, with
-        ``recreate``, build them again as the kit defines them (the migration that creates the index,
-        else the index strategies' definition)."""
-        from ibcbench.indexes import KIT_INDEXES
-
+        ``recreate``, build them again: the migration's own statement when it is a ``CONCURRENTLY``
+        one, else the index's definition (a kit name: a same-named object of a user's is refused
+        before the migration that creates it runs)."""
         notes = []
         for name in names:
+            row = conn.execute(
+                "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace AND n.nspname = current_schema() WHERE c.relname = %s",
+                (name,),
+            ).fetchone()
             conn.execute(
                 sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
             )
-            if not recreate:
+            if not recreate or row is None:
                 continue
             owner = [
                 m for m in self.migrations if name in m.creates and _is_concurrent(m.text("up"))
             ]
             if owner:
                 conn.execute(owner[0].text("up").encode())  # type: ignore[arg-type]
-            elif name in KIT_INDEXES:
-                conn.execute(KIT_INDEXES[name].create_sql(concurrently=True, per_chunk=False))  # type: ignore[arg-type]
             else:
-                migration = next(m for m in self.migrations if name in m.creates)
-                raise MigrationError(
-                    f"index {name} was INVALID and has been dropped; re-apply {migration.label} "
-                    f"to build it (`ibcbench schema force {_previous(migration.version, self)}`, then up)"
+                definition = re.sub(
+                    r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", row[0]
                 )
+                try:
+                    conn.execute(definition.encode())  # type: ignore[arg-type]
+                except psycopg.errors.FeatureNotSupported:  # a hypertable: no CONCURRENTLY
+                    conn.execute(row[0].encode())  # type: ignore[arg-type]
             notes.append(
                 f"ibcbench: index {name} was INVALID (a failed CONCURRENTLY build): rebuilt"
             )

@@ -87,14 +87,14 @@ def schema_dsn(server_dsn: str) -> Iterator[str]:
 def loaded_dsn(server_dsn: str) -> Iterator[str]:
     """Schema + the ``tiny`` dataset (seed 42). Shared by the session: read-only for tests."""
     from data_gen import GenerationParams
-    from ibcbench.load import load_dataset
+    from ibcbench.data.load import load_dataset
     from ibcbench.migrate import migrate_up
 
     name = f"t_loaded_{os.getpid()}"
     dsn = create_database(server_dsn, name)
     migrate_up(dsn)
     load_dataset(dsn, GenerationParams(seed=42, scale="tiny"), quiet=True)
-    from ibcbench.views import refresh_views
+    from ibcbench.data.views import refresh_views
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         refresh_views(conn)

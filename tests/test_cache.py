@@ -7,8 +7,8 @@ import threading
 import psycopg
 import pytest
 
-from ibcbench.cache import QueryCache, tables_in
 from ibcbench.errors import ConfigError
+from ibcbench.toolkit.cache import QueryCache, tables_in
 
 
 class Clock:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibcbench.compare import bootstrap_ratio, compare_latencies, compare_runs
 from ibcbench.errors import RunError
-from ibcbench.runs import new_run
+from ibcbench.results.compare import bootstrap_ratio, compare_latencies, compare_runs
+from ibcbench.results.runs import new_run
 
 
 def _frame(query: str, values: np.ndarray) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -220,8 +221,6 @@ def test_batches_stay_bounded() -> None:
 
 
 def test_checksum_covers_categories_and_values() -> None:
-    import hashlib
-
     a, b = hashlib.sha256(), hashlib.sha256()
     column_digest(a, pd.Categorical.from_codes([0, 1], categories=["x", "y"]))
     column_digest(b, pd.Categorical.from_codes([0, 1], categories=["x", "z"]))
@@ -251,3 +250,20 @@ def test_a_small_address_cache_changes_nothing(monkeypatch) -> None:
     assert max(sizes) <= 1_500 + 2_000 * 2  # at most one batch's keys over the bound
     assert any(b < a for a, b in pairwise(sizes))  # it was cleared
     assert bounded.manifest()["checksums"] == reference.manifest()["checksums"]
+
+
+#: sha256 over every file (name, then bytes) of `generate_dataset(tiny, seed 42)`: the generator's and
+#: the encoder's output, pinned. A change that alters it on purpose updates this value in the same
+#: commit and says why; a refactor must leave it alone.
+GOLDEN_TINY_SHA256 = "4eaa24f67bb9d3e6f67e4596827d1fab08603661205a164586fb19f194826fae"
+
+
+def test_the_tiny_dataset_folder_is_byte_for_byte_the_pinned_one(tmp_path) -> None:
+    from ibcbench.data.load import generate_dataset
+
+    generate_dataset(GenerationParams(seed=42, scale="tiny"), tmp_path, quiet=True)
+    digest = hashlib.sha256()
+    for path in sorted(tmp_path.iterdir()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    assert digest.hexdigest() == GOLDEN_TINY_SHA256

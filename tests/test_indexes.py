@@ -6,14 +6,14 @@ import psycopg
 import pytest
 
 from data_gen import GenerationParams
-from ibcbench.errors import BenchmarkError
-from ibcbench.indexes import (
+from ibcbench.bench.indexes import (
     STRATEGIES,
     apply_strategy,
     benchmark_index_strategies,
     present_kit_indexes,
 )
-from ibcbench.load import load_dataset
+from ibcbench.data.load import load_dataset
+from ibcbench.errors import BenchmarkError
 from ibcbench.migrate import migrate_up
 
 pytestmark = pytest.mark.db

@@ -12,9 +12,9 @@ import pytest
 
 from data_gen import GenerationParams, generate
 from ibcbench.cli import main
-from ibcbench.datasets import ensure_dataset_info, with_database
+from ibcbench.data.datasets import ensure_dataset_info, with_database
+from ibcbench.data.load import generate_dataset, load_dataset, resume_state
 from ibcbench.errors import ConfigError, LoadError
-from ibcbench.load import generate_dataset, load_dataset, resume_state
 from ibcbench.migrate import Migrator, migrate_up
 
 pytestmark = pytest.mark.db
@@ -184,7 +184,7 @@ _PACKET_DIGEST: dict[str, str] = {}  # the modes must agree: the first one sets 
 def test_a_failing_generator_fails_the_load_and_leaves_nothing(
     make_database, monkeypatch: pytest.MonkeyPatch, overlap: str
 ) -> None:
-    import ibcbench.load as load_module
+    import ibcbench.data.load as load_module
 
     def broken(params: GenerationParams):  # type: ignore[no-untyped-def]
         gen = iter(generate(params))

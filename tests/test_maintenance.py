@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ibcbench import maintenance as m
+from ibcbench.bench import maintenance as m
 
 pytestmark = pytest.mark.db
 

@@ -8,9 +8,9 @@ import time
 import psycopg
 import pytest
 
-from ibcbench import monitoring
 from ibcbench.errors import ConfigError
 from ibcbench.migrate import migrate_up
+from ibcbench.toolkit import monitoring
 
 pytestmark = pytest.mark.db
 

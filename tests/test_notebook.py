@@ -10,15 +10,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from ibcbench.notebook import (
-    RECORD_MIME,
-    _jsonable,
-    numbered_notebooks,
-    parse_parameter,
-    read_recorded,
-    run_notebook,
-)
-from ibcbench.runs import new_run
+from ibcbench.results.recorded import RECORD_MIME, _jsonable, read_recorded
+from ibcbench.results.runs import new_run
+from ibcbench.suite.notebook import numbered_notebooks, parse_parameter, run_notebook
 
 
 @pytest.mark.parametrize(
@@ -55,7 +49,8 @@ def _notebook(tmp_path: Path, cells: list[str]) -> Path:
 
 def test_run_notebook_records_values_into_the_run_folder(tmp_path: Path) -> None:
     source = _notebook(
-        tmp_path, ["from ibcbench.notebook import record", "record(doubled=x * 2, where=run_dir)"]
+        tmp_path,
+        ["from ibcbench.results.recorded import record", "record(doubled=x * 2, where=run_dir)"],
     )
     run = new_run("probe", root=tmp_path / "runs")
     result = run_notebook(source, run, {"x": 21})
@@ -70,7 +65,7 @@ def test_the_kernel_listens_on_unix_sockets_not_tcp(tmp_path: Path) -> None:
         tmp_path,
         [
             "from ipykernel.kernelapp import IPKernelApp\n"
-            "from ibcbench.notebook import record\n"
+            "from ibcbench.results.recorded import record\n"
             "record(transport=IPKernelApp.instance().transport)"
         ],
     )
@@ -145,7 +140,7 @@ def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
     nb.cells = [
         params,
         nbformat.v4.new_code_cell(
-            "from ibcbench.db import connect\nfrom ibcbench.notebook import record\n"
+            "from ibcbench.db import connect\nfrom ibcbench.results.recorded import record\n"
             "with connect(dsn) as conn:\n    database = conn.info.dbname\n"
             "record(database=database, dsn_parameter=dsn)"
         ),

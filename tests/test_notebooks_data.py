@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ibcbench.notebook import notebooks_dir, run_notebook
-from ibcbench.runs import new_run
+from ibcbench.results.runs import new_run
+from ibcbench.suite.notebook import notebooks_dir, run_notebook
 
 pytestmark = [pytest.mark.db, pytest.mark.notebook]
 

@@ -17,8 +17,8 @@ from psycopg import sql
 from data_gen import GenerationParams, generate
 from data_gen.columns import ScaledInt
 from data_gen.tables import FACT_TABLES, TABLES
+from ibcbench.data.pgcopy import HEADER, TRAILER, encode_batch, encode_rows, encode_rows_view
 from ibcbench.errors import LoadError
-from ibcbench.pgcopy import HEADER, TRAILER, encode_batch, encode_rows, encode_rows_view
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -319,7 +319,7 @@ def test_generated_rows_round_trip_exactly(make_database, table: str) -> None:
 
 
 def test_big_batches_are_encoded_in_slices_with_the_same_bytes(monkeypatch) -> None:
-    import ibcbench.load as load
+    import ibcbench.data.load as load
 
     params = GenerationParams(seed=5, scale="tiny")
 

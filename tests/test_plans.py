@@ -8,11 +8,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ibcbench.bench.explain import PlanConfig, compare_configurations
 from ibcbench.errors import PlanError
 from ibcbench.plans import (
-    PlanConfig,
     capture_plan,
-    compare_configurations,
     diff_plan_sets,
     diff_plans,
     format_diff_text,
@@ -152,7 +151,7 @@ def test_capture_rolls_back_writes_and_applies_settings(loaded_dsn: str) -> None
 def test_compare_configurations_saves_plans_and_restores_indexes(
     loaded_dsn: str, tmp_path: Path
 ) -> None:
-    from ibcbench.indexes import STRATEGIES, present_kit_indexes
+    from ibcbench.bench.indexes import STRATEGIES, present_kit_indexes
 
     queries = [("wallet", "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5",
                 ("x",))]  # fmt: skip
@@ -173,7 +172,7 @@ def test_compare_configurations_saves_plans_and_restores_indexes(
 
 
 def test_numbers_keep_their_digits_in_reports() -> None:
-    from ibcbench.report import _fmt
+    from ibcbench.suite.report import _fmt
 
     assert _fmt(0.000231) == "0.000231"  # a 4000x speed-up as a ratio
     assert _fmt(1.23456) == "1.235"

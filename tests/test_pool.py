@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.pool import PoolConfig, PoolStats, create_async_pool, create_pool
+from ibcbench.toolkit.pool import PoolConfig, PoolStats, create_async_pool, create_pool
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.query import BatchInsertBuilder, QueryBuilder
+from ibcbench.toolkit.query import BatchInsertBuilder, QueryBuilder
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -90,8 +90,12 @@ def test_builder_is_immutable() -> None:
             "limit must be a non-negative integer",
         ),  # type: ignore[arg-type]
         (
+            lambda: BatchInsertBuilder("t", "a").on_conflict("DROP TABLE t"),
+            "is a target and an action",
+        ),
+        (
             lambda: BatchInsertBuilder("t", "a").on_conflict("DO NOTHING; DROP TABLE t"),
-            "must start with ON CONFLICT",
+            "contains ';'",
         ),
         (
             lambda: BatchInsertBuilder("t", "a").on_conflict(
@@ -190,6 +194,25 @@ def test_batches_are_chunked_under_the_parameter_limit() -> None:
     )
     default = BatchInsertBuilder("t", *[f"c{i}" for i in range(10)])
     assert default.rows_per_statement == 6553
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        "(chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets",  # the seed's form
+        "ON CONFLICT (chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets",
+        "  on conflict (chain_id, date) do update set total_packets = EXCLUDED.total_packets",
+    ],
+)
+def test_the_seeds_conflict_clause_is_taken_with_or_without_its_prefix(clause: str) -> None:
+    b = BatchInsertBuilder("network_stats", "chain_id", "date", "total_packets").add_row("a", 1, 2)
+    (statement, params), *_ = b.on_conflict(clause).statements()
+    text = statement.as_string(None).upper()
+    assert text.endswith(
+        "ON CONFLICT (CHAIN_ID, DATE) DO UPDATE SET TOTAL_PACKETS = EXCLUDED.TOTAL_PACKETS"
+    ), text
+    assert text.count("ON CONFLICT") == 1
+    assert params == ["a", 1, 2]
 
 
 @pytest.mark.db

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ibcbench.notebook import RECORD_MIME, notebooks_dir, run_all
-from ibcbench.report import build_report
-from ibcbench.runs import Run, new_run
+from ibcbench.results.recorded import RECORD_MIME
+from ibcbench.results.runs import Run, new_run
+from ibcbench.suite.notebook import notebooks_dir, run_all
+from ibcbench.suite.report import build_report
 
 pytestmark = [pytest.mark.db, pytest.mark.notebook]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibcbench.runner import (
+from ibcbench.bench.runner import (
     parse_pgbench_log,
     pgbench_scripts,
     pgbench_value,
@@ -17,7 +17,7 @@ from ibcbench.runner import (
     run_python,
     summarize,
 )
-from ibcbench.workload import Workload, WorkloadQuery, default_workload
+from ibcbench.bench.workload import Workload, WorkloadQuery, default_workload
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from ibcbench.errors import RunError
 from ibcbench.migrate import load_migrations
-from ibcbench.runs import Run, build_manifest, find_run, new_run, started_run
+from ibcbench.results.runs import Run, build_manifest, find_run, new_run, started_run
 
 
 def test_new_run_creates_folder_with_manifest(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ibcbench import timescale as ts
+from ibcbench.bench import timescale as ts
 
 pytestmark = pytest.mark.db
 

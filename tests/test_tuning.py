@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.tuning import as_config, compare_with_server, recommend_settings
+from ibcbench.toolkit.tuning import as_config, compare_with_server, recommend_settings
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from ibcbench.bench.workload import default_workload, sample_parameters, workload_queries
 from ibcbench.errors import BenchmarkError
-from ibcbench.workload import default_workload, sample_parameters, workload_queries
 
 pytestmark = pytest.mark.db
 

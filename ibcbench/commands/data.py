@@ -23,7 +23,7 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     gen = sub.add_parser(
         "generate", help="generate a dataset into a folder of binary COPY files + manifest"
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     p = bench.add_parser("load", help="load throughput: end to end vs binary COPY ceiling, plain vs hypertable, "
                          "with and without secondary indexes")  # fmt: skip
@@ -102,7 +102,7 @@ def _params(args: argparse.Namespace, resume=None):  # type: ignore[no-untyped-d
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ibcbench.load import generate_dataset, resume_state
+    from ibcbench.data.load import generate_dataset, resume_state
 
     resume = None
     if args.dsn:
@@ -130,14 +130,14 @@ def _print_load(result) -> None:  # type: ignore[no-untyped-def]
 
 
 def _load(args: argparse.Namespace) -> int:
-    from ibcbench.load import load_dataset
+    from ibcbench.data.load import load_dataset
 
     _print_load(load_dataset(args.dsn, args.folder, quiet=args.quiet or not sys.stderr.isatty()))
     return 0
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from ibcbench.load import load_dataset
+    from ibcbench.data.load import load_dataset
 
     quiet = args.quiet or not sys.stderr.isatty()
     _print_load(load_dataset(args.dsn, _params(args), quiet=quiet, overlap=args.overlap))
@@ -145,7 +145,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _bench_load(args: argparse.Namespace) -> int:
-    from ibcbench.loadbench import (
+    from ibcbench.bench.ingest import (
         OVERLAP_SCENARIOS,
         SCENARIOS,
         format_load_benchmark,

@@ -17,7 +17,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     db = sub.add_parser("db", help="the embedded PostgreSQL + TimescaleDB server")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)

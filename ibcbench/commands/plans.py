@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     plans = sub.add_parser(
         "plans", help="capture EXPLAIN ANALYZE plans and compare them node by node"
@@ -56,12 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from ibcbench.datasets import ensure_dataset
+    from ibcbench.bench.explain import PlanConfig, capture_configuration
+    from ibcbench.bench.workload import workload_queries
+    from ibcbench.data.datasets import ensure_dataset
     from ibcbench.db import connect
     from ibcbench.errors import ConfigError
-    from ibcbench.plans import PlanConfig, capture_plans
-    from ibcbench.runs import find_run, new_run
-    from ibcbench.workload import workload_queries
+    from ibcbench.results.runs import find_run, new_run
 
     settings = {}
     for item in args.set:
@@ -73,7 +73,7 @@ def _capture(args: argparse.Namespace) -> int:
     with connect(dsn) as conn:
         queries = workload_queries(conn, seed=args.seed)
     run = find_run(args.run) if args.run else new_run(f"plans-{args.config}")
-    plans = capture_plans(
+    plans = capture_configuration(
         dsn,
         queries,
         config=PlanConfig(args.config, args.strategy, settings),
@@ -82,7 +82,7 @@ def _capture(args: argparse.Namespace) -> int:
     if not args.run:
         run.update_manifest(status="complete")
     if args.strategy and args.strategy != "seed":
-        from ibcbench.indexes import apply_strategy
+        from ibcbench.bench.indexes import apply_strategy
 
         apply_strategy(dsn, "seed")
     for name, plan in plans.items():
@@ -95,7 +95,7 @@ def _resolve(ref: str) -> Path:
     path = Path(ref)
     if path.exists():
         return path
-    from ibcbench.runs import find_run
+    from ibcbench.results.runs import find_run
 
     run = find_run(ref)
     configs = (

@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ibcbench.report import build_report
-    from ibcbench.runs import find_run
+    from ibcbench.results.runs import find_run
+    from ibcbench.suite.report import build_report
 
     run = find_run(args.run)
     path = build_report(run, baseline=find_run(args.baseline) if args.baseline else None)

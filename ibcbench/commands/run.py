@@ -8,7 +8,7 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     run = sub.add_parser("run", help="run one notebook with papermill into a new run folder")
     run.add_argument("notebook", help="a notebook path, or the name of one in notebooks/")
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _params(pairs: list[list[str]]) -> dict[str, object]:
-    from ibcbench.notebook import parse_parameter
+    from ibcbench.suite.notebook import parse_parameter
 
     return {key: parse_parameter(value) for key, value in pairs}
 
@@ -54,9 +54,9 @@ def _params(pairs: list[list[str]]) -> dict[str, object]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ibcbench.datasets import validate_dataset
-    from ibcbench.notebook import run_notebook
-    from ibcbench.runs import build_manifest, started_run
+    from ibcbench.data.datasets import validate_dataset
+    from ibcbench.results.runs import build_manifest, started_run
+    from ibcbench.suite.notebook import run_notebook
 
     params = _params(args.parameter)
     if args.dsn:
@@ -89,9 +89,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from ibcbench.datasets import validate_dataset
-    from ibcbench.notebook import run_all
-    from ibcbench.runs import started_run
+    from ibcbench.data.datasets import validate_dataset
+    from ibcbench.results.runs import started_run
+    from ibcbench.suite.notebook import run_all
 
     validate_dataset(args.scale, args.seed)  # before a run folder exists
     with started_run(f"all-{args.scale}") as run:
@@ -112,8 +112,8 @@ def _run_all(args: argparse.Namespace) -> int:
 
 def _lab(args: argparse.Namespace) -> int:
     from ibcbench.db import resolve_dsn
-    from ibcbench.notebook import ensure_kernel, notebooks_dir
     from ibcbench.settings import explicit_dsn
+    from ibcbench.suite.notebook import ensure_kernel, notebooks_dir
 
     if explicit_dsn(args.dsn) is None:
         from ibcbench.server import LocalServer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     schema = sub.add_parser(
         "schema", help="apply or revert the schema migrations (golang-migrate compatible)"

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     tune = sub.add_parser(
         "tune", help="recommended PostgreSQL settings for this machine (seed's rules)"
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from ibcbench.tuning import as_config, compare_with_server, recommend_settings
+    from ibcbench.toolkit.tuning import as_config, compare_with_server, recommend_settings
 
     recs = recommend_settings(
         ram_gb=args.ram_gb, max_connections=args.connections, storage=args.storage
@@ -62,8 +62,8 @@ def _tune(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ibcbench import monitoring
     from ibcbench.db import connect
+    from ibcbench.toolkit import monitoring
 
     with connect(args.dsn) as conn:
         frame = {
@@ -79,9 +79,9 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _emergency(args: argparse.Namespace) -> int:
-    from ibcbench import monitoring
     from ibcbench.db import connect
     from ibcbench.errors import ConfigError
+    from ibcbench.toolkit import monitoring
 
     dry = not args.execute
     with connect(args.dsn, autocommit=True) as conn:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
-    from ibcbench.cli import add_dsn_argument
+    from ibcbench.commands import add_dsn_argument
 
     fid = bench.add_parser(
         "fidelity", help="one query through the Python runner and pgbench: QPS and ratio"
@@ -53,8 +53,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
-    from ibcbench.datasets import ensure_dataset
-    from ibcbench.runner import run_fidelity
+    from ibcbench.bench.runner import run_fidelity
+    from ibcbench.data.datasets import ensure_dataset
 
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     result = run_fidelity(
@@ -71,10 +71,10 @@ def _fidelity(args: argparse.Namespace) -> int:
 
 
 def _workload(args: argparse.Namespace) -> int:
-    from ibcbench.datasets import ensure_dataset
-    from ibcbench.runner import run_workload
-    from ibcbench.runs import build_manifest, started_run
-    from ibcbench.workload import default_workload
+    from ibcbench.bench.runner import run_workload
+    from ibcbench.bench.workload import default_workload
+    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.results.runs import build_manifest, started_run
 
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
@@ -103,8 +103,8 @@ def _workload(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ibcbench.compare import compare_runs
-    from ibcbench.runs import find_run
+    from ibcbench.results.compare import compare_runs
+    from ibcbench.results.runs import find_run
 
     result = compare_runs(find_run(args.baseline), find_run(args.candidate), name=args.name)
     print(

@@ -1,10 +1,10 @@
-"""Capturing EXPLAIN ANALYZE of the workload under named configurations, into run folders."""
+"""Capturing EXPLAIN ANALYZE: a query or a list of queries, given by the caller, into plan objects and folders."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,9 @@ from psycopg import sql
 
 from ibcbench.db import connect
 from ibcbench.errors import PlanError
-from ibcbench.plans.diff import PlanSetDiff, diff_plan_sets
 from ibcbench.plans.model import Plan, load_plan, plan_from_json
 
-_SETTING_RE = __import__("re").compile(r"^[a-z_][a-z0-9_.]*$")
+_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
 
 
 def capture_plan(
@@ -55,52 +54,31 @@ def capture_plan(
     return plan
 
 
-@dataclass(frozen=True)
-class PlanConfig:
-    """A named configuration: an index strategy (or None to leave indexes as they are) and settings."""
-
-    name: str
-    index_strategy: str | None = None
-    settings: dict[str, str] = field(default_factory=dict)
-
-
 def capture_plans(
     dsn: str | None,
     queries: Iterable[tuple[str, str, Sequence[Any]]],
     *,
-    config: PlanConfig,
-    out_dir: Path | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Plan]:
-    """Capture every (name, sql, params) under ``config``; with ``out_dir``, save <out_dir>/<config>/*.json."""
-    if config.index_strategy is not None:
-        from ibcbench.indexes import apply_strategy
-
-        apply_strategy(dsn, config.index_strategy)
+    """EXPLAIN ANALYZE every (name, sql, params), each after one warming run, under ``settings``."""
     plans: dict[str, Plan] = {}
     with connect(dsn) as conn:
-        conn.execute("ANALYZE packet_flow, clearing_operations, network_stats, relayer_performance")
-        conn.commit()
         for name, query, params in queries:
-            capture_plan(conn, query, params, settings=config.settings)  # warm the cache once
-            plans[name] = capture_plan(conn, query, params, settings=config.settings)
-    if out_dir is not None:
-        save_plans(plans, out_dir / config.name, config=config)
+            capture_plan(conn, query, params, settings=settings)  # warm the cache once
+            plans[name] = capture_plan(conn, query, params, settings=settings)
     return plans
 
 
 def save_plans(
-    plans: Mapping[str, Plan], folder: Path, *, config: PlanConfig | None = None
+    plans: Mapping[str, Plan], folder: Path, *, config: Mapping[str, Any] | None = None
 ) -> None:
+    """Each plan as ``<folder>/<name>.json``, and ``plans.json`` with the queries and ``config``."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, plan in plans.items():
         (folder / f"{name}.json").write_text(json.dumps([plan.raw], indent=1, default=str) + "\n")
-    meta = {"queries": {n: p.query for n, p in plans.items()}}
+    meta: dict[str, Any] = {"queries": {n: p.query for n, p in plans.items()}}
     if config is not None:
-        meta["config"] = {
-            "name": config.name,
-            "index_strategy": config.index_strategy,
-            "settings": config.settings,
-        }
+        meta["config"] = dict(config)
     (folder / "plans.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
@@ -116,36 +94,3 @@ def load_plans(folder: Path) -> dict[str, Plan]:
     if not plans:
         raise PlanError(f"{folder} holds no plan files")
     return plans
-
-
-def compare_configurations(
-    dsn: str | None,
-    a: PlanConfig,
-    b: PlanConfig,
-    *,
-    queries: Sequence[tuple[str, str, Sequence[Any]]] | None = None,
-    out_dir: Path | None = None,
-    restore_strategy: str | None = "seed",
-) -> PlanSetDiff:
-    """Capture the workload under two configurations and diff them; the seed indexes are restored after."""
-    if queries is None:
-        from ibcbench.workload import workload_queries
-
-        with connect(dsn) as conn:
-            queries = workload_queries(conn)
-    try:
-        pa = capture_plans(dsn, queries, config=a, out_dir=out_dir)
-        pb = capture_plans(dsn, queries, config=b, out_dir=out_dir)
-    finally:
-        if restore_strategy and (a.index_strategy or b.index_strategy):
-            from ibcbench.indexes import apply_strategy
-
-            apply_strategy(dsn, restore_strategy)
-    result = diff_plan_sets(pa, pb, names=(a.name, b.name))
-    if out_dir is not None:
-        from ibcbench.plans.render import render_diff_html
-
-        (out_dir / f"diff_{a.name}_vs_{b.name}.html").write_text(
-            render_diff_html(result, title=f"{a.name} vs {b.name}", standalone=True)
-        )
-    return result

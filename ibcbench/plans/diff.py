@@ -211,18 +211,6 @@ class PlanSetDiff:
             name for name, d in self.diffs.items() if any(c.kind in STRUCTURAL for c in d.changes)
         ]
 
-    def text(self, *, limit: int = 8) -> str:
-        """Every query with a plan change, as text."""
-        from ibcbench.plans.render import format_diff_text
-
-        return (
-            "\n\n".join(
-                f"== {name}\n{format_diff_text(self.diffs[name], limit=limit)}"
-                for name in self.changed()
-            )
-            or "no plan changes"
-        )
-
     def summary(self) -> Any:
         import pandas as pd
 

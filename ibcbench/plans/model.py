@@ -178,9 +178,6 @@ class Plan:
         scored = [(node, node.q_error) for node in self.nodes() if node.q_error is not None]
         return sorted(scored, key=lambda x: -x[1])[:n]  # type: ignore[operator]
 
-    def to_json(self) -> dict[str, Any]:
-        return self.raw
-
 
 def _build(node: dict[str, Any], processes: int) -> PlanNode:
     workers = node.get("Workers Launched")

@@ -52,6 +52,17 @@ def format_diff_text(diff: PlanDiff, *, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def format_set_diff_text(diff: PlanSetDiff, *, limit: int = 8) -> str:
+    """Every query of ``diff`` whose plan changed, as text."""
+    return (
+        "\n\n".join(
+            f"== {name}\n{format_diff_text(diff.diffs[name], limit=limit)}"
+            for name in diff.changed()
+        )
+        or "no plan changes"
+    )
+
+
 _CSS = """
 .plandiff { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
 .plandiff .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }

@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from ibcbench import __version__
-from ibcbench.notebook import read_recorded
-from ibcbench.runs import Run
+from ibcbench.results.recorded import read_recorded
+from ibcbench.results.runs import Run
 
 #: result tables shown under the notebook that wrote them (by name prefix)
 RESULT_OWNERS = {
@@ -218,7 +218,7 @@ def build_report(run: Run, *, baseline: Run | None = None) -> Path:
             else '<p class="muted">no shared numbers</p>'
         )
         try:
-            from ibcbench.compare import compare_runs
+            from ibcbench.results.compare import compare_runs
 
             cmp_ = compare_runs(baseline, run)
             lat_classes = [

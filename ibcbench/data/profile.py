@@ -7,13 +7,12 @@ so it also profiles data someone else loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ibcbench.db import connect
+from ibcbench.db import read_frames
 
 _QUERIES: dict[str, str] = {
     "chain_pairs": """
@@ -32,7 +31,7 @@ _QUERIES: dict[str, str] = {
     "clear_time_sample": """
         SELECT clear_time_seconds FROM packet_flow
         WHERE clear_time_seconds IS NOT NULL
-          AND id %% greatest(1, (SELECT count(*) FROM packet_flow) / 50000) = 0
+          AND id % greatest(1, (SELECT count(*) FROM packet_flow) / 50000) = 0
     """,
     "stuck": """
         SELECT source_chain, source_channel, count(*) AS stuck_packets,
@@ -128,17 +127,7 @@ class DatasetProfile:
 
 def profile_dataset(dsn: str | None = None) -> DatasetProfile:
     """Run the profile queries against the loaded tables."""
-    frames: dict[str, pd.DataFrame] = {}
-    with connect(dsn) as conn:
-        for name, query in _QUERIES.items():
-            cur = conn.execute(query.replace("%%", "%"))  # type: ignore[arg-type]
-            cols = [d.name for d in cur.description or []]
-            frame = pd.DataFrame(cur.fetchall(), columns=cols)
-            for col in frame.columns:
-                if len(frame) and isinstance(frame[col].iloc[0], Decimal):
-                    frame[col] = frame[col].astype(float)
-            frames[name] = frame
-    return DatasetProfile(frames)
+    return DatasetProfile(read_frames(dsn, _QUERIES))
 
 
 def plot_profile(profile: DatasetProfile) -> Any:

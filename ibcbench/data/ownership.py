@@ -3,7 +3,7 @@
 A scratch database (``ibcbench_bench_load``) or schema (``ibcbench_maint``, ``ibcbench_layouts``) is
 created with a comment, :data:`KIT_MARK`, and dropped only when it carries that comment. One of the
 same name without it is a user's: the command refuses in one line and nothing is dropped. Inside a
-dataset database (which carries its own marker table, see :mod:`ibcbench.datasets`) every scratch
+dataset database (which carries its own marker table, see :mod:`ibcbench.data.datasets`) every scratch
 schema is the kit's: it may be a leftover of an older version that did not mark its schemas.
 """
 
@@ -54,7 +54,7 @@ def drop_kit_database(admin: psycopg.Connection, name: str) -> bool:
 
 
 def _in_dataset_database(conn: psycopg.Connection) -> bool:
-    from ibcbench.datasets import MARKER_TABLE
+    from ibcbench.data.datasets import MARKER_TABLE
 
     return conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is not None  # type: ignore[index]
 

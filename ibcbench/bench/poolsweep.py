@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
+from ibcbench.bench.runner import run_python
+from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
-from ibcbench.pool import PoolConfig
-from ibcbench.runner import run_python
-from ibcbench.workload import default_workload, sample_parameters
+from ibcbench.toolkit.pool import PoolConfig
 
 SEED_CONFIG = PoolConfig()  # 25 / 5
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.errors import BenchmarkError
-from ibcbench.ownership import create_kit_schema, drop_kit_schema
 
 SCHEMA = "ibcbench_layouts"
 _COLUMNS = (

@@ -18,9 +18,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.workload import default_workload, sample_parameters
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,9 @@ def ensure_dataset_info(
 
 def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:
     from data_gen import GenerationParams
-    from ibcbench.load import load_dataset
+    from ibcbench.data.load import load_dataset
+    from ibcbench.data.views import refresh_views
     from ibcbench.migrate import migrate_up
-    from ibcbench.views import refresh_views
 
     with connect(dsn, autocommit=True) as conn:
         conn.execute(

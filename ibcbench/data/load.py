@@ -3,9 +3,9 @@
 Two ways in, TSBS-style:
 - ``generate_dataset(params, out_dir)`` writes one binary COPY file per table plus ``manifest.json``,
   and ``load_dataset(dsn, out_dir)`` streams those files (load timings never include generation);
-- ``load_dataset(dsn, params)`` generates and loads at once: a producer (a forked process by
-  default, or a thread) generates and encodes batches into a bounded queue while this process COPYs
-  them, so the server is not waiting on Python.
+- ``load_dataset(dsn, params)`` generates and loads at once: a producer (a thread by default, or a
+  forked process with ``overlap="process"``) generates and encodes batches into a bounded queue while
+  this connection COPYs them, so the server is not waiting on Python.
 
 A span is loaded in one transaction and recorded in ``ibcbench_loads``: a failed load leaves nothing
 behind, the same folder is never loaded twice, and a span that overlaps the data is refused. Loading
@@ -38,9 +38,9 @@ from psycopg import sql
 
 from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
+from ibcbench.data.pgcopy import HEADER, TRAILER, encode_rows_view
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, LoadError
-from ibcbench.pgcopy import HEADER, TRAILER, encode_rows_view
 
 COPY_CHUNK = 8 * 1024 * 1024
 OVERLAP_MODES = ("process", "thread", "none")

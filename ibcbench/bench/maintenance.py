@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from ibcbench.datasets import with_database
+from ibcbench.data.datasets import with_database
+from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.ownership import create_kit_schema, drop_kit_schema
 
 SCHEMA = "ibcbench_maint"
 DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now
@@ -200,7 +200,7 @@ def demonstrate_bloat(
 # ---- monitoring functions --------------------------------------------------------------------------
 def monitoring_tables(dsn: str | None, *, pattern: str = "packet_flow") -> dict[str, pd.DataFrame]:
     """The schema's monitoring functions over the dataset, plus the top statements."""
-    from ibcbench.monitoring import slow_queries
+    from ibcbench.toolkit.monitoring import slow_queries
 
     with connect(dsn) as conn:
         return {

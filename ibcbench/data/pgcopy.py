@@ -114,7 +114,7 @@ def _fixed_parts(
         match = _NUMERIC_RE.match(pg_type)
         if match is None:
             raise LoadError(
-                f"column type {pg_type!r} has no binary COPY encoder: add one in ibcbench/pgcopy.py"
+                f"column type {pg_type!r} has no binary COPY encoder: add one in ibcbench/data/pgcopy.py"
             )
         scale = int(match.group(2))
         if isinstance(values, ScaledInt):

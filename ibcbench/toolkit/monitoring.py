@@ -14,13 +14,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ibcbench.db import query_frame
 from ibcbench.errors import ConfigError
-from ibcbench.query import identifier
-
-
-def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
-    cur = conn.execute(query, params)  # type: ignore[arg-type]
-    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+from ibcbench.toolkit.query import identifier
 
 
 def slow_queries(
@@ -31,7 +27,7 @@ def slow_queries(
         raise ConfigError(
             "pg_stat_statements is not installed in this database: run `ibcbench schema up`"
         )
-    return _frame(
+    return query_frame(
         conn,
         "SELECT queryid, left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query, calls,"
         " round(total_exec_time::numeric, 2) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,"
@@ -45,7 +41,7 @@ def slow_queries(
 
 def table_bloat(conn: psycopg.Connection, *, min_dead_pct: float = 0.0) -> pd.DataFrame:
     """Dead tuples per table (pg_stat_user_tables), with sizes and the last (auto)vacuum."""
-    return _frame(
+    return query_frame(
         conn,
         "SELECT schemaname, relname AS table_name, n_live_tup, n_dead_tup,"
         " round(100.0 * n_dead_tup / nullif(n_live_tup + n_dead_tup, 0), 2) AS dead_pct,"
@@ -59,7 +55,7 @@ def table_bloat(conn: psycopg.Connection, *, min_dead_pct: float = 0.0) -> pd.Da
 
 def locks_not_granted(conn: psycopg.Connection) -> pd.DataFrame:
     """Waiting locks with the session that blocks each."""
-    return _frame(
+    return query_frame(
         conn,
         "SELECT w.pid AS waiting_pid, w.locktype, w.mode, w.relation::regclass::text AS relation,"
         " a.query AS waiting_query, pg_blocking_pids(w.pid) AS blocked_by,"
@@ -70,7 +66,7 @@ def locks_not_granted(conn: psycopg.Connection) -> pd.DataFrame:
 
 def index_usage(conn: psycopg.Connection) -> pd.DataFrame:
     """Index scans and sizes per index, unused first."""
-    return _frame(
+    return query_frame(
         conn,
         "SELECT s.schemaname, s.relname AS table_name, s.indexrelname AS index_name, s.idx_scan,"
         " s.idx_tup_read, s.idx_tup_fetch, pg_relation_size(s.indexrelid) AS index_bytes, i.indisunique"
@@ -81,7 +77,7 @@ def index_usage(conn: psycopg.Connection) -> pd.DataFrame:
 
 def long_running_queries(conn: psycopg.Connection, *, min_duration_s: float = 60.0) -> pd.DataFrame:
     """Active statements of any database running longer than ``min_duration_s``."""
-    return _frame(
+    return query_frame(
         conn,
         "SELECT pid, datname, usename, state, now() - query_start AS duration,"
         " extract(epoch FROM now() - query_start) AS duration_s, wait_event_type, left(query, 200) AS query"

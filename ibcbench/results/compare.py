@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ibcbench.errors import RunError
-from ibcbench.runs import Run
+from ibcbench.results.runs import Run
 
 MAX_SAMPLES = 5_000
 

@@ -1,14 +1,11 @@
-"""Notebooks: run them with papermill into a run folder, and read back what they recorded.
+"""Notebooks: run them with papermill into a run folder (one, or the whole suite and its report).
 
-A notebook records its key numbers in its last cell with :func:`record`; they travel inside the
-executed notebook as a display output of MIME type ``application/vnd.ibcbench.record+json``, so a test,
-the report or a person can read them back from the ``.ipynb`` alone (:func:`read_recorded`).
+What a notebook records is read back with :func:`ibcbench.results.recorded.read_recorded`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -18,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ibcbench.errors import RunError
-from ibcbench.runs import Run
-
-RECORD_MIME = "application/vnd.ibcbench.record+json"
+from ibcbench.results.recorded import read_recorded
+from ibcbench.results.runs import Run
+from ibcbench.suite.report import build_report
 
 #: larger settings for the notebooks when run-all runs beyond the tiny scale (notebook defaults are CI-sized)
 FULL_SCALE_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -35,65 +32,13 @@ KERNEL_NAME = "ibcbench"
 
 
 def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def numbered_notebooks(folder: Path | None = None) -> list[Path]:
     """The benchmark notebooks in reading order: ``NN_name.ipynb``."""
     base = folder or notebooks_dir()
     return sorted(p for p in base.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values from numpy/pandas scalars, containers and frames."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):
-        return [_jsonable(r) for r in value.to_dict(orient="records")]
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            value = value.item()
-        except (ValueError, TypeError):
-            return str(value)
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def record(**values: Any) -> dict[str, Any]:
-    """Record a notebook's key numbers: shown as a table, and readable from the executed notebook."""
-    clean = _jsonable(values)
-    try:
-        from IPython.display import display
-    except ImportError:  # outside IPython: nothing to display
-        return clean
-    width = max((len(k) for k in clean), default=0)
-    text = "\n".join(f"{k:<{width}}  {v}" for k, v in clean.items())
-    display({RECORD_MIME: clean, "text/plain": text}, raw=True)
-    return clean
-
-
-def read_recorded(notebook: Path | str) -> dict[str, Any]:
-    """Every value recorded by :func:`record` in an executed notebook (later records win)."""
-    path = Path(notebook)
-    try:
-        nb = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise RunError(f"notebook {path} does not exist") from exc
-    values: dict[str, Any] = {}
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            data = output.get("data") or {}
-            if RECORD_MIME in data:
-                payload = data[RECORD_MIME]
-                if isinstance(payload, str):
-                    payload = json.loads(payload)
-                values.update(payload)
-    return values
 
 
 def ensure_kernel() -> str:
@@ -231,8 +176,8 @@ def run_all(
 
     A failing notebook does not stop the others; the result says which failed.
     """
-    from ibcbench.datasets import validate_dataset
-    from ibcbench.runs import build_manifest
+    from ibcbench.data.datasets import validate_dataset
+    from ibcbench.results.runs import build_manifest
 
     validate_dataset(scale, seed)
     chosen = list(notebooks) if notebooks is not None else numbered_notebooks()
@@ -267,25 +212,5 @@ def run_all(
         run_all_elapsed_s=round(elapsed, 1),
         status="complete" if all(r.ok for r in results) else "failed",
     )
-    report = None
-    try:
-        from ibcbench.report import build_report
-    except ImportError:
-        build_report = None  # type: ignore[assignment]
-    if build_report is not None:
-        report = build_report(run)
+    report = build_report(run)
     return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
-
-
-def save_figure(fig: Any, name: str, run_dir: str | Path | None) -> Path | None:
-    """Save a matplotlib figure as ``<run_dir>/figures/<name>.png`` (no-op without a run folder).
-
-    The report embeds every figure of the run folder; in JupyterLab (``run_dir=None``) it only shows.
-    """
-    if run_dir is None:
-        return None
-    folder = Path(run_dir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path

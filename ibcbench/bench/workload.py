@@ -8,9 +8,8 @@ the WAL they generate but not the commit's flush.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 import psycopg
@@ -249,19 +248,3 @@ def workload_queries(
     wl = default_workload().subset(names)
     params = sample_parameters(conn, wl, n=20, seed=seed)
     return [(q.name, q.sql, params[q.name][0]) for q in wl.queries]
-
-
-@dataclass
-class ParameterCycle:
-    """Hands out each query's sampled parameters in a seeded random order."""
-
-    params: dict[str, list[tuple]]
-    seed: int = 0
-    _rng: Any = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
-
-    def next(self, name: str) -> tuple:
-        values = self.params[name]
-        return values[int(self._rng.integers(len(values)))]

@@ -207,16 +207,10 @@ class QueryBuilder:
         return target.execute(query, params).fetchall()
 
     def fetch_frame(self, target: Any) -> Any:
-        """Run and return a pandas DataFrame with the column names."""
-        import pandas as pd
+        """Run on a connection or pool and return a pandas DataFrame with the column names."""
+        from ibcbench.db import query_frame
 
-        query, params = self.build()
-        if hasattr(target, "connection") and callable(target.connection):
-            with target.connection() as conn:
-                cur = conn.execute(query, params)
-                return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
-        cur = target.execute(query, params)
-        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+        return query_frame(target, *self.build())
 
 
 def _quoted(column: str) -> str:
@@ -224,7 +218,12 @@ def _quoted(column: str) -> str:
 
 
 # ---- batch inserts -------------------------------------------------------------------------------
-_RAW_CONFLICT_RE = re.compile(r"^\s*ON\s+CONFLICT\b", re.IGNORECASE)
+#: the seed's raw conflict clause, with or without its ``ON CONFLICT`` prefix: a target (column list or
+#: ``ON CONSTRAINT name``) or none, then ``DO NOTHING`` / ``DO UPDATE SET ...``
+_RAW_CONFLICT_RE = re.compile(
+    r"^\s*(?P<prefix>ON\s+CONFLICT\b\s*)?(?P<rest>(\(|ON\s+CONSTRAINT\b|DO\s+(NOTHING|UPDATE)\b).*)$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -305,15 +304,20 @@ class BatchInsertBuilder:
         return self
 
     def on_conflict(self, clause: str) -> BatchInsertBuilder:
-        """The seed's raw form: ``"ON CONFLICT (chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets"``."""
-        if not _RAW_CONFLICT_RE.match(clause):
-            raise ConfigError("an on_conflict clause must start with ON CONFLICT")
+        """The seed's raw form, ``"(chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets"``,
+        with or without the leading ``ON CONFLICT``."""
+        match = _RAW_CONFLICT_RE.match(clause) if isinstance(clause, str) else None
+        if match is None:
+            raise ConfigError(
+                "an on_conflict clause is a target and an action, such as "
+                "'(chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets' or 'DO NOTHING'"
+            )
         _check_fragment(clause)
         if "%" in clause or "$" in clause:
             raise ConfigError(
                 "an on_conflict clause takes no parameters: use on_conflict_do_update"
             )
-        self.conflict = sql.SQL(" " + clause.strip())
+        self.conflict = sql.SQL(" ON CONFLICT " + match.group("rest").strip())
         return self
 
     @property

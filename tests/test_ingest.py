@@ -7,14 +7,14 @@ import math
 import psycopg
 import pytest
 
-from ibcbench.errors import BenchmarkError
-from ibcbench.loadbench import (
+from ibcbench.bench.ingest import (
     OVERLAP_SCENARIOS,
     SCRATCH_DB,
     Scenario,
     format_load_benchmark,
     run_load_benchmark,
 )
+from ibcbench.errors import BenchmarkError
 
 pytestmark = pytest.mark.db
 
@@ -67,7 +67,7 @@ def test_a_user_database_of_the_scratch_name_is_refused_and_kept(
     server_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ibcbench.cli import main
-    from ibcbench.datasets import with_database
+    from ibcbench.data.datasets import with_database
 
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")

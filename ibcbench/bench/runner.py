@@ -32,10 +32,10 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ibcbench.bench.workload import Workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.pool import PoolConfig, create_pool
-from ibcbench.workload import Workload, sample_parameters
+from ibcbench.toolkit.pool import PoolConfig, create_pool
 
 #: share of one core above which the Python client is the bottleneck (one process, one GIL)
 CLIENT_BOUND_CPU = 0.70
@@ -524,7 +524,7 @@ def run_fidelity(
     statements. pgbench holds one prepared statement per set and connection, each planned as custom
     five times before a generic plan; few sets let its warm-up reach that steady state.
     """
-    from ibcbench.workload import default_workload
+    from ibcbench.bench.workload import default_workload
 
     target = resolve_dsn(dsn)
     wl = default_workload().subset([query])

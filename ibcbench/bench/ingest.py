@@ -25,13 +25,13 @@ import psycopg
 
 from data_gen import GenerationParams, generate
 from data_gen.tables import FACT_TABLES, TABLES
-from ibcbench.datasets import with_database
+from ibcbench.data.datasets import with_database
+from ibcbench.data.load import EncodedBatch, batch_stream, copy_stream, overlapped_batches
+from ibcbench.data.ownership import check_kit_database, create_kit_database, drop_kit_database
+from ibcbench.data.pgcopy import encode_rows_view
 from ibcbench.db import connect, describe_dsn, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.load import EncodedBatch, batch_stream, copy_stream, overlapped_batches
 from ibcbench.migrate import Migrator, default_migrations_dir
-from ibcbench.ownership import check_kit_database, create_kit_database, drop_kit_database
-from ibcbench.pgcopy import encode_rows_view
 
 SCRATCH_DB = "ibcbench_bench_load"
 _FACTS = "+".join(FACT_TABLES)

@@ -1,0 +1,85 @@
+"""Recorded results: a notebook's key numbers and figures, written where the report reads them.
+
+A notebook records its key numbers in its last cell with :func:`record`; they travel inside the
+executed notebook as a display output of MIME type ``application/vnd.ibcbench.record+json``, so a test,
+the report or a person can read them back from the ``.ipynb`` alone (:func:`read_recorded`). Figures go
+to ``<run_dir>/figures/`` (:func:`save_figure`), which the report embeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ibcbench.errors import RunError
+
+RECORD_MIME = "application/vnd.ibcbench.record+json"
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values from numpy/pandas scalars, containers and frames."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return [_jsonable(r) for r in value.to_dict(orient="records")]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def record(**values: Any) -> dict[str, Any]:
+    """Record a notebook's key numbers: shown as a table, and readable from the executed notebook."""
+    clean = _jsonable(values)
+    try:
+        from IPython.display import display
+    except ImportError:  # outside IPython: nothing to display
+        return clean
+    width = max((len(k) for k in clean), default=0)
+    text = "\n".join(f"{k:<{width}}  {v}" for k, v in clean.items())
+    display({RECORD_MIME: clean, "text/plain": text}, raw=True)
+    return clean
+
+
+def read_recorded(notebook: Path | str) -> dict[str, Any]:
+    """Every value recorded by :func:`record` in an executed notebook (later records win)."""
+    path = Path(notebook)
+    try:
+        nb = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RunError(f"notebook {path} does not exist") from exc
+    values: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            data = output.get("data") or {}
+            if RECORD_MIME in data:
+                payload = data[RECORD_MIME]
+                if isinstance(payload, str):
+                    payload = json.loads(payload)
+                values.update(payload)
+    return values
+
+
+def save_figure(fig: Any, name: str, run_dir: str | Path | None) -> Path | None:
+    """Save a matplotlib figure as ``<run_dir>/figures/<name>.png`` (no-op without a run folder).
+
+    The report embeds every figure of the run folder; in JupyterLab (``run_dir=None``) it only shows.
+    """
+    if run_dir is None:
+        return None
+    folder = Path(run_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
