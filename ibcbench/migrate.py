@@ -391,7 +391,8 @@ class Migrator:
         if foreign:
             raise MigrationError(
                 f"migration {foreign[0]} was not applied by ibcbench on database {conn.info.dbname!r} "
-                "(its version was forced or set by another tool), so its objects may not be the kit's: "
+                "(its version was forced, or set by another tool or an older ibcbench), so its objects "
+                "may not be the kit's: "
                 "nothing was changed; drop them yourself, then `ibcbench schema force` the version below it"
             )
 

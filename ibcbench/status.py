@@ -23,6 +23,8 @@ class DatabaseStatus:
     cron_jobs: list[tuple[str, str]] = field(default_factory=list)
     row_estimates: dict[str, int] = field(default_factory=dict)
     invalid_indexes: list[str] = field(default_factory=list)
+    #: when dirty: the last version fully applied, the one to force
+    schema_clean_version: int | None = None
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
@@ -74,7 +76,9 @@ def database_status(
     with connect(dsn) as conn:
         info = server_info(conn)
         version, dirty = Migrator._read_version(conn)
-        invalid = Migrator().invalid_indexes(conn) if version is not None else []
+        migrator = Migrator()
+        invalid = migrator.invalid_indexes(conn) if version is not None else []
+        clean = migrator._last_clean(conn, version) if dirty else None
         pf_kind = packet_flow_kind(conn)
         hs_kind = hourly_stats_kind(conn)
         jobs: list[tuple[str, str]] = []
@@ -123,6 +127,7 @@ def database_status(
         cron_jobs=jobs,
         row_estimates=estimates,
         invalid_indexes=invalid,
+        schema_clean_version=clean,
     )
 
 
@@ -147,7 +152,11 @@ def format_status(status: DatabaseStatus) -> str:
             "not installed (run `ibcbench schema up`)"
             if status.schema_version is None
             else f"version {status.schema_version}"
-            + (" DIRTY (run `ibcbench schema force`)" if status.schema_dirty else "")
+            + (
+                f" DIRTY (run `ibcbench schema force {status.schema_clean_version}`)"
+                if status.schema_dirty
+                else ""
+            )
         ),
     ]
     if status.invalid_indexes:

@@ -422,6 +422,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_found_and_rebuilt(
         DirtyDatabase, match=r"`ibcbench schema force 7` \(7: the last version fully applied\)"
     ):
         Migrator(dsn).up()
+    assert "version 8 DIRTY (run `ibcbench schema force 7`)" in format_status(database_status(dsn))
     assert main(["schema", "force", str(forced), "--dsn", dsn]) == 0
     if forced == 8:
         # the version reads clean, but the index is not: version and status say so
