@@ -472,3 +472,20 @@ def test_no_password_in_dsn_errors(capsys: pytest.CaptureFixture[str], dsn: str)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ibcbench: error: ")
     assert "pw-s3cr3t-1" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "load", "--packets", "2000", "--rounds", "1"],
+        ["seed", "--scale", "tiny"],
+        ["run-all"],
+    ],
+    ids=["bench-load", "seed", "run-all"],
+)
+def test_no_password_in_a_malformed_dsn_error_of_any_command(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main([*argv, "--dsn", "host=127.0.0.1 password=pw-s3cr3t-2 bogus"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid DSN" in err and "pw-s3cr3t-2" not in err

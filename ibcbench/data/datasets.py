@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ibcbench.db import connect, resolve_dsn
+from ibcbench.db import connect, redact_dsn, resolve_dsn
 from ibcbench.errors import ConfigError
 
 MARKER_TABLE = "ibcbench_dataset"
@@ -49,7 +49,12 @@ def dataset_database_name(scale: str, seed: int) -> str:
 
 def with_database(dsn: str, dbname: str) -> str:
     """``dsn`` pointing at another database of the same server."""
-    params = conninfo_to_dict(dsn)
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc).strip())}; fix DATABASE_URL or --dsn"
+        ) from exc
     params["dbname"] = dbname
     return make_conninfo(**params)
 
