@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ibcbench.db import ServerInfo, connect, describe_dsn, server_info
+from ibcbench.db import ServerInfo, connect, describe_dsn, resolve_dsn, server_info
+from ibcbench.errors import MissingExtension
 from ibcbench.settings import ServerSettings, explicit_dsn
 
 
@@ -70,8 +71,17 @@ def database_status(
 
     embedded = explicit_dsn(dsn) is None
     server = LocalServer(settings) if embedded else None
-    with connect(dsn) as conn:
-        info = server_info(conn)
+    with connect(resolve_dsn(dsn, settings)) as conn:
+        try:
+            info = server_info(conn)
+        except psycopg.errors.UndefinedFile as exc:
+            # an older TimescaleDB built without the Community edition, on a server that runs it
+            first = str(exc).strip().splitlines()[0]
+            raise MissingExtension(
+                f"{describe_dsn(conn.info.dsn)}: this server's TimescaleDB edition cannot load the "
+                f"version in this database ({first}): run `ibcbench db up` to update the kit's "
+                "databases, or ALTER EXTENSION timescaledb UPDATE as the first command of a new session"
+            ) from exc
         version, dirty = Migrator._read_version(conn)
         pf_kind = packet_flow_kind(conn)
         hs_kind = hourly_stats_kind(conn)
@@ -123,6 +133,17 @@ def database_status(
     )
 
 
+def timescaledb_line(info: ServerInfo) -> str:
+    """Version and edition, the licence setting they come from, and an update waiting to be applied."""
+    line = info.edition_label
+    if info.timescaledb_version is not None and info.timescaledb_edition:
+        line += f" (timescaledb.license={info.timescaledb_edition})"
+    installed = info.available_extensions.get("timescaledb")
+    if info.timescaledb_version is not None and installed and installed != info.timescaledb_version:
+        line += f"; {installed} is installed: run `ibcbench db up` to update"
+    return line
+
+
 def format_status(status: DatabaseStatus) -> str:
     info = status.info
     lines = [
@@ -132,7 +153,7 @@ def format_status(status: DatabaseStatus) -> str:
         lines.append(f"data dir:     {status.data_dir}")
     lines += [
         f"postgresql:   {info.version}",
-        f"timescaledb:  {info.edition_label}",
+        f"timescaledb:  {timescaledb_line(info)}",
         "extensions:   "
         + (
             ", ".join(f"{k} {v}" for k, v in sorted(info.extensions.items()) if k != "plpgsql")

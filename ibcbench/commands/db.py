@@ -6,6 +6,8 @@ import argparse
 
 from ibcbench.settings import ServerSettings
 
+_EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
+
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
     kwargs: dict[str, object] = {}
@@ -13,6 +15,8 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         kwargs["name"] = args.name
     if getattr(args, "port", None) is not None:
         kwargs["port"] = args.port
+    if getattr(args, "edition", None):
+        kwargs["timescaledb_license"] = _EDITION_LICENSES[args.edition]
     return ServerSettings(**kwargs)  # type: ignore[arg-type]
 
 
@@ -30,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     up.add_argument(
         "--name", default=None, help="cluster name (default: $IBCBENCH_CLUSTER or 'default')"
+    )
+    up.add_argument(
+        "--edition",
+        choices=sorted(_EDITION_LICENSES),
+        default=None,
+        help="TimescaleDB edition to run (timescaledb.license; default: $TIMESCALEDB_EDITION, "
+        "else community where installed)",
     )
     up.set_defaults(func=_up)
 
@@ -53,8 +64,11 @@ def _up(args: argparse.Namespace) -> int:
     result = LocalServer(_settings(args)).up()
     verb = "created and started" if result.created else ("started" if result.started else "running")
     print(f"embedded server {verb}: {result.data_dir}")
+    for update in result.updates:
+        print(update.message)
     print(result.state.url)
-    return 0
+    # a kit database whose update failed is an error; someone else's database is only reported
+    return 0 if all(u.updated or not u.kit_owned for u in result.updates) else 1
 
 
 def _down(args: argparse.Namespace) -> int:
