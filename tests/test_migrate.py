@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,8 @@ import pytest
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
 from ibcbench.migrate import Migrator, default_migrations_dir, load_migrations, migrate_up
+from ibcbench.status import hourly_stats_kind
+from tests.conftest import EditionServer
 
 TABLES = [
     "clearing_operations",
@@ -150,12 +153,12 @@ def test_monitoring_functions_return_rows(schema_dsn: str) -> None:
 
 
 @pytest.mark.db
-def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
+def test_cron_jobs_are_scheduled_in_the_cron_database(edition_server: EditionServer) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     # pg_cron lives in the database named by cron.database_name: 'ibcbench' on the kit's servers. The
     # test cluster's own; never dropped here: pg_cron's launcher does not come back when its database goes.
-    params = conninfo_to_dict(server_dsn)
+    params = conninfo_to_dict(edition_server.admin_dsn)
     params["dbname"] = "ibcbench"
     dsn = make_conninfo(**params)
     assert migrate_up(dsn).version == LATEST
@@ -163,14 +166,24 @@ def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
         # ibcbench-demo-* jobs are notebook 06's temporary ones (tests/test_maintenance.py), not the schema's
         jobs = {r[0] for r in conn.execute(
             "SELECT jobname FROM cron.job WHERE jobname NOT LIKE 'ibcbench-demo-%'").fetchall()}  # fmt: skip
-    assert jobs == {
+        policies = conn.execute(
+            "SELECT proc_name FROM timescaledb_information.jobs"
+            " WHERE hypertable_name = 'hourly_packet_stats'"
+        ).fetchall()
+    expected = {
         "ibcbench-analyze",
         "ibcbench-refresh-user-statistics",
-        "ibcbench-refresh-hourly-packet-stats",
         "ibcbench-reindex-bloated",
         "ibcbench-archive-packet-flow",
         "ibcbench-cleanup-cron-history",
     }
+    if edition_server.edition == "community":
+        # the continuous aggregate refreshes through its own policy, a TimescaleDB job
+        assert jobs == expected
+        assert policies == [("policy_refresh_continuous_aggregate",)]
+    else:
+        assert jobs == expected | {"ibcbench-refresh-hourly-packet-stats"}
+        assert policies == []
     # re-applying is a no-op, and the down migration removes exactly the kit's jobs (tested on a copy)
     assert migrate_up(dsn).applied == []
 
@@ -214,7 +227,7 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     migrator = Migrator(dsn, folder)
     with pytest.raises(
         MigrationError,
-        match=r"000099_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force 9`",
+        match=rf"000099_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force {LATEST}`",
     ):
         migrator.up()
     assert migrator.version() == (99, True)
@@ -228,6 +241,82 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     assert migrator.version() == (LATEST, False)
     with pytest.raises(ConfigError, match="version 42 is not a known migration"):
         migrator.force(42)
+
+
+#: The seed's hourly_packet_stats columns first, then the kit's extras: the same on every edition.
+HOURLY_PACKET_STATS_COLUMNS = [
+    ("hour", "timestamp with time zone"),
+    ("src_chain_id", "text"),
+    ("packet_count", "bigint"),
+    ("acknowledged_count", "bigint"),
+    ("failed_count", "bigint"),
+    ("avg_clear_time", "double precision"),
+]
+SEED_QUERY = (
+    "SELECT hour, src_chain_id, packet_count, avg_clear_time FROM hourly_packet_stats"
+    " WHERE hour > now() - interval '24 hours' ORDER BY hour"
+)
+
+
+@pytest.mark.db
+def test_the_seeds_hourly_packet_stats_query_runs_on_each_edition(
+    edition_server: EditionServer, edition_loaded_dsn: str
+) -> None:
+    with psycopg.connect(edition_loaded_dsn) as conn:
+        kind = hourly_stats_kind(conn)
+        expected = "continuous aggregate" if edition_server.edition == "community" else "plain"
+        assert kind is not None and kind.startswith(expected)
+        columns = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " WHERE a.attrelid = 'hourly_packet_stats'::regclass AND a.attnum > 0"
+            " AND NOT a.attisdropped ORDER BY a.attnum"
+        ).fetchall()
+        assert columns == HOURLY_PACKET_STATS_COLUMNS
+        # as a user pastes it (the tiny dataset is historical: no rows in the last 24 hours of now)
+        cur = conn.execute(SEED_QUERY)
+        assert [d.name for d in cur.description] == [
+            "hour",
+            "src_chain_id",
+            "packet_count",
+            "avg_clear_time",
+        ]
+        cur.fetchall()
+        # the same query over the dataset's own last day gives the raw GROUP BY's figures
+        newest = conn.execute("SELECT max(created_at) FROM packet_flow").fetchone()[0]
+        since = newest - timedelta(hours=24)
+        view = conn.execute(
+            "SELECT hour, src_chain_id, packet_count, avg_clear_time FROM hourly_packet_stats"
+            " WHERE hour > %s ORDER BY hour, src_chain_id",
+            (since,),
+        ).fetchall()
+        raw = conn.execute(
+            "SELECT date_trunc('hour', created_at), source_chain, count(*), avg(clear_time_seconds)"
+            " FROM packet_flow WHERE date_trunc('hour', created_at) > %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (since,),
+        ).fetchall()
+    assert len(view) > 0
+    assert [r[:3] for r in view] == [r[:3] for r in raw]
+    assert [r[3] for r in view] == pytest.approx([r[3] for r in raw], nan_ok=True)
+
+
+@pytest.mark.db
+def test_the_seeds_names_migration_goes_down_and_up(make_database) -> None:
+    dsn = make_database("names")
+    migrator = Migrator(dsn)
+    migrator.up()
+
+    def names() -> list[str]:
+        with psycopg.connect(dsn) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'hourly_packet_stats'::regclass"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]  # fmt: skip
+
+    assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
+    migrator.down(1)
+    assert names() == ["bucket", "source_chain", "packet_count", "acknowledged_count",
+                       "failed_count", "avg_clear_time_seconds"]  # fmt: skip
+    assert migrator.up().version == LATEST
+    assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
 
 
 def test_unreachable_dsn_is_one_line_with_next_step(capsys: pytest.CaptureFixture[str]) -> None:
