@@ -466,15 +466,26 @@ class LocalServer:
         target = row[0]
         updates: list[ExtensionUpdate] = []
         for dbname in databases:
-            with psycopg.connect(
-                **base, dbname=dbname, autocommit=True, options=inspect, connect_timeout=10
-            ) as conn:
-                found = conn.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-                ).fetchone()
-                if found is None or _version_key(found[0]) >= _version_key(target):
+            try:
+                with psycopg.connect(
+                    **base, dbname=dbname, autocommit=True, options=inspect, connect_timeout=10
+                ) as conn:
+                    found = conn.execute(
+                        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                    ).fetchone()
+                    if found is None or _version_key(found[0]) >= _version_key(target):
+                        continue
+                    kit_owned = dbname == state.database or _kit_created(conn)
+            except psycopg.Error as exc:
+                if exc.sqlstate == "3D000":  # dropped since it was listed
                     continue
-                kit_owned = dbname == state.database or _kit_created(conn)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                updates.append(
+                    ExtensionUpdate(
+                        dbname, "?", target, False, f"cannot inspect it: {first}", False
+                    )
+                )
+                continue
             if not kit_owned:
                 updates.append(
                     ExtensionUpdate(
