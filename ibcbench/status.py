@@ -7,8 +7,20 @@ from dataclasses import dataclass, field
 import psycopg
 
 from ibcbench.db import ServerInfo, connect, describe_dsn, resolve_dsn, server_info
-from ibcbench.errors import MissingExtension
+from ibcbench.errors import ConfigError, MissingExtension
 from ibcbench.settings import ServerSettings, explicit_dsn
+
+
+@dataclass(frozen=True)
+class TimescaleJob:
+    """A TimescaleDB job of this database (user jobs and policies, ids from 1000) and how it fares."""
+
+    job_id: int
+    name: str
+    schedule: str
+    last_run_status: str | None
+    total_failures: int
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,7 @@ class DatabaseStatus:
     hourly_packet_stats_kind: str | None
     cron_jobs: list[tuple[str, str]] = field(default_factory=list)
     row_estimates: dict[str, int] = field(default_factory=dict)
+    timescaledb_jobs: list[TimescaleJob] = field(default_factory=list)
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
@@ -61,6 +74,51 @@ def hourly_stats_kind(conn: psycopg.Connection) -> str | None:
         if is_cagg:
             return "continuous aggregate (refresh policy every 5 min)"
     return "plain materialized view (continuous aggregates unavailable; refreshed CONCURRENTLY by pg_cron)"
+
+
+def timescaledb_jobs(conn: psycopg.Connection) -> list[TimescaleJob]:
+    """TimescaleDB jobs here, with failures from job_stats and the latest message from job_errors."""
+    if _scalar(conn, "SELECT to_regclass('timescaledb_information.job_errors')") is None:
+        return []
+    rows = conn.execute(
+        "SELECT j.job_id, coalesce(j.config->>'name', j.application_name), j.schedule_interval::text,"
+        " s.last_run_status, coalesce(s.total_failures, 0),"
+        " (SELECT e.err_message FROM timescaledb_information.job_errors e"
+        "   WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC NULLS LAST LIMIT 1)"
+        " FROM timescaledb_information.jobs j"
+        " LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id"
+        " WHERE j.job_id >= 1000 ORDER BY j.job_id"
+    ).fetchall()
+    return [TimescaleJob(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
+
+
+def job_schedules(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """The kit's jobs and where they run: (name, 'pg_cron' or 'timescaledb', schedule)."""
+    _require_job_functions(conn)
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute("SELECT * FROM ibcbench_job_schedules() ORDER BY 1").fetchall()
+    ]
+
+
+def use_scheduler(conn: psycopg.Connection, scheduler: str) -> list[tuple[str, str, str]]:
+    """Move the kit's maintenance jobs to ``scheduler`` ('timescaledb' or 'pg_cron'), all or none."""
+    if scheduler not in ("pg_cron", "timescaledb"):
+        raise ConfigError(f"scheduler {scheduler!r} is unknown: use pg_cron or timescaledb")
+    _require_job_functions(conn)
+    try:
+        with conn.transaction():
+            rows = conn.execute("SELECT * FROM ibcbench_use_scheduler(%s)", (scheduler,)).fetchall()
+    except psycopg.errors.RaiseException as exc:
+        raise ConfigError(str(exc.diag.message_primary or exc).strip()) from exc
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _require_job_functions(conn: psycopg.Connection) -> None:
+    if _scalar(conn, "SELECT to_regproc('ibcbench_use_scheduler')") is None:
+        raise ConfigError(
+            "this database has no ibcbench_use_scheduler() (schema older than 11): run `ibcbench schema up`"
+        )
 
 
 def database_status(
@@ -118,6 +176,7 @@ def database_status(
                 )
                 or 0
             )
+        ts_jobs = timescaledb_jobs(conn)
         target = describe_dsn(conn.info.dsn)
     return DatabaseStatus(
         target=target,
@@ -130,6 +189,7 @@ def database_status(
         hourly_packet_stats_kind=hs_kind,
         cron_jobs=jobs,
         row_estimates=estimates,
+        timescaledb_jobs=ts_jobs,
     )
 
 
@@ -178,6 +238,25 @@ def format_status(status: DatabaseStatus) -> str:
         )
     elif info.cron_database and info.cron_database != info.database:
         lines.append(f"pg_cron jobs: none here (pg_cron runs in database {info.cron_database!r})")
+    if status.timescaledb_jobs:
+        jobs = status.timescaledb_jobs
+        lines.append(
+            f"timescaledb jobs: {len(jobs)} ("
+            + ", ".join(f"{j.name} every {j.schedule}" for j in jobs)
+            + ")"
+        )
+        failed = [j for j in jobs if j.total_failures or j.last_run_status == "Failed"]
+        lines.append(
+            "job failures: "
+            + (
+                "none"
+                if not failed
+                else "; ".join(
+                    f"{j.name}: {j.total_failures} (last: {j.last_error or j.last_run_status})"
+                    for j in failed
+                )
+            )
+        )
     if status.row_estimates:
         lines.append(
             "rows (est.):  "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,13 @@ import pytest
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
 from ibcbench.migrate import Migrator, default_migrations_dir, load_migrations, migrate_up
-from ibcbench.status import hourly_stats_kind
+from ibcbench.status import (
+    database_status,
+    format_status,
+    hourly_stats_kind,
+    job_schedules,
+    use_scheduler,
+)
 from tests.conftest import EditionServer
 
 TABLES = [
@@ -312,11 +320,128 @@ def test_the_seeds_names_migration_goes_down_and_up(make_database) -> None:
                 " AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]  # fmt: skip
 
     assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
-    migrator.down(1)
+    migrator.down(LATEST - 9)  # back to 000009: the names of 000005
     assert names() == ["bucket", "source_chain", "packet_count", "acknowledged_count",
                        "failed_count", "avg_clear_time_seconds"]  # fmt: skip
     assert migrator.up().version == LATEST
     assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
+
+
+MOVABLE_JOBS = {
+    "ibcbench-analyze": "every 01:00:00 (cron 17 * * * *)",
+    "ibcbench-refresh-user-statistics": "every 00:15:00 (cron */15 * * * *)",
+    "ibcbench-reindex-bloated": "every 1 day (cron 30 3 * * *)",
+    "ibcbench-archive-packet-flow": "every 7 days (cron 45 3 * * 0)",
+}
+
+
+def _cron_database_dsn(admin_dsn: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(admin_dsn, dbname="ibcbench")
+
+
+@pytest.mark.db
+def test_the_kits_jobs_move_to_timescaledb_jobs_and_back(edition_server: EditionServer) -> None:
+    dsn = _cron_database_dsn(edition_server.admin_dsn)
+    migrate_up(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = job_schedules(conn)
+        assert before and {s for _, s, _ in before} == {"pg_cron"}
+        if edition_server.edition != "community":
+            with pytest.raises(
+                ConfigError,
+                match=r"TimescaleDB jobs need the Community edition \(timescaledb.license=timescale\), "
+                r"this database has the apache edition: the kit's jobs stay in pg_cron",
+            ):
+                use_scheduler(conn, "timescaledb")
+            assert job_schedules(conn) == before
+            return
+        try:
+            moved = {n: (s, sch) for n, s, sch in use_scheduler(conn, "timescaledb")}
+            assert {n: sch for n, (s, sch) in moved.items() if s == "timescaledb"} == MOVABLE_JOBS
+            assert moved["ibcbench-cleanup-cron-history"][0] == "pg_cron"
+            # moving again changes nothing
+            assert {n: (s, sch) for n, s, sch in use_scheduler(conn, "timescaledb")} == moved
+            # the job's command runs as a TimescaleDB job
+            job_id = conn.execute(
+                "SELECT job_id FROM timescaledb_information.jobs WHERE config->>'name' = 'ibcbench-analyze'"
+            ).fetchone()[0]
+            conn.execute("CALL run_job(%s)", (job_id,))
+            text = format_status(database_status(dsn))
+            assert "timescaledb jobs: " in text and "ibcbench-analyze every 01:00:00" in text
+            assert "Refresh Continuous Aggregate Policy" in text  # hourly_packet_stats' policy
+        finally:
+            back = use_scheduler(conn, "pg_cron")
+        assert back == before
+        with psycopg.connect(dsn) as check:
+            assert check.execute(
+                "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'ibcbench_run_job'"
+            ).fetchone() == (0,)
+
+
+@pytest.mark.db
+def test_a_failing_timescaledb_job_shows_in_status(
+    primary_server: EditionServer, make_database
+) -> None:
+    dsn = make_database("jobfail")
+    migrate_up(dsn)
+    add = (
+        "SELECT add_job('ibcbench_run_job', INTERVAL '1 hour', initial_start => now(),"
+        ' config => \'{"name": "ibcbench-test-failing", "command": "SELECT 1/0"}\')'
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if primary_server.edition == "apache":  # a run under TIMESCALEDB_EDITION=apache: no jobs
+            with pytest.raises(
+                psycopg.Error, match='not supported under the current "apache" license'
+            ):
+                conn.execute(add)
+            return
+        job_id = conn.execute(add).fetchone()[0]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            failures = conn.execute(
+                "SELECT total_failures FROM timescaledb_information.job_stats WHERE job_id = %s",
+                (job_id,),
+            ).fetchone()
+            if failures and failures[0]:
+                break
+            time.sleep(1)
+    status = database_status(dsn)
+    job = next(j for j in status.timescaledb_jobs if j.job_id == job_id)
+    assert job.name == "ibcbench-test-failing" and job.total_failures >= 1
+    assert job.last_error == "division by zero"
+    failures = next(
+        line for line in format_status(status).splitlines() if line.startswith("job failures: ")
+    )
+    assert re.search(r"\bibcbench-test-failing: \d+ \(last: division by zero\)", failures)
+
+
+@pytest.mark.parametrize(
+    ("cron", "every"),
+    [
+        ("17 * * * *", "01:00:00"),
+        ("*/5 * * * *", "00:05:00"),
+        ("30 3 * * *", "1 day"),
+        ("45 3 * * 0", "7 days"),
+        ("0 4 1 * *", None),  # monthly: no fixed interval, the job stays in pg_cron
+        ("@daily", None),
+    ],
+)
+@pytest.mark.db
+def test_cron_schedules_become_intervals_where_they_can(
+    schema_dsn: str, cron: str, every: str | None
+) -> None:
+    with psycopg.connect(schema_dsn) as conn:
+        row = conn.execute(
+            "SELECT every::text, first_run > now(), first_run <= now() + every"
+            " FROM ibcbench_cron_to_interval(%s)",
+            (cron,),
+        ).fetchone()
+    if every is None:
+        assert row == (None, None, None)
+    else:
+        assert row == (every, True, True)
 
 
 def test_unreachable_dsn_is_one_line_with_next_step(capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,6 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dsn_argument(status)
     status.set_defaults(func=_status)
 
+    jobs = dbsub.add_parser(
+        "jobs",
+        help="the kit's maintenance jobs and their scheduler (pg_cron or TimescaleDB jobs)",
+    )
+    jobs.add_argument(
+        "--scheduler",
+        choices=("pg_cron", "timescaledb"),
+        default=None,
+        help="move the jobs to this scheduler (timescaledb needs the Community edition)",
+    )
+    jobs.add_argument("--name", default=None)
+    add_dsn_argument(jobs)
+    jobs.set_defaults(func=_jobs)
+
     url = dbsub.add_parser("url", help="print the embedded server's connection URL")
     url.add_argument("--name", default=None)
     url.set_defaults(func=_url)
@@ -90,4 +104,19 @@ def _status(args: argparse.Namespace) -> int:
     from ibcbench.status import database_status, format_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from ibcbench.db import connect, resolve_dsn
+    from ibcbench.status import job_schedules, use_scheduler
+
+    with connect(resolve_dsn(args.dsn, _settings(args))) as conn:
+        rows = use_scheduler(conn, args.scheduler) if args.scheduler else job_schedules(conn)
+    if not rows:
+        print(
+            "no kit jobs in this database (pg_cron runs in the database named by cron.database_name)"
+        )
+    for name, scheduler, schedule in rows:
+        print(f"{name:40} {scheduler:12} {schedule}")
     return 0
