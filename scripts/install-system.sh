@@ -17,7 +17,8 @@
 #
 #   TIMESCALEDB_EDITION=apache scripts/install-system.sh  # the Apache edition only: keeps any TimescaleDB
 #                                                          # present, builds with -DAPACHE_ONLY=1 otherwise
-#   TIMESCALEDB_VERSION=2.28.3                             # the Community version wanted (default 2.28.3)
+#   TIMESCALEDB_VERSION=2.28.3                             # the version wanted (default: the newest vendored
+#                                                          # tarball's, else 2.28.3)
 #   TIMESCALEDB_SOURCE=/path/or/url                        # build from this source
 #   PG_MAJOR=15 scripts/install-system.sh                  # pick the PostgreSQL major (default: the distribution's)
 #   TIMESCALEDB_SOURCE_SUITES="trixie sid"                 # suites tried for Debian's source package
@@ -27,7 +28,11 @@ log() { printf 'install-system: %s\n' "$*"; }
 die() { printf 'install-system: error: %s\n' "$*" >&2; exit 1; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-TIMESCALEDB_VERSION=${TIMESCALEDB_VERSION:-2.28.3}
+VENDOR_DIR="$REPO/../shared/vendor"
+# the newest vendored tarball sets the default version, so that dropping a newer one there is enough
+newest_vendored=$(ls "$VENDOR_DIR"/timescaledb-*.tar.gz 2>/dev/null | sort -V | tail -n 1 || true)
+vendored_version=$(basename "${newest_vendored:-x}" | sed -n 's/^timescaledb-\([0-9][0-9.]*[0-9]\)\.tar\.gz$/\1/p')
+TIMESCALEDB_VERSION=${TIMESCALEDB_VERSION:-${vendored_version:-2.28.3}}
 case "${TIMESCALEDB_EDITION:-community}" in
     community|timescale) EDITION=community ;;
     apache) EDITION=apache ;;
@@ -170,10 +175,9 @@ if [ -n "${TIMESCALEDB_SOURCE:-}" ]; then
     found="TIMESCALEDB_SOURCE"
 else
     vendored=""
-    for f in "$REPO/../shared/vendor/timescaledb-$TIMESCALEDB_VERSION.tar.gz" \
-             $(ls "$REPO"/../shared/vendor/timescaledb-*.tar.gz 2>/dev/null | sort -V -r); do
-        if [ -f "$f" ]; then vendored="$f"; break; fi
-    done
+    if [ -f "$VENDOR_DIR/timescaledb-$TIMESCALEDB_VERSION.tar.gz" ]; then
+        vendored="$VENDOR_DIR/timescaledb-$TIMESCALEDB_VERSION.tar.gz"
+    fi
     if [ -n "$vendored" ]; then
         want_sha=$(listed_sha256 "$vendored")
         if [ -n "$want_sha" ]; then
