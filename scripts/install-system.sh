@@ -225,6 +225,10 @@ if [ -n "$found" ]; then
 fi
 
 # ---- fallback: the Apache edition from the distribution -------------------------------------
+if has_community && [ "$EDITION" = "community" ]; then
+    log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Community edition)"
+    exit 0
+fi
 if has_apache; then
     log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Apache edition): the kit runs with timescaledb.license=apache"
     exit 0
