@@ -19,9 +19,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ibcbench.errors import MissingExtension, ServerError
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
+
+if TYPE_CHECKING:
+    import psycopg
 
 REQUIRED_PRELOADS = ("timescaledb", "pg_stat_statements", "pg_cron")
 _CONF_NAME = "ibcbench.conf"
@@ -132,9 +136,9 @@ def check_extensions_installed(bindir: Path) -> None:
         )
 
 
-def _kit_created(conn: object) -> bool:
+def _kit_created(conn: psycopg.Connection) -> bool:
     """A dataset of the kit's, or a database whose TimescaleDB the kit's migrations created."""
-    query = conn.execute  # type: ignore[attr-defined]
+    query = conn.execute
     tables = query(
         "SELECT to_regclass('ibcbench_dataset') IS NOT NULL,"
         " to_regclass('ibcbench_created_extensions') IS NOT NULL"
