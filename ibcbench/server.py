@@ -12,15 +12,20 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ibcbench.errors import MissingExtension, ServerError
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
+
+if TYPE_CHECKING:
+    import psycopg
 
 REQUIRED_PRELOADS = ("timescaledb", "pg_stat_statements", "pg_cron")
 _CONF_NAME = "ibcbench.conf"
@@ -35,6 +40,7 @@ class ServerState:
     database: str
     role: str
     bindir: str
+    timescaledb_license: str | None = None
 
     @property
     def url(self) -> str:
@@ -46,11 +52,33 @@ class ServerState:
 
 
 @dataclass(frozen=True)
+class ExtensionUpdate:
+    """TimescaleDB in one database of the cluster, older than the installed default version."""
+
+    database: str
+    from_version: str
+    to_version: str
+    updated: bool
+    detail: str = ""
+    kit_owned: bool = True
+
+    @property
+    def message(self) -> str:
+        if self.updated:
+            return f"database {self.database}: TimescaleDB updated {self.from_version} -> {self.to_version}"
+        return (
+            f"database {self.database}: TimescaleDB left at {self.from_version} ({self.detail}); "
+            f"to update it, run ALTER EXTENSION timescaledb UPDATE as the first command of a new session"
+        )
+
+
+@dataclass(frozen=True)
 class UpResult:
     state: ServerState
     created: bool
     started: bool
     data_dir: Path
+    updates: list[ExtensionUpdate] = field(default_factory=list)
 
 
 def find_pg_bindir(explicit: Path | None = None) -> Path:
@@ -106,6 +134,57 @@ def check_extensions_installed(bindir: Path) -> None:
             f"extension(s) {', '.join(missing)} not installed for PostgreSQL {major}: "
             "run `make setup` (scripts/install-system.sh) as root"
         )
+
+
+def _kit_created(conn: psycopg.Connection) -> bool:
+    """A dataset of the kit's, or a database whose TimescaleDB the kit's migrations created."""
+    query = conn.execute
+    tables = query(
+        "SELECT to_regclass('ibcbench_dataset') IS NOT NULL,"
+        " to_regclass('ibcbench_created_extensions') IS NOT NULL"
+    ).fetchone()
+    if tables[0]:
+        return True
+    if not tables[1]:
+        return False
+    return (
+        query("SELECT 1 FROM ibcbench_created_extensions WHERE extname = 'timescaledb'").fetchone()
+        is not None
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def timescaledb_default_version(bindir: Path) -> str | None:
+    """The version ``CREATE EXTENSION timescaledb`` installs here (its control file's default)."""
+    control = _pg_config(bindir, "--sharedir") / "extension" / "timescaledb.control"
+    try:
+        match = re.search(r"^default_version\s*=\s*'([^']+)'", control.read_text(), re.MULTILINE)
+    except FileNotFoundError:
+        return None
+    return match.group(1) if match else None
+
+
+def resolve_license(bindir: Path, requested: str | None) -> str:
+    """``timescaledb.license`` to run with: ``requested``, else the Community edition where installed.
+
+    Refuses the Community edition when the installed default version has no ``timescaledb-tsl``
+    library (an Apache-only build), before anything is started.
+    """
+    version = timescaledb_default_version(bindir)
+    tsl = _pg_config(bindir, "--pkglibdir") / f"timescaledb-tsl-{version}.so"
+    has_community = version is not None and tsl.exists()
+    if requested is None:
+        return "timescale" if has_community else "apache"
+    if requested == "timescale" and not has_community:
+        raise MissingExtension(
+            f"the TimescaleDB Community edition needs {tsl.name}, not installed for PostgreSQL "
+            f"{bindir.parent.name} (an Apache-only build): run scripts/install-system.sh as root, "
+            "or use the Apache edition with TIMESCALEDB_EDITION=apache"
+        )
+    return requested
 
 
 class LocalServer:
@@ -208,7 +287,7 @@ class LocalServer:
         return True
 
     # ---- configuration -------------------------------------------------------------------
-    def _conf_text(self, port: int) -> str:
+    def _conf_text(self, port: int, license_: str = "timescale") -> str:
         s = self.settings
         total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
         shared_mb = min(s.shared_buffers_mb, max(128, total_mb // 4))
@@ -222,6 +301,7 @@ class LocalServer:
             "cron.use_background_workers": "on",
             "max_worker_processes": "32",
             "timescaledb.telemetry_level": "off",
+            "timescaledb.license": f"'{license_}'",
             "timescaledb.max_background_workers": "8",
             "max_locks_per_transaction": "256",
             "shared_buffers": f"{shared_mb}MB",
@@ -241,10 +321,10 @@ class LocalServer:
         lines += [f"{k} = {v}" for k, v in settings.items()]
         return "\n".join(lines) + "\n"
 
-    def _write_conf(self, port: int, user: pwd.struct_passwd | None) -> None:
+    def _write_conf(self, port: int, license_: str, user: pwd.struct_passwd | None) -> None:
         data = self.settings.data_dir
         conf = data / _CONF_NAME
-        conf.write_text(self._conf_text(port))
+        conf.write_text(self._conf_text(port, license_))
         main = data / "postgresql.conf"
         text = main.read_text()
         include = f"include '{_CONF_NAME}'"
@@ -298,10 +378,21 @@ class LocalServer:
                     f"the embedded server {s.name!r} already runs on port {previous.port}: "
                     "run `ibcbench db down` first to move it"
                 )
+            wanted = s.timescaledb_license
+            if wanted is not None and wanted != previous.timescaledb_license:
+                raise ServerError(
+                    f"the embedded server {s.name!r} already runs with timescaledb.license="
+                    f"{previous.timescaledb_license or 'unknown'}, not {wanted}: run "
+                    f"`ibcbench db down --name {s.name}` first, then `ibcbench db up` again"
+                )
             self._ensure_database(previous)
-            return UpResult(state=previous, created=False, started=False, data_dir=s.data_dir)
+            updates = self.update_timescaledb(previous)
+            return UpResult(
+                state=previous, created=False, started=False, data_dir=s.data_dir, updates=updates
+            )
 
         check_extensions_installed(bindir)
+        license_ = resolve_license(bindir, s.timescaledb_license)
         port = self._choose_port(previous)
         user = self._server_user()
         self._prepare_dirs(user)
@@ -324,13 +415,14 @@ class LocalServer:
                     f"the cluster in {s.data_dir} is PostgreSQL {version} but the binaries are "
                     f"{bindir.parent.name}: set IBCBENCH_PG_BINDIR or use another --name"
                 )
-        self._write_conf(port, user)
+        self._write_conf(port, license_, user)
         state = ServerState(
             port=port,
             socket_dir=str(s.socket_dir),
             database=s.database,
             role=s.role,
             bindir=str(bindir),
+            timescaledb_license=license_,
         )
         self._run(
             [str(bindir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.log_file), "-w", "-t", "60",
@@ -339,7 +431,98 @@ class LocalServer:
         )  # fmt: skip
         self._write_state(state, user)
         self._ensure_database(state)
-        return UpResult(state=state, created=created, started=True, data_dir=s.data_dir)
+        updates = self.update_timescaledb(state)
+        return UpResult(
+            state=state, created=created, started=True, data_dir=s.data_dir, updates=updates
+        )
+
+    # ---- TimescaleDB updates -------------------------------------------------------------
+    def update_timescaledb(self, state: ServerState) -> list[ExtensionUpdate]:
+        """Bring TimescaleDB in the kit's databases of this cluster up to the installed version.
+
+        A database is the kit's when it is the kit's own database (``ServerSettings.database``), a
+        dataset (``ibcbench_dataset``) or one whose TimescaleDB the kit's migrations created
+        (``ibcbench_created_extensions``); any other database with an older TimescaleDB is left as it is
+        and reported. The update runs ``ALTER EXTENSION timescaledb UPDATE`` as the first command of a
+        new session, as TimescaleDB requires; it is one transaction, so a failure leaves the old version
+        whole and is reported with its reason. Inspection sessions set ``timescaledb.disable_load`` so
+        that a version this server's edition cannot load is still readable.
+        """
+        import psycopg
+
+        base = {"host": state.socket_dir, "port": state.port, "user": state.role}
+        inspect = "-c timescaledb.disable_load=on"
+        with psycopg.connect(
+            **base, dbname="postgres", autocommit=True, options=inspect, connect_timeout=10
+        ) as conn:
+            databases = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+                    " ORDER BY datname"
+                ).fetchall()
+            ]
+            row = conn.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+        if row is None:
+            return []
+        target = row[0]
+        updates: list[ExtensionUpdate] = []
+        for dbname in databases:
+            try:
+                with psycopg.connect(
+                    **base, dbname=dbname, autocommit=True, options=inspect, connect_timeout=10
+                ) as conn:
+                    found = conn.execute(
+                        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                    ).fetchone()
+                    if found is None or _version_key(found[0]) >= _version_key(target):
+                        continue
+                    kit_owned = dbname == state.database or _kit_created(conn)
+            except psycopg.Error as exc:
+                if exc.sqlstate == "3D000":  # dropped since it was listed
+                    continue
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                updates.append(
+                    ExtensionUpdate(
+                        dbname, "?", target, False, f"cannot inspect it: {first}", False
+                    )
+                )
+                continue
+            if not kit_owned:
+                updates.append(
+                    ExtensionUpdate(
+                        dbname, found[0], target, False, "not a database the kit created", False
+                    )
+                )
+                continue
+            updates.append(self._alter_extension_update(base, dbname, found[0], target))
+        return updates
+
+    @staticmethod
+    def _alter_extension_update(
+        base: dict[str, object], dbname: str, old: str, target: str
+    ) -> ExtensionUpdate:
+        import psycopg
+
+        try:
+            # a fresh session whose first command is the update: nothing has loaded the old library
+            with psycopg.connect(
+                **base, dbname=dbname, autocommit=True, connect_timeout=10,  # type: ignore[arg-type]
+                options="-c lock_timeout=60000",
+            ) as conn:  # fmt: skip
+                conn.execute("ALTER EXTENSION timescaledb UPDATE")
+                now = conn.execute(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                ).fetchone()
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return ExtensionUpdate(dbname, old, target, False, f"the update failed: {first}")
+        if now is None or now[0] != target:
+            got = now[0] if now else "none"
+            return ExtensionUpdate(dbname, old, target, False, f"the update stopped at {got}")
+        return ExtensionUpdate(dbname, old, target, True)
 
     def _ensure_database(self, state: ServerState) -> None:
         import psycopg

@@ -22,6 +22,11 @@ DEFAULT_FIRST_PORT = 54329
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
+#: ``timescaledb.license`` values: the Community edition (Timescale License) and the Apache edition.
+TIMESCALEDB_LICENSES = ("timescale", "apache")
+#: ``TIMESCALEDB_EDITION`` (the variable ``scripts/install-system.sh`` reads) to ``timescaledb.license``.
+_EDITION_LICENSES = {"community": "timescale", "timescale": "timescale", "apache": "apache"}
+
 
 def default_home() -> Path:
     """The folder that holds the kit's embedded servers.
@@ -38,9 +43,26 @@ def default_home() -> Path:
     return Path(xdg) / "ibcbench"
 
 
+def license_from_env() -> str | None:
+    """``timescaledb.license`` for ``TIMESCALEDB_EDITION`` (community or apache); None when unset."""
+    edition = os.environ.get("TIMESCALEDB_EDITION", "").strip().lower()
+    if not edition:
+        return None
+    if edition not in _EDITION_LICENSES:
+        raise ConfigError(
+            f"TIMESCALEDB_EDITION={edition!r} is not an edition: use community (default) or apache"
+        )
+    return _EDITION_LICENSES[edition]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
-    """The embedded server: a cluster folder under ``home``, named ``name``."""
+    """The embedded server: a cluster folder under ``home``, named ``name``.
+
+    ``timescaledb_license`` is written into the server's configuration: ``'timescale'`` runs the
+    Community edition, ``'apache'`` the Apache edition of the same install; None takes
+    ``TIMESCALEDB_EDITION``, else the Community edition where it is installed and Apache otherwise.
+    """
 
     home: Path = field(default_factory=default_home)
     name: str = field(default_factory=lambda: os.environ.get("IBCBENCH_CLUSTER", "default"))
@@ -50,6 +72,7 @@ class ServerSettings:
     role: str = DEFAULT_ROLE
     pg_bindir: Path | None = None
     shared_buffers_mb: int = 1024
+    timescaledb_license: str | None = field(default_factory=license_from_env)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -60,6 +83,14 @@ class ServerSettings:
             raise ConfigError(f"port {self.port} is out of range: pick a port from 1024 to 65535")
         if self.shared_buffers_mb < 16:
             raise ConfigError("shared_buffers_mb must be at least 16")
+        if (
+            self.timescaledb_license is not None
+            and self.timescaledb_license not in TIMESCALEDB_LICENSES
+        ):
+            raise ConfigError(
+                f"timescaledb_license {self.timescaledb_license!r} is invalid: "
+                "use 'timescale' (Community edition) or 'apache'"
+            )
 
     @property
     def cluster_dir(self) -> Path:

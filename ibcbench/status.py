@@ -6,8 +6,21 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ibcbench.db import ServerInfo, connect, describe_dsn, server_info
+from ibcbench.db import ServerInfo, connect, describe_dsn, resolve_dsn, server_info
+from ibcbench.errors import ConfigError, MissingExtension
 from ibcbench.settings import ServerSettings, explicit_dsn
+
+
+@dataclass(frozen=True)
+class TimescaleJob:
+    """A TimescaleDB job of this database (user jobs and policies, ids from 1000) and how it fares."""
+
+    job_id: int
+    name: str
+    schedule: str
+    last_run_status: str | None
+    total_failures: int
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,7 @@ class DatabaseStatus:
     invalid_indexes: list[str] = field(default_factory=list)
     #: when dirty: the last version fully applied, the one to force
     schema_clean_version: int | None = None
+    timescaledb_jobs: list[TimescaleJob] = field(default_factory=list)
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
@@ -65,6 +79,51 @@ def hourly_stats_kind(conn: psycopg.Connection) -> str | None:
     return "plain materialized view (continuous aggregates unavailable; refreshed CONCURRENTLY by pg_cron)"
 
 
+def timescaledb_jobs(conn: psycopg.Connection) -> list[TimescaleJob]:
+    """TimescaleDB jobs here, with failures from job_stats and the latest message from job_errors."""
+    if _scalar(conn, "SELECT to_regclass('timescaledb_information.job_errors')") is None:
+        return []
+    rows = conn.execute(
+        "SELECT j.job_id, coalesce(j.config->>'name', j.application_name), j.schedule_interval::text,"
+        " s.last_run_status, coalesce(s.total_failures, 0),"
+        " (SELECT e.err_message FROM timescaledb_information.job_errors e"
+        "   WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC NULLS LAST LIMIT 1)"
+        " FROM timescaledb_information.jobs j"
+        " LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id"
+        " WHERE j.job_id >= 1000 ORDER BY j.job_id"
+    ).fetchall()
+    return [TimescaleJob(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
+
+
+def job_schedules(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """The kit's jobs and where they run: (name, 'pg_cron' or 'timescaledb', schedule)."""
+    _require_job_functions(conn)
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute("SELECT * FROM ibcbench_job_schedules() ORDER BY 1").fetchall()
+    ]
+
+
+def use_scheduler(conn: psycopg.Connection, scheduler: str) -> list[tuple[str, str, str]]:
+    """Move the kit's maintenance jobs to ``scheduler`` ('timescaledb' or 'pg_cron'), all or none."""
+    if scheduler not in ("pg_cron", "timescaledb"):
+        raise ConfigError(f"scheduler {scheduler!r} is unknown: use pg_cron or timescaledb")
+    _require_job_functions(conn)
+    try:
+        with conn.transaction():
+            rows = conn.execute("SELECT * FROM ibcbench_use_scheduler(%s)", (scheduler,)).fetchall()
+    except psycopg.errors.RaiseException as exc:
+        raise ConfigError(str(exc.diag.message_primary or exc).strip()) from exc
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _require_job_functions(conn: psycopg.Connection) -> None:
+    if _scalar(conn, "SELECT to_regproc('ibcbench_use_scheduler')") is None:
+        raise ConfigError(
+            "this database has no ibcbench_use_scheduler() (schema older than 11): run `ibcbench schema up`"
+        )
+
+
 def database_status(
     dsn: str | None = None, settings: ServerSettings | None = None
 ) -> DatabaseStatus:
@@ -73,8 +132,17 @@ def database_status(
 
     embedded = explicit_dsn(dsn) is None
     server = LocalServer(settings) if embedded else None
-    with connect(dsn) as conn:
-        info = server_info(conn)
+    with connect(resolve_dsn(dsn, settings)) as conn:
+        try:
+            info = server_info(conn)
+        except psycopg.errors.UndefinedFile as exc:
+            # an older TimescaleDB built without the Community edition, on a server that runs it
+            first = str(exc).strip().splitlines()[0]
+            raise MissingExtension(
+                f"{describe_dsn(conn.info.dsn)}: this server's TimescaleDB edition cannot load the "
+                f"version in this database ({first}): run `ibcbench db up` to update the kit's "
+                "databases, or ALTER EXTENSION timescaledb UPDATE as the first command of a new session"
+            ) from exc
         version, dirty = Migrator._read_version(conn)
         migrator = Migrator()
         invalid = migrator.invalid_indexes(conn) if version is not None else []
@@ -114,6 +182,7 @@ def database_status(
                 )
                 or 0
             )
+        ts_jobs = timescaledb_jobs(conn)
         target = describe_dsn(conn.info.dsn)
     return DatabaseStatus(
         target=target,
@@ -128,7 +197,19 @@ def database_status(
         row_estimates=estimates,
         invalid_indexes=invalid,
         schema_clean_version=clean,
+        timescaledb_jobs=ts_jobs,
     )
+
+
+def timescaledb_line(info: ServerInfo) -> str:
+    """Version and edition, the licence setting they come from, and an update waiting to be applied."""
+    line = info.edition_label
+    if info.timescaledb_version is not None and info.timescaledb_edition:
+        line += f" (timescaledb.license={info.timescaledb_edition})"
+    installed = info.available_extensions.get("timescaledb")
+    if info.timescaledb_version is not None and installed and installed != info.timescaledb_version:
+        line += f"; {installed} is installed: run `ibcbench db up` to update"
+    return line
 
 
 def format_status(status: DatabaseStatus) -> str:
@@ -140,7 +221,7 @@ def format_status(status: DatabaseStatus) -> str:
         lines.append(f"data dir:     {status.data_dir}")
     lines += [
         f"postgresql:   {info.version}",
-        f"timescaledb:  {info.edition_label}",
+        f"timescaledb:  {timescaledb_line(info)}",
         "extensions:   "
         + (
             ", ".join(f"{k} {v}" for k, v in sorted(info.extensions.items()) if k != "plpgsql")
@@ -174,6 +255,25 @@ def format_status(status: DatabaseStatus) -> str:
         )
     elif info.cron_database and info.cron_database != info.database:
         lines.append(f"pg_cron jobs: none here (pg_cron runs in database {info.cron_database!r})")
+    if status.timescaledb_jobs:
+        jobs = status.timescaledb_jobs
+        lines.append(
+            f"timescaledb jobs: {len(jobs)} ("
+            + ", ".join(f"{j.name} every {j.schedule}" for j in jobs)
+            + ")"
+        )
+        failed = [j for j in jobs if j.total_failures or j.last_run_status == "Failed"]
+        lines.append(
+            "job failures: "
+            + (
+                "none"
+                if not failed
+                else "; ".join(
+                    f"{j.name}: {j.total_failures} (last: {j.last_error or j.last_run_status})"
+                    for j in failed
+                )
+            )
+        )
     if status.row_estimates:
         lines.append(
             "rows (est.):  "

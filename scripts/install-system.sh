@@ -3,16 +3,45 @@
 # pgbench and server headers), pg_cron, hypopg, and TimescaleDB; plus python3-venv. Safe to re-run:
 # what is present is left alone.
 #
-# TimescaleDB: the binary package postgresql-<major>-timescaledb where an apt source has it; otherwise
-# Debian's source package `timescaledb` from a newer suite of the mirror this machine already uses,
-# built against the installed server headers with Debian's own flags (Apache-only, no telemetry).
+# TimescaleDB, Community edition by default (the Apache-2.0 core plus tsl/, under the Timescale License:
+# continuous aggregates, compression, jobs), built from source against the installed server headers,
+# from the first of:
+#   1. TIMESCALEDB_SOURCE: a source tarball, an unpacked source tree, or an http(s) URL of a tarball;
+#   2. the vendored tarball ../shared/vendor/timescaledb-<version>.tar.gz beside this repository
+#      (its sha256 is checked against ../shared/vendor/README.md when that lists it);
+#   3. the upstream tag tarball (short timeouts: a machine without internet falls through at once);
+#   4. Apache edition only: the binary package postgresql-<major>-timescaledb where an apt source has
+#      it, else Debian's source package `timescaledb` from a newer suite of this machine's mirror.
+# A TimescaleDB that is present but older, or without the Community edition, gets the new version
+# installed beside it (its shared library stays; databases keep it until `ibcbench db up` updates them).
 #
-#   PG_MAJOR=15 scripts/install-system.sh      # pick the PostgreSQL major (default: the distribution's)
-#   TIMESCALEDB_SOURCE_SUITES="trixie sid"     # suites tried for the source package
+#   TIMESCALEDB_EDITION=apache scripts/install-system.sh  # the Apache edition only: keeps any TimescaleDB
+#                                                          # present, builds with -DAPACHE_ONLY=1 otherwise
+#   TIMESCALEDB_VERSION=2.28.3                             # the version wanted (default: the newest vendored
+#                                                          # tarball's, else 2.28.3)
+#   TIMESCALEDB_SOURCE=/path/or/url                        # build from this source
+#   PG_MAJOR=15 scripts/install-system.sh                  # pick the PostgreSQL major (default: the distribution's)
+#   TIMESCALEDB_SOURCE_SUITES="trixie sid"                 # suites tried for Debian's source package
 set -euo pipefail
 
 log() { printf 'install-system: %s\n' "$*"; }
 die() { printf 'install-system: error: %s\n' "$*" >&2; exit 1; }
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENDOR_DIR="$REPO/../shared/vendor"
+# the newest vendored tarball sets the default version, so that dropping a newer one there is enough
+newest_vendored=$(ls "$VENDOR_DIR"/timescaledb-*.tar.gz 2>/dev/null | sort -V | tail -n 1 || true)
+vendored_version=$(basename "${newest_vendored:-x}" | sed -n 's/^timescaledb-\([0-9][0-9.]*[0-9]\)\.tar\.gz$/\1/p')
+TIMESCALEDB_VERSION=${TIMESCALEDB_VERSION:-${vendored_version:-2.28.3}}
+case "${TIMESCALEDB_EDITION:-community}" in
+    community|timescale) EDITION=community ;;
+    apache) EDITION=apache ;;
+    *) die "TIMESCALEDB_EDITION=${TIMESCALEDB_EDITION} is not an edition: use community (default) or apache" ;;
+esac
+if [ -n "${TIMESCALEDB_SOURCE:-}" ] && [ "${TIMESCALEDB_SOURCE#http://}" = "$TIMESCALEDB_SOURCE" ] \
+   && [ "${TIMESCALEDB_SOURCE#https://}" = "$TIMESCALEDB_SOURCE" ] && [ ! -e "$TIMESCALEDB_SOURCE" ]; then
+    die "TIMESCALEDB_SOURCE=$TIMESCALEDB_SOURCE does not exist: give a tarball, a source folder or an http(s) URL"
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -74,10 +103,137 @@ fi
 # ---- TimescaleDB ---------------------------------------------------------------------------
 PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
 EXT_DIR="$($PG_CONFIG --sharedir)/extension"
-if [ -f "$EXT_DIR/timescaledb.control" ] && ls "$($PG_CONFIG --pkglibdir)"/timescaledb*.so >/dev/null 2>&1; then
-    log "TimescaleDB present: $(sed -n "s/^default_version = '\(.*\)'/\1/p" "$EXT_DIR/timescaledb.control")"
+LIB_DIR="$($PG_CONFIG --pkglibdir)"
+
+default_version() {
+    [ -f "$EXT_DIR/timescaledb.control" ] || return 0
+    sed -n "s/^default_version = '\(.*\)'/\1/p" "$EXT_DIR/timescaledb.control"
+}
+# version_ge A B: A >= B in version order
+version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$2" ]; }
+has_apache() { local v; v=$(default_version); [ -n "$v" ] && [ -f "$LIB_DIR/timescaledb-$v.so" ] && [ -f "$LIB_DIR/timescaledb.so" ]; }
+has_community() { local v; v=$(default_version); has_apache && [ -f "$LIB_DIR/timescaledb-tsl-$v.so" ]; }
+
+present=$(default_version)
+if [ "$EDITION" = "apache" ] && has_apache && [ -z "${TIMESCALEDB_SOURCE:-}" ]; then
+    log "TimescaleDB present: $present (kept: TIMESCALEDB_EDITION=apache; the server runs with timescaledb.license=apache)"
     exit 0
 fi
+if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$TIMESCALEDB_VERSION" \
+   && [ -z "${TIMESCALEDB_SOURCE:-}" ]; then
+    log "TimescaleDB present: $present (Community edition)"
+    exit 0
+fi
+if [ -n "$present" ]; then
+    log "TimescaleDB present: $present$(has_community && echo ' (Community edition)' || echo ' (Apache edition only)'); wanted: $TIMESCALEDB_VERSION ($EDITION edition): installing it beside"
+fi
+
+apt_install cmake make gcc xz-utils patch
+work=$(mktemp -d /tmp/ibcbench-timescaledb.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# sha256 of a vendored file as listed in the README beside it (empty when not listed)
+listed_sha256() {
+    local readme; readme="$(dirname "$1")/README.md"
+    [ -f "$readme" ] || return 0
+    grep -F "\`$(basename "$1")\`" "$readme" | grep -oE '\b[0-9a-f]{64}\b' | head -n 1 || true
+}
+
+# unpack_source SRC: a tarball or folder into $work/src; returns 1 when SRC is not usable
+unpack_source() {
+    rm -rf "$work/src" && mkdir -p "$work/src"
+    if [ -d "$1" ]; then
+        cp -a "$1"/. "$work/src"/
+    else
+        tar -xzf "$1" -C "$work/src" --strip-components=1 || return 1
+    fi
+    [ -f "$work/src/version.config" ] && [ -f "$work/src/CMakeLists.txt" ]
+}
+
+source_version() { sed -n 's/^version = \([0-9][0-9.]*\).*/\1/p' "$work/src/version.config" | head -n 1; }
+
+# download URL FILE with short timeouts; returns 1 when unreachable
+download() {
+    if command -v curl >/dev/null; then
+        curl -fsSL --connect-timeout 5 --max-time 300 -o "$2" "$1"
+    elif command -v wget >/dev/null; then
+        wget -q --connect-timeout=5 --tries=1 --timeout=60 -O "$2" "$1"
+    else
+        return 1
+    fi
+}
+
+found=""
+if [ -n "${TIMESCALEDB_SOURCE:-}" ]; then
+    src="$TIMESCALEDB_SOURCE"
+    if [ "${src#http}" != "$src" ]; then
+        log "downloading TimescaleDB source from $src"
+        download "$src" "$work/source.tar.gz" || die "cannot download TIMESCALEDB_SOURCE=$src"
+        src="$work/source.tar.gz"
+    fi
+    unpack_source "$src" || die "TIMESCALEDB_SOURCE=$TIMESCALEDB_SOURCE is not a TimescaleDB source tree or tarball"
+    found="TIMESCALEDB_SOURCE"
+else
+    vendored=""
+    if [ -f "$VENDOR_DIR/timescaledb-$TIMESCALEDB_VERSION.tar.gz" ]; then
+        vendored="$VENDOR_DIR/timescaledb-$TIMESCALEDB_VERSION.tar.gz"
+    fi
+    if [ -n "$vendored" ]; then
+        want_sha=$(listed_sha256 "$vendored")
+        if [ -n "$want_sha" ]; then
+            got_sha=$(sha256sum "$vendored" | cut -d' ' -f1)
+            [ "$got_sha" = "$want_sha" ] \
+                || die "$vendored has sha256 $got_sha, its README lists $want_sha: replace the file"
+        fi
+        unpack_source "$vendored" || die "$vendored is not a TimescaleDB source tarball"
+        found="$(cd "$(dirname "$vendored")" && pwd)/$(basename "$vendored")${want_sha:+ (sha256 checked)}"
+    else
+        url="https://github.com/timescale/timescaledb/archive/refs/tags/$TIMESCALEDB_VERSION.tar.gz"
+        log "no vendored source; trying the upstream tag tarball"
+        if download "$url" "$work/upstream.tar.gz" && unpack_source "$work/upstream.tar.gz"; then
+            found="the upstream tag $TIMESCALEDB_VERSION"
+        else
+            log "the upstream tag tarball is not reachable from here"
+        fi
+    fi
+fi
+
+if [ -n "$found" ]; then
+    version=$(source_version)
+    [ -n "$version" ] || die "cannot read the version from version.config of $found"
+    if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$version"; then
+        log "TimescaleDB present: $present (Community edition); $found holds $version: nothing to do"
+        exit 0
+    fi
+    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPG_CONFIG="$PG_CONFIG" -DSEND_TELEMETRY_DEFAULT=OFF
+           -DUSE_TELEMETRY=OFF -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF
+           -DGENERATE_DOWNGRADE_SCRIPT=OFF)
+    label="Community edition"
+    if [ "$EDITION" = "apache" ]; then flags+=(-DAPACHE_ONLY=1); label="Apache edition"; fi
+    log "building TimescaleDB $version ($label) from $found against PostgreSQL $PG_MAJOR"
+    cmake -S "$work/src" -B "$work/build" "${flags[@]}" > "$work/cmake.log" 2>&1 \
+        || { tail -n 20 "$work/cmake.log" >&2; die "cmake failed for TimescaleDB $version"; }
+    make -C "$work/build" -j"$(nproc)" > "$work/make.log" 2>&1 \
+        || { tail -n 20 "$work/make.log" >&2; die "building TimescaleDB $version failed"; }
+    $SUDO make -C "$work/build" install > "$work/install.log" 2>&1 \
+        || { tail -n 20 "$work/install.log" >&2; die "installing TimescaleDB $version failed"; }
+    log "TimescaleDB $version installed ($label, built from source)"
+    if [ "$EDITION" = "community" ]; then
+        log "the Community edition's tsl/ code is under the Timescale License (tsl/LICENSE-TIMESCALE); TIMESCALEDB_EDITION=apache builds the Apache-2.0 edition instead"
+    fi
+    exit 0
+fi
+
+# ---- fallback: the Apache edition from the distribution -------------------------------------
+if has_community && [ "$EDITION" = "community" ]; then
+    log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Community edition)"
+    exit 0
+fi
+if has_apache; then
+    log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Apache edition): the kit runs with timescaledb.license=apache"
+    exit 0
+fi
+[ "$EDITION" = "apache" ] || log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); installing the Apache edition from the distribution"
 
 apt_update
 if apt-cache policy "postgresql-$PG_MAJOR-timescaledb" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
@@ -105,9 +261,6 @@ else
     suites="${TIMESCALEDB_SOURCE_SUITES:-trixie sid}"; components="main"
 fi
 
-apt_install cmake make gcc xz-utils patch
-work=$(mktemp -d /tmp/ibcbench-timescaledb.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
           -o "Dir::State::Lists=$work/lists" -o "APT::Sandbox::User=root")
 fetched=""
@@ -127,7 +280,7 @@ done
 
 orig=$(ls "$work"/timescaledb_*.orig.tar.* | head -n 1)
 debian=$(ls "$work"/timescaledb_*.debian.tar.* | head -n 1)
-mkdir -p "$work/src" "$work/deb"
+rm -rf "$work/src" && mkdir -p "$work/src" "$work/deb"
 tar -xf "$orig" -C "$work/src" --strip-components=1
 tar -xf "$debian" -C "$work/deb"
 if [ -f "$work/deb/debian/patches/series" ]; then

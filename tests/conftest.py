@@ -1,8 +1,14 @@
 """Fixtures for tests that talk to the real PostgreSQL + TimescaleDB server.
 
 The test session starts (or reuses) the kit's embedded cluster named ``test`` — never the user's
-``default`` cluster — and works in databases it creates and drops itself. ``IBCBENCH_TEST_ADMIN_DSN``
-points the suite at another server instead (a DSN to its ``postgres`` database, as a superuser).
+``default`` cluster — with TimescaleDB's Community edition (``timescaledb.license=timescale``), and works
+in databases it creates and drops itself. Edition-sensitive tests take the ``edition_*`` fixtures, which
+run them once per edition: the Apache edition on a second cluster, ``test-apache``, started from the same
+install with ``timescaledb.license=apache``. ``TIMESCALEDB_EDITION=apache`` (an Apache-only install) runs
+everything on ``test`` with the Apache edition. ``scripts/test`` stops both clusters.
+
+``IBCBENCH_TEST_ADMIN_DSN`` points the suite at another server instead (a DSN to its ``postgres``
+database, as a superuser), and ``IBCBENCH_TEST_APACHE_ADMIN_DSN`` at one running the Apache edition.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -17,7 +24,24 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 TEST_CLUSTER = "test"
+APACHE_CLUSTER = "test-apache"
+#: edition -> the timescaledb.license value that runs it
+EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
+PRIMARY_EDITION = (
+    "apache" if os.environ.get("TIMESCALEDB_EDITION", "").lower() == "apache" else "community"
+)
+EDITIONS = ("apache",) if PRIMARY_EDITION == "apache" else ("community", "apache")
 _counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class EditionServer:
+    """A test server running one TimescaleDB edition."""
+
+    edition: str  # 'community' or 'apache'
+    license: str  # its timescaledb.license
+    admin_dsn: str  # its postgres database
+    cluster: str | None  # the embedded cluster's name (None: an external server)
 
 
 def _dsn_for(admin_dsn: str, dbname: str) -> str:
@@ -26,17 +50,54 @@ def _dsn_for(admin_dsn: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
-@pytest.fixture(scope="session")
-def server_dsn() -> str:
-    """DSN of the test server's ``postgres`` database."""
-    external = os.environ.get("IBCBENCH_TEST_ADMIN_DSN")
+def _start_server(edition: str) -> EditionServer:
+    """Start (or reuse) the embedded cluster of ``edition`` and check that it runs that edition."""
+    license_ = EDITION_LICENSES[edition]
+    env = (
+        "IBCBENCH_TEST_ADMIN_DSN"
+        if edition == PRIMARY_EDITION
+        else "IBCBENCH_TEST_APACHE_ADMIN_DSN"
+    )
+    external = os.environ.get(env)
+    if os.environ.get("IBCBENCH_TEST_ADMIN_DSN") and not external:
+        pytest.fail(f"the {edition} edition's tests need a server: set {env}")
+    cluster = None
     if external:
-        return external
-    from ibcbench.server import LocalServer
-    from ibcbench.settings import ServerSettings
+        dsn = external
+    else:
+        from ibcbench.server import LocalServer
+        from ibcbench.settings import ServerSettings
 
-    state = LocalServer(ServerSettings(name=TEST_CLUSTER)).up().state
-    return make_conninfo(host=state.socket_dir, port=state.port, user=state.role, dbname="postgres")
+        cluster = TEST_CLUSTER if edition == PRIMARY_EDITION else APACHE_CLUSTER
+        settings = ServerSettings(name=cluster, timescaledb_license=license_)
+        state = LocalServer(settings).up().state
+        dsn = make_conninfo(
+            host=state.socket_dir, port=state.port, user=state.role, dbname="postgres"
+        )
+    with psycopg.connect(dsn) as conn:
+        running = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+    assert running == (license_,), f"{cluster or dsn} runs timescaledb.license={running[0]!r}"
+    return EditionServer(edition, license_, dsn, cluster)
+
+
+@pytest.fixture(scope="session")
+def primary_server() -> EditionServer:
+    """The main test server: the Community edition (the Apache one under TIMESCALEDB_EDITION=apache)."""
+    return _start_server(PRIMARY_EDITION)
+
+
+@pytest.fixture(scope="session")
+def server_dsn(primary_server: EditionServer) -> str:
+    """DSN of the test server's ``postgres`` database."""
+    return primary_server.admin_dsn
+
+
+@pytest.fixture(scope="session", params=EDITIONS)
+def edition_server(request: pytest.FixtureRequest) -> EditionServer:
+    """Each TimescaleDB edition in turn: tests that take it run once per edition."""
+    if request.param == PRIMARY_EDITION:
+        return request.getfixturevalue("primary_server")
+    return _start_server(request.param)
 
 
 def create_database(admin_dsn: str, name: str) -> str:
@@ -86,18 +147,61 @@ def schema_dsn(server_dsn: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def loaded_dsn(server_dsn: str) -> Iterator[str]:
     """Schema + the ``tiny`` dataset (seed 42). Shared by the session: read-only for tests."""
+    name = f"t_loaded_{os.getpid()}"
+    dsn = _loaded_database(server_dsn, name)
+    yield dsn
+    drop_database(server_dsn, name)
+
+
+def _loaded_database(admin_dsn: str, name: str) -> str:
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
+    from ibcbench.data.views import refresh_views
     from ibcbench.migrate import migrate_up
 
-    name = f"t_loaded_{os.getpid()}"
-    dsn = create_database(server_dsn, name)
+    dsn = create_database(admin_dsn, name)
     migrate_up(dsn)
     load_dataset(dsn, GenerationParams(seed=42, scale="tiny"), quiet=True)
-    from ibcbench.data.views import refresh_views
-
     with psycopg.connect(dsn, autocommit=True) as conn:
         refresh_views(conn)
         conn.execute("ANALYZE")
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def edition_schema_dsn(
+    edition_server: EditionServer, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """``schema_dsn`` on each edition's server (the primary one is ``schema_dsn`` itself)."""
+    if edition_server.edition == PRIMARY_EDITION:
+        yield request.getfixturevalue("schema_dsn")
+        return
+    from ibcbench.migrate import migrate_up
+
+    name = f"t_schema_{edition_server.edition}_{os.getpid()}"
+    dsn = create_database(edition_server.admin_dsn, name)
+    migrate_up(dsn)
     yield dsn
-    drop_database(server_dsn, name)
+    drop_database(edition_server.admin_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def edition_loaded_dsn(
+    edition_server: EditionServer, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """``loaded_dsn`` on each edition's server (the primary one is ``loaded_dsn`` itself)."""
+    if edition_server.edition == PRIMARY_EDITION:
+        yield request.getfixturevalue("loaded_dsn")
+        return
+    name = f"t_loaded_{edition_server.edition}_{os.getpid()}"
+    dsn = _loaded_database(edition_server.admin_dsn, name)
+    yield dsn
+    drop_database(edition_server.admin_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def apache_server(request: pytest.FixtureRequest) -> EditionServer:
+    """The Apache-edition server (``test-apache``, or ``test`` under TIMESCALEDB_EDITION=apache)."""
+    if PRIMARY_EDITION == "apache":
+        return request.getfixturevalue("primary_server")
+    return _start_server("apache")

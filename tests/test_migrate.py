@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -11,6 +14,14 @@ import pytest
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
 from ibcbench.migrate import Migrator, default_migrations_dir, load_migrations, migrate_up
+from ibcbench.status import (
+    database_status,
+    format_status,
+    hourly_stats_kind,
+    job_schedules,
+    use_scheduler,
+)
+from tests.conftest import EditionServer
 
 TABLES = [
     "clearing_operations",
@@ -152,12 +163,12 @@ def test_monitoring_functions_return_rows(schema_dsn: str) -> None:
 
 
 @pytest.mark.db
-def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
+def test_cron_jobs_are_scheduled_in_the_cron_database(edition_server: EditionServer) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     # pg_cron lives in the database named by cron.database_name: 'ibcbench' on the kit's servers. The
     # test cluster's own; never dropped here: pg_cron's launcher does not come back when its database goes.
-    params = conninfo_to_dict(server_dsn)
+    params = conninfo_to_dict(edition_server.admin_dsn)
     params["dbname"] = "ibcbench"
     dsn = make_conninfo(**params)
     assert migrate_up(dsn).version == LATEST
@@ -165,14 +176,24 @@ def test_cron_jobs_are_scheduled_in_the_cron_database(server_dsn: str) -> None:
         # ibcbench-demo-* jobs are notebook 06's temporary ones (tests/test_maintenance.py), not the schema's
         jobs = {r[0] for r in conn.execute(
             "SELECT jobname FROM cron.job WHERE jobname NOT LIKE 'ibcbench-demo-%'").fetchall()}  # fmt: skip
-    assert jobs == {
+        policies = conn.execute(
+            "SELECT proc_name FROM timescaledb_information.jobs"
+            " WHERE hypertable_name = 'hourly_packet_stats'"
+        ).fetchall()
+    expected = {
         "ibcbench-analyze",
         "ibcbench-refresh-user-statistics",
-        "ibcbench-refresh-hourly-packet-stats",
         "ibcbench-reindex-bloated",
         "ibcbench-archive-packet-flow",
         "ibcbench-cleanup-cron-history",
     }
+    if edition_server.edition == "community":
+        # the continuous aggregate refreshes through its own policy, a TimescaleDB job
+        assert jobs == expected
+        assert policies == [("policy_refresh_continuous_aggregate",)]
+    else:
+        assert jobs == expected | {"ibcbench-refresh-hourly-packet-stats"}
+        assert policies == []
     # re-applying is a no-op, and the down migration removes exactly the kit's jobs (tested on a copy)
     assert migrate_up(dsn).applied == []
 
@@ -216,7 +237,7 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     migrator = Migrator(dsn, folder)
     with pytest.raises(
         MigrationError,
-        match=r"000099_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force 9`",
+        match=rf"000099_broken.up.sql failed: function no_such_function\(\) does not exist.*`ibcbench schema force {LATEST}`",
     ):
         migrator.up()
     assert migrator.version() == (99, True)
@@ -230,6 +251,199 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     assert migrator.version() == (LATEST, False)
     with pytest.raises(ConfigError, match="version 42 is not a known migration"):
         migrator.force(42)
+
+
+#: The seed's hourly_packet_stats columns first, then the kit's extras: the same on every edition.
+HOURLY_PACKET_STATS_COLUMNS = [
+    ("hour", "timestamp with time zone"),
+    ("src_chain_id", "text"),
+    ("packet_count", "bigint"),
+    ("acknowledged_count", "bigint"),
+    ("failed_count", "bigint"),
+    ("avg_clear_time", "double precision"),
+]
+SEED_QUERY = (
+    "SELECT hour, src_chain_id, packet_count, avg_clear_time FROM hourly_packet_stats"
+    " WHERE hour > now() - interval '24 hours' ORDER BY hour"
+)
+
+
+@pytest.mark.db
+def test_the_seeds_hourly_packet_stats_query_runs_on_each_edition(
+    edition_server: EditionServer, edition_loaded_dsn: str
+) -> None:
+    with psycopg.connect(edition_loaded_dsn) as conn:
+        kind = hourly_stats_kind(conn)
+        expected = "continuous aggregate" if edition_server.edition == "community" else "plain"
+        assert kind is not None and kind.startswith(expected)
+        columns = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " WHERE a.attrelid = 'hourly_packet_stats'::regclass AND a.attnum > 0"
+            " AND NOT a.attisdropped ORDER BY a.attnum"
+        ).fetchall()
+        assert columns == HOURLY_PACKET_STATS_COLUMNS
+        # as a user pastes it (the tiny dataset is historical: no rows in the last 24 hours of now)
+        cur = conn.execute(SEED_QUERY)
+        assert [d.name for d in cur.description] == [
+            "hour",
+            "src_chain_id",
+            "packet_count",
+            "avg_clear_time",
+        ]
+        cur.fetchall()
+        # the same query over the dataset's own last day gives the raw GROUP BY's figures
+        newest = conn.execute("SELECT max(created_at) FROM packet_flow").fetchone()[0]
+        since = newest - timedelta(hours=24)
+        view = conn.execute(
+            "SELECT hour, src_chain_id, packet_count, avg_clear_time FROM hourly_packet_stats"
+            " WHERE hour > %s ORDER BY hour, src_chain_id",
+            (since,),
+        ).fetchall()
+        raw = conn.execute(
+            "SELECT date_trunc('hour', created_at), source_chain, count(*), avg(clear_time_seconds)"
+            " FROM packet_flow WHERE date_trunc('hour', created_at) > %s GROUP BY 1, 2 ORDER BY 1, 2",
+            (since,),
+        ).fetchall()
+    assert len(view) > 0
+    assert [r[:3] for r in view] == [r[:3] for r in raw]
+    assert [r[3] for r in view] == pytest.approx([r[3] for r in raw], nan_ok=True)
+
+
+@pytest.mark.db
+def test_the_seeds_names_migration_goes_down_and_up(make_database) -> None:
+    dsn = make_database("names")
+    migrator = Migrator(dsn)
+    migrator.up()
+
+    def names() -> list[str]:
+        with psycopg.connect(dsn) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'hourly_packet_stats'::regclass"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]  # fmt: skip
+
+    assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
+    migrator.down(LATEST - 9)  # back to 000009: the names of 000005
+    assert names() == ["bucket", "source_chain", "packet_count", "acknowledged_count",
+                       "failed_count", "avg_clear_time_seconds"]  # fmt: skip
+    assert migrator.up().version == LATEST
+    assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
+
+
+MOVABLE_JOBS = {
+    "ibcbench-analyze": "every 01:00:00 (cron 17 * * * *)",
+    "ibcbench-refresh-user-statistics": "every 00:15:00 (cron */15 * * * *)",
+    "ibcbench-reindex-bloated": "every 1 day (cron 30 3 * * *)",
+    "ibcbench-archive-packet-flow": "every 7 days (cron 45 3 * * 0)",
+}
+
+
+def _cron_database_dsn(admin_dsn: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(admin_dsn, dbname="ibcbench")
+
+
+@pytest.mark.db
+def test_the_kits_jobs_move_to_timescaledb_jobs_and_back(edition_server: EditionServer) -> None:
+    dsn = _cron_database_dsn(edition_server.admin_dsn)
+    migrate_up(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = job_schedules(conn)
+        assert before and {s for _, s, _ in before} == {"pg_cron"}
+        if edition_server.edition != "community":
+            with pytest.raises(
+                ConfigError,
+                match=r"TimescaleDB jobs need the Community edition \(timescaledb.license=timescale\), "
+                r"this database has the apache edition: the kit's jobs stay in pg_cron",
+            ):
+                use_scheduler(conn, "timescaledb")
+            assert job_schedules(conn) == before
+            return
+        try:
+            moved = {n: (s, sch) for n, s, sch in use_scheduler(conn, "timescaledb")}
+            assert {n: sch for n, (s, sch) in moved.items() if s == "timescaledb"} == MOVABLE_JOBS
+            assert moved["ibcbench-cleanup-cron-history"][0] == "pg_cron"
+            # moving again changes nothing
+            assert {n: (s, sch) for n, s, sch in use_scheduler(conn, "timescaledb")} == moved
+            # the job's command runs as a TimescaleDB job
+            job_id = conn.execute(
+                "SELECT job_id FROM timescaledb_information.jobs WHERE config->>'name' = 'ibcbench-analyze'"
+            ).fetchone()[0]
+            conn.execute("CALL run_job(%s)", (job_id,))
+            text = format_status(database_status(dsn))
+            assert "timescaledb jobs: " in text and "ibcbench-analyze every 01:00:00" in text
+            assert "Refresh Continuous Aggregate Policy" in text  # hourly_packet_stats' policy
+        finally:
+            back = use_scheduler(conn, "pg_cron")
+        assert back == before
+        with psycopg.connect(dsn) as check:
+            assert check.execute(
+                "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'ibcbench_run_job'"
+            ).fetchone() == (0,)
+
+
+@pytest.mark.db
+def test_a_failing_timescaledb_job_shows_in_status(
+    primary_server: EditionServer, make_database
+) -> None:
+    dsn = make_database("jobfail")
+    migrate_up(dsn)
+    add = (
+        "SELECT add_job('ibcbench_run_job', INTERVAL '1 hour', initial_start => now(),"
+        ' config => \'{"name": "ibcbench-test-failing", "command": "SELECT 1/0"}\')'
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if primary_server.edition == "apache":  # a run under TIMESCALEDB_EDITION=apache: no jobs
+            with pytest.raises(
+                psycopg.Error, match='not supported under the current "apache" license'
+            ):
+                conn.execute(add)
+            return
+        job_id = conn.execute(add).fetchone()[0]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            failures = conn.execute(
+                "SELECT total_failures FROM timescaledb_information.job_stats WHERE job_id = %s",
+                (job_id,),
+            ).fetchone()
+            if failures and failures[0]:
+                break
+            time.sleep(1)
+    status = database_status(dsn)
+    job = next(j for j in status.timescaledb_jobs if j.job_id == job_id)
+    assert job.name == "ibcbench-test-failing" and job.total_failures >= 1
+    assert job.last_error == "division by zero"
+    failures = next(
+        line for line in format_status(status).splitlines() if line.startswith("job failures: ")
+    )
+    assert re.search(r"\bibcbench-test-failing: \d+ \(last: division by zero\)", failures)
+
+
+@pytest.mark.parametrize(
+    ("cron", "every"),
+    [
+        ("17 * * * *", "01:00:00"),
+        ("*/5 * * * *", "00:05:00"),
+        ("30 3 * * *", "1 day"),
+        ("45 3 * * 0", "7 days"),
+        ("0 4 1 * *", None),  # monthly: no fixed interval, the job stays in pg_cron
+        ("@daily", None),
+    ],
+)
+@pytest.mark.db
+def test_cron_schedules_become_intervals_where_they_can(
+    schema_dsn: str, cron: str, every: str | None
+) -> None:
+    with psycopg.connect(schema_dsn) as conn:
+        row = conn.execute(
+            "SELECT every::text, first_run > now(), first_run <= now() + every"
+            " FROM ibcbench_cron_to_interval(%s)",
+            (cron,),
+        ).fetchone()
+    if every is None:
+        assert row == (None, None, None)
+    else:
+        assert row == (every, True, True)
 
 
 def test_unreachable_dsn_is_one_line_with_next_step(capsys: pytest.CaptureFixture[str]) -> None:

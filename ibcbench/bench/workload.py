@@ -117,8 +117,8 @@ QUERIES: tuple[WorkloadQuery, ...] = (
     ),
     WorkloadQuery(
         "hourly_packet_stats",
-        "SELECT bucket, packet_count, acknowledged_count, avg_clear_time_seconds FROM hourly_packet_stats"
-        " WHERE source_chain = %s AND bucket >= %s ORDER BY bucket",
+        "SELECT hour, packet_count, acknowledged_count, avg_clear_time FROM hourly_packet_stats"
+        " WHERE src_chain_id = %s AND hour >= %s ORDER BY hour",
         "read", 5, "a chain's hourly packet figures for its last day", ("hourly_packet_stats",),
     ),
     WorkloadQuery(
