@@ -299,10 +299,13 @@ class LocalServer:
             "shared_preload_libraries": "'" + ",".join(REQUIRED_PRELOADS) + "'",
             "cron.database_name": f"'{s.database}'",
             "cron.use_background_workers": "on",
-            "max_worker_processes": "32",
+            # TimescaleDB runs one job scheduler per database that has the extension, each holding a
+            # background worker for as long as the database exists: a server with many databases
+            # (datasets, test databases) needs room, or jobs in the newer ones never run
+            "max_worker_processes": "96",
             "timescaledb.telemetry_level": "off",
             "timescaledb.license": f"'{license_}'",
-            "timescaledb.max_background_workers": "8",
+            "timescaledb.max_background_workers": "64",
             "max_locks_per_transaction": "256",
             "shared_buffers": f"{shared_mb}MB",
             "effective_cache_size": f"{max(512, total_mb // 2)}MB",

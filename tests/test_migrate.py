@@ -243,7 +243,9 @@ def test_failing_migration_leaves_dirty_and_blocks_until_forced(
     assert migrator.version() == (99, True)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-    with pytest.raises(DirtyDatabase, match=r"is dirty at version 99 .*`ibcbench schema force 9`"):
+    with pytest.raises(
+        DirtyDatabase, match=rf"is dirty at version 99 .*`ibcbench schema force {LATEST}`"
+    ):
         migrator.up()
     # the CLI turns it into one line and a non-zero exit
     assert main(["schema", "up", "--dsn", dsn, "--path", str(folder)]) == 1
@@ -549,9 +551,11 @@ def test_dirty_after_a_failed_down_names_the_version_still_applied(
         MigrationError, match=r"000099_fragile.down.sql failed.*`ibcbench schema force 99`"
     ):
         migrator.down(1)
-    # golang-migrate marks the target (9) dirty; the last version fully applied is still 99
+    # golang-migrate marks the target (LATEST) dirty; the last version fully applied is still 99
     assert migrator.version() == (LATEST, True)
-    with pytest.raises(DirtyDatabase, match=r"is dirty at version 9 .*`ibcbench schema force 99`"):
+    with pytest.raises(
+        DirtyDatabase, match=rf"is dirty at version {LATEST} .*`ibcbench schema force 99`"
+    ):
         migrator.up()
 
 
