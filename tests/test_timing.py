@@ -122,21 +122,25 @@ def test_summary_of_known_samples() -> None:
 
 # ---- on the real server -----------------------------------------------------------------------
 @pytest.mark.db
-def test_warm_up_leaves_every_measured_run_on_the_settled_plan(make_database) -> None:
+@pytest.mark.parametrize(("prepare", "unprepared"), [(True, 0), (None, 5)])  # psycopg: threshold 5
+def test_warm_up_leaves_every_measured_run_on_the_settled_plan(
+    make_database, prepare: bool | None, unprepared: int
+) -> None:
     dsn = make_database("timing")
     query = "SELECT count(*) FROM generate_series(1, %s)"
-    policy = TimingPolicy(max_runs=40, min_runs=10, target_rel_ci=None)
+    policy = TimingPolicy(max_runs=40, min_runs=10, target_rel_ci=None, prepare=prepare)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.prepare_threshold == 5
         result = time_query(conn, query, [(1000,), (2000,)], policy=policy)
         custom, generic = conn.execute(
             "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
             " WHERE statement LIKE '%%generate_series(1, $1)%%'"
         ).fetchone()
-    assert result.warmup_runs == PLAN_CACHE_WARMUP and result.n == 40
+    assert result.warmup_runs == PLAN_CACHE_WARMUP + unprepared and result.n == 40
     assert result.stopped_by == "budget"  # no precision target: ran to max_runs
-    # prepared from the first run: five custom plans during warm-up, the generic one ever after,
-    # so not one measured execution was planned differently from the next
-    assert custom + generic == PLAN_CACHE_WARMUP + result.n
+    # prepared after `unprepared` runs; then five custom plans during warm-up and the generic one
+    # ever after, so not one measured execution was planned differently from the next
+    assert custom + generic == result.warmup_runs - unprepared + result.n
     assert custom == PLAN_CACHE_WARMUP - 1 and generic >= result.n
     assert min(result.samples_ms) <= result.p50_ms <= max(result.samples_ms)
     assert result.p50_ci_low_ms <= result.p50_ms <= result.p50_ci_high_ms

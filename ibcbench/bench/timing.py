@@ -8,7 +8,7 @@ Every benchmark's timing loop is :func:`time_query`. It runs in two phases on th
    only from the sixth on may switch to a generic plan. Six warm-up executions therefore leave the
    statement in the state it keeps: measured executions never mix unprepared, custom-plan and
    generic-plan runs. The plan cache is per statement, not per value: the warm-up cycles through the
-   parameter sets like the measured phase does. Without ``prepare=True`` psycopg prepares only after
+   parameter sets like the measured phase does. With ``prepare=None`` psycopg prepares only after
    ``conn.prepare_threshold`` executions, and the default warm-up grows by that many.
 2. **Measured** executions, cycling through the parameter sets, until one of:
    ``"precision"``, the p50's confidence interval lies within ±``target_rel_ci`` (5%) of the p50, with
@@ -52,8 +52,8 @@ PLAN_CACHE_WARMUP = 6
 class TimingPolicy:
     """How long to time a query: warm-up, the precision to reach, the floor and the caps.
 
-    ``warmup_runs=None`` is :data:`PLAN_CACHE_WARMUP` with ``prepare=True``, otherwise that plus the
-    connection's ``prepare_threshold``. ``target_rel_ci=None`` never stops for precision (the loop
+    ``warmup_runs=None`` is :data:`PLAN_CACHE_WARMUP`, plus the connection's ``prepare_threshold``
+    with ``prepare=None`` (psycopg's default: prepare after that many executions). ``target_rel_ci=None`` never stops for precision (the loop
     runs to ``max_runs`` or ``budget_s``).
     """
 
@@ -279,7 +279,7 @@ def time_query(
     warmup = policy.warmup_runs
     if warmup is None:
         warmup = PLAN_CACHE_WARMUP
-        if policy.prepare is not True:
+        if policy.prepare is None:  # psycopg prepares after prepare_threshold executions
             warmup += int(conn.prepare_threshold or 0)
     prepare = policy.prepare
 
@@ -296,7 +296,8 @@ def time_query(
     samples: list[float] = []
     started = time.perf_counter()
     check_at = policy.min_runs
-    while True:
+    reason: StoppedBy | None = None
+    while reason is None:
         samples.append(run(len(samples)))
         elapsed = time.perf_counter() - started
         n = len(samples)
@@ -304,8 +305,6 @@ def time_query(
             continue
         if n >= check_at or n >= policy.max_runs or elapsed >= policy.budget_s:
             reason = stop_reason(samples, elapsed, policy)
-            if reason is not None:
-                break
             if n >= check_at:
                 check_at = _next_check(n)
     return summarize_timing(
