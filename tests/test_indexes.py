@@ -12,6 +12,7 @@ from ibcbench.bench.indexes import (
     benchmark_index_strategies,
     present_kit_indexes,
 )
+from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from ibcbench.data.load import load_dataset
 from ibcbench.errors import BenchmarkError
 from ibcbench.migrate import migrate_up
@@ -67,6 +68,11 @@ def test_the_seed_indexes_make_the_wallet_query_faster(copy_dsn: str) -> None:
     )
     # 20k packets already make the difference an order of magnitude: scans vs index lookups
     assert result.p50("seed", "wallet_history") * 3 < result.p50("none", "wallet_history")
+    # every loop warmed up to the settled plan, then stopped at ±5% precision or at repetitions=30
+    lat = result.latency
+    assert (lat.warmup_runs == PLAN_CACHE_WARMUP).all() and lat.n.between(10, 30).all()
+    assert ((lat.stopped_by == "precision") | (lat.n == 30)).all()
+    assert (lat.p50_ci_low_ms <= lat.p50_ms).all() and (lat.p50_ms <= lat.p50_ci_high_ms).all()
     plans = result.plans.set_index(["strategy", "query"])
     # the planner may pick either wallet index: both lead with wallet_address
     assert (

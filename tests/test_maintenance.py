@@ -6,17 +6,28 @@ import psycopg
 import pytest
 
 from ibcbench.bench import maintenance as m
+from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from ibcbench.status import hourly_stats_kind
 
 pytestmark = pytest.mark.db
 
 
 def test_bloat_is_detected_and_reindex_repairs_it(loaded_dsn: str) -> None:
-    result = m.demonstrate_bloat(loaded_dsn, delete_share=0.7, lookups=10)
+    result = m.demonstrate_bloat(loaded_dsn, delete_share=0.7, lookups=10, repetitions=40)
     _fresh, bloated, repaired = result.frame.to_dict("records")
     assert bloated["leaf_density_pct"] < 50 < repaired["leaf_density_pct"]
     assert repaired["index_bytes"] < bloated["index_bytes"]
     assert result.detected.action.tolist() == ["would reindex"]
+    # each stage's lookups: warmed up, then timed until the p50 is known to ±5% (or 40 runs)
+    frame = result.frame
+    assert (
+        frame.lookups_timed.between(10, 40).all() and (frame.warmup_runs == PLAN_CACHE_WARMUP).all()
+    )
+    assert ((frame.stopped_by == "precision") | (frame.lookups_timed == 40)).all()
+    assert (frame.p50_ci_low_ms <= frame.p50_ms).all() and (
+        frame.p50_ms <= frame.p50_ci_high_ms
+    ).all()
+    assert result.manifest["timing"]["max_runs"] == 40
     with psycopg.connect(loaded_dsn) as conn:
         assert conn.execute("SELECT to_regnamespace(%s)", (m.SCHEMA,)).fetchone() == (None,)
 

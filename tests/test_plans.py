@@ -66,10 +66,62 @@ def test_parallel_workers_are_not_counted_twice() -> None:
     assert below.actual_rows == below.raw["Actual Rows"] * below.loops
 
 
-def test_hypertable_chunk_exclusion_is_counted() -> None:
-    plan = load_plan(FIXTURES / "hypertable_runtime_exclusion.json")
-    assert any(n.raw.get("Custom Plan Provider") == "ChunkAppend" for n in plan.nodes())
-    assert plan.chunks_scanned == 1 and plan.chunks_excluded == 2
+_DAYS = tuple(f"partitioned_1_day_202601{d}00" for d in ("01", "02", "03"))
+
+
+# recorded on the test server (PostgreSQL 15, TimescaleDB 2.28.3 for the new hypertable ones):
+# *_startup_* with plan_cache_mode = force_generic_plan and a prepared statement (`created_at > $1`),
+# so exclusion happens when the executor starts, not in the planner
+@pytest.mark.parametrize(
+    ("fixture", "partitions", "scanned", "excluded", "kinds"),
+    [  # ChunkAppend kept all three chunks, ran one: the two others have zero loops
+     ("hypertable_runtime_exclusion.json", (), 1, 2,
+      ("Aggregate", "Aggregate", "Seq Scan", "Custom Scan", "Index Scan", "Index Scan", "Index Scan")),
+     # ChunkAppend dropped two chunks at start-up: they are not in the plan at all
+     ("hypertable_startup_exclusion.json", (), 1, 2, ("Aggregate", "Custom Scan", "Aggregate", "Index Scan")),
+     # the planner kept one chunk: no ChunkAppend, nothing excluded at execution
+     ("hypertable_time_bounded.json", (), 1, 0, ("Aggregate", "Index Only Scan")),
+     # PostgreSQL's own partition pruning at executor start-up: Append's "Subplans Removed"
+     ("partitioned_startup_pruning.json", _DAYS, 1, 2, ("Aggregate", "Append", "Seq Scan")),
+     # two compressed chunks (ColumnarIndexScan over compress_hyper_*) and a plain one: three
+     ("hypertable_compressed_chunks.json", (), 3, 0,
+      ("Aggregate", "Append", "Aggregate", "Custom Scan", "Seq Scan", "Aggregate", "Custom Scan",
+       "Seq Scan", "Aggregate", "Seq Scan")),
+     ("wallet_history_no_indexes.json", (), 0, 0, ("Limit", "Sort", "Seq Scan"))],
+)  # fmt: skip
+def test_chunks_scanned_and_excluded(
+    fixture: str, partitions: tuple[str, ...], scanned: int, excluded: int, kinds: tuple[str, ...]
+) -> None:
+    plan = load_plan(FIXTURES / fixture)
+    assert plan.partitions_scanned(partitions) == scanned
+    assert plan.chunks_excluded == excluded
+    assert plan.node_kinds == kinds
+    assert plan.top_scan == next(k for k in kinds if "Scan" in k)
+
+
+def test_partitions_count_as_chunks_only_when_named() -> None:
+    plan = load_plan(FIXTURES / "partitioned_startup_pruning.json")
+    assert plan.chunks_scanned == 0  # not TimescaleDB chunks
+    assert plan.partitions_scanned(_DAYS) == 1 and plan.partitions_scanned(_DAYS[:2]) == 0
+    runtime = load_plan(FIXTURES / "hypertable_runtime_exclusion.json")
+    assert runtime.chunks_scanned == 1
+    assert sum(n.is_chunk_scan for n in runtime.nodes()) == 3  # two of them never ran
+
+
+def test_top_scan_indexes_and_buffers() -> None:
+    seed = load_plan(FIXTURES / "wallet_history_seed_indexes.json")
+    assert seed.top_scan in ("Index Scan", "Bitmap Heap Scan")
+    assert seed.indexes and all(
+        i.startswith("idx_clearing_operations_wallet") for i in seed.indexes
+    )
+    root = json.loads((FIXTURES / "wallet_history_seed_indexes.json").read_text())[0]["Plan"]
+    assert (seed.shared_hit, seed.shared_read) == (
+        root["Shared Hit Blocks"],
+        root["Shared Read Blocks"],
+    )
+    none = load_plan(FIXTURES / "wallet_history_no_indexes.json")
+    assert none.top_scan == "Seq Scan" and none.indexes == set()
+    assert none.shared_hit + none.shared_read > seed.shared_hit + seed.shared_read
 
 
 def test_text_plans_parse_like_json() -> None:

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from ibcbench.bench import timescale as ts
+from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from tests.conftest import EditionServer
 
 pytestmark = pytest.mark.db
@@ -28,6 +29,11 @@ def test_chunk_exclusion_and_the_many_chunks_penalty(loaded_dsn: str) -> None:
     assert q.loc[("hypertable_1_hour", "point_lookup_time_bounded"), "partitions_scanned"] == 1
     assert q.loc[("hypertable_1_hour", "point_lookup"), "partitions_scanned"] == 24
     assert q.loc[("hypertable_1_hour", "recent_2h_count"), "partitions_scanned"] < 24
+    # the daily partitions are counted like chunks: a two-hour window is in one of them
+    assert q.loc[("partitioned_1_day", "recent_2h_count"), "partitions_scanned"] == 1
+    # warmed up (prepared, plan settled) before the five measured runs, which repetitions caps
+    assert (result.queries.warmup_runs == PLAN_CACHE_WARMUP).all()
+    assert (result.queries.n == 5).all() and (result.queries.stopped_by == "budget").all()
     assert _schema_gone(loaded_dsn)
 
 

@@ -10,7 +10,7 @@ TimescaleDB's default ``created_at`` index stay in every strategy.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,12 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from data_gen.tables import PACKET_FLOW
+from ibcbench.bench.timing import TimingPolicy, time_query
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.plans.model import Plan, plan_from_json
 
 
 @dataclass(frozen=True)
@@ -187,54 +190,30 @@ READ_QUERIES = (
 )  # fmt: skip
 
 
-def _plan_facts(plan: dict[str, Any]) -> dict[str, Any]:
-    """Top node, index names and buffer totals of an EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) plan."""
-    indexes: list[str] = []
-    nodes: list[str] = []
-
-    def walk(node: dict[str, Any]) -> None:
-        nodes.append(node.get("Node Type", "?"))
-        if "Index Name" in node:
-            indexes.append(node["Index Name"])
-        for child in node.get("Plans", []):
-            walk(child)
-
-    root = plan["Plan"]
-    walk(root)
-    scans = [n for n in nodes if "Scan" in n]
+def _plan_facts(plan: Plan) -> dict[str, Any]:
+    """Top scan, index names and buffer totals of an EXPLAIN (ANALYZE, BUFFERS) plan."""
     return {
-        "top_scan": scans[0] if scans else nodes[0],
-        "indexes_used": ",".join(sorted(set(indexes))),
-        "shared_hit": int(root.get("Shared Hit Blocks", 0)),
-        "shared_read": int(root.get("Shared Read Blocks", 0)),
-        "execution_ms": float(plan.get("Execution Time", 0.0)),
+        "top_scan": plan.top_scan,
+        "indexes_used": ",".join(sorted(plan.indexes)),
+        "shared_hit": plan.shared_hit,
+        "shared_read": plan.shared_read,
+        "execution_ms": float(plan.execution_ms or 0.0),
     }
-
-
-def _measure(
-    conn: psycopg.Connection, query: str, params: list[tuple], repetitions: int
-) -> np.ndarray:
-    out = np.empty(repetitions)
-    for i in range(repetitions):
-        values = params[i % len(params)]
-        started = time.perf_counter()
-        conn.execute(query, values).fetchall()  # type: ignore[arg-type]
-        out[i] = (time.perf_counter() - started) * 1000
-    return out
 
 
 def _ingest_rate(conn: psycopg.Connection, rows: int) -> float:
     """Rows/s inserting ``rows`` packets (copies of existing ones, new ids) in a rolled-back transaction."""
     max_id = conn.execute("SELECT max(id) FROM packet_flow").fetchone()[0]  # type: ignore[index]
     started = time.perf_counter()
+    columns = [c for c, _ in PACKET_FLOW]
+    statement = sql.SQL(
+        "INSERT INTO packet_flow ({}) SELECT id + %s, {} FROM packet_flow ORDER BY id LIMIT %s"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns if c != "id"),
+    )
     with conn.transaction(force_rollback=True):
-        conn.execute(
-            "INSERT INTO packet_flow SELECT id + %s, operation_id, source_chain, destination_chain, source_port,"
-            " source_channel, destination_port, destination_channel, sequence, status, sender, receiver, amount,"
-            " denom, relayer, timeout_revision, timeout_height, timeout_timestamp, received_at, acknowledged_at,"
-            " clear_time_seconds, created_at, updated_at FROM packet_flow ORDER BY id LIMIT %s",
-            (max_id, rows),
-        )
+        conn.execute(statement, (max_id, rows))
     return rows / (time.perf_counter() - started)
 
 
@@ -260,7 +239,7 @@ def _hypo_costs(
 
 def _cost(conn: psycopg.Connection, query: str, params: tuple) -> float:
     plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query), params).fetchone()[0]  # type: ignore[index, arg-type, operator]
-    return float(plan[0]["Plan"]["Total Cost"])
+    return plan_from_json(plan).root.total_cost
 
 
 @dataclass
@@ -295,13 +274,20 @@ def benchmark_index_strategies(
     repetitions: int = 200,
     ingest_rows: int = 5_000,
     seed: int = 42,
+    timing: TimingPolicy | None = None,
 ) -> IndexStrategyResult:
-    """Apply each strategy in turn and measure; the seed strategy is restored at the end, even on failure."""
+    """Apply each strategy in turn and measure; the seed strategy is restored at the end, even on failure.
+
+    Each query is timed with :func:`~ibcbench.bench.timing.time_query` (``timing``, default
+    :class:`~ibcbench.bench.timing.TimingPolicy`): ``repetitions`` is the most measured executions per
+    query and strategy; a loop stops earlier once its p50 is precise to ±5% (``stopped_by``, ``n``).
+    """
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise BenchmarkError(
             f"unknown index strategies: {', '.join(unknown)}; use {', '.join(STRATEGIES)}"
         )
+    policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     wl = default_workload().subset(queries)
     with connect(target) as conn:
@@ -325,18 +311,15 @@ def benchmark_index_strategies(
                         hypo_rows.append({"query": qname, "cost_none": c0, "cost_seed_hypothetical": c1,
                                           "predicted_ratio": round(c1 / c0, 4) if c0 else np.nan})  # fmt: skip
                 for q in wl.queries:
-                    _measure(conn, q.sql, params[q.name], min(10, repetitions))  # warm-up
-                    lat = _measure(conn, q.sql, params[q.name], repetitions)
-                    lat_rows.append({
-                        "strategy": strategy, "query": q.name, "n": repetitions,
-                        "p50_ms": round(float(np.percentile(lat, 50)), 4), "p95_ms": round(float(np.percentile(lat, 95)), 4),
-                        "p99_ms": round(float(np.percentile(lat, 99)), 4), "mean_ms": round(float(lat.mean()), 4),
-                    })  # fmt: skip
+                    timed = time_query(conn, q.sql, params[q.name], policy=policy)
+                    lat_rows.append({"strategy": strategy, "query": q.name, **timed.as_row()})
                     plan = conn.execute(
                         sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + sql.SQL(q.sql),  # type: ignore[arg-type, operator]
                         params[q.name][0],
-                    ).fetchone()[0][0]  # type: ignore[index]
-                    plan_rows.append({"strategy": strategy, "query": q.name, **_plan_facts(plan)})
+                    ).fetchone()[0]  # type: ignore[index]
+                    plan_rows.append(
+                        {"strategy": strategy, "query": q.name, **_plan_facts(plan_from_json(plan))}
+                    )
                 after = _index_scans(conn)
                 for idx, scans in after.items():
                     usage_rows.append(
@@ -362,7 +345,8 @@ def benchmark_index_strategies(
         hypo=hypo,
         usage=pd.DataFrame(usage_rows),
         manifest={"strategies": list(strategies), "queries": list(queries), "repetitions": repetitions,
-                  "ingest_rows": ingest_rows, "seed": seed, "ingest": "INSERT ... SELECT, rolled back"},
+                  "ingest_rows": ingest_rows, "seed": seed, "ingest": "INSERT ... SELECT, rolled back",
+                  "timing": asdict(policy)},
     )  # fmt: skip
 
 

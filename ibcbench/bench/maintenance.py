@@ -12,13 +12,13 @@ schema ``ibcbench_maint``, dropped at the end.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import psycopg
 
+from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
@@ -141,28 +141,42 @@ class BloatResult:
 
 
 def _index_state(
-    conn: psycopg.Connection, index: str, query: str, params: list[tuple]
+    conn: psycopg.Connection, index: str, query: str, params: list[tuple], policy: TimingPolicy
 ) -> dict[str, Any]:
     size, density = conn.execute(
         "SELECT pg_relation_size(%s::regclass), avg_leaf_density FROM pgstatindex(%s)",
         (index, index),
     ).fetchone()  # type: ignore[misc]
-    lat = []
-    for p in params:
-        started = time.perf_counter()
-        conn.execute(query, p).fetchall()  # type: ignore[arg-type]
-        lat.append((time.perf_counter() - started) * 1000)
+    timed = time_query(conn, query, params, policy=policy)
+    row = timed.as_row()
     return {
         "index_bytes": int(size),
         "leaf_density_pct": float(density),
-        "p50_ms": round(float(np.median(lat)), 4),
+        "p50_ms": row["p50_ms"],
+        "p50_ci_low_ms": row["p50_ci_low_ms"],
+        "p50_ci_high_ms": row["p50_ci_high_ms"],
+        "lookups_timed": timed.n,
+        "warmup_runs": timed.warmup_runs,
+        "stopped_by": timed.stopped_by,
     }
 
 
 def demonstrate_bloat(
-    dsn: str | None, *, delete_share: float = 0.7, lookups: int = 50
+    dsn: str | None,
+    *,
+    delete_share: float = 0.7,
+    lookups: int = 50,
+    repetitions: int = 200,
+    timing: TimingPolicy | None = None,
 ) -> BloatResult:
-    """Bloat an index on purpose (delete most rows, vacuum), detect it, REINDEX CONCURRENTLY, compare."""
+    """Bloat an index on purpose (delete most rows, vacuum), detect it, REINDEX CONCURRENTLY, compare.
+
+    At each stage the lookup of ``lookups`` sampled wallets (cycled) is timed with
+    :func:`~ibcbench.bench.timing.time_query`, after a warm-up, at most ``repetitions`` times: fewer
+    once the p50 is precise to ±5%. The p50's interval (``p50_ci_low_ms``..``p50_ci_high_ms``) says
+    whether two stages differ by more than their noise.
+    """
+    policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     index = f"{SCHEMA}.ops_wallet_created"
     with connect(target, autocommit=True) as conn:
@@ -178,13 +192,13 @@ def demonstrate_bloat(
                 f"SELECT wallet_address FROM {SCHEMA}.ops TABLESAMPLE BERNOULLI (10) REPEATABLE (3) LIMIT %s", (lookups,)
             ).fetchall()]  # fmt: skip
             query = f"SELECT id, created_at FROM {SCHEMA}.ops WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 20"
-            rows = [{"stage": "fresh", **_index_state(conn, index, query, wallets)}]
+            rows = [{"stage": "fresh", **_index_state(conn, index, query, wallets, policy)}]
             conn.execute(f"DELETE FROM {SCHEMA}.ops WHERE random() < %s", (delete_share,))
             conn.execute(f"VACUUM {SCHEMA}.ops")
             rows.append(
                 {
                     "stage": f"after deleting {delete_share:.0%} + VACUUM",
-                    **_index_state(conn, index, query, wallets),
+                    **_index_state(conn, index, query, wallets, policy),
                 }
             )
             detected = _frame(
@@ -192,16 +206,17 @@ def demonstrate_bloat(
                 "SELECT * FROM reindex_bloated_indexes(20, 0, true) WHERE index_name = %s",
                 (index,),
             )
-            started = time.perf_counter()
-            conn.execute(f"REINDEX INDEX CONCURRENTLY {index}")
-            reindex_ms = (time.perf_counter() - started) * 1000
-            rows.append({"stage": "after REINDEX CONCURRENTLY", **_index_state(conn, index, query, wallets),
+            reindex_ms = time_once_ms(conn, f"REINDEX INDEX CONCURRENTLY {index}")
+            rows.append({"stage": "after REINDEX CONCURRENTLY", **_index_state(conn, index, query, wallets, policy),
                          "reindex_ms": round(reindex_ms, 1)})  # fmt: skip
         finally:
             drop_kit_schema(conn, SCHEMA)
     return BloatResult(
-        pd.DataFrame(rows), detected, {"delete_share": delete_share, "lookups": lookups}
-    )
+        pd.DataFrame(rows),
+        detected,
+        {"delete_share": delete_share, "lookups": lookups, "repetitions": repetitions,
+         "timing": asdict(policy)},
+    )  # fmt: skip
 
 
 # ---- monitoring functions --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ibcbench.bench.timing import latency_summary
 from ibcbench.bench.workload import Workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
@@ -83,11 +84,7 @@ def summarize(
                 "count": len(ok),
                 "errors": int((~g.ok).sum()),
                 "throughput_qps": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
-                "mean_ms": round(float(lat.mean()), 3) if len(lat) else np.nan,
-                "p50_ms": round(float(np.percentile(lat, 50)), 3) if len(lat) else np.nan,
-                "p95_ms": round(float(np.percentile(lat, 95)), 3) if len(lat) else np.nan,
-                "p99_ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else np.nan,
-                "max_ms": round(float(lat.max()), 3) if len(lat) else np.nan,
+                **latency_summary(lat, digits=3),
             }
         )
     return pd.DataFrame(rows)

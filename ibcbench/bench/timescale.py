@@ -9,23 +9,22 @@ say they are unavailable instead of pretending.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
 
+from data_gen.tables import PACKET_FLOW
+from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.errors import BenchmarkError
+from ibcbench.plans.model import plan_from_json
 
 SCHEMA = "ibcbench_layouts"
-_COLUMNS = (
-    "id, operation_id, source_chain, destination_chain, source_port, source_channel, destination_port,"
-    " destination_channel, sequence, status, sender, receiver, amount, denom, relayer, timeout_revision,"
-    " timeout_height, timeout_timestamp, received_at, acknowledged_at, clear_time_seconds, created_at, updated_at"
-)
+_COLUMNS = ", ".join(name for name, _ in PACKET_FLOW)  # kit-owned names, in the table's order
 _INDEXES = (
     "(status, created_at DESC)",
     "(source_chain, source_channel, sequence)",
@@ -35,12 +34,6 @@ _INDEXES = (
 
 def _x(conn: psycopg.Connection, statement: str, params: tuple = ()) -> Any:
     return conn.execute(statement, params)  # type: ignore[arg-type]
-
-
-def _timed(conn: psycopg.Connection, statement: str, params: tuple = ()) -> float:
-    started = time.perf_counter()
-    _x(conn, statement, params)
-    return (time.perf_counter() - started) * 1000
 
 
 def _wal_lsn(conn: psycopg.Connection) -> str:
@@ -120,25 +113,15 @@ def _create_layout(
         _x(conn, f"CREATE INDEX {name}_idx{i} ON {SCHEMA}.{name} {cols}")
 
 
-def _partition_counts(plan: dict[str, Any], prefix: str) -> tuple[int, int]:
-    """(scanned, excluded at runtime) partitions/chunks in an EXPLAIN (ANALYZE, FORMAT JSON) plan."""
-    scanned = excluded = 0
+def _has_timescaledb(conn: psycopg.Connection) -> bool:
+    return server_info(conn).timescaledb_version is not None
 
-    def walk(node: dict[str, Any]) -> None:
-        nonlocal scanned, excluded
-        rel = node.get("Relation Name") or ""
-        if (rel.startswith("_hyper_") or rel.startswith(prefix + "_")) and node.get(
-            "Actual Loops", 0
-        ) > 0:
-            scanned += 1
-        excluded += int(node.get("Chunks excluded during runtime", 0) or 0) + int(
-            node.get("Subplans Removed", 0) or 0
-        )
-        for child in node.get("Plans", []) or []:
-            walk(child)
 
-    walk(plan["Plan"])
-    return scanned, excluded
+def _leaf_partitions(conn: psycopg.Connection, table: str) -> list[str]:
+    """Relation names of a partitioned table's leaf partitions (as EXPLAIN names them)."""
+    rows = _x(conn, "SELECT c.relname FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid"
+                    " WHERE t.isleaf", (f"{SCHEMA}.{table}",)).fetchall()  # fmt: skip
+    return [r[0] for r in rows]
 
 
 @dataclass
@@ -162,17 +145,21 @@ def benchmark_layouts(
     chunk_intervals: tuple[str, ...] = ("1 hour", "1 day", "7 days"),
     repetitions: int = 30,
     keep: bool = False,
+    timing: TimingPolicy | None = None,
 ) -> LayoutResult:
-    """The same packets as a plain table, a daily-partitioned table and hypertables at several chunk intervals."""
+    """The same packets as a plain table, a daily-partitioned table and hypertables at several chunk intervals.
+
+    Each query is timed with :func:`~ibcbench.bench.timing.time_query`: ``repetitions`` is its most
+    measured executions (fewer once the p50 is precise to ±5%); chunk counts follow
+    :mod:`ibcbench.plans.model`'s definition of scanned and excluded chunks.
+    """
+    policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     _drop_schema(target)
     layouts, rows = [], []
     try:
         with connect(target, autocommit=True) as conn:
-            has_ts = (
-                _x(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-                is not None
-            )
+            has_ts = _has_timescaledb(conn)
             lo, hi = _bounds(conn)
             count = _x(conn, "SELECT count(*) FROM packet_flow").fetchone()[0]
             sample = _x(conn, "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
@@ -185,12 +172,12 @@ def benchmark_layouts(
                 ]
             for name, kind, interval in plan:
                 _create_layout(conn, name, kind, interval, lo, hi)
-                load_ms = _timed(
+                load_ms = time_once_ms(
                     conn,
                     f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
                 )
                 _x(conn, f"ANALYZE {SCHEMA}.{name}")
-                parts = 1
+                parts, leaves = 1, []
                 if kind == "hypertable":
                     parts = _x(
                         conn,
@@ -198,8 +185,8 @@ def benchmark_layouts(
                         (f"{SCHEMA}.{name}",),
                     ).fetchone()[0]
                 elif kind == "partitioned":
-                    parts = _x(conn, "SELECT count(*) FROM pg_partition_tree(%s::regclass) WHERE isleaf",
-                               (f"{SCHEMA}.{name}",)).fetchone()[0]  # fmt: skip
+                    leaves = _leaf_partitions(conn, name)
+                    parts = len(leaves)
                 layouts.append({"layout": name, "kind": kind, "chunk_interval": interval or ("1 day" if kind == "partitioned" else "-"),
                                 "partitions": int(parts), "load_ms": round(load_ms, 1),
                                 "load_rows_per_s": round(count / (load_ms / 1000)), "size_bytes": _layout_size(conn, name, kind)})  # fmt: skip
@@ -217,25 +204,21 @@ def benchmark_layouts(
                                       lambda s: (s[4],)),
                 }  # fmt: skip
                 for qname, (query, args) in queries.items():
-                    lat = []
-                    for i in range(repetitions):
-                        params = args(sample[i % len(sample)])
-                        started = time.perf_counter()
-                        _x(conn, query, params).fetchall()
-                        lat.append((time.perf_counter() - started) * 1000)
-                    explained = _x(
-                        conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, args(sample[0])
-                    ).fetchone()[0][0]
-                    scanned, excluded = _partition_counts(explained, name)
-                    rows.append({"layout": name, "query": qname, "p50_ms": round(float(np.median(lat)), 4),
-                                 "p95_ms": round(float(np.percentile(lat, 95)), 4),
-                                 "partitions_scanned": scanned if kind != "plain" else 1,
-                                 "partitions_total": int(parts), "excluded_at_runtime": excluded})  # fmt: skip
+                    timed = time_query(conn, query, [args(s) for s in sample], policy=policy)
+                    explained = plan_from_json(
+                        _x(
+                            conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, args(sample[0])
+                        ).fetchone()[0]
+                    )
+                    rows.append({"layout": name, "query": qname, **timed.as_row(),
+                                 "partitions_scanned": explained.partitions_scanned(leaves) if kind != "plain" else 1,
+                                 "partitions_total": int(parts), "excluded_at_runtime": explained.chunks_excluded})  # fmt: skip
     finally:
         if not keep:
             _drop_schema(target)
     return LayoutResult(pd.DataFrame(layouts), pd.DataFrame(rows),
-                        {"chunk_intervals": list(chunk_intervals), "repetitions": repetitions, "timescaledb": has_ts})  # fmt: skip
+                        {"chunk_intervals": list(chunk_intervals), "repetitions": repetitions, "timescaledb": has_ts,
+                         "timing": asdict(policy)})  # fmt: skip
 
 
 # ---- rollups --------------------------------------------------------------------------------------
@@ -259,9 +242,17 @@ class RollupResult:
 
 
 def benchmark_rollups(
-    dsn: str | None, *, new_packets: int = 2_000, repetitions: int = 20
+    dsn: str | None,
+    *,
+    new_packets: int = 2_000,
+    repetitions: int = 20,
+    timing: TimingPolicy | None = None,
 ) -> RollupResult:
-    """hourly_packet_stats four ways: raw GROUP BY, plain MV, incremental rollup, continuous aggregate."""
+    """hourly_packet_stats four ways: raw GROUP BY, plain MV, incremental rollup, continuous aggregate.
+
+    ``repetitions``: the most measured executions of each read (fewer once its p50 is precise to ±5%).
+    """
+    policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     _drop_schema(target)
     rows: list[dict[str, Any]] = []
@@ -282,20 +273,17 @@ def benchmark_rollups(
             )
             window = (chain, hi - pd.Timedelta(days=1))
 
-            def latency(query: str, params: tuple) -> float:
-                lat = []
-                for _ in range(repetitions):
-                    started = time.perf_counter()
-                    _x(conn, query, params).fetchall()
-                    lat.append((time.perf_counter() - started) * 1000)
-                return round(float(np.median(lat)), 4)
+            def latency(query: str, params: tuple) -> dict[str, Any]:
+                timed = time_query(conn, query, [params], policy=policy)
+                return {"query_p50_ms": round(timed.p50_ms, 4), "query_n": timed.n,
+                        "query_stopped_by": timed.stopped_by}  # fmt: skip
 
             # 1. raw GROUP BY
-            rows.append({"method": "raw GROUP BY", "query_p50_ms": latency(q_raw, window), "refresh_ms": 0.0,
+            rows.append({"method": "raw GROUP BY", **latency(q_raw, window), "refresh_ms": 0.0,
                          "stale_rows_after_insert": 0, "note": "always fresh; pays the aggregation on every read"})  # fmt: skip
             # 2. plain materialized view
             mv = f"{SCHEMA}.hourly_mv"
-            create_ms = _timed(
+            create_ms = time_once_ms(
                 conn,
                 f"CREATE MATERIALIZED VIEW {mv} AS " + _ROLLUP_SELECT.format(src=src, where=""),
             )
@@ -314,14 +302,14 @@ def benchmark_rollups(
                      " + interval '1 hour', acknowledged_at + interval '1 hour', clear_time_seconds, created_at + interval '1 hour',"
                      f" now() FROM {src} ORDER BY created_at DESC LIMIT %s", (new_packets,))  # fmt: skip
             stale_mv = _stale_rows(conn, src, mv)
-            refresh_mv_ms = _timed(conn, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {mv}")
-            rows.append({"method": "plain materialized view", "query_p50_ms": latency(
+            refresh_mv_ms = time_once_ms(conn, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {mv}")
+            rows.append({"method": "plain materialized view", **latency(
                 f"SELECT * FROM {mv} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh_mv_ms, 1),
                 "stale_rows_after_insert": stale_mv, "note": f"full refresh each time (first build {create_ms:.0f} ms)"})  # fmt: skip
             stale_roll = _stale_rows(conn, src, roll)
             incr_ms = _incremental_refresh(conn, src, roll, full=False)
             matches = _rollup_equals_raw(conn, src, roll)
-            rows.append({"method": "incremental rollup (watermark)", "query_p50_ms": latency(
+            rows.append({"method": "incremental rollup (watermark)", **latency(
                 f"SELECT bucket, packet_count, acknowledged_count, clear_sum / nullif(clear_n, 0) FROM {roll}"
                 " WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(incr_ms, 1),
                 "stale_rows_after_insert": stale_roll, "note": f"re-aggregates touched buckets only (full build {full_roll_ms:.0f} ms)"})  # fmt: skip
@@ -340,7 +328,7 @@ def benchmark_rollups(
         pd.DataFrame(rows),
         matches,
         cagg_state,
-        {"new_packets": new_packets, "repetitions": repetitions},
+        {"new_packets": new_packets, "repetitions": repetitions, "timing": asdict(policy)},
     )
 
 
@@ -392,8 +380,8 @@ def _cagg_rows(
         _x(conn, f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, timescaledb.materialized_only = {only}) AS"
                  f" SELECT time_bucket('1 hour', created_at) AS bucket, source_chain, count(*) AS packet_count FROM {hyper}"
                  " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
-        refresh = _timed(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
-        rows.append({"method": f"continuous aggregate ({mode})", "query_p50_ms": latency(
+        refresh = time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
+        rows.append({"method": f"continuous aggregate ({mode})", **latency(
             f"SELECT * FROM {view} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh, 1),
             "stale_rows_after_insert": 0 if only == "false" else np.nan, "note": "Community edition"})  # fmt: skip
     return rows
@@ -415,10 +403,7 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
     rows = []
     try:
         with connect(target, autocommit=True) as conn:
-            has_ts = (
-                _x(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-                is not None
-            )
+            has_ts = _has_timescaledb(conn)
             lo, hi = _bounds(conn)
             cutoff = (pd.Timestamp(hi) - pd.Timedelta(hours=keep_hours)).floor("h")
             create_kit_schema(conn, SCHEMA)

@@ -14,6 +14,7 @@ from datetime import timedelta
 import numpy as np
 import psycopg
 
+from data_gen.tables import PACKET_FLOW
 from ibcbench.errors import BenchmarkError
 
 WORKLOAD_NAME = "ibc-seed"
@@ -66,11 +67,8 @@ class Workload:
         )  # fmt: skip
 
 
-PACKET_COLUMNS = (
-    "id, operation_id, source_chain, destination_chain, source_port, source_channel, destination_port,"
-    " destination_channel, sequence, status, sender, receiver, amount, denom, relayer, timeout_revision,"
-    " timeout_height, timeout_timestamp, received_at, acknowledged_at, clear_time_seconds, created_at"
-)
+#: packet_flow's columns but updated_at (its default fills it), in the table's order
+PACKET_COLUMNS = ", ".join(name for name, _ in PACKET_FLOW if name != "updated_at")
 
 QUERIES: tuple[WorkloadQuery, ...] = (
     WorkloadQuery(

@@ -6,13 +6,28 @@ same time: their inclusive time is divided by the processes that ran them (worke
 a child never costs more wall time than its Gather. Exclusive time is inclusive time minus the
 children's inclusive time (never below zero). Row figures are per loop in EXPLAIN and are
 multiplied by loops here. Unknown node types and fields are kept in ``raw``.
+
+Chunks and partitions, one definition for the whole kit:
+
+- a **chunk scan** is a scan node over a TimescaleDB chunk (``_hyper_<n>_<m>_chunk``, under a
+  ``ChunkAppend`` or an ``Append``, or alone when the planner kept a single chunk); given the leaf
+  partitions of a declaratively partitioned table, a scan of one of them counts the same way. A
+  compressed chunk's decompressing node (``DecompressChunk``, ``ColumnarIndexScan`` in newer
+  releases) names the chunk and counts once; the scan of its ``compress_hyper_*`` table below does not.
+- **scanned** chunks are chunk scans that ran (``Actual Loops`` > 0; every chunk scan in a plan
+  without ANALYZE). A ChunkAppend keeps the chunks it excluded at runtime as children with zero loops:
+  those are not scanned.
+- **excluded** chunks are the ones the executor reports it dropped: ``Chunks excluded during
+  startup`` and ``Chunks excluded during runtime`` of a ChunkAppend, and ``Subplans Removed`` of an
+  Append or MergeAppend (PostgreSQL's partition pruning at executor start-up). Chunks the planner
+  never put into the plan (plan-time exclusion with a known value) are in neither count.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +35,11 @@ from typing import Any
 from ibcbench.errors import PlanError
 
 CHUNK_RE = re.compile(r"^_hyper_\d+_\d+_chunk$")
+_EXCLUSION_KEYS = (
+    "Chunks excluded during startup",
+    "Chunks excluded during runtime",
+    "Subplans Removed",
+)
 
 
 @dataclass
@@ -99,7 +119,18 @@ class PlanNode:
 
     @property
     def is_chunk_scan(self) -> bool:
+        """A scan of a TimescaleDB chunk (see the module's definition)."""
         return bool(self.relation and CHUNK_RE.match(self.relation))
+
+    def is_partition_scan(self, partitions: Collection[str] = ()) -> bool:
+        """A chunk scan, or a scan of one of ``partitions`` (leaf partitions' relation names)."""
+        return self.is_chunk_scan or (self.relation is not None and self.relation in partitions)
+
+    @property
+    def excluded_children(self) -> int:
+        """Children this node's executor dropped (ChunkAppend's startup/runtime exclusion, Append's
+        ``Subplans Removed``)."""
+        return sum(int(self.raw.get(key, 0) or 0) for key in _EXCLUSION_KEYS)
 
     @property
     def label(self) -> str:
@@ -153,16 +184,29 @@ class Plan:
         return {n.index for n in self.nodes() if n.index}
 
     @property
+    def node_kinds(self) -> tuple[str, ...]:
+        """Node types, depth first from the root (``Custom Scan`` for ChunkAppend and friends)."""
+        return tuple(n.node_type for n in self.nodes())
+
+    @property
+    def top_scan(self) -> str:
+        """The first scan node's type, depth first from the root; the root's type when none scans."""
+        kinds = self.node_kinds
+        return next((k for k in kinds if "Scan" in k), kinds[0])
+
+    def partitions_scanned(self, partitions: Collection[str] = ()) -> int:
+        """Chunk scans that ran, counting scans of ``partitions`` (leaf partition names) as chunks."""
+        return sum(1 for n in self.nodes() if n.is_partition_scan(partitions) and n.executed)
+
+    @property
     def chunks_scanned(self) -> int:
-        return sum(1 for n in self.nodes() if n.is_chunk_scan and n.executed)
+        """TimescaleDB chunks scanned (see the module's definition)."""
+        return self.partitions_scanned()
 
     @property
     def chunks_excluded(self) -> int:
-        total = 0
-        for n in self.nodes():
-            for key in ("Chunks excluded during startup", "Chunks excluded during runtime"):
-                total += int(n.raw.get(key, 0) or 0)
-        return total
+        """Chunks (or partitions) the executor excluded (see the module's definition)."""
+        return sum(n.excluded_children for n in self.nodes())
 
     @property
     def jit_ms(self) -> float:
@@ -326,7 +370,7 @@ def plan_from_text(text: str) -> Plan:
                 target[f"Shared {kind.capitalize()} Blocks"] = int(num)
         elif (
             key.startswith("Rows Removed by")
-            or key in ("Workers Planned", "Workers Launched", "Heap Fetches")
+            or key in ("Workers Planned", "Workers Launched", "Heap Fetches", "Subplans Removed")
             or key.startswith("Chunks excluded during")
         ):
             target[key] = int(value.split()[0])
