@@ -75,6 +75,7 @@ DEMO_COMMANDS = {
     "ibcbench-demo-refresh-hourly-packet-stats": "REFRESH MATERIALIZED VIEW CONCURRENTLY hourly_packet_stats",
     "ibcbench-demo-bloat-check": "SELECT count(*) FROM reindex_bloated_indexes(30, 1048576, true)",
 }
+_REFRESH = "REFRESH MATERIALIZED VIEW CONCURRENTLY "
 
 
 def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
@@ -87,6 +88,11 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
         )
     with connect(target) as conn:
         database = conn.info.dbname
+        matviews = {r[0] for r in conn.execute("SELECT matviewname FROM pg_matviews"
+                                               " WHERE schemaname = current_schema()").fetchall()}  # fmt: skip
+    # as the schema does (migration 7): no refresh job for a view that is a continuous aggregate
+    commands = {n: c for n, c in DEMO_COMMANDS.items()
+                if not c.startswith(_REFRESH) or c.removeprefix(_REFRESH) in matviews}  # fmt: skip
     ids: list[int] = []
     started = time.time()
     try:
@@ -94,7 +100,7 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
             # pg_cron's tables live in the cron database once the extension is created there
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             clear_demo_jobs(conn)  # left by a run that was killed while it waited
-            for name, command in DEMO_COMMANDS.items():
+            for name, command in commands.items():
                 ids.append(conn.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
                                         (name, command, database)).fetchone()[0])  # type: ignore[index]  # fmt: skip
             deadline = time.monotonic() + wait_s
