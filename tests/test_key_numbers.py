@@ -26,6 +26,7 @@ from ibcbench.data.profile import profile_dataset
 from ibcbench.errors import BenchmarkError, RunError
 from ibcbench.results.recorded import record_results
 from ibcbench.results.runs import Run, new_run
+from ibcbench.suite.report import build_report
 
 pytestmark = pytest.mark.db
 
@@ -87,6 +88,8 @@ def test_pool_sweep_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     assert keys["knee_max_size"] == min(
         size for size, qps in top.items() if qps >= 0.95 * top.max()
     )
+    # the knee is the smallest size that reaches the share: every size reaches 0%, only the best 100%
+    assert result.knee(share=0.0) == 1 and result.knee(share=1.0) == top.idxmax()
     assert keys["best_qps"] == f.throughput_qps.max()
     assert keys["errors"] == f.errors.sum() and keys["client_bound_points"] == f.client_bound.sum()
     by_prepared = f.groupby("prepared").throughput_qps.mean()
@@ -196,6 +199,7 @@ def test_plan_comparison_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     assert _files(run.path) == {str(DIFF_HTML), "figures/04_biggest_plan_change.png"}
     page = (run.path / DIFF_HTML).read_text()
     assert "wallet" in page and page.count("<table") >= 2  # both diffs, one after the other
+    assert page in build_report(run).read_text()  # the report finds it by the same constant
 
 
 def test_profile_numbers(loaded_dsn: str, tmp_path: Path) -> None:
