@@ -223,3 +223,10 @@ def test_record_results_refuses_a_key_given_twice(loaded_dsn: str) -> None:
     with pytest.raises(RunError, match="key number 'chains' is recorded twice"):
         record_results(profile, chains=3)
     assert record_results(profile, extra=1)["extra"] == 1
+
+
+def test_random_page_cost_needs_two_values() -> None:
+    with pytest.raises(
+        BenchmarkError, match=r"give two random_page_cost values to compare, not \['4'\]"
+    ):
+        compare_random_page_cost("host=/nonexistent dbname=x", ["4"])  # refused before connecting

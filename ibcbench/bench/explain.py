@@ -11,6 +11,7 @@ from typing import Any
 from ibcbench.bench.indexes import apply_strategy
 from ibcbench.bench.workload import workload_queries
 from ibcbench.db import connect
+from ibcbench.errors import BenchmarkError
 from ibcbench.plans import (
     Plan,
     PlanSetDiff,
@@ -128,7 +129,7 @@ def compare_random_page_cost(
 ) -> RandomPageCostResult:
     """The workload's plans at two random_page_cost values, indexes as they are."""
     if len(costs) != 2:
-        raise ValueError(f"give two random_page_cost values to compare, not {list(costs)}")
+        raise BenchmarkError(f"give two random_page_cost values to compare, not {list(costs)}")
     a, b = (PlanConfig(f"random_page_cost_{c}", None, {"random_page_cost": str(c)}) for c in costs)
     return RandomPageCostResult(compare_configurations(dsn, a, b, out_dir=out_dir))
 
