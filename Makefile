@@ -7,8 +7,8 @@ bench:
 test:
 	scripts/test
 lint:
-	.venv/bin/ruff check ibcbench data_gen tests
+	.venv/bin/ruff check ibcbench data_gen tests notebooks
 format:
-	.venv/bin/ruff format ibcbench data_gen tests
+	.venv/bin/ruff format ibcbench data_gen tests notebooks
 strip-notebooks:
 	.venv/bin/nbstripout notebooks/*.ipynb

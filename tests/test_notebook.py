@@ -108,12 +108,41 @@ def test_the_numbered_notebooks_are_stripped_and_use_the_kit_kernel() -> None:
         assert all(not c.outputs and c.execution_count is None for c in code), (
             f"{path.name} has outputs"
         )
-        assert "record(" in code[-1].source, (
+        assert code[-1].source.startswith(("record(", "record_results(")), (
             f"{path.name}: the last cell must record its key numbers"
         )
-        assert not any(
-            line.lstrip().startswith("def ") for c in code for line in c.source.splitlines()
-        ), path.name
+
+
+#: what a notebook cell must not hold: it is a call and a display (../shared/STYLE.md)
+NOT_IN_NOTEBOOKS = {
+    "def ": "a function definition",
+    "lambda": "a function definition",
+    "with connect(": "a connection block",
+    "__import__": "a hidden import",
+    ".iloc[": "a value picked by position",
+    "SELECT ": "SQL",
+    "try:": "a retry",
+    "while ": "a loop",
+    "for ": "a loop",
+    "Run(": "a run folder built by hand",
+    "write_text(": "a file written by hand",
+}
+
+
+@pytest.mark.parametrize("path", numbered_notebooks(), ids=lambda p: p.stem)
+def test_notebook_cells_are_calls_and_displays(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code[1:]:  # the parameters cell is plain assignments
+        for token, what in NOT_IN_NOTEBOOKS.items():
+            assert token not in cell.source, f"{path.name}: {what} in a cell:\n{cell.source}"
+        # arithmetic on results belongs in the result's key_numbers(): no operators on values
+        for op in (" / ", " * ", " - ", " + ", "==", " < ", " > "):
+            assert op not in cell.source, (
+                f"{path.name}: arithmetic ({op.strip()}) in:\n{cell.source}"
+            )
+    params = code[0].source
+    assert "run_dir = None" in params and "dsn = None" in params, path.name
 
 
 PASSWORD = "pw-s3cr3t-9f2c"

@@ -24,4 +24,8 @@ def test_01_generates_loads_and_profiles(server_dsn: str, tmp_path: Path) -> Non
     assert rec["chains"] >= 20
     assert 0 < rec["stuck_pct"] + rec["timeout_pct"] < 1
     assert rec["clear_time_p99_s"] > rec["clear_time_p50_s"] > 10
+    assert rec["created"] in (True, False) and rec["dataset_seconds"] >= 0
+    # a dataset built by this run records its load rate, a reused one records none
+    assert (rec["load_rows_per_s"] is None) is (not rec["created"])
+    assert rec["load_rows_per_s"] is None or rec["load_rows_per_s"] > 1000
     assert (run.path / "figures" / "01_dataset_profile.png").exists()

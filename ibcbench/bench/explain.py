@@ -3,7 +3,7 @@ into run folders and diffed node by node."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,16 +11,48 @@ from typing import Any
 from ibcbench.bench.indexes import apply_strategy
 from ibcbench.bench.workload import workload_queries
 from ibcbench.db import connect
+from ibcbench.errors import BenchmarkError
 from ibcbench.plans import (
     Plan,
     PlanSetDiff,
     capture_plans,
     diff_plan_sets,
+    plot_diff,
     render_diff_html,
     save_plans,
 )
+from ibcbench.results.recorded import run_folder, save_figure
+from ibcbench.results.runs import Run
 
 ANALYZED_TABLES = "packet_flow, clearing_operations, network_stats, relayer_performance"
+#: a run folder's captured plans, one folder per configuration
+PLANS_FOLDER = "plans"
+#: the plan diffs the report embeds, relative to the run folder (written by :func:`write_diff_html`)
+DIFF_HTML = Path(PLANS_FOLDER) / "diff.html"
+
+
+def plans_folder(run_dir: str | Path | Run | None) -> Path | None:
+    """Where a run folder's captured plans go (None without a run folder, as in JupyterLab)."""
+    run = run_folder(run_dir)
+    return None if run is None else run.path / PLANS_FOLDER
+
+
+def write_diff_html(
+    run_dir: str | Path | Run | None, diffs: Mapping[str, PlanSetDiff]
+) -> Path | None:
+    """Write ``<run_dir>/plans/diff.html`` (:data:`DIFF_HTML`): one section per titled plan set diff."""
+    run = run_folder(run_dir)
+    if run is None:
+        return None
+    path = run.path / DIFF_HTML
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(render_diff_html(d, title=title) for title, d in diffs.items()))
+    return path
+
+
+def biggest_change(diff: PlanSetDiff) -> str:
+    """The query whose execution time changed most in the after configuration's favour."""
+    return str(diff.summary().sort_values("ratio", kind="stable").iloc[0]["query"])
 
 
 @dataclass(frozen=True)
@@ -80,3 +112,59 @@ def compare_configurations(
             render_diff_html(result, title=f"{a.name} vs {b.name}", standalone=True)
         )
     return result
+
+
+@dataclass(frozen=True)
+class RandomPageCostResult:
+    """The workload's plans under two random_page_cost values."""
+
+    diff: PlanSetDiff
+
+    def key_numbers(self) -> dict[str, Any]:
+        return {"random_page_cost_plans_changed": len(self.diff.changed())}
+
+
+def compare_random_page_cost(
+    dsn: str | None, costs: Sequence[str] = ("4", "1.1"), *, out_dir: Path | None = None
+) -> RandomPageCostResult:
+    """The workload's plans at two random_page_cost values, indexes as they are."""
+    if len(costs) != 2:
+        raise BenchmarkError(f"give two random_page_cost values to compare, not {list(costs)}")
+    a, b = (PlanConfig(f"random_page_cost_{c}", None, {"random_page_cost": str(c)}) for c in costs)
+    return RandomPageCostResult(compare_configurations(dsn, a, b, out_dir=out_dir))
+
+
+@dataclass(frozen=True)
+class PlanComparisonResult:
+    """Notebook 04's result: the plans under two configurations and a second, settings-only pair."""
+
+    diff: PlanSetDiff
+    second: PlanSetDiff | None = None
+
+    def key_numbers(self) -> dict[str, Any]:
+        summary = self.diff.summary()
+        biggest = biggest_change(self.diff)
+        numbers = {
+            "queries": len(summary),
+            "faster": int((summary.verdict == "faster").sum()),
+            "slower": int((summary.verdict == "slower").sum()),
+            "plans_changed": len(self.diff.changed()),
+            "biggest_change_query": biggest,
+            "biggest_speedup": self.diff.speedup(biggest),
+            "worst_q_error": float(self.diff.worst_estimates().q_error.max()),
+        }
+        if self.second is not None:
+            numbers.update(RandomPageCostResult(self.second).key_numbers())
+        return numbers
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write :data:`DIFF_HTML` (both diffs) and the biggest change's figure."""
+        run = run_folder(run_dir)
+        if run is None:
+            return
+        diffs = {"plans": self.diff}
+        if self.second is not None:
+            diffs["random_page_cost"] = self.second
+        write_diff_html(run, diffs)
+        figure = plot_diff(self.diff.diffs[biggest_change(self.diff)])
+        save_figure(figure, "04_biggest_plan_change", run, close=True)

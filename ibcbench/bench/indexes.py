@@ -10,7 +10,9 @@ TimescaleDB's default ``created_at`` index stay in every strategy.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,8 @@ from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.plans.model import Plan, plan_from_json
+from ibcbench.results.recorded import run_folder, save_figure
+from ibcbench.results.runs import Run
 
 
 @dataclass(frozen=True)
@@ -260,10 +264,55 @@ class IndexStrategyResult:
         sel = self.latency[(self.latency.strategy == strategy) & (self.latency["query"] == query)]
         return float(sel.p50_ms.iloc[0])
 
-    def save(self, run: Any) -> None:
+    def strategies(self) -> list[str]:
+        """The strategies measured, in the order they ran."""
+        return list(dict.fromkeys(self.latency.strategy))
+
+    def speedup(self, query: str, *, before: str = "none", after: str = "seed") -> float | None:
+        """p50 under ``before`` / p50 under ``after`` (None unless both were measured)."""
+        measured = set(self.strategies())
+        if not {before, after} <= measured:
+            return None
+        return self.p50(before, query) / self.p50(after, query)
+
+    def index_cost(self) -> pd.DataFrame:
+        """Per strategy: the kit's index bytes and build seconds, summed over its indexes."""
+        return self.indexes.groupby("strategy")[["size_bytes", "build_s"]].sum()
+
+    def used_indexes(self) -> pd.DataFrame:
+        """Index scans per index (rows) and strategy (columns), indexes that were scanned only."""
+        used = self.usage[self.usage.scans > 0]
+        return used.pivot(index="index", columns="strategy", values="scans")
+
+    def key_numbers(self) -> dict[str, Any]:
+        """What notebook 02 records: the seed's wallet and packet-lookup speed-ups, winners, ingest."""
+        measured = set(self.strategies())
+        winners = self.winners()
+        return {
+            "wallet_history_p50_ms_none": self.p50("none", "wallet_history")
+            if "none" in measured
+            else None,
+            "wallet_history_p50_ms_seed": self.p50("seed", "wallet_history")
+            if "seed" in measured
+            else None,
+            "wallet_history_speedup": self.speedup("wallet_history"),
+            "packet_lookup_speedup": self.speedup("packet_by_channel_sequence"),
+            "winners": dict(zip(winners["query"], winners.strategy, strict=True)),
+            "ingest_rows_per_s": dict(
+                zip(self.ingest.strategy, self.ingest.rows_per_s, strict=True)
+            ),
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write the result tables (``index_*``), the manifest entry and the two figures."""
+        run = run_folder(run_dir)
+        if run is None:
+            return
         for name in ("latency", "plans", "indexes", "ingest", "hypo", "usage"):
             run.write_frame(f"index_{name}", getattr(self, name))
         run.update_manifest(index_strategies=self.manifest)
+        save_figure(plot_latency(self), "02_latency_by_strategy", run, close=True)
+        save_figure(plot_cost(self), "02_cost_by_strategy", run, close=True)
 
 
 def benchmark_index_strategies(
@@ -406,3 +455,9 @@ def plot_cost(result: IndexStrategyResult) -> Any:
     ax.set_title("What each strategy costs")
     fig.tight_layout()
     return fig
+
+
+def describe_strategies(names: Iterable[str]) -> dict[str, str]:
+    """The description of each named strategy, in the kit's order (unknown names are left out)."""
+    wanted = set(names)
+    return {name: s.description for name, s in STRATEGIES.items() if name in wanted}

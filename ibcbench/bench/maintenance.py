@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,8 @@ from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.recorded import run_folder, save_figure, save_frame
+from ibcbench.results.runs import Run
 from ibcbench.status import hourly_stats_kind
 
 SCHEMA = "ibcbench_maint"
@@ -74,6 +77,7 @@ DEMO_COMMANDS = {
     "ibcbench-demo-refresh-hourly-packet-stats": "REFRESH MATERIALIZED VIEW CONCURRENTLY hourly_packet_stats",
     "ibcbench-demo-bloat-check": "SELECT count(*) FROM reindex_bloated_indexes(30, 1048576, true)",
 }
+_REFRESH = "REFRESH MATERIALIZED VIEW CONCURRENTLY "
 
 
 def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
@@ -129,15 +133,74 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
     return runs
 
 
+@dataclass(frozen=True)
+class CronJobsResult:
+    """The schema's scheduled jobs and one watched run of each demo copy."""
+
+    scheduled: pd.DataFrame
+    runs: pd.DataFrame
+
+    def key_numbers(self) -> dict[str, Any]:
+        """Notebook 06's cron numbers: jobs scheduled, demo runs that succeeded, the slowest run."""
+        return {
+            "cron_jobs_scheduled": len(self.scheduled),
+            "cron_jobs_seen": int((self.runs.status == "succeeded").sum()),
+            "cron_job_max_ms": float(self.runs.duration_ms.astype(float).max())
+            if len(self.runs)
+            else None,
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        save_frame(self.runs.astype(str), "maint_cron_runs", run_dir)
+
+
+def watch_cron_jobs(dsn: str | None, *, wait_s: float = 75.0) -> CronJobsResult:
+    """:func:`run_cron_jobs_now`, then the schema's jobs as pg_cron holds them afterwards."""
+    runs = run_cron_jobs_now(dsn, wait_s=wait_s)
+    return CronJobsResult(scheduled_jobs(dsn), runs)
+
+
 # ---- bloat ---------------------------------------------------------------------------------------
+STAGE_FRESH = "fresh"
+STAGE_REINDEXED = "after REINDEX CONCURRENTLY"
+
+
+def bloated_stage(delete_share: float) -> str:
+    """The name of the bloat demonstration's middle stage (rows deleted, vacuumed, not reindexed)."""
+    return f"after deleting {delete_share:.0%} + VACUUM"
+
+
 @dataclass
 class BloatResult:
     frame: pd.DataFrame  # before / after delete / after reindex
     detected: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, run: Any) -> None:
-        run.write_frame("maint_bloat", self.frame)
+    def stage(self, name: str) -> pd.Series:
+        """One stage's row: ``STAGE_FRESH``, ``bloated_stage(share)`` or ``STAGE_REINDEXED``."""
+        rows = self.frame[self.frame.stage == name]
+        if len(rows) != 1:
+            raise BenchmarkError(
+                f"the bloat result has no stage {name!r}: it has {list(self.frame.stage)}"
+            )
+        return rows.iloc[0]
+
+    def key_numbers(self) -> dict[str, Any]:
+        """Bloated (deleted + vacuumed) against reindexed: leaf density, index bytes, lookup p50."""
+        before = self.stage(bloated_stage(self.manifest["delete_share"]))
+        after = self.stage(STAGE_REINDEXED)
+        return {
+            "leaf_density_before": float(before.leaf_density_pct),
+            "leaf_density_after": float(after.leaf_density_pct),
+            "index_bytes_before": int(before.index_bytes),
+            "index_bytes_after": int(after.index_bytes),
+            "lookup_p50_ms_before": float(before.p50_ms),
+            "lookup_p50_ms_after": float(after.p50_ms),
+            "bloat_detected": len(self.detected) > 0,
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        save_frame(self.frame, "maint_bloat", run_dir)
 
 
 def _index_state(
@@ -192,12 +255,12 @@ def demonstrate_bloat(
                 f"SELECT wallet_address FROM {SCHEMA}.ops TABLESAMPLE BERNOULLI (10) REPEATABLE (3) LIMIT %s", (lookups,)
             ).fetchall()]  # fmt: skip
             query = f"SELECT id, created_at FROM {SCHEMA}.ops WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 20"
-            rows = [{"stage": "fresh", **_index_state(conn, index, query, wallets, policy)}]
+            rows = [{"stage": STAGE_FRESH, **_index_state(conn, index, query, wallets, policy)}]
             conn.execute(f"DELETE FROM {SCHEMA}.ops WHERE random() < %s", (delete_share,))
             conn.execute(f"VACUUM {SCHEMA}.ops")
             rows.append(
                 {
-                    "stage": f"after deleting {delete_share:.0%} + VACUUM",
+                    "stage": bloated_stage(delete_share),
                     **_index_state(conn, index, query, wallets, policy),
                 }
             )
@@ -207,7 +270,7 @@ def demonstrate_bloat(
                 (index,),
             )
             reindex_ms = time_once_ms(conn, f"REINDEX INDEX CONCURRENTLY {index}")
-            rows.append({"stage": "after REINDEX CONCURRENTLY", **_index_state(conn, index, query, wallets, policy),
+            rows.append({"stage": STAGE_REINDEXED, **_index_state(conn, index, query, wallets, policy),
                          "reindex_ms": round(reindex_ms, 1)})  # fmt: skip
         finally:
             drop_kit_schema(conn, SCHEMA)
@@ -250,3 +313,36 @@ def plot_health(health: pd.DataFrame) -> Any:
     ax.set_title("Network health per chain")
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    """The monitoring functions' tables over the dataset, by name (see :func:`monitoring_tables`)."""
+
+    tables: dict[str, pd.DataFrame]
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+    def key_numbers(self) -> dict[str, Any]:
+        return {"health_scores": len(self.tables["network_health"])}
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write the network health figure."""
+        if run_folder(run_dir) is not None:
+            save_figure(
+                plot_health(self["network_health"]), "06_network_health", run_dir, close=True
+            )
+
+
+def check_monitoring(dsn: str | None, *, pattern: str = "packet_flow") -> MonitoringResult:
+    """:func:`monitoring_tables` as a result that records its key numbers."""
+    return MonitoringResult(monitoring_tables(dsn, pattern=pattern))
+
+
+def tuning_against_server(dsn: str | None) -> pd.DataFrame:
+    """The seed's tuning rules for this machine next to the server's current values."""
+    from ibcbench.toolkit.tuning import compare_with_server, recommend_settings
+
+    with connect(dsn) as conn:
+        return compare_with_server(conn, recommend_settings())

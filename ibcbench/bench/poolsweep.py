@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,8 @@ import pandas as pd
 from ibcbench.bench.runner import run_python
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
+from ibcbench.results.recorded import run_folder, save_figure
+from ibcbench.results.runs import Run
 from ibcbench.toolkit.pool import PoolConfig
 
 SEED_CONFIG = PoolConfig()  # 25 / 5
@@ -35,9 +38,33 @@ class PoolSweepResult:
         f = f[f.clients == c].groupby("max_size").throughput_qps.mean()
         return int(f[f >= share * f.max()].index.min())
 
-    def save(self, run: Any) -> None:
+    def prepared_gain(self) -> float | None:
+        """Mean throughput with prepared statements / without (None unless both were swept)."""
+        f = self.frame
+        if set(f.prepared) != {True, False}:
+            return None
+        return float(f[f.prepared].throughput_qps.mean() / f[~f.prepared].throughput_qps.mean())
+
+    def key_numbers(self) -> dict[str, Any]:
+        """What notebook 03 records: the knee, the best rate, errors, client-bound points, waits."""
+        f = self.frame
+        return {
+            "knee_max_size": self.knee(),
+            "best_qps": float(f.throughput_qps.max()),
+            "errors": int(f.errors.sum()),
+            "client_bound_points": int(f.client_bound.sum()),
+            "prepared_gain": self.prepared_gain(),
+            "max_wait_ms_per_request": float(f.wait_ms_per_request.max()),
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write ``pool_sweep``, the manifest entry and the sweep figure."""
+        run = run_folder(run_dir)
+        if run is None:
+            return
         run.write_frame("pool_sweep", self.frame)
         run.update_manifest(pool_sweep=self.manifest)
+        save_figure(plot_sweep(self), "03_pool_sweep", run, close=True)
 
 
 def sweep_pool_settings(

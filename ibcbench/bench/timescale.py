@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.errors import BenchmarkError
 from ibcbench.plans.model import plan_from_json
+from ibcbench.results.recorded import run_folder, save_figure, save_frame
+from ibcbench.results.runs import Run
 
 SCHEMA = "ibcbench_layouts"
 _COLUMNS = ", ".join(name for name, _ in PACKET_FLOW)  # kit-owned names, in the table's order
@@ -134,9 +137,35 @@ class LayoutResult:
         q = self.queries
         return float(q[(q.layout == layout) & (q["query"] == query)].p50_ms.iloc[0])
 
-    def save(self, run: Any) -> None:
+    def partitions_scanned(self, layout: str, query: str) -> int:
+        """Partitions (chunks) one query's plan visited on one layout."""
+        q = self.queries
+        return int(q[(q.layout == layout) & (q["query"] == query)].partitions_scanned.iloc[0])
+
+    def most_chunks_layout(self) -> str:
+        """The layout with the most partitions (the last of a tie, in the order they were built)."""
+        return str(self.queries.sort_values("partitions_total", kind="stable").iloc[-1]["layout"])
+
+    def key_numbers(self) -> dict[str, Any]:
+        """Notebook 05's layout numbers: chunk exclusion on the layout with the most chunks."""
+        many = self.most_chunks_layout()
+        return {
+            "most_chunks_layout": many,
+            "chunks_total": int(self.layouts.partitions.max()),
+            "chunks_scanned_bounded": self.partitions_scanned(many, "point_lookup_time_bounded"),
+            "chunks_scanned_unbounded": self.partitions_scanned(many, "point_lookup"),
+            "point_lookup_ratio_many_chunks_vs_plain": self.latency(many, "point_lookup")
+            / self.latency("plain", "point_lookup"),
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write ``ts_layouts``, ``ts_layout_queries`` and the layouts figure."""
+        run = run_folder(run_dir)
+        if run is None:
+            return
         run.write_frame("ts_layouts", self.layouts)
         run.write_frame("ts_layout_queries", self.queries)
+        save_figure(plot_layouts(self), "05_layouts", run, close=True)
 
 
 def benchmark_layouts(
@@ -237,8 +266,16 @@ class RollupResult:
     continuous_aggregates: str
     manifest: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, run: Any) -> None:
-        run.write_frame("ts_rollups", self.frame)
+    def key_numbers(self) -> dict[str, Any]:
+        """Notebook 05's rollup numbers: does the rollup match the raw GROUP BY, refresh costs."""
+        return {
+            "caggs_available": self.continuous_aggregates == "measured",
+            "rollup_matches_raw": self.rollup_matches_raw,
+            "refresh_ms": dict(zip(self.frame.method, self.frame.refresh_ms, strict=True)),
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        save_frame(self.frame, "ts_rollups", run_dir)
 
 
 def benchmark_rollups(
@@ -392,8 +429,16 @@ def _cagg_rows(
 class RetentionResult:
     frame: pd.DataFrame
 
-    def save(self, run: Any) -> None:
-        run.write_frame("ts_retention", self.frame)
+    def key_numbers(self) -> dict[str, Any]:
+        """Notebook 05's retention numbers: time and WAL per method."""
+        f = self.frame
+        return {
+            "retention_ms": dict(zip(f.method, f.elapsed_ms, strict=True)),
+            "retention_wal_bytes": dict(zip(f.method, f.wal_bytes, strict=True)),
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        save_frame(self.frame, "ts_retention", run_dir)
 
 
 def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionResult:

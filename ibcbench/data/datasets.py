@@ -69,6 +69,15 @@ class DatasetInfo:
     elapsed_s: float
     load: Any = None
 
+    def key_numbers(self) -> dict[str, Any]:
+        """What notebook 01 records about the dataset: its database, whether it was built, how fast."""
+        return {
+            "dataset": self.database,
+            "created": self.created,
+            "dataset_seconds": round(self.elapsed_s, 1),
+            "load_rows_per_s": self.load.rows_per_s if self.created else None,
+        }
+
 
 def _validate(scale: str, seed: int) -> None:
     from data_gen import PRESETS

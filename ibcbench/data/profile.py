@@ -7,6 +7,7 @@ so it also profiles data someone else loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,27 @@ class DatasetProfile:
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
+
+    def key_numbers(self) -> dict[str, Any]:
+        """What notebook 01 records about the data (the same as :meth:`summary`)."""
+        return self.summary()
+
+    def save(self, run_dir: str | Path | None) -> Path | None:
+        """Write the profile figure as ``<run_dir>/figures/01_dataset_profile.png`` (None: no-op).
+
+        Written here, not through ``results.recorded.save_figure``: ``data/`` sits below ``results/``.
+        """
+        if run_dir is None:
+            return None
+        import matplotlib.pyplot as plt
+
+        folder = Path(run_dir) / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "01_dataset_profile.png"
+        fig = plot_profile(self)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return path
 
     def summary(self) -> dict[str, Any]:
         """Key numbers for ``record``."""

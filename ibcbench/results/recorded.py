@@ -3,7 +3,12 @@
 A notebook records its key numbers in its last cell with :func:`record`; they travel inside the
 executed notebook as a display output of MIME type ``application/vnd.ibcbench.record+json``, so a test,
 the report or a person can read them back from the ``.ipynb`` alone (:func:`read_recorded`). Figures go
-to ``<run_dir>/figures/`` (:func:`save_figure`), which the report embeds.
+to ``<run_dir>/figures/`` (:func:`save_figure`), which the report embeds; result tables to
+``<run_dir>/results/`` (:func:`save_frame`).
+
+Each benchmark result knows its key numbers (``key_numbers() -> dict``) and writes what the report
+reads (``save(run_dir)``, a no-op with ``run_dir=None`` as in JupyterLab); a notebook's last cell is
+``record_results(a, b, ...)``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import pandas as pd
 
 from ibcbench.errors import RunError
+from ibcbench.results.runs import Run
 
 RECORD_MIME = "application/vnd.ibcbench.record+json"
 
@@ -52,6 +60,39 @@ def record(**values: Any) -> dict[str, Any]:
     return clean
 
 
+class HasKeyNumbers(Protocol):
+    def key_numbers(self) -> dict[str, Any]: ...
+
+
+def record_results(*results: HasKeyNumbers, **values: Any) -> dict[str, Any]:
+    """Record the key numbers of every result, plus ``values``; a key given twice is an error."""
+    merged: dict[str, Any] = {}
+    for source in [*(r.key_numbers() for r in results), values]:
+        twice = sorted(set(merged) & set(source))
+        if twice:
+            raise RunError(
+                f"key number {twice[0]!r} is recorded twice: rename it in one of the results"
+            )
+        merged.update(source)
+    return record(**merged)
+
+
+def run_folder(run_dir: str | Path | Run | None) -> Run | None:
+    """The run folder ``run_dir`` names (None: no run folder, as in JupyterLab)."""
+    if run_dir is None or isinstance(run_dir, Run):
+        return run_dir
+    return Run(Path(run_dir))
+
+
+def save_frame(frame: pd.DataFrame, name: str, run_dir: str | Path | Run | None) -> Path | None:
+    """Save a result table as ``<run_dir>/results/<name>.parquet`` (+ ``.csv``); no-op without a run folder.
+
+    The report lists every result table of the run folder under the notebook whose prefix it has.
+    """
+    run = run_folder(run_dir)
+    return None if run is None else run.write_frame(name, frame)
+
+
 def read_recorded(notebook: Path | str) -> dict[str, Any]:
     """Every value recorded by :func:`record` in an executed notebook (later records win)."""
     path = Path(notebook)
@@ -71,15 +112,21 @@ def read_recorded(notebook: Path | str) -> dict[str, Any]:
     return values
 
 
-def save_figure(fig: Any, name: str, run_dir: str | Path | None) -> Path | None:
+def save_figure(
+    fig: Any, name: str, run_dir: str | Path | Run | None, *, close: bool = False
+) -> Path | None:
     """Save a matplotlib figure as ``<run_dir>/figures/<name>.png`` (no-op without a run folder).
 
     The report embeds every figure of the run folder; in JupyterLab (``run_dir=None``) it only shows.
+    ``close=True`` closes the figure afterwards (a result's ``save`` draws figures only to write them).
     """
-    if run_dir is None:
-        return None
-    folder = Path(run_dir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    run = run_folder(run_dir)
+    path = None
+    if run is not None:
+        path = run.subdir("figures") / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ibcbench import __version__
+from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 
@@ -267,7 +268,7 @@ def build_report(run: Run, *, baseline: Run | None = None) -> Path:
         )
         parts.append("".join(block))
 
-    plans_html = run.path / "plans" / "diff.html"
+    plans_html = run.path / DIFF_HTML
     if plans_html.exists():
         parts.append(
             f'<section id="plans"><h2>EXPLAIN diffs</h2>{plans_html.read_text()}</section>'
