@@ -10,7 +10,7 @@ going from 0 to 4 is a regression. A key missing from the table is reported as "
 direction known)", never guessed from its name.
 
 The thresholds of timings are wide because they were measured so: on the 2-core machine the kit is
-built on, shared with other jobs (load average 5 to 15), five identical tiny-scale runs of notebook
+built on, shared with other jobs (load average 6 to 8), five identical tiny-scale runs of notebook
 02 moved an index lookup's p50 up to x1.7, a sequential scan's p50 up to x4.4, their ratio (the
 speed-up) up to x5.0 and a 5,000-row insert rate up to x4.8 (``docs/report-check.md``). A dropped
 index moves its query's p50 by x40 and more, far beyond them. On a quiet runner, tighten them.
