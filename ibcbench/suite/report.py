@@ -161,7 +161,8 @@ class BaselineDiff:
         if reasons:
             text += " (" + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())) + ")"
         if self.latency is not None:
-            slower = int((self.latency.verdict == "slower").sum())
+            verdicts_ = self.latency.get("verdict", pd.Series(dtype=str))
+            slower = int((verdicts_ == "slower").sum())
             text += f"; workload latency: {len(self.latency)} queries compared, {slower} slower"
         elif self.latency_error:
             text += f"; workload latency comparison failed: {self.latency_error}"
