@@ -1,4 +1,4 @@
-"""``ibcbench report RUN [--baseline RUN]``."""
+"""``ibcbench report RUN [--baseline RUN] [--fail-on regression]``."""
 
 from __future__ import annotations
 
@@ -11,16 +11,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help="run id, prefix, folder, or 'latest'")
     p.add_argument(
-        "--baseline", default=None, help="another run: ratios per number, regressions flagged"
+        "--baseline",
+        default=None,
+        help="another run: every shared number compared by its direction and noise",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=["regression"],
+        default=None,
+        help="exit 1 when a number is worse than the baseline beyond its noise (a CI gate)",
     )
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
+    from ibcbench.errors import ConfigError
     from ibcbench.results.runs import find_run
-    from ibcbench.suite.report import build_report
+    from ibcbench.suite.report import build_report, compare_with_baseline
 
+    if args.fail_on and not args.baseline:
+        raise ConfigError("--fail-on regression needs a run to compare with: add --baseline RUN")
     run = find_run(args.run)
-    path = build_report(run, baseline=find_run(args.baseline) if args.baseline else None)
+    baseline = find_run(args.baseline) if args.baseline else None
+    diff = compare_with_baseline(run, baseline) if baseline is not None else None
+    path = build_report(run, diff=diff)
     print(f"report: {path}")
-    return 0
+    if diff is None:
+        return 0
+    print(f"against baseline {diff.baseline}: {diff.summary()}")
+    for line in diff.listing():
+        print(line)
+    failures = diff.failure_lines()
+    for line in failures:
+        print(line)
+    return 1 if failures and args.fail_on == "regression" else 0

@@ -3,24 +3,33 @@
 Sections: a summary (cards), the manifest (server, edition, settings, extensions, versions), one
 section per executed notebook (its recorded key numbers, its figures embedded as data URIs, its
 result tables, a link to the executed .ipynb), plan diffs when the run holds captured plans, and,
-with a baseline run, every shared number as a ratio (with a bootstrap CI for latency samples)
-and regressions flagged.
+with a baseline run, every shared number compared by its direction and noise
+(:mod:`ibcbench.results.metrics`), the workload latencies compared with
+:func:`~ibcbench.results.compare.compare_runs`, and what was not compared and why.
+
+The page is rendered from the Jinja2 templates in ``templates/`` with autoescaping on: this
+module prepares plain values (formatted text, data URIs), the templates escape every one of them.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from ibcbench import __version__
 from ibcbench.bench.explain import DIFF_HTML
+from ibcbench.errors import RunError
+from ibcbench.results.compare import compare_runs
+from ibcbench.results.metrics import MetricDiff, compare_recorded
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 
@@ -33,36 +42,13 @@ RESULT_OWNERS = {
     "05": ("ts_",),
     "06": ("maint_",),
 }
-HIGHER_IS_BETTER = ("speedup", "qps", "rows_per_s", "throughput", "ratio_", "gain", "health")
-
-CSS = """
-:root { --fg:#1d2330; --muted:#5c6679; --line:#e3e7ee; --bg:#f6f8fb; --ok:#2e7d32; --bad:#c62828; --accent:#2f5d9b; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color:var(--fg); background:var(--bg); }
-header { background:#1f2a44; color:#fff; padding:28px 40px 22px; }
-header h1 { margin:0 0 4px; font-size:26px; font-weight:600; }
-header .sub { color:#c9d3e6; font-size:14px; }
-main { max-width:1200px; margin:0 auto; padding:24px 40px 60px; }
-.cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(190px, 1fr)); gap:14px; margin:0 0 28px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
-.card .label { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.card .value { font-size:24px; font-weight:600; margin-top:2px; }
-section { background:#fff; border:1px solid var(--line); border-radius:12px; padding:20px 24px; margin:0 0 22px; }
-section h2 { margin:0 0 6px; font-size:20px; }
-section h3 { font-size:15px; margin:18px 0 6px; color:var(--muted); font-weight:600; }
-.status { display:inline-block; font-size:12px; padding:2px 8px; border-radius:999px; margin-left:8px; vertical-align:middle; }
-.status.ok { background:#e6f4ea; color:var(--ok); } .status.failed { background:#fdecea; color:var(--bad); }
-table { border-collapse:collapse; width:100%; font-size:13px; margin:6px 0 10px; }
-th, td { text-align:left; padding:5px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { color:var(--muted); font-weight:600; background:#fafbfd; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-tr.regression td { background:#fdecea; color:var(--bad); font-weight:600; }
-tr.improvement td { background:#e6f4ea; }
-img { max-width:100%; border:1px solid var(--line); border-radius:8px; margin:8px 0; }
-a { color:var(--accent); } .muted { color:var(--muted); } .error { color:var(--bad); font-family:monospace; }
-details summary { cursor:pointer; color:var(--accent); margin:6px 0; }
-nav { margin:0 0 20px; font-size:14px; } nav a { margin-right:14px; }
-"""
+#: recorded numbers shown as summary cards, with their labels
+HIGHLIGHTS = {
+    "wallet_history_speedup": "wallet index speed-up",
+    "knee_max_size": "pool knee (max_size)",
+    "rows_packet_flow": "packets loaded",
+    "load_rows_per_s": "load rows/s",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -83,27 +69,15 @@ def _fmt(value: Any) -> str:
 
 def _table(
     rows: list[dict[str, Any]] | pd.DataFrame, *, limit: int = 40, classes: list[str] | None = None
-) -> str:
+) -> dict[str, Any]:
+    """A table for the template: column names and rows of (text, is_number) cells."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    if frame.empty:
-        return '<p class="muted">(empty)</p>'
     frame = frame.head(limit)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = []
     for i, row in enumerate(frame.itertuples(index=False)):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(
-            f'<td class="num">{html.escape(_fmt(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-            else f"<td>{html.escape(_fmt(v))}</td>"
-            for v in row
-        )  # fmt: skip
-        body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _image(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+        cells = [(_fmt(v), isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row]
+        body.append({"cls": classes[i] if classes else "", "cells": cells})
+    return {"columns": [str(c) for c in frame.columns], "rows": body}
 
 
 def _notebook_sections(run: Run) -> list[dict[str, Any]]:
@@ -122,56 +96,173 @@ def _notebook_sections(run: Run) -> list[dict[str, Any]]:
             ).strip()
         except (KeyError, IndexError, json.JSONDecodeError):
             intro = ""
+        owners = RESULT_OWNERS.get(prefix)
         sections.append({
             "id": f"nb{prefix}", "prefix": prefix, "title": f"{prefix} · {title}", "path": nb,
             "recorded": read_recorded(nb), "ok": info.get("ok", True), "error": info.get("error"),
             "elapsed_s": info.get("elapsed_s"), "intro": intro,
             "figures": sorted((run.path / "figures").glob(f"{prefix}_*.png")),
-            "results": [n for n in run.frames() if n.startswith(RESULT_OWNERS.get(prefix, ("\0",)))] if RESULT_OWNERS.get(prefix) else [],
+            "results": [n for n in run.frames() if n.startswith(owners)] if owners else [],
         })  # fmt: skip
     return sections
 
 
-def _baseline_rows(
-    current: list[dict[str, Any]], baseline: Run
-) -> tuple[list[dict[str, Any]], list[str]]:
+@dataclass(frozen=True)
+class BaselineDiff:
+    """A run against a baseline run: recorded numbers, workload latencies, notebooks."""
+
+    baseline: str
+    candidate: str
+    metrics: list[MetricDiff]
+    #: compare_runs' frame, when both runs hold workload latencies
+    latency: pd.DataFrame | None = None
+    #: why the latencies were not compared (e.g. a run has none)
+    latency_note: str | None = None
+    #: the latency comparison failed: the gate fails too, since it could not look
+    latency_error: str | None = None
+    #: notebooks that ran in the baseline and failed in this run
+    notebook_failures: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[MetricDiff]:
+        return [d for d in self.metrics if d.verdict == "regression"]
+
+    @property
+    def compared(self) -> list[MetricDiff]:
+        return [d for d in self.metrics if d.compared]
+
+    @property
+    def not_compared(self) -> list[MetricDiff]:
+        return [d for d in self.metrics if not d.compared]
+
+    def failure_lines(self) -> list[str]:
+        """One line per regression (numbers, latencies), failed notebook, or failed comparison."""
+        lines = [d.line() for d in self.regressions]
+        if self.latency is not None and "verdict" in self.latency:
+            for row in self.latency[self.latency.verdict == "slower"].to_dict("records"):
+                lines.append(
+                    f"regression: workload {row.get('query')} p50 {row.get('baseline_p50_ms')}"
+                    f" -> {row.get('candidate_p50_ms')} ms (x{row.get('ratio')},"
+                    f" 95% CI {row.get('ci_low')}-{row.get('ci_high')})"
+                )
+        lines += [f"failed: {line}" for line in self.notebook_failures]
+        if self.latency_error:
+            lines.append(f"error: the workload latency comparison failed: {self.latency_error}")
+        return lines
+
+    def summary(self) -> str:
+        """One line: how many numbers were compared, with what verdicts, and what was not."""
+        verdicts = Counter(d.verdict for d in self.compared)
+        reasons = Counter(d.detail.split(":")[0] for d in self.not_compared)
+        text = (
+            f"{len(self.compared)} compared ({verdicts['regression']} regression(s), "
+            f"{verdicts['improvement']} improvement(s), {verdicts['same']} within noise); "
+            f"{len(self.not_compared)} not compared"
+        )
+        if reasons:
+            text += " (" + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())) + ")"
+        if self.latency is not None:
+            verdicts_ = self.latency.get("verdict", pd.Series(dtype=str))
+            slower = int((verdicts_ == "slower").sum())
+            text += f"; workload latency: {len(self.latency)} queries compared, {slower} slower"
+        elif self.latency_error:
+            text += f"; workload latency comparison failed: {self.latency_error}"
+        else:
+            text += f"; workload latency not compared: {self.latency_note}"
+        return text
+
+    def listing(self) -> list[str]:
+        """Which metrics were compared, and which were not grouped by why."""
+        lines = [
+            f"compared ({len(self.compared)}): "
+            + (", ".join(f"{d.notebook} {d.key}" for d in self.compared) or "none")
+        ]
+        groups: dict[str, list[str]] = {}
+        for d in self.not_compared:
+            groups.setdefault(d.detail.split(":")[0], []).append(f"{d.notebook} {d.key}")
+        for why, names in sorted(groups.items()):
+            lines.append(f"not compared, {why} ({len(names)}): " + ", ".join(names))
+        return lines
+
+
+def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
+    """Compare ``run`` with ``baseline``: recorded numbers, workload latencies, notebook status."""
+    current = {s["prefix"]: s["recorded"] for s in _notebook_sections(run)}
     base = {s["prefix"]: s["recorded"] for s in _notebook_sections(baseline)}
-    rows, classes = [], []
-    for section in current:
-        for key, value in section["recorded"].items():
-            old = base.get(section["prefix"], {}).get(key)
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not isinstance(old, (int, float))
-                or not old
-            ):
-                continue
-            ratio = value / old
-            better_high = any(h in key for h in HIGHER_IS_BETTER)
-            worse = (
-                ratio < 0.9
-                if better_high
-                else (ratio > 1.1 and ("_ms" in key or "_s" in key or "pct" in key))
-            )
-            improved = (
-                ratio > 1.1 if better_high else (ratio < 0.9 and ("_ms" in key or "_s" in key))
-            )
-            rows.append({"notebook": section["prefix"], "value": key, "baseline": old, "this run": value,
-                         "ratio": round(ratio, 3), "flag": "regression" if worse else ("better" if improved else "")})  # fmt: skip
-            classes.append("regression" if worse else ("improvement" if improved else ""))
-    return rows, classes
+    metrics = compare_recorded(base, current)
+    latency, note, error = None, None, None
+    try:
+        latency = compare_runs(baseline, run).frame
+    except RunError as exc:  # a run without workload latencies, or none shared
+        note = str(exc)
+    except Exception as exc:  # a failure is shown, never swallowed
+        error = f"{type(exc).__name__}: {exc}"
+    ran = {n["notebook"] for n in baseline.manifest().get("notebooks", []) if n.get("ok", True)}
+    failed = [
+        f"{n['notebook']}: {n.get('error') or 'failed'}"
+        for n in run.manifest().get("notebooks", [])
+        if not n.get("ok", True) and n["notebook"] in ran
+    ]
+    return BaselineDiff(baseline.id, run.id, metrics, latency, note, error, failed)
 
 
-def build_report(run: Run, *, baseline: Run | None = None) -> Path:
-    """Write ``report.html`` into the run folder and return its path."""
+def _baseline_context(diff: BaselineDiff) -> dict[str, Any]:
+    def row(d: MetricDiff) -> dict[str, Any]:
+        return {"notebook": d.notebook, "value": d.key, "baseline": d.baseline,
+                "this run": d.current, "unit": d.unit}  # fmt: skip
+
+    compared = [
+        {**row(d), "change": d.detail, "noise": d.metric.noise_text if d.metric else "",
+         "better": d.metric.better if d.metric else "", "flag": d.verdict if d.verdict != "same" else ""}
+        for d in diff.compared
+    ]  # fmt: skip
+    classes = [
+        {"regression": "regression", "improvement": "improvement"}.get(d.verdict, "")
+        for d in diff.compared
+    ]
+    latency = None
+    if diff.latency is not None:
+        lat_classes = [
+            "regression" if v == "slower" else "improvement" if v == "faster" else ""
+            for v in diff.latency.get("verdict", [])
+        ]
+        latency = _table(diff.latency, limit=500, classes=lat_classes)
+    return {
+        "id": diff.baseline,
+        "failures": len(diff.failure_lines()),
+        "summary": diff.summary(),
+        "notebook_failures": diff.notebook_failures,
+        "compared": _table(compared, limit=1000, classes=classes),
+        "not_compared": _table(
+            [{**row(d), "why": d.detail} for d in diff.not_compared], limit=1000
+        ),
+        "latency": latency,
+        "latency_note": diff.latency_note,
+        "latency_error": diff.latency_error,
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("ibcbench.suite", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def build_report(
+    run: Run, *, baseline: Run | None = None, diff: BaselineDiff | None = None
+) -> Path:
+    """Write ``report.html`` into the run folder and return its path.
+
+    With ``baseline`` (or an already computed ``diff`` against one) the page compares the two.
+    """
+    if diff is None and baseline is not None:
+        diff = compare_with_baseline(run, baseline)
     manifest = run.manifest()
     sections = _notebook_sections(run)
     ok = sum(1 for s in sections if s["ok"])
-    parts: list[str] = []
-    nav = ['<a href="#summary">Summary</a>', '<a href="#manifest">Manifest</a>']
-    nav += [f'<a href="#{s["id"]}">{html.escape(s["title"])}</a>' for s in sections]
-
     cards = [
         ("notebooks", f"{ok} / {len(sections)} ok"),
         ("scale · seed", f"{manifest.get('scale', '–')} · {manifest.get('seed', '–')}"),
@@ -179,19 +270,11 @@ def build_report(run: Run, *, baseline: Run | None = None) -> Path:
         ("server", str(manifest.get("server_version", "–")).split(" ")[0]),
         ("timescaledb", str(manifest.get("timescaledb_edition") or "none")),
     ]
-    highlight = {
-        "wallet_history_speedup": "wallet index speed-up", "knee_max_size": "pool knee (max_size)",
-        "rows_packet_flow": "packets loaded", "load_rows_per_s": "load rows/s",
-    }  # fmt: skip
     for s in sections:
-        for key, label in highlight.items():
-            if key in s["recorded"] and s["recorded"][key] is not None:
+        for key, label in HIGHLIGHTS.items():
+            if s["recorded"].get(key) is not None:
                 value = s["recorded"][key]
                 cards.append((label, f"{value:,.1f}" if isinstance(value, float) else _fmt(value)))
-    parts.append('<div class="cards" id="summary">' + "".join(
-        f'<div class="card"><div class="label">{html.escape(k)}</div><div class="value">{html.escape(v)}</div></div>'
-        for k, v in cards) + "</div>")  # fmt: skip
-
     server_rows = [
         {"item": "run", "value": run.id}, {"item": "target", "value": manifest.get("target")},
         {"item": "PostgreSQL", "value": manifest.get("server_version")},
@@ -203,85 +286,44 @@ def build_report(run: Run, *, baseline: Run | None = None) -> Path:
         {"item": "parameters", "value": manifest.get("parameters")},
     ]  # fmt: skip
     settings = manifest.get("settings") or {}
-    parts.append(
-        '<section id="manifest"><h2>Manifest</h2>'
-        + _table(server_rows)
-        + f"<details><summary>{len(settings)} non-default server settings</summary>"
-        + _table([{"setting": k, "value": v} for k, v in settings.items()], limit=500)
-        + "</details></section>"
-    )
-
-    if baseline is not None:
-        rows, classes = _baseline_rows(sections, baseline)
-        body = (
-            _table(rows, limit=500, classes=classes)
-            if rows
-            else '<p class="muted">no shared numbers</p>'
-        )
-        try:
-            from ibcbench.results.compare import compare_runs
-
-            cmp_ = compare_runs(baseline, run)
-            lat_classes = [
-                "regression" if v == "slower" else "improvement" if v == "faster" else ""
-                for v in cmp_.frame.verdict
-            ]
-            body += "<h3>Workload latency (median ratio, 95% bootstrap CI)</h3>" + _table(
-                cmp_.frame, classes=lat_classes
-            )
-        except Exception:  # no workload latencies in one of the runs
-            pass
-        n_reg = sum(1 for c in classes if c == "regression")
-        parts.append(f'<section id="baseline"><h2>Against baseline {html.escape(baseline.id)}'
-                     f'<span class="status {"failed" if n_reg else "ok"}">{n_reg} regression(s)</span></h2>{body}</section>')  # fmt: skip
-        nav.insert(2, '<a href="#baseline">Baseline</a>')
-
-    for s in sections:
-        status = (
-            '<span class="status ok">ok</span>'
-            if s["ok"]
-            else '<span class="status failed">failed</span>'
-        )
-        elapsed = (
-            f'<span class="muted"> · {s["elapsed_s"]} s</span>'
-            if s["elapsed_s"] is not None
-            else ""
-        )
-        block = [f'<section id="{s["id"]}"><h2>{html.escape(s["title"])}{status}{elapsed}</h2>']
-        if s["intro"]:
-            block.append(f'<p class="muted">{html.escape(s["intro"])}</p>')
-        if s["error"]:
-            block.append(f'<p class="error">{html.escape(s["error"])}</p>')
-        if s["recorded"]:
-            block.append(
-                "<h3>Key numbers</h3>"
-                + _table([{"name": k, "value": v} for k, v in s["recorded"].items()])
-            )
-        for fig in s["figures"]:
-            block.append(_image(fig))
-        for name in s["results"]:
-            block.append(
-                f"<details><summary>result table {html.escape(name)}</summary>{_table(run.read_frame(name))}</details>"
-            )
-        block.append(
-            f'<p><a href="{html.escape(s["path"].name)}">executed notebook {html.escape(s["path"].name)}</a></p></section>'
-        )
-        parts.append("".join(block))
-
     plans_html = run.path / DIFF_HTML
-    if plans_html.exists():
-        parts.append(
-            f'<section id="plans"><h2>EXPLAIN diffs</h2>{plans_html.read_text()}</section>'
-        )
-        nav.append('<a href="#plans">EXPLAIN diffs</a>')
-
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    page = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ibcbench · {html.escape(run.id)}</title>'
-        f"<style>{CSS}</style></head><body><header><h1>ibcbench report</h1>"
-        f'<div class="sub">run {html.escape(run.id)} · generated {generated} · ibcbench {__version__}</div></header>'
-        f"<main><nav>{''.join(nav)}</nav>{''.join(parts)}</main></body></html>"
-    )
+    context = {
+        "run_id": run.id,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "cards": cards,
+        "manifest_table": _table(server_rows),
+        "settings_count": len(settings),
+        "settings_table": _table(
+            [{"setting": k, "value": v} for k, v in settings.items()], limit=500
+        ),
+        "baseline": _baseline_context(diff) if diff is not None else None,
+        "sections": [_section_context(run, s) for s in sections],
+        "plans_html": plans_html.read_text() if plans_html.exists() else None,
+    }
+    try:
+        page = _environment().get_template("report.html.j2").render(context)
+    except jinja2.TemplateError as exc:
+        raise RunError(f"the report template cannot be rendered: {exc}") from exc
     out = run.path / "report.html"
     out.write_text(page)
     return out
+
+
+def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
+    figures = [
+        {"name": fig.stem, "data": base64.b64encode(fig.read_bytes()).decode()}
+        for fig in s["figures"]
+    ]
+    return {
+        "id": s["id"],
+        "title": s["title"],
+        "ok": s["ok"],
+        "error": s["error"],
+        "elapsed_s": s["elapsed_s"],
+        "intro": s["intro"],
+        "recorded": _table([{"name": k, "value": v} for k, v in s["recorded"].items()]),
+        "figures": figures,
+        "results": [(name, _table(run.read_frame(name))) for name in s["results"]],
+        "notebook": s["path"].name,
+    }
