@@ -231,3 +231,15 @@ def test_numbers_keep_their_digits_in_reports() -> None:
     assert _fmt(12345.5) == "12,345.5"
     assert _fmt(float("nan")) == "–"
     assert _fmt(0.0) == "0"
+
+
+def test_columnstore_chunk_scans_are_counted_and_named_by_the_differ() -> None:
+    compressed = load_plan(FIXTURES / "hypertable_compressed_chunks.json")
+    rowstore = load_plan(FIXTURES / "hypertable_time_bounded.json")
+    assert compressed.columnar_scans == 2  # two ColumnarIndexScan nodes over compressed chunks
+    assert rowstore.columnar_scans == 0
+    change = [c for c in diff_plans(rowstore, compressed).changes if c.kind == "columnstore"]
+    assert [(c.before, c.after) for c in change] == [
+        ("0 columnar chunk scans", "2 columnar chunk scans")
+    ]
+    assert diff_plans(compressed, compressed).changes == []

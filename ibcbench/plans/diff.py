@@ -16,7 +16,7 @@ from typing import Any
 from ibcbench.plans.model import Plan, PlanNode
 
 NOISE_RATIO = 0.10
-STRUCTURAL = ("node type", "join method", "index", "added", "removed", "chunks")
+STRUCTURAL = ("node type", "join method", "index", "added", "removed", "chunks", "columnstore")
 NOISE_MS = 0.2  # EXPLAIN ANALYZE of sub-millisecond queries jitters by about this much
 
 
@@ -70,11 +70,7 @@ class PlanDiff:
 
     @property
     def explanation(self) -> str:
-        structural = [
-            c
-            for c in self.changes
-            if c.kind in ("node type", "join method", "index", "added", "removed", "chunks")
-        ]
+        structural = [c for c in self.changes if c.kind in STRUCTURAL]
         top = (structural or self.changes)[:1]
         if not top:
             return "no plan change"
@@ -174,6 +170,11 @@ def diff_plans(before: Plan, after: Plan) -> PlanDiff:
     ):
         changes.append(NodeChange("plan", "chunks", f"{before.chunks_scanned} scanned / {before.chunks_excluded} excluded",
                                   f"{after.chunks_scanned} scanned / {after.chunks_excluded} excluded", 0.0))  # fmt: skip
+    if (
+        before.columnar_scans != after.columnar_scans
+    ):  # chunks read from the columnstore or the rowstore
+        changes.append(NodeChange("plan", "columnstore", f"{before.columnar_scans} columnar chunk scans",
+                                  f"{after.columnar_scans} columnar chunk scans", 0.0))  # fmt: skip
     changes.sort(key=lambda c: -c.weight)
     return PlanDiff(before, after, changes, pairs)
 

@@ -40,6 +40,9 @@ _EXCLUSION_KEYS = (
     "Chunks excluded during runtime",
     "Subplans Removed",
 )
+#: custom scan providers that read TimescaleDB columnstore (compressed) chunks (2.28: ColumnarScan,
+#: ColumnarIndexScan; before 2.18: DecompressChunk)
+COLUMNAR_PROVIDERS = ("ColumnarScan", "ColumnarIndexScan", "DecompressChunk")
 
 
 @dataclass
@@ -197,6 +200,14 @@ class Plan:
     def partitions_scanned(self, partitions: Collection[str] = ()) -> int:
         """Chunk scans that ran, counting scans of ``partitions`` (leaf partition names) as chunks."""
         return sum(1 for n in self.nodes() if n.is_partition_scan(partitions) and n.executed)
+
+    @property
+    def columnar_scans(self) -> int:
+        """Scans of columnstore chunks that ran (see :data:`COLUMNAR_PROVIDERS`)."""
+        return sum(
+            1 for n in self.nodes()
+            if n.raw.get("Custom Plan Provider") in COLUMNAR_PROVIDERS and n.executed
+        )  # fmt: skip
 
     @property
     def chunks_scanned(self) -> int:
