@@ -81,3 +81,5 @@ def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
     assert rec["leaf_density_before"] < rec["leaf_density_after"]
     assert rec["index_bytes_after"] < rec["index_bytes_before"]
     assert rec["bloat_detected"] is True and rec["health_scores"] == 22
+    assert rec["incidents_planted"] == 4 and rec["monitor_long_running_queries_hits"] == 1
+    assert rec["health_worst_chain"] == "secret-4"  # the halted chain of the tiny dataset
