@@ -12,6 +12,7 @@ import pandas as pd
 
 from data_gen.columns import ScaledInt
 from data_gen.derived import DerivedAccumulator, check_columns
+from data_gen.incidents import Incident, plan_incidents
 from data_gen.params import GenerationParams, ResumeState
 from data_gen.tables import TABLES
 from data_gen.topology import Topology, build_topology
@@ -65,6 +66,7 @@ class Generation:
         self._rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._hashes = {t: hashlib.sha256() for t in TABLES}
         self._done = False
+        self.incidents: tuple[Incident, ...] = ()
         self.next_state: ResumeState | None = None
 
     def __iter__(self) -> Iterator[TableBatch]:
@@ -76,6 +78,7 @@ class Generation:
         hours = counts.size
         span_end_us = start_us + hours * HOUR_US
         pauses = pause_windows(t, p, start_us, hours)
+        self.incidents = plan_incidents(t, p.seed, start_us, hours) if p.incidents else ()
         next_seq = np.ones(t.route_src.size, dtype=np.int64)
         resume = p.resume or ResumeState()
         for r in range(t.route_src.size):
@@ -99,6 +102,7 @@ class Generation:
                 next_seq,
                 next_packet,
                 next_op,
+                self.incidents,
             )
             hour += take
             if traffic.n == 0:
@@ -130,8 +134,9 @@ class Generation:
         return TableBatch(table, columns, rows)
 
     def manifest(self) -> dict[str, Any]:
-        """Seed, parameters, row counts and a SHA-256 per table (over its columns, batch by batch)."""
-        return {
+        """Seed, parameters, row counts and a SHA-256 per table (over its columns, batch by batch),
+        and the planted incidents (only when the parameters ask for them)."""
+        out = {
             "generator_version": GENERATOR_VERSION,
             "seed": self.params.seed,
             "scale": self.params.scale,
@@ -144,6 +149,9 @@ class Generation:
             "relayers": int(self.topology.relayer_address.size),
             "wallets": self.topology.n_wallets,
         }
+        if self.params.incidents:
+            out["incidents"] = [i.describe(self.topology) for i in self.incidents]
+        return out
 
 
 def generate(params: GenerationParams) -> Generation:

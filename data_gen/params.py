@@ -60,8 +60,13 @@ class GenerationParams:
     days: float | None = None
     batch_packets: int = 100_000
     resume: ResumeState | None = None
+    #: plant chain halts, relayer outages, congestion and client expiry (see data_gen.incidents);
+    #: False gives the incident-free traffic underneath, byte for byte
+    incidents: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.incidents, bool):
+            raise ParamError(f"incidents must be True or False, not {self.incidents!r}")
         if self.scale not in PRESETS:
             raise ParamError(f"scale {self.scale!r} is unknown: use one of {', '.join(PRESETS)}")
         if not isinstance(self.seed, int) or self.seed < 0 or self.seed >= 2**63:
@@ -117,6 +122,9 @@ class GenerationParams:
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description for the manifest."""
         d = asdict(self)
+        if not self.incidents:
+            # the manifest of incident-free traffic is the one it always was (no incidents key)
+            del d["incidents"]
         d["start"] = self.start_time.isoformat()
         d["days"] = self.span_days
         d["packets"] = self.total_packets

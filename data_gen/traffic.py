@@ -13,7 +13,9 @@ Modelling choices (from the shared IBC facts where measured):
 - outcomes: timeout when the receive comes after the 10-minute timeout, 0.4% error acknowledgements,
   0.15% never relayed (stuck once past the window, pending before);
 - relayers race: the winner is drawn by skill among the channel's relayers, each other relayer tries
-  too with probability 0.03 and loses (a redundant relay).
+  too with probability 0.03 and loses (a redundant relay);
+- incidents (chain halts, relayer outages, congestion, client expiry: :mod:`data_gen.incidents`)
+  change this timeline afterwards, from draws of their own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 
 from data_gen.chains import revision_number
 from data_gen.columns import ScaledInt
+from data_gen.incidents import Incident, Relay, apply_incidents, reroute_halted
 from data_gen.params import GenerationParams
 from data_gen.topology import Topology, voucher_denom
 
@@ -187,8 +190,13 @@ def generate_hour_range(
     next_sequence: np.ndarray,
     next_packet_id: int,
     next_op_id: int,
+    incidents: tuple[Incident, ...] = (),
 ) -> Traffic:
-    """Packets of hours ``first_hour .. first_hour + len(counts) - 1`` of the span."""
+    """Packets of hours ``first_hour .. first_hour + len(counts) - 1`` of the span.
+
+    ``incidents`` (see :mod:`data_gen.incidents`) change the relay timeline; their per-packet draws
+    come from a stream of their own, so the traffic without them is the same draw for draw.
+    """
     seed = params.seed
     parts_created: list[np.ndarray] = []
     parts_opsize: list[np.ndarray] = []
@@ -218,6 +226,8 @@ def generate_hour_range(
 
     rng = HourlyRng(seed, 5, first_hour, ops_per_hour, [int(c) for c in counts])
     op_route = rng.choice(topology.route_weight.size, size=n_ops, p=topology.route_weight)
+    if incidents:
+        op_route = reroute_halted(incidents, topology, op_route, op_time)
     op_wallet = rng.choice(topology.n_wallets, size=n_ops, p=topology.wallet_weight)
     # 70% move their own funds (same key on the other chain), 30% pay someone else
     other = rng.choice(topology.n_wallets, size=n_ops, p=topology.wallet_weight)
@@ -260,12 +270,35 @@ def generate_hour_range(
 
     error = rng.random(n) < 0.004
     never = rng.random(n) < 0.0015
-    timed_out = (recv_delay > TIMEOUT_S) & ~never
-    received = created + (recv_delay * US).astype(np.int64)
-    acked = received + (ack_delay * US).astype(np.int64)
     timeout_relay = (
         created + int(TIMEOUT_S * US) + (rng.lognormal(np.log(30.0), 0.6, n) * US).astype(np.int64)
     )
+    # the relayer race and the timeout kind are drawn here, in the order they always were drawn
+    slots = topology.pair_relayers[pair]  # n x max_k
+    valid = slots >= 0
+    skill = np.where(valid, topology.relayer_skill[np.maximum(slots, 0)], 0.0)
+    cum = np.cumsum(skill, axis=1) / skill.sum(axis=1, keepdims=True)
+    winner_slot = np.minimum((rng.random(n)[:, None] > cum).sum(axis=1), valid.sum(axis=1) - 1)
+    tries = valid & (rng.random(slots.shape) < REDUNDANT_TRY_P)
+    tries[np.arange(n), winner_slot] = False
+    choice = rng.random(n)
+    use_ts = choice < 0.85
+    use_height = choice >= 0.80
+    deadline = np.full(n, TIMEOUT_S)
+    if incidents:
+        relay = Relay(created, src[op_index], dst[op_index], pair, recv_delay, ack_delay,
+                      timeout_relay, deadline, never, winner_slot, tries, use_ts)  # fmt: skip
+        draws = HourlyRng(seed, 12, first_hour, ops_per_hour, [int(c) for c in counts]).random(
+            (n, 3)
+        )
+        apply_incidents(incidents, topology, relay, draws, _block_times(topology))
+        recv_delay, ack_delay, timeout_relay = relay.recv_s, relay.ack_s, relay.timeout_relay
+        deadline, never, winner_slot, tries = (
+            relay.deadline_s, relay.never, relay.winner_slot, relay.tries
+        )  # fmt: skip
+    timed_out = (recv_delay > deadline) & ~never
+    received = created + (recv_delay * US).astype(np.int64)
+    acked = received + (ack_delay * US).astype(np.int64)
 
     status = np.full(n, ACKNOWLEDGED, dtype=np.int64)
     status[error] = ERROR
@@ -288,23 +321,13 @@ def generate_hour_range(
     acked[timeout_pending] = -1
 
     # ---- relayer race ----
-    slots = topology.pair_relayers[pair]  # n x max_k
-    valid = slots >= 0
-    skill = np.where(valid, topology.relayer_skill[np.maximum(slots, 0)], 0.0)
-    cum = np.cumsum(skill, axis=1) / skill.sum(axis=1, keepdims=True)
-    winner_slot = np.minimum((rng.random(n)[:, None] > cum).sum(axis=1), valid.sum(axis=1) - 1)
     winner = slots[np.arange(n), winner_slot]
     relayed = (received >= 0) | ((status == TIMEOUT) & (acked >= 0))
     winner = np.where(relayed, winner, -1)
-    tries = valid & (rng.random(slots.shape) < REDUNDANT_TRY_P)
-    tries[np.arange(n), winner_slot] = False
     competitors = np.where(tries & relayed[:, None], slots, -1)
 
     # ---- timeouts: timestamp (most), height only, or both ----
-    choice = rng.random(n)
     dst_p = dst[op_index]
-    use_ts = choice < 0.85
-    use_height = choice >= 0.80
     block_dst = np.array([c.block_time_s for c in topology.chains])[dst_p]
     base_height = (
         np.array([zlib.crc32(c.chain_id.encode()) % 7_919 for c in topology.chains]) * 2_500
@@ -355,6 +378,10 @@ def generate_hour_range(
         op_fee_mantissa=fee_micro,
         op_fee_exponent=fee_exponent,
     )
+
+
+def _block_times(topology: Topology) -> np.ndarray:
+    return np.array([c.block_time_s for c in topology.chains])
 
 
 def _paused_until(pauses: PauseWindows, pair: np.ndarray, created: np.ndarray) -> np.ndarray:

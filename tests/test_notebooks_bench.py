@@ -172,3 +172,5 @@ def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
     assert rec["lookup_p50_ms_before"] == stages.p50_ms["after deleting 70% + VACUUM"]
     assert rec["bloat_detected"] is True and rec["health_scores"] == 22
     assert (run.path / "figures" / "06_network_health.png").exists()
+    assert rec["incidents_planted"] == 4 and rec["monitor_long_running_queries_hits"] == 1
+    assert rec["health_worst_chain"] == "secret-4"  # the halted chain of the tiny dataset

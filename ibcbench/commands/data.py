@@ -19,6 +19,8 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--start", default=None, help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
                    "or right after the data already loaded)")  # fmt: skip
+    p.add_argument("--no-incidents", action="store_true",
+                   help="no planted chain halts, relayer outages, congestion or client expiry")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -96,6 +98,7 @@ def _params(args: argparse.Namespace, resume=None):  # type: ignore[no-untyped-d
             days=args.days,
             start=start,
             resume=resume,
+            incidents=not getattr(args, "no_incidents", False),
         )
     except (ParamError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc

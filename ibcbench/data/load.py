@@ -502,10 +502,24 @@ def _progress(total: int | None, quiet: bool, desc: str) -> Any:
     )  # fmt: skip
 
 
+def _check_incident_table(conn: psycopg.Connection, wanted: bool) -> None:
+    """Data with planted incidents needs the table that keeps them (migration 000012)."""
+    if wanted and conn.execute("SELECT to_regclass('ibcbench_incidents')").fetchone()[0] is None:  # type: ignore[index]
+        raise LoadError(
+            "table ibcbench_incidents does not exist (the data has planted incidents): run "
+            "`ibcbench schema up` first"
+        )
+
+
+_INCIDENT_COLUMNS = ("kind", "chain_id", "channel_id", "counterparty_chain_id",
+                     "counterparty_channel_id", "relayer")  # fmt: skip
+
+
 def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> None:
+    """The span in ibcbench_loads, and its planted incidents (the manifest's list) in ibcbench_incidents."""
     cur.execute(
         "INSERT INTO ibcbench_loads (seed, scale, span_start, span_end, first_packet_id, last_packet_id, rows,"
-        " checksums, params, elapsed_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " checksums, params, elapsed_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
             manifest["seed"], manifest["scale"], manifest["span_start"], manifest["span_end"],
             manifest["first_packet_id"], manifest["next_packet_id"] - 1, json.dumps(manifest["rows"]),
@@ -513,6 +527,19 @@ def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> 
             elapsed_s,
         ),
     )  # fmt: skip
+    load_id = cur.fetchone()[0]  # type: ignore[index]
+    incidents = manifest.get("incidents") or []
+    if incidents:
+        cur.executemany(
+            "INSERT INTO ibcbench_incidents (load_id, kind, chain_id, channel_id, counterparty_chain_id,"
+            " counterparty_channel_id, relayer, started_at, ended_at, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (load_id, *(i.get(c) for c in _INCIDENT_COLUMNS), i["start"], i["end"],
+                 json.dumps({k: v for k, v in i.items() if k not in (*_INCIDENT_COLUMNS, "start", "end")}))
+                for i in incidents
+            ],
+        )  # fmt: skip
 
 
 def load_dataset(
@@ -557,6 +584,7 @@ def _load_generated(
     manifest: dict[str, Any] = {}
     with connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
+        _check_incident_table(conn, params.incidents)
         _lock(conn)
         params = _continue(conn, params)
         _check_span(conn, params.start_time, params.resume.next_packet_id if params.resume else 1)
@@ -679,6 +707,7 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
     tables = []
     with connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
+        _check_incident_table(conn, bool(manifest.get("incidents")))
         _lock(conn)
         if conn.execute(
             "SELECT 1 FROM ibcbench_loads WHERE checksums = %s::jsonb",

@@ -75,6 +75,33 @@ def index_usage(conn: psycopg.Connection) -> pd.DataFrame:
     )
 
 
+def stuck_packets(
+    conn: psycopg.Connection, *, min_stuck: int = 5, min_share_pct: float = 2.0
+) -> pd.DataFrame:
+    """Channel hours with stuck packets: per channel (both directions) and hour of sending, those with
+    at least ``min_stuck`` stuck packets making at least ``min_share_pct`` percent of the hour's packets
+    (counted in channel_performance). The defaults are over ten times the normal share (stuck packets
+    are about 0.15% of traffic), so a busy channel's odd stuck packet is not an alarm."""
+    return query_frame(
+        conn,
+        "WITH s AS (SELECT least(source_chain || ' ' || source_channel, destination_chain || ' ' ||"
+        " destination_channel) AS end_a, greatest(source_chain || ' ' || source_channel,"
+        " destination_chain || ' ' || destination_channel) AS end_b, date_trunc('hour', created_at) AS hour,"
+        " count(*) AS stuck FROM packet_flow WHERE status = 'stuck' GROUP BY 1, 2, 3),"
+        " t AS (SELECT least(chain_id || ' ' || channel_id, counterparty_chain_id || ' ' ||"
+        " counterparty_channel_id) AS end_a, greatest(chain_id || ' ' || channel_id,"
+        " counterparty_chain_id || ' ' || counterparty_channel_id) AS end_b, hour,"
+        " sum(packets_sent) AS sent FROM channel_performance WHERE hour IN (SELECT hour FROM s)"
+        " GROUP BY 1, 2, 3)"
+        " SELECT split_part(s.end_a, ' ', 1) AS chain_a, split_part(s.end_a, ' ', 2) AS channel_a,"
+        " split_part(s.end_b, ' ', 1) AS chain_b, split_part(s.end_b, ' ', 2) AS channel_b, s.hour,"
+        " s.stuck, t.sent, round(100.0 * s.stuck / t.sent, 2) AS stuck_pct"
+        " FROM s JOIN t USING (end_a, end_b, hour)"
+        " WHERE s.stuck >= %s AND 100.0 * s.stuck >= %s * t.sent ORDER BY s.hour, s.stuck DESC",
+        (min_stuck, min_share_pct),
+    )
+
+
 def long_running_queries(conn: psycopg.Connection, *, min_duration_s: float = 60.0) -> pd.DataFrame:
     """Active statements of any database running longer than ``min_duration_s``."""
     return query_frame(
