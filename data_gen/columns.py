@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,8 @@ class ScaledInt:
     def __len__(self) -> int:
         return int(self.mantissa.shape[0])
 
-    def __getitem__(self, index: object) -> ScaledInt:
-        return ScaledInt(self.mantissa[index], self.exponent[index])  # type: ignore[index]
+    def __getitem__(self, index: Any) -> ScaledInt:
+        return ScaledInt(self.mantissa[index], self.exponent[index])
 
     def to_python(self) -> list[int]:
         """Exact Python ints (slow; for tests and small tables)."""

@@ -92,14 +92,14 @@ class DerivedAccumulator:
         has_competition = (tr.competitors[won] >= 0).any(axis=1)
         recv_ok = tr.received_us[won] >= 0
         relay_time = np.where(recv_ok, (tr.received_us[won] - tr.created_us[won]) / US, 0.0)
-        u, i = np.unique(rkey, return_inverse=True)
+        u, inverse = np.unique(rkey, return_inverse=True)
         for name, values in (
             ("wins", np.ones(rkey.size)),
             ("front_wins", has_competition.astype(float)),
             ("relay_sum", relay_time),
             ("timeouts", (tr.status[won] == TIMEOUT).astype(float)),
         ):
-            s = np.bincount(i, weights=values, minlength=u.size)
+            s = np.bincount(inverse, weights=values, minlength=u.size)
             for k, v in zip(u.tolist(), s.tolist(), strict=True):
                 self.rel[name][(k // 1_000_000, k % 1_000_000)] += v
         comp = tr.competitors

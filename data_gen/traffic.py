@@ -206,13 +206,13 @@ def generate_hour_range(
         if count == 0:
             ops_per_hour.append(0)
             continue
-        rng = _rng(seed, 4, first_hour + h)
-        sizes = np.where(rng.random(count) < 0.03, rng.integers(2, 6, count), 1)
+        hour_rng = _rng(seed, 4, first_hour + h)
+        sizes = np.where(hour_rng.random(count) < 0.03, hour_rng.integers(2, 6, count), 1)
         ends = np.cumsum(sizes)
         keep = int(np.searchsorted(ends, count, side="left")) + 1
         sizes = sizes[:keep]
         sizes[-1] -= ends[keep - 1] - count
-        op_times = np.sort(rng.integers(0, HOUR_US, sizes.size))
+        op_times = np.sort(hour_rng.integers(0, HOUR_US, sizes.size))
         hour_start = start_us + (first_hour + h) * HOUR_US
         parts_created.append(hour_start + op_times)
         parts_opsize.append(sizes)

@@ -159,8 +159,10 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         " current_setting('shared_preload_libraries'), current_setting('cron.database_name', true)"
     ).fetchone()
     assert row is not None
-    extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
-    available = dict(
+    extensions: dict[str, str] = dict(
+        conn.execute("SELECT extname, extversion FROM pg_extension").fetchall()
+    )
+    available: dict[str, str] = dict(
         conn.execute(
             "SELECT name, default_version FROM pg_available_extensions"
             " WHERE name IN ('timescaledb','pg_cron','hypopg','pg_stat_statements','pgstattuple','dblink')"

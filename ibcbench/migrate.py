@@ -419,15 +419,15 @@ class Migrator:
                 m for m in self.migrations if name in m.creates and _is_concurrent(m.text("up"))
             ]
             if owner:
-                conn.execute(owner[0].text("up").encode())  # type: ignore[arg-type]
+                conn.execute(owner[0].text("up").encode())
             else:
                 definition = re.sub(
                     r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", row[0]
                 )
                 try:
-                    conn.execute(definition.encode())  # type: ignore[arg-type]
+                    conn.execute(definition.encode())
                 except psycopg.errors.FeatureNotSupported:  # a hypertable: no CONCURRENTLY
-                    conn.execute(row[0].encode())  # type: ignore[arg-type]
+                    conn.execute(row[0].encode())
             notes.append(
                 f"ibcbench: index {name} was INVALID (a failed CONCURRENTLY build): rebuilt"
             )
@@ -522,11 +522,11 @@ class Migrator:
         ).format(sql.Identifier(APPLIED_TABLE))
         try:
             if _is_concurrent(text):
-                conn.execute(text.encode())  # type: ignore[arg-type]
+                conn.execute(text.encode())
                 conn.execute(record, (migration.version,))
             else:
                 with conn.transaction():
-                    conn.execute(text.encode())  # type: ignore[arg-type]
+                    conn.execute(text.encode())
                     conn.execute(record, (migration.version,))
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).splitlines()[0]

@@ -314,7 +314,7 @@ def _ingest(
     )
     started = time.perf_counter()
     with conn.transaction():
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
     return rows_n / (time.perf_counter() - started)
 
 
@@ -332,7 +332,7 @@ def _dml_ms(conn: psycopg.Connection, name: str, operation: str, round_: int) ->
     )
     started = time.perf_counter()
     with conn.transaction():
-        conn.execute(statement, target)  # type: ignore[arg-type]
+        conn.execute(statement, target)
     return (time.perf_counter() - started) * 1000
 
 

@@ -145,7 +145,7 @@ class MonitorScoreResult:
             labels.append(label)
         ax.set_yticks(range(len(chains)), labels)
         ax.invert_yaxis()
-        handles = [Patch(color=v, label=k) for k, v in KIND_COLORS.items()]
+        handles: list[Any] = [Patch(color=v, label=k) for k, v in KIND_COLORS.items()]
         if len(stuck):
             handles.append(ax.collections[0])
         ax.legend(

@@ -127,10 +127,9 @@ class ApplyResult:
 
 
 def _hypertables(conn: psycopg.Connection) -> set[str]:
-    if (
-        conn.execute("SELECT to_regclass('timescaledb_information.hypertables')").fetchone()[0]
-        is None
-    ):  # type: ignore[index]
+    if conn.execute("SELECT to_regclass('timescaledb_information.hypertables')").fetchone() == (
+        None,
+    ):
         return set()
     return {
         r[0]
@@ -172,14 +171,14 @@ def apply_strategy(dsn: str | None, name: str) -> ApplyResult:
         for idx in sorted(present - target):
             table = KIT_INDEXES[idx].table
             conc = "" if table in hyper else "CONCURRENTLY "
-            conn.execute(f'DROP INDEX {conc}IF EXISTS "{idx}"')  # type: ignore[arg-type]
+            conn.execute(f'DROP INDEX {conc}IF EXISTS "{idx}"')
             dropped.append(idx)
         for d in STRATEGIES[name].indexes:
             if d.name in present:
                 continue
             per_chunk = d.table in hyper
             started = time.perf_counter()
-            conn.execute(d.create_sql(concurrently=not per_chunk, per_chunk=per_chunk))  # type: ignore[arg-type]
+            conn.execute(d.create_sql(concurrently=not per_chunk, per_chunk=per_chunk))
             build[d.name] = round(time.perf_counter() - started, 3)
             created.append(d.name)
         for d in STRATEGIES[name].indexes:
@@ -242,8 +241,9 @@ def _hypo_costs(
 
 
 def _cost(conn: psycopg.Connection, query: str, params: tuple) -> float:
-    plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query), params).fetchone()[0]  # type: ignore[index, arg-type, operator]
-    return plan_from_json(plan).root.total_cost
+    row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query), params).fetchone()
+    assert row is not None  # EXPLAIN returns one row
+    return plan_from_json(row[0]).root.total_cost
 
 
 @dataclass
@@ -363,7 +363,7 @@ def benchmark_index_strategies(
                     timed = time_query(conn, q.sql, params[q.name], policy=policy)
                     lat_rows.append({"strategy": strategy, "query": q.name, **timed.as_row()})
                     plan = conn.execute(
-                        sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + sql.SQL(q.sql),  # type: ignore[arg-type, operator]
+                        sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + sql.SQL(q.sql),
                         params[q.name][0],
                     ).fetchone()[0]  # type: ignore[index]
                     plan_rows.append(

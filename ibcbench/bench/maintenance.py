@@ -33,7 +33,7 @@ DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
-    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    cur = conn.execute(query, params)
     return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
 
 

@@ -36,7 +36,7 @@ _INDEXES = (
 
 
 def _x(conn: psycopg.Connection, statement: str, params: tuple = ()) -> Any:
-    return conn.execute(statement, params)  # type: ignore[arg-type]
+    return conn.execute(statement, params)
 
 
 def _wal_lsn(conn: psycopg.Connection) -> str:
@@ -194,7 +194,10 @@ def benchmark_layouts(
             sample = _x(conn, "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
                               " TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT %s", (repetitions,)).fetchall()  # fmt: skip
             create_kit_schema(conn, SCHEMA)
-            plan = [("plain", "plain", None), ("partitioned_1_day", "partitioned", None)]
+            plan: list[tuple[str, str, str | None]] = [
+                ("plain", "plain", None),
+                ("partitioned_1_day", "partitioned", None),
+            ]
             if has_ts:
                 plan += [
                     (f"hypertable_{i.replace(' ', '_')}", "hypertable", i) for i in chunk_intervals
@@ -452,7 +455,7 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
             lo, hi = _bounds(conn)
             cutoff = (pd.Timestamp(hi) - pd.Timedelta(hours=keep_hours)).floor("h")
             create_kit_schema(conn, SCHEMA)
-            methods = [
+            methods: list[tuple[str, str, str | None]] = [
                 ("DELETE on a plain table", "plain", None),
                 ("DETACH + DROP partitions", "partitioned", None),
             ]

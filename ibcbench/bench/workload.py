@@ -160,11 +160,11 @@ def _sample(
         total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
     pct = min(100.0, max(0.01, 100.0 * n * 4 / max(total, 1)))
     rows = conn.execute(
-        f"SELECT {columns} FROM {table} TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) {where} LIMIT %s",  # type: ignore[arg-type]
+        f"SELECT {columns} FROM {table} TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) {where} LIMIT %s",
         (pct, seed, n),
     ).fetchall()
     if len(rows) < min(n, 1):
-        rows = conn.execute(f"SELECT {columns} FROM {table} {where} LIMIT %s", (n,)).fetchall()  # type: ignore[arg-type]
+        rows = conn.execute(f"SELECT {columns} FROM {table} {where} LIMIT %s", (n,)).fetchall()
     return rows
 
 

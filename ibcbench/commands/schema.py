@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     force.set_defaults(func=_force)
 
 
-def _print_result(result) -> None:  # type: ignore[no-untyped-def]
+def _print_result(result) -> None:
     for label in result.applied:
         print(f"{result.direction:>4}  {label}")
     for notice in result.notices:

@@ -56,7 +56,7 @@ def with_database(dsn: str, dbname: str) -> str:
             f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc).strip())}; fix DATABASE_URL or --dsn"
         ) from exc
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 @dataclass(frozen=True)

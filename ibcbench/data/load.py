@@ -26,7 +26,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -141,7 +141,7 @@ def check_schema(conn: psycopg.Connection) -> None:
         ).fetchall()
         if not rows:
             raise LoadError(f"table {table} does not exist: run `ibcbench schema up` first")
-        actual = {name: _TYPE_ALIASES.get(t, t).replace(", ", ",") for name, t in rows}
+        actual = {name: _TYPE_ALIASES.get(t, t or "").replace(", ", ",") for name, t in rows}
         for name, pg_type in columns:
             if name not in actual:
                 raise LoadError(
@@ -255,7 +255,7 @@ def _produce(params: GenerationParams, put: Callable[[Any], None]) -> None:
     put(None)
 
 
-def _queued(fill: Callable[[Callable[[Any], None]], None]) -> Iterator[Any]:
+def _queued(fill: Callable[[Callable[[Any], None]], None]) -> Generator[Any, None, None]:
     """Run ``fill(put)`` in a thread feeding a bounded queue; yield what it puts until None.
 
     An exception put in the queue is raised here. When this side stops early the thread's next
@@ -450,7 +450,7 @@ def _upsert_derived(cur: psycopg.Cursor, table: str, stream: Iterable[bytes | me
             cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
             tmp=sql.Identifier(temp),
             keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
-            sets=sql.SQL(_MERGE[table]),  # type: ignore[arg-type]
+            sets=sql.SQL(_MERGE[table]),
         )
     )
     cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(temp)))
@@ -650,7 +650,7 @@ def generate_dataset(
     finally:
         for h in handles.values():
             h.close()
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for t in TABLES:
         path = out / f"{t}.pgcopy"
         files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}

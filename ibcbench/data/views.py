@@ -19,13 +19,13 @@ def refresh_views(conn: psycopg.Connection, *, concurrently: bool = False) -> di
     elapsed: dict[str, float] = {}
     mode = " CONCURRENTLY" if concurrently else ""
     started = time.perf_counter()
-    conn.execute(f"REFRESH MATERIALIZED VIEW{mode} mv_user_statistics")  # type: ignore[arg-type]
+    conn.execute(f"REFRESH MATERIALIZED VIEW{mode} mv_user_statistics")
     elapsed["mv_user_statistics"] = (time.perf_counter() - started) * 1000
     kind = hourly_stats_kind(conn)
     started = time.perf_counter()
     if kind and kind.startswith("continuous"):
         conn.execute("CALL refresh_continuous_aggregate('hourly_packet_stats', NULL, NULL)")
     elif kind:
-        conn.execute(f"REFRESH MATERIALIZED VIEW{mode} hourly_packet_stats")  # type: ignore[arg-type]
+        conn.execute(f"REFRESH MATERIALIZED VIEW{mode} hourly_packet_stats")
     elapsed["hourly_packet_stats"] = (time.perf_counter() - started) * 1000
     return elapsed

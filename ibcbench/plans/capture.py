@@ -47,7 +47,7 @@ def capture_plan(
             )
         row = conn.execute(
             sql.SQL(f"EXPLAIN ({', '.join(options)}) ") + sql.SQL(query), params
-        ).fetchone()  # type: ignore[operator, arg-type]
+        ).fetchone()
     assert row is not None
     plan = plan_from_json(row[0])
     plan.query = query

@@ -231,7 +231,7 @@ class Plan:
 
     def worst_estimates(self, n: int = 5) -> list[tuple[PlanNode, float]]:
         scored = [(node, node.q_error) for node in self.nodes() if node.q_error is not None]
-        return sorted(scored, key=lambda x: -x[1])[:n]  # type: ignore[operator]
+        return sorted(scored, key=lambda x: -x[1])[:n]
 
 
 def _build(node: dict[str, Any], processes: int) -> PlanNode:

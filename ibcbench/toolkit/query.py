@@ -260,7 +260,7 @@ class BatchInsertBuilder:
         self.table = table
         self.columns = tuple(columns)
         self.rows = []
-        self.conflict = None
+        self.conflict: sql.Composable | None = None
         self.max_parameters = max_parameters
 
     def add_row(self, *values: Any) -> BatchInsertBuilder:
@@ -275,7 +275,7 @@ class BatchInsertBuilder:
         return self
 
     def on_conflict_do_nothing(self, *target: str) -> BatchInsertBuilder:
-        tgt = sql.SQL("")
+        tgt: sql.Composable = sql.SQL("")
         if target:
             tgt = sql.SQL(" ({})").format(sql.SQL(", ").join(identifier(c) for c in target))
         self.conflict = sql.Composed([sql.SQL(" ON CONFLICT"), tgt, sql.SQL(" DO NOTHING")])
@@ -335,7 +335,7 @@ class BatchInsertBuilder:
         for i in range(0, len(self.rows), step):
             chunk = self.rows[i : i + step]
             values = sql.SQL(", ").join([one] * len(chunk))
-            parts = [head, values]
+            parts: list[sql.Composable] = [head, values]
             if self.conflict is not None:
                 parts.append(self.conflict)
             out.append((sql.Composed(parts), [v for row in chunk for v in row]))

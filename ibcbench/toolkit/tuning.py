@@ -15,6 +15,7 @@ Rules (RAM in the machine, expected connections, storage kind):
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pandas as pd
 import psycopg
@@ -83,7 +84,7 @@ def recommend_settings(
 
 def compare_with_server(conn: psycopg.Connection, recommendations: pd.DataFrame) -> pd.DataFrame:
     """The recommendations next to the server's current values (with units)."""
-    current = dict(
+    current: dict[str, Any] = dict(
         conn.execute(
             "SELECT name, CASE WHEN unit = '8kB' THEN pg_size_pretty(setting::bigint * 8192)"
             " WHEN unit = 'kB' THEN pg_size_pretty(setting::bigint * 1024)"
