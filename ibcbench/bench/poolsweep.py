@@ -1,8 +1,15 @@
 """Pool settings swept: max_size x client threads x prepared statements (x health check).
 
 Each point runs the read mix through the Python runner with a pool of that shape; pool statistics
-(time waiting for a connection vs using it, errors, timeouts) come from psycopg_pool. This is the
-client's question, so the runner's CPU share is reported with every point.
+(time waiting for a connection vs using it, errors, timeouts) come from psycopg_pool, over the
+measured window only (not the warm-up, nor the pool's growth before it), and every request's wait
+and execution are recorded, so their p50/p95/p99 are reported apart. This is the client's
+question, so the runner's CPU share is reported with every point.
+
+The pool's min_size is by default what the seed's pgx service runs (``MinConns`` 5, or max_size if
+smaller: a pgx pool opens more connections on demand up to ``MaxConns``); ``fixed_size=(True,)``
+sweeps ``min_size = max_size`` instead (every connection open before the first request), and
+``(False, True)`` both.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ def sweep_pool_settings(
     clients: tuple[int, ...] = (1, 4, 16, 32),
     prepared: tuple[bool, ...] = (True, False),
     health_check: tuple[bool, ...] = (False,),
+    fixed_size: tuple[bool, ...] = (False,),
     duration_s: float = 3.0,
     warmup_s: float = 0.5,
     seed: int = 42,
@@ -68,9 +76,12 @@ def sweep_pool_settings(
     with connect(target) as conn:
         params = sample_parameters(conn, wl, seed=seed)
     rows = []
-    for size, n, prep, health in product(max_sizes, clients, prepared, health_check):
+    for size, n, prep, health, fixed in product(
+        max_sizes, clients, prepared, health_check, fixed_size
+    ):
         cfg = PoolConfig(
-            min_size=min(size, SEED_CONFIG.min_size), max_size=size, prepare_threshold=5 if prep else None,
+            min_size=size if fixed else min(size, SEED_CONFIG.min_size), max_size=size,
+            prepare_threshold=5 if prep else None,
             health_check_period_s=1.0 if health else None, check_on_checkout=health, slow_query_ms=None,
             timeout_s=10.0,
         )  # fmt: skip
@@ -80,12 +91,13 @@ def sweep_pool_settings(
         stats = result.pool_stats or {}
         requests = max(1, stats.get("requests", 1))
         rows.append({
-            "max_size": size, "clients": n, "prepared": prep, "health_check": health,
+            "max_size": size, "min_size": cfg.min_size, "fixed_size": fixed, "clients": n, "prepared": prep, "health_check": health,
             "throughput_qps": float(total.throughput_qps), "p50_ms": float(total.p50_ms),
             "p95_ms": float(total.p95_ms), "p99_ms": float(total.p99_ms), "errors": int(total.errors),
             "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
             "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
             "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
+            **{f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"]) for part in ("wait", "exec") for p in (50, 95, 99)},
             "timeouts": int(stats.get("request_errors", 0)), "client_cpu_pct": result.client_cpu_pct,
             "client_floor_share": result.client_floor_share,
             "client_bound": result.client_bound, "seed_config": size == SEED_CONFIG.max_size,
@@ -93,7 +105,9 @@ def sweep_pool_settings(
     return PoolSweepResult(
         pd.DataFrame(rows),
         {"max_sizes": list(max_sizes), "clients": list(clients), "prepared": list(prepared),
-         "health_check": list(health_check), "duration_s": duration_s, "workload": wl.names},
+         "health_check": list(health_check), "fixed_size": list(fixed_size), "duration_s": duration_s,
+         "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
+         "pool_stats": "over the measured window", "workload": wl.names},
     )  # fmt: skip
 
 
@@ -102,6 +116,8 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     import matplotlib.pyplot as plt
 
     f = result.frame
+    if "fixed_size" in f.columns and f.fixed_size.nunique() > 1:
+        f = f[~f.fixed_size]  # the default pools; the fixed ones are in the frame
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     sizes = sorted(f.max_size.unique())
     colour = {size: plt.cm.tab10(i % 10) for i, size in enumerate(sizes)}
