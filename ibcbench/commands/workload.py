@@ -11,10 +11,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmp_ = sub.add_parser(
-        "compare", help="compare two runs' workload latencies (ratio + bootstrap CI per query)"
+        "compare",
+        help="compare two runs' workload latencies (ratio + block-bootstrap CI per query)",
     )
-    cmp_.add_argument("baseline")
-    cmp_.add_argument("candidate")
+    cmp_.add_argument("baseline", help="a run id or folder; repetitions: several, comma-separated")
+    cmp_.add_argument("candidate", help="a run id or folder; repetitions: several, comma-separated")
     cmp_.add_argument("--name", default="workload", help="result name in the run folders")
     cmp_.set_defaults(func=_compare)
 
@@ -106,9 +107,14 @@ def _compare(args: argparse.Namespace) -> int:
     from ibcbench.results.compare import compare_runs
     from ibcbench.results.runs import find_run
 
-    result = compare_runs(find_run(args.baseline), find_run(args.candidate), name=args.name)
+    baseline = [find_run(ref) for ref in args.baseline.split(",") if ref]
+    candidate = [find_run(ref) for ref in args.candidate.split(",") if ref]
+    result = compare_runs(baseline, candidate, name=args.name)
     print(
-        f"{result.candidate} vs {result.baseline} (ratio = candidate / baseline median latency, 95% CI)"
+        f"{result.candidate} vs {result.baseline} (ratio = candidate / baseline median latency; "
+        "95% CI from a bootstrap over blocks of time, or over runs when 5 or more are given)"
     )
     print(result.frame.to_string(index=False))
+    held = int(((result.frame.ci_low <= 1) & (result.frame.ci_high >= 1)).sum())
+    print(f"{held} of {len(result.frame)} intervals hold 1 (no difference)")
     return 1 if len(result.regressions) else 0
