@@ -172,7 +172,10 @@ def test_open_loop_keeps_its_rate(loaded_dsn: str) -> None:
     qps = result.summary.set_index("query").loc["ALL", "throughput_qps"]
     assert 80 <= qps <= 110
     assert result.client_floor_qps is None  # an open loop is not limited by the client's floor
-    assert result.open_loop is not None and result.open_loop["backlog_at_stop"] == 0
+    ol = result.open_loop
+    # within capacity: at most the request each thread had just been due to send is left at the end
+    assert ol is not None and ol["issued"] == ol["scheduled"] and ol["backlog_at_stop"] <= 2
+    assert ol["drain_s"] < 0.2
 
 
 @pytest.mark.db

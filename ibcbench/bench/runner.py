@@ -290,9 +290,15 @@ def run_python(
     open_loop = None
     if rate_qps:
         latencies["lag_ms"] = np.array(columns[4], dtype=float)
-        # the window's requests completed over the window plus the drain: throughput is achieved
+        # throughput achieved: the window's requests over the time from the first one's sending
+        # (after any warm-up backlog) to the last one's end
         ends = latencies.t_s + latencies.latency_ms / 1000.0
-        window_s = max(duration_s, float(ends.max())) if len(latencies) else duration_s
+        sends = latencies.t_s + latencies.lag_ms / 1000.0
+        window_s = (
+            max(duration_s, float(ends.max() - max(0.0, sends.min())))
+            if len(latencies)
+            else duration_s
+        )
         issued = len(latencies)
         open_loop = {
             "scheduled": issued + sum(not_issued),
@@ -301,7 +307,7 @@ def run_python(
             # sent more than LATE_MS after their scheduled start; still unsent when the window ended
             "late": int((latencies.lag_ms > LATE_MS).sum()),
             "backlog_at_stop": int((latencies.t_s + latencies.lag_ms / 1000.0 >= duration_s).sum()),
-            "drain_s": round(window_s - duration_s, 3),
+            "drain_s": round(float(ends.max()) - duration_s, 3) if issued else 0.0,
         }
     cpu_share = cpu_used / window_s
     summary = summarize(latencies, engine="python", clients=clients, duration_s=window_s)
@@ -574,7 +580,11 @@ def run_pgbench(
     summary = summarize(latencies, engine="pgbench", clients=clients, duration_s=round(duration_s))
     open_loop = None
     if rate_qps:  # pgbench issues its backlog too, but stops at -T: the lag says how far behind
-        open_loop = {"issued": len(latencies), "late": int((latencies.lag_ms > LATE_MS).sum())}
+        open_loop = {
+            "expected": round(rate_qps * measured),  # pgbench's arrivals are Poisson at the rate
+            "issued": len(latencies),
+            "late": int((latencies.lag_ms > LATE_MS).sum()),
+        }
     return WorkloadResult(
         summary=summary,
         latencies=latencies,

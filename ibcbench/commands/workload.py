@@ -99,6 +99,23 @@ def _workload(args: argparse.Namespace) -> int:
             f"client_bound: the Python runner used {result.client_cpu_pct}% of a core{floor}: "
             "it, not the server, is the limit"
         )
+    if result.open_loop:
+        ol = result.open_loop
+        scheduled = (
+            f"{ol['scheduled']} scheduled, "
+            if "scheduled" in ol
+            else f"about {ol['expected']} due (rate x duration; pgbench stops at -T), "
+        )
+        backlog = (
+            f", {ol['backlog_at_stop']} still unsent when the window ended (drained in "
+            f"{ol['drain_s']} s), {ol['not_issued']} not issued"
+            if "backlog_at_stop" in ol
+            else ""
+        )
+        print(
+            f"open loop: {scheduled}{ol['issued']} issued, {ol['late']} late (sent > 1 ms after "
+            f"their scheduled start){backlog}; latencies count from the scheduled start"
+        )
     print(f"run folder: {run.path}")
     return 0
 
