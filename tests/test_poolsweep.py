@@ -22,3 +22,22 @@ def test_sweep_offers_fixed_size_pools_and_splits_waits(loaded_dsn: str) -> None
     assert f.loc[(8, True)].wait_p95_ms < one.wait_p50_ms
     assert result.manifest["pool_stats"] == "over the measured window"
     assert plot_sweep(result).axes
+
+
+def test_capacity_sweep_puts_both_engines_on_the_server_side(loaded_dsn: str) -> None:
+    from ibcbench.bench.poolsweep import plot_capacity, sweep_pool_capacity
+    from ibcbench.bench.workload import Workload, WorkloadQuery
+
+    # 10 ms a query on the server: one connection serves 100/s, four serve 400/s
+    wl = Workload("t", "1", (WorkloadQuery("sleep", "SELECT pg_sleep(%s)", "read", 1, "sleeps"),))
+    result = sweep_pool_capacity(loaded_dsn, max_sizes=(1, 4), rate_qps=200, threads=8, duration_s=1.0,
+                                 warmup_s=1.0, workload=wl, params={"sleep": [(0.01,)]})  # fmt: skip
+    f = result.frame.set_index(["engine", "max_size"])
+    for engine in ("pgbench", "python"):
+        assert 70 <= f.loc[(engine, 1), "throughput_qps"] <= 105
+        assert f.loc[(engine, 4), "throughput_qps"] >= 250
+        # at 200/s one connection falls behind and requests queue for it; four keep up
+        assert f.loc[(engine, 1), "wait_p95_ms"] > 200
+        assert f.loc[(engine, 4), "wait_p95_ms"] < 50
+    assert result.knee() == 4 and result.knee(engine="python") == 4
+    assert plot_capacity(result).axes

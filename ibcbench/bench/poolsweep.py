@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from ibcbench.bench.runner import run_python
-from ibcbench.bench.workload import default_workload, sample_parameters
+from ibcbench.bench.runner import run_pgbench, run_python
+from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.toolkit.pool import PoolConfig
 
@@ -47,6 +47,22 @@ class PoolSweepResult:
         run.update_manifest(pool_sweep=self.manifest)
 
 
+def _read_mix() -> Workload:
+    return (
+        default_workload()
+        .subset(kind="read")
+        .subset(
+            [
+                "wallet_history",
+                "wallet_by_status",
+                "packet_by_channel_sequence",
+                "network_stats_range",
+                "user_statistics",
+            ]
+        )
+    )
+
+
 def sweep_pool_settings(
     dsn: str | None,
     *,
@@ -60,19 +76,7 @@ def sweep_pool_settings(
     seed: int = 42,
 ) -> PoolSweepResult:
     target = resolve_dsn(dsn)
-    wl = (
-        default_workload()
-        .subset(kind="read")
-        .subset(
-            [
-                "wallet_history",
-                "wallet_by_status",
-                "packet_by_channel_sequence",
-                "network_stats_range",
-                "user_statistics",
-            ]
-        )
-    )
+    wl = _read_mix()
     with connect(target) as conn:
         params = sample_parameters(conn, wl, seed=seed)
     rows = []
@@ -144,4 +148,134 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     knee = result.knee()
     fig.suptitle(f"Pool sweep: throughput stops growing at max_size = {knee} (95% of the best)")
     fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
+    return fig
+
+
+@dataclass
+class PoolCapacityResult:
+    """The server side of the pool question, per engine and pool size: closed-loop throughput
+    with that many connections, and at one arrival rate the time from a request's arrival to
+    its getting a connection (pgbench: schedule lag; Python: lag + pool wait)."""
+
+    frame: pd.DataFrame
+    rate_qps: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def knee(self, *, engine: str = "pgbench", share: float = 0.95) -> int:
+        """Smallest pool size reaching ``share`` of the engine's best closed-loop throughput."""
+        f = self.frame[self.frame.engine == engine].set_index("max_size").throughput_qps
+        return int(f[f >= share * f.max()].index.min())
+
+    def save(self, run: Any) -> None:
+        run.write_frame("pool_capacity", self.frame)
+        run.update_manifest(pool_capacity=self.manifest)
+
+
+def sweep_pool_capacity(
+    dsn: str | None,
+    *,
+    max_sizes: tuple[int, ...] = (1, 2, 4, 8, 25),
+    rate_qps: float | None = None,
+    engines: tuple[str, ...] = ("pgbench", "python"),
+    threads: int = 32,
+    duration_s: float = 3.0,
+    warmup_s: float = 1.0,
+    workload: Workload | None = None,
+    params: dict[str, list[tuple]] | None = None,
+    seed: int = 42,
+) -> PoolCapacityResult:
+    """pgbench at C speed for what the server does with N connections (``-c N`` closed loop:
+    throughput; ``-R rate -c N``: schedule lag, the wait for a free connection), and the Python
+    runner beside it (a pool of N under ``threads`` threads, closed loop, then open loop at the
+    same rate), so both engines land in one figure. ``rate_qps`` defaults to half the best
+    closed-loop pgbench throughput of the sweep: the largest pools keep up, the smallest do not.
+    """
+    from ibcbench.errors import BenchmarkError
+
+    unknown = set(engines) - {"pgbench", "python"}
+    if unknown or not engines:
+        raise BenchmarkError(
+            f"engines must be pgbench and/or python, not {sorted(unknown) or '()'}"
+        )
+    target = resolve_dsn(dsn)
+    wl = workload or _read_mix()
+    if params is None:
+        with connect(target) as conn:
+            params = sample_parameters(conn, wl, seed=seed)
+    common = {"duration_s": duration_s, "warmup_s": warmup_s, "params": params, "seed": seed}
+    closed: dict[tuple[str, int], Any] = {}
+    for size in max_sizes:
+        if "pgbench" in engines:
+            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)  # type: ignore[arg-type]
+        if "python" in engines:
+            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
+                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
+            closed[("python", size)] = run_python(target, wl, clients=max(threads, size), pool_config=cfg, **common)  # type: ignore[arg-type]  # fmt: skip
+    if rate_qps is None:
+        best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(
+            closed.values()
+        )
+        rate_qps = round(
+            0.5
+            * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
+            1,
+        )
+    rows = []
+    for (engine, size), result in closed.items():
+        if engine == "pgbench":
+            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)  # type: ignore[arg-type]
+            waited = opened.latencies.loc[opened.latencies.ok, "lag_ms"]
+        else:
+            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
+                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
+            opened = run_python(target, wl, clients=max(threads, size), pool_config=cfg, rate_qps=rate_qps, drain_timeout_s=duration_s, **common)  # type: ignore[arg-type]  # fmt: skip
+            ok = opened.latencies[opened.latencies.ok]
+            waited = ok.lag_ms + ok.wait_ms
+        total = result.summary.set_index("query").loc["ALL"]
+        at_rate = opened.summary.set_index("query").loc["ALL"]
+        pct = (
+            waited.quantile([0.5, 0.95, 0.99]).round(3).tolist()
+            if len(waited)
+            else [float("nan")] * 3
+        )
+        rows.append({
+            "engine": engine, "max_size": size, "throughput_qps": float(total.throughput_qps),
+            "p50_ms": float(total.p50_ms), "p95_ms": float(total.p95_ms),
+            "rate_qps": rate_qps, "achieved_qps": float(at_rate.throughput_qps),
+            "wait_p50_ms": pct[0], "wait_p95_ms": pct[1], "wait_p99_ms": pct[2],
+            "latency_p95_at_rate_ms": float(at_rate.p95_ms), "late": (opened.open_loop or {}).get("late"),
+            "client_bound": result.client_bound,
+        })  # fmt: skip
+    frame = pd.DataFrame(rows).sort_values(["engine", "max_size"]).reset_index(drop=True)
+    return PoolCapacityResult(
+        frame,
+        rate_qps,
+        {"max_sizes": list(max_sizes), "engines": list(engines), "threads": threads,
+         "rate_qps": rate_qps, "duration_s": duration_s, "warmup_s": warmup_s, "workload": wl.names,
+         "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait"},
+    )  # fmt: skip
+
+
+def plot_capacity(result: PoolCapacityResult) -> Any:
+    """Both engines in one figure: closed-loop throughput and the wait at one arrival rate,
+    against the number of connections."""
+    import matplotlib.pyplot as plt
+
+    f = result.frame
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for engine, style in (("pgbench", "-o"), ("python", "--s")):
+        g = f[f.engine == engine].sort_values("max_size")
+        if g.empty:
+            continue
+        axes[0].plot(g.max_size, g.throughput_qps, style, label=engine)
+        axes[1].plot(g.max_size, g.wait_p95_ms, style, label=f"{engine} p95")
+        axes[1].plot(g.max_size, g.wait_p50_ms, style, alpha=0.4, label=f"{engine} p50")
+    axes[0].set_title("Closed loop: throughput (queries/s)")
+    axes[1].set_title(f"At {result.rate_qps:g} queries/s: wait for a connection (ms)")
+    axes[1].set_yscale("symlog", linthresh=1.0)
+    for ax in axes:
+        ax.set_xlabel("connections (pool max_size / pgbench -c)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

@@ -37,6 +37,24 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
 
+    cap = bench.add_parser(
+        "capacity",
+        help="pool sizes on the server side: pgbench -c N (closed) and -R (wait), Python beside it",
+    )
+    cap.add_argument("--sizes", type=_ints, default=(1, 2, 4, 8, 25),
+                     help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)")  # fmt: skip
+    cap.add_argument("--rate", type=float, default=None,
+                     help="arrival rate for the wait (default: half the best pgbench throughput)")  # fmt: skip
+    cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
+    cap.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
+    cap.add_argument(
+        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+    )
+    cap.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    add_dsn_argument(cap)
+    cap.set_defaults(func=_capacity)
+
     wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
     wl.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
@@ -68,6 +86,28 @@ def _fidelity(args: argparse.Namespace) -> int:
             "client_bound: the Python process used >= 70% of a core, or ran at half or more of its own "
             "SELECT 1 rate (python_select1_qps); those rows measure the client, not the server"
         )
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from ibcbench.bench.poolsweep import plot_capacity, sweep_pool_capacity
+    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.errors import BenchmarkError
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if not engines or set(engines) - {"pgbench", "python"}:
+        raise BenchmarkError(f"--engines {args.engines!r}: give pgbench, python or pgbench,python")
+    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    result = sweep_pool_capacity(dsn, max_sizes=args.sizes, rate_qps=args.rate, engines=engines,
+                                 duration_s=args.duration, seed=args.seed)  # fmt: skip
+    print(f"pool capacity: read mix at scale {args.scale}, {args.duration:g} s per run; wait = "
+          f"arrival to a free connection at {result.rate_qps:g} queries/s")  # fmt: skip
+    print(result.frame.to_string(index=False))
+    print(", ".join(f"{e} knee (95% of its best throughput): {result.knee(engine=e)} connections"
+                    for e in engines))  # fmt: skip
+    if args.figure:
+        plot_capacity(result).savefig(args.figure, dpi=110)
+        print(f"figure: {args.figure}")
     return 0
 
 
