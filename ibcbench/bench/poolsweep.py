@@ -263,13 +263,15 @@ def plot_capacity(result: PoolCapacityResult) -> Any:
 
     f = result.frame
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for engine, style in (("pgbench", "-o"), ("python", "--s")):
+    for engine, style, colour in (("pgbench", "-o", "C0"), ("python", "--s", "C1")):
         g = f[f.engine == engine].sort_values("max_size")
         if g.empty:
             continue
-        axes[0].plot(g.max_size, g.throughput_qps, style, label=engine)
-        axes[1].plot(g.max_size, g.wait_p95_ms, style, label=f"{engine} p95")
-        axes[1].plot(g.max_size, g.wait_p50_ms, style, alpha=0.4, label=f"{engine} p50")
+        axes[0].plot(g.max_size, g.throughput_qps, style, color=colour, label=engine)
+        axes[1].plot(g.max_size, g.wait_p95_ms, style, color=colour, label=f"{engine} p95")
+        axes[1].plot(
+            g.max_size, g.wait_p50_ms, style, color=colour, alpha=0.4, label=f"{engine} p50"
+        )
     axes[0].set_title("Closed loop: throughput (queries/s)")
     axes[1].set_title(f"At {result.rate_qps:g} queries/s: wait for a connection (ms)")
     axes[1].set_yscale("symlog", linthresh=1.0)
