@@ -150,7 +150,7 @@ def compare_latencies(
     return pd.DataFrame(rows)
 
 
-#: what two runs must share to be compared: (manifest section or None for the top level, key)
+#: what two runs must share to be compared: (key, in the result's manifest section? else top level)
 _SAME = (("engine", True), ("clients", True), ("rate_qps", True), ("scale", False))
 
 
