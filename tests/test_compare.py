@@ -134,3 +134,25 @@ def test_repetitions_are_the_resampling_unit(tmp_path: Path) -> None:
     row = result.frame.iloc[0]
     assert row.baseline_blocks == row.candidate_blocks == 5 and row.baseline_n == 20_000
     assert row.verdict == "no difference" and "+" in result.baseline
+
+
+def test_cli_prints_widths_refuses_mixed_setups_and_says_what_one_run_covers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    rng = np.random.default_rng(17)
+    runs = {}
+    for label, engine in (("a", "pgbench"), ("b", "pgbench"), ("c", "python")):
+        run = new_run(label, root=tmp_path)
+        run.update_manifest(
+            scale="small", workload={"engine": engine, "clients": 4, "rate_qps": None}
+        )
+        run.write_frame("workload_latencies", _frame("q", _drifting_run(rng)))
+        runs[label] = str(run.path)
+    assert main(["compare", runs["a"], runs["b"]]) == 0
+    out = capsys.readouterr().out
+    assert "ci_width" in out and "1 of 1 intervals hold 1" in out and "--repeat 5" in out
+    assert main(["compare", runs["a"], runs["c"]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differ in engine ('pgbench' vs 'python')" in err[0]

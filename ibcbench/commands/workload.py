@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ibcbench.bench.workload import Workload
+    from ibcbench.results.runs import Run
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -67,6 +72,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     wl.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
+    wl.add_argument("--repeat", type=int, default=1,
+                    help="run folders to make, one after the other (5+ give compare run-to-run intervals)")  # fmt: skip
     add_dsn_argument(wl)
     wl.set_defaults(func=_workload)
 
@@ -112,13 +119,24 @@ def _capacity(args: argparse.Namespace) -> int:
 
 
 def _workload(args: argparse.Namespace) -> int:
-    from ibcbench.bench.runner import run_workload
     from ibcbench.bench.workload import default_workload
     from ibcbench.data.datasets import ensure_dataset
-    from ibcbench.results.runs import build_manifest, new_run
+    from ibcbench.errors import BenchmarkError
 
+    if args.repeat < 1:
+        raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
+    ids = [_workload_once(args, dsn, wl).id for _ in range(args.repeat)]
+    if len(ids) > 1:
+        print(f"runs (compare them as one side): {','.join(ids)}")
+    return 0
+
+
+def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
+    from ibcbench.bench.runner import run_workload
+    from ibcbench.results.runs import build_manifest, new_run
+
     result = run_workload(dsn, wl, engine=args.engine, clients=args.clients, duration_s=args.duration,
                           rate_qps=args.rate, seed=args.seed)  # fmt: skip
     run = new_run(f"workload-{args.engine}")
@@ -157,7 +175,7 @@ def _workload(args: argparse.Namespace) -> int:
             f"their scheduled start){backlog}; latencies count from the scheduled start"
         )
     print(f"run folder: {run.path}")
-    return 0
+    return run
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -174,4 +192,9 @@ def _compare(args: argparse.Namespace) -> int:
     print(result.frame.to_string(index=False))
     held = int(((result.frame.ci_low <= 1) & (result.frame.ci_high >= 1)).sum())
     print(f"{held} of {len(result.frame)} intervals hold 1 (no difference)")
+    if min(len(baseline), len(candidate)) < 5:
+        print(
+            "note: blocks of time within a run cover its own drift, not the run-to-run variance; "
+            "for that give 5 or more runs a side (bench workload --repeat 5)"
+        )
     return 1 if len(result.regressions) else 0
