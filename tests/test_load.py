@@ -301,3 +301,29 @@ def test_dataset_databases_are_reused_and_foreign_ones_refused(server_dsn: str) 
             conn.execute("DROP DATABASE IF EXISTS ibcbench_tiny_s4343 WITH (FORCE)")
     with pytest.raises(ConfigError, match="scale 'huge' is unknown"):
         ensure_dataset_info(server_dsn, scale="huge", seed=1)
+
+
+@pytest.mark.parametrize("source", ["generated", "folder"])
+def test_the_load_clock_includes_commit(make_database, tmp_path: Path, source: str) -> None:
+    import time
+
+    dsn = make_database(f"slow_commit_{source}")
+    migrate_up(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a COMMIT that takes 1.5 s
+        conn.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ibcbench_loads"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+    params = GenerationParams(seed=5, scale="tiny", packets=2_000)
+    what = params
+    if source == "folder":
+        what = tmp_path / "data"  # type: ignore[assignment]
+        generate_dataset(params, what, quiet=True)
+    started = time.perf_counter()
+    result = load_dataset(dsn, what, quiet=True)
+    wall = time.perf_counter() - started
+    assert result.elapsed_s >= 1.5 and wall - result.elapsed_s < 0.5

@@ -133,10 +133,20 @@ def test_the_community_edition_is_refused_on_an_apache_only_build(tmp_path: Path
         resolve_license(bindir, "timescale")
 
 
-def test_installed_extensions_pass_on_this_machine() -> None:
-    from ibcbench.server import find_pg_bindir
+@pytest.mark.db
+def test_installed_extensions_pass_on_this_machine(server_dsn: str) -> None:
+    from ibcbench.server import REQUIRED_PRELOADS, find_pg_bindir
 
     check_extensions_installed(find_pg_bindir())
+    # what the check found on disk is what the running server offers and has loaded
+    with psycopg.connect(server_dsn) as conn:
+        available = conn.execute(
+            "SELECT array_agg(name ORDER BY name) FROM pg_available_extensions WHERE name = ANY(%s)",
+            (list(REQUIRED_PRELOADS),),
+        ).fetchone()[0]  # type: ignore[index]
+        preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()[0]  # type: ignore[index]
+    assert available == sorted(REQUIRED_PRELOADS)
+    assert preloaded.split(",") == list(REQUIRED_PRELOADS)
 
 
 @pytest.mark.db

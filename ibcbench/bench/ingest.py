@@ -8,12 +8,17 @@ and drops (a database of that name without the kit's mark is refused, never drop
 CHECKPOINT, so no earlier writes are flushed during the timing); the fact tables only, one
 transaction per connection, committed inside the timing. The server's own pace drifts by tens of
 percent between runs on a small machine (WAL flushes, the kernel's writeback), so every scenario
-runs several rounds, interleaved, and the median round is reported with the rounds' spread.
+runs several rounds, interleaved, each round in its own shuffled order (seeded), and the median
+round is reported with the rounds' spread. A ratio to the ceiling is paired: computed within each
+round (a scenario's rows/s over the ceiling's of the same round, layout and indexes), then the
+median of those per-round ratios is reported with their range. Dividing medians taken from
+different rounds would mix the drift into the ratio.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections.abc import Iterable
@@ -111,6 +116,8 @@ class LoadBenchResult:
     #: packet_flow alone, one connection, stripped: where the server's time goes
     stripped_packet_flow_rows_per_s: dict[str, float]
     manifest: dict[str, Any]
+    #: the smallest and largest round's ratio behind ``ratio_end_to_end`` (paired within rounds)
+    ratio_end_to_end_range: tuple[float, float] = (float("nan"), float("nan"))
 
 
 def _fresh(admin_dsn: str, layout: str, indexes: bool, stripped: str = "") -> str:
@@ -245,26 +252,24 @@ def run_load_benchmark(
     generate_s, encode_s = _producer_alone(params)
     encoded = _pregenerate(params) if any(sc.source == "memory" for sc in scenarios) else []
     records = []
+    shuffle = random.Random(seed)
     try:
         for round_ in range(rounds):  # rounds interleave the scenarios: drift hits them all alike
-            for i, scenario in enumerate(scenarios):
+            order = list(enumerate(scenarios))
+            shuffle.shuffle(order)  # no scenario always first (on a cold server) or last
+            for position, (i, scenario) in enumerate(order):
                 record = _run(_fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped), scenario,
                               params, encoded)  # fmt: skip
-                records.append({"i": i, "round": round_, **record})
+                records.append({"i": i, "round": round_, "position": position, **record})
     finally:
         _drop(admin)
-    frame = _median_of_rounds(pd.DataFrame(records))
-    ceiling = {
-        (r.layout, r.secondary_indexes): r.rows_per_s
-        for r in frame.itertuples()
-        if r.scenario.startswith("COPY ceiling (") and r.connections == 1
-    }
-    frame["ratio_to_ceiling"] = [
-        round(r.rows_per_s / ceiling[(r.layout, r.secondary_indexes)], 3)
-        if r.tables == _FACTS and (r.layout, r.secondary_indexes) in ceiling
-        else None
-        for r in frame.itertuples()
-    ]
+    rounds_frame = pd.DataFrame(records)
+    frame = _median_of_rounds(rounds_frame)
+    paired = paired_ratios(rounds_frame)
+    frame["ratio_to_ceiling"] = frame.index.map(paired.ratio_to_ceiling)
+    frame["ratio_min"] = frame.index.map(paired.ratio_min)
+    frame["ratio_max"] = frame.index.map(paired.ratio_max)
+    frame = frame.reset_index(drop=True)
 
     def pick(column: str, **where: Any) -> float:
         sel = frame
@@ -277,6 +282,8 @@ def run_load_benchmark(
         frame=frame,
         packets=packets,
         ratio_end_to_end=pick("ratio_to_ceiling", scenario="generate + load, producer thread", **plain),
+        ratio_end_to_end_range=(pick("ratio_min", scenario="generate + load, producer thread", **plain),
+                                pick("ratio_max", scenario="generate + load, producer thread", **plain)),
         ratio_end_to_end_process=pick("ratio_to_ceiling", scenario="generate + load, producer process", **plain),
         ceiling_packet_flow_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=1, **plain),
         ceiling_packet_flow_2conn_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=2, **plain),
@@ -289,22 +296,55 @@ def run_load_benchmark(
             "generate_s": round(generate_s, 2),
             "encode_s": round(encode_s, 2),
             "rounds": rounds,
+            "order": "shuffled in every round (random.Random(seed))",
+            "ratios": "per round, then the median of the rounds' ratios",
+            "round_orders": [
+                [int(i) for i in g.sort_values("position").i] for _, g in rounds_frame.groupby("round")
+            ],
             "server": describe_dsn(admin),
         },
     )  # fmt: skip
 
 
 def _median_of_rounds(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per scenario: its median round's seconds, the rates from it, and the rounds' spread."""
+    """One row per scenario (indexed by its number ``i``): its median round's seconds, the rates
+    from it, and the rounds' spread."""
     rows = []
-    for _, runs in records.groupby("i", sort=True):
+    for i, runs in records.groupby("i", sort=True):
         seconds = runs["seconds"]
         median = runs.iloc[(seconds - seconds.median()).abs().argsort().iloc[0]]  # a real round
-        row = median.drop(["i", "round"]).to_dict()
+        row = median.drop(["i", "round", "position"], errors="ignore").to_dict()
         row["rounds"] = len(runs)
         row["spread_pct"] = round(100 * (seconds.max() - seconds.min()) / seconds.median(), 1)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        rows.append((i, row))
+    return pd.DataFrame([r for _, r in rows], index=pd.Index([i for i, _ in rows], name="i"))
+
+
+def paired_ratios(records: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario ``i`` loading the fact tables: its rows/s over the COPY ceiling's (one
+    connection, same layout and indexes) of the same round; the median over rounds, and the
+    smallest and largest round's ratio. Scenarios without a ceiling in their round are left out."""
+    ratios: dict[int, list[float]] = {}
+    for _, runs in records.groupby("round", sort=True):
+        ceiling = {
+            (r.layout, r.secondary_indexes): r.rows_per_s
+            for r in runs.itertuples()
+            if r.scenario.startswith("COPY ceiling (") and r.connections == 1 and r.tables == _FACTS
+        }
+        for r in runs.itertuples():
+            key = (r.layout, r.secondary_indexes)
+            if r.tables == _FACTS and key in ceiling:
+                ratios.setdefault(int(r.i), []).append(r.rows_per_s / ceiling[key])
+    return pd.DataFrame(
+        {
+            "ratio_to_ceiling": {
+                i: round(float(pd.Series(v).median()), 3) for i, v in ratios.items()
+            },
+            "ratio_min": {i: round(min(v), 3) for i, v in ratios.items()},
+            "ratio_max": {i: round(max(v), 3) for i, v in ratios.items()},
+        },
+        columns=["ratio_to_ceiling", "ratio_min", "ratio_max"],
+    ).rename_axis("i")
 
 
 def format_load_benchmark(result: LoadBenchResult) -> str:
@@ -317,8 +357,9 @@ def format_load_benchmark(result: LoadBenchResult) -> str:
         f"{m['encode_s']} s",
         result.frame.to_string(index=False),
         "",
-        f"end-to-end / ceiling (plain, no secondary indexes, median of {m['rounds']} rounds): "
-        f"{result.ratio_end_to_end:.3f} with the producer thread (the default), "
+        f"end-to-end / ceiling (plain, no secondary indexes, each round against its own ceiling, "
+        f"median of {m['rounds']} rounds): {result.ratio_end_to_end:.3f} with the producer thread "
+        f"(the default; rounds {result.ratio_end_to_end_range[0]:.3f}..{result.ratio_end_to_end_range[1]:.3f}), "
         f"{result.ratio_end_to_end_process:.3f} with a producer process",
     ]
     alone = {

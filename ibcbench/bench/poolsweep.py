@@ -1,8 +1,15 @@
 """Pool settings swept: max_size x client threads x prepared statements (x health check).
 
 Each point runs the read mix through the Python runner with a pool of that shape; pool statistics
-(time waiting for a connection vs using it, errors, timeouts) come from psycopg_pool. This is the
-client's question, so the runner's CPU share is reported with every point.
+(time waiting for a connection vs using it, errors, timeouts) come from psycopg_pool, over the
+measured window only (not the warm-up, nor the pool's growth before it), and every request's wait
+and execution are recorded, so their p50/p95/p99 are reported apart. This is the client's
+question, so the runner's CPU share is reported with every point.
+
+The pool's min_size is by default what the seed's pgx service runs (``MinConns`` 5, or max_size if
+smaller: a pgx pool opens more connections on demand up to ``MaxConns``); ``fixed_size=(True,)``
+sweeps ``min_size = max_size`` instead (every connection open before the first request), and
+``(False, True)`` both.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from ibcbench.bench.runner import run_python
-from ibcbench.bench.workload import default_workload, sample_parameters
+from ibcbench.bench.runner import run_pgbench, run_python
+from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
@@ -67,19 +74,8 @@ class PoolSweepResult:
         save_figure(plot_sweep(self), "03_pool_sweep", run, close=True)
 
 
-def sweep_pool_settings(
-    dsn: str | None,
-    *,
-    max_sizes: tuple[int, ...] = (1, 2, 4, 8, 25),
-    clients: tuple[int, ...] = (1, 4, 16, 32),
-    prepared: tuple[bool, ...] = (True, False),
-    health_check: tuple[bool, ...] = (False,),
-    duration_s: float = 3.0,
-    warmup_s: float = 0.5,
-    seed: int = 42,
-) -> PoolSweepResult:
-    target = resolve_dsn(dsn)
-    wl = (
+def _read_mix() -> Workload:
+    return (
         default_workload()
         .subset(kind="read")
         .subset(
@@ -92,12 +88,31 @@ def sweep_pool_settings(
             ]
         )
     )
+
+
+def sweep_pool_settings(
+    dsn: str | None,
+    *,
+    max_sizes: tuple[int, ...] = (1, 2, 4, 8, 25),
+    clients: tuple[int, ...] = (1, 4, 16, 32),
+    prepared: tuple[bool, ...] = (True, False),
+    health_check: tuple[bool, ...] = (False,),
+    fixed_size: tuple[bool, ...] = (False,),
+    duration_s: float = 3.0,
+    warmup_s: float = 0.5,
+    seed: int = 42,
+) -> PoolSweepResult:
+    target = resolve_dsn(dsn)
+    wl = _read_mix()
     with connect(target) as conn:
         params = sample_parameters(conn, wl, seed=seed)
     rows = []
-    for size, n, prep, health in product(max_sizes, clients, prepared, health_check):
+    for size, n, prep, health, fixed in product(
+        max_sizes, clients, prepared, health_check, fixed_size
+    ):
         cfg = PoolConfig(
-            min_size=min(size, SEED_CONFIG.min_size), max_size=size, prepare_threshold=5 if prep else None,
+            min_size=size if fixed else min(size, SEED_CONFIG.min_size), max_size=size,
+            prepare_threshold=5 if prep else None,
             health_check_period_s=1.0 if health else None, check_on_checkout=health, slow_query_ms=None,
             timeout_s=10.0,
         )  # fmt: skip
@@ -107,12 +122,13 @@ def sweep_pool_settings(
         stats = result.pool_stats or {}
         requests = max(1, stats.get("requests", 1))
         rows.append({
-            "max_size": size, "clients": n, "prepared": prep, "health_check": health,
+            "max_size": size, "min_size": cfg.min_size, "fixed_size": fixed, "clients": n, "prepared": prep, "health_check": health,
             "throughput_qps": float(total.throughput_qps), "p50_ms": float(total.p50_ms),
             "p95_ms": float(total.p95_ms), "p99_ms": float(total.p99_ms), "errors": int(total.errors),
             "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
             "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
             "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
+            **{f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"]) for part in ("wait", "exec") for p in (50, 95, 99)},
             "timeouts": int(stats.get("request_errors", 0)), "client_cpu_pct": result.client_cpu_pct,
             "client_floor_share": result.client_floor_share,
             "client_bound": result.client_bound, "seed_config": size == SEED_CONFIG.max_size,
@@ -120,7 +136,9 @@ def sweep_pool_settings(
     return PoolSweepResult(
         pd.DataFrame(rows),
         {"max_sizes": list(max_sizes), "clients": list(clients), "prepared": list(prepared),
-         "health_check": list(health_check), "duration_s": duration_s, "workload": wl.names},
+         "health_check": list(health_check), "fixed_size": list(fixed_size), "duration_s": duration_s,
+         "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
+         "pool_stats": "over the measured window", "workload": wl.names},
     )  # fmt: skip
 
 
@@ -129,6 +147,8 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     import matplotlib.pyplot as plt
 
     f = result.frame
+    if "fixed_size" in f.columns and f.fixed_size.nunique() > 1:
+        f = f[~f.fixed_size]  # the default pools; the fixed ones are in the frame
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     sizes = sorted(f.max_size.unique())
     colour = {size: plt.cm.tab10(i % 10) for i, size in enumerate(sizes)}
@@ -155,4 +175,136 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     knee = result.knee()
     fig.suptitle(f"Pool sweep: throughput stops growing at max_size = {knee} (95% of the best)")
     fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
+    return fig
+
+
+@dataclass
+class PoolCapacityResult:
+    """The server side of the pool question, per engine and pool size: closed-loop throughput
+    with that many connections, and at one arrival rate the time from a request's arrival to
+    its getting a connection (pgbench: schedule lag; Python: lag + pool wait)."""
+
+    frame: pd.DataFrame
+    rate_qps: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def knee(self, *, engine: str = "pgbench", share: float = 0.95) -> int:
+        """Smallest pool size reaching ``share`` of the engine's best closed-loop throughput."""
+        f = self.frame[self.frame.engine == engine].set_index("max_size").throughput_qps
+        return int(f[f >= share * f.max()].index.min())
+
+    def save(self, run: Any) -> None:
+        run.write_frame("pool_capacity", self.frame)
+        run.update_manifest(pool_capacity=self.manifest)
+
+
+def sweep_pool_capacity(
+    dsn: str | None,
+    *,
+    max_sizes: tuple[int, ...] = (1, 2, 4, 8, 25),
+    rate_qps: float | None = None,
+    engines: tuple[str, ...] = ("pgbench", "python"),
+    threads: int = 32,
+    duration_s: float = 3.0,
+    warmup_s: float = 1.0,
+    workload: Workload | None = None,
+    params: dict[str, list[tuple]] | None = None,
+    seed: int = 42,
+) -> PoolCapacityResult:
+    """pgbench at C speed for what the server does with N connections (``-c N`` closed loop:
+    throughput; ``-R rate -c N``: schedule lag, the wait for a free connection), and the Python
+    runner beside it (a pool of N under ``threads`` threads, closed loop, then open loop at the
+    same rate), so both engines land in one figure. ``rate_qps`` defaults to half the best
+    closed-loop pgbench throughput of the sweep: the largest pools keep up, the smallest do not.
+    """
+    from ibcbench.errors import BenchmarkError
+
+    unknown = set(engines) - {"pgbench", "python"}
+    if unknown or not engines:
+        raise BenchmarkError(
+            f"engines must be pgbench and/or python, not {sorted(unknown) or '()'}"
+        )
+    target = resolve_dsn(dsn)
+    wl = workload or _read_mix()
+    if params is None:
+        with connect(target) as conn:
+            params = sample_parameters(conn, wl, seed=seed)
+    common = {"duration_s": duration_s, "warmup_s": warmup_s, "params": params, "seed": seed}
+    closed: dict[tuple[str, int], Any] = {}
+    for size in max_sizes:
+        if "pgbench" in engines:
+            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)  # type: ignore[arg-type]
+        if "python" in engines:
+            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
+                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
+            closed[("python", size)] = run_python(target, wl, clients=max(threads, size), pool_config=cfg, **common)  # type: ignore[arg-type]  # fmt: skip
+    if rate_qps is None:
+        best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(
+            closed.values()
+        )
+        rate_qps = round(
+            0.5
+            * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
+            1,
+        )
+    rows = []
+    for (engine, size), result in closed.items():
+        if engine == "pgbench":
+            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)  # type: ignore[arg-type]
+            waited = opened.latencies.loc[opened.latencies.ok, "lag_ms"]
+        else:
+            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
+                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
+            opened = run_python(target, wl, clients=max(threads, size), pool_config=cfg, rate_qps=rate_qps, drain_timeout_s=duration_s, **common)  # type: ignore[arg-type]  # fmt: skip
+            ok = opened.latencies[opened.latencies.ok]
+            waited = ok.lag_ms + ok.wait_ms
+        total = result.summary.set_index("query").loc["ALL"]
+        at_rate = opened.summary.set_index("query").loc["ALL"]
+        pct = (
+            waited.quantile([0.5, 0.95, 0.99]).round(3).tolist()
+            if len(waited)
+            else [float("nan")] * 3
+        )
+        rows.append({
+            "engine": engine, "max_size": size, "throughput_qps": float(total.throughput_qps),
+            "p50_ms": float(total.p50_ms), "p95_ms": float(total.p95_ms),
+            "rate_qps": rate_qps, "achieved_qps": float(at_rate.throughput_qps),
+            "wait_p50_ms": pct[0], "wait_p95_ms": pct[1], "wait_p99_ms": pct[2],
+            "latency_p95_at_rate_ms": float(at_rate.p95_ms), "late": (opened.open_loop or {}).get("late"),
+            "client_bound": result.client_bound,
+        })  # fmt: skip
+    frame = pd.DataFrame(rows).sort_values(["engine", "max_size"]).reset_index(drop=True)
+    return PoolCapacityResult(
+        frame,
+        rate_qps,
+        {"max_sizes": list(max_sizes), "engines": list(engines), "threads": threads,
+         "rate_qps": rate_qps, "duration_s": duration_s, "warmup_s": warmup_s, "workload": wl.names,
+         "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait"},
+    )  # fmt: skip
+
+
+def plot_capacity(result: PoolCapacityResult) -> Any:
+    """Both engines in one figure: closed-loop throughput and the wait at one arrival rate,
+    against the number of connections."""
+    import matplotlib.pyplot as plt
+
+    f = result.frame
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for engine, style, colour in (("pgbench", "-o", "C0"), ("python", "--s", "C1")):
+        g = f[f.engine == engine].sort_values("max_size")
+        if g.empty:
+            continue
+        axes[0].plot(g.max_size, g.throughput_qps, style, color=colour, label=engine)
+        axes[1].plot(g.max_size, g.wait_p95_ms, style, color=colour, label=f"{engine} p95")
+        axes[1].plot(
+            g.max_size, g.wait_p50_ms, style, color=colour, alpha=0.4, label=f"{engine} p50"
+        )
+    axes[0].set_title("Closed loop: throughput (queries/s)")
+    axes[1].set_title(f"At {result.rate_qps:g} queries/s: wait for a connection (ms)")
+    axes[1].set_yscale("symlog", linthresh=1.0)
+    for ax in axes:
+        ax.set_xlabel("connections (pool max_size / pgbench -c)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

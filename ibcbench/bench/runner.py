@@ -43,6 +43,8 @@ CLIENT_BOUND_CPU = 0.70
 #: workload QPS / SELECT 1 QPS of the same pool and threads above which the run is client-bound
 CLIENT_BOUND_FLOOR = 0.5
 _DRAWS = 1 << 16  # random draws made up front per client thread
+#: open loop: a request sent more than this after its scheduled start is late
+LATE_MS = 1.0
 
 
 @dataclass
@@ -57,8 +59,11 @@ class WorkloadResult:
     #: closed loop only: SELECT 1 queries/s through the same pool and threads, and the workload's share
     client_floor_qps: float | None = None
     client_floor_share: float | None = None
+    #: Python runner: psycopg_pool's counters over the measured window (not since the pool opened)
     pool_stats: dict[str, Any] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: open loop: scheduled, issued, not_issued, late, backlog_at_stop, drain_s
+    open_loop: dict[str, Any] | None = None
 
     def save(self, run: Any, name: str = "workload") -> None:
         run.write_frame(f"{name}_summary", self.summary)
@@ -69,13 +74,26 @@ class WorkloadResult:
 def summarize(
     latencies: pd.DataFrame, *, engine: str, clients: int, duration_s: float
 ) -> pd.DataFrame:
-    """Per query: executions, errors, throughput and latency percentiles (ms), plus an ALL row."""
+    """Per query: executions, errors, throughput and latency percentiles (ms), plus an ALL row.
+
+    Where the frame has them (the Python runner), the parts of each latency get their own
+    percentiles too: ``lag`` (open loop: scheduled start to sending), ``wait`` (for a pool
+    connection) and ``exec`` (on the connection).
+    """
     rows = []
-    groups = [(name, g) for name, g in latencies.groupby("query", sort=True)]
+    groups = [(name, g) for name, g in latencies.groupby("query", sort=True, observed=False)]
     groups.append(("ALL", latencies))
+    parts = [c for c in ("lag_ms", "wait_ms", "exec_ms") if c in latencies.columns]
     for name, g in groups:
         ok = g[g.ok]
         lat = ok.latency_ms.to_numpy()
+        split = {}
+        for column in parts:
+            values = ok[column].to_numpy()
+            for p in (50, 95, 99):
+                split[f"{column[:-3]}_p{p}_ms"] = (
+                    round(float(np.percentile(values, p)), 3) if len(values) else np.nan
+                )
         rows.append(
             {
                 "query": name,
@@ -85,6 +103,7 @@ def summarize(
                 "errors": int((~g.ok).sum()),
                 "throughput_qps": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
                 **latency_summary(lat, digits=3),
+                **split,
             }
         )
     return pd.DataFrame(rows)
@@ -133,8 +152,20 @@ def run_python(
     pool_config: PoolConfig | None = None,
     params: dict[str, list[tuple]] | None = None,
     seed: int = 42,
+    drain_timeout_s: float | None = None,
 ) -> WorkloadResult:
-    """``clients`` threads over a psycopg_pool; closed loop, or open loop at ``rate_qps`` in total."""
+    """``clients`` threads over a psycopg_pool; closed loop, or open loop at ``rate_qps`` in total.
+
+    Every request records its wait for a pool connection (``wait_ms``) and its execution
+    (``exec_ms``); the pool's own counters are taken over the measured window only (a snapshot
+    at its start subtracted from one at its end), so warm-up and the pool's growth from min_size
+    are not counted as waiting. In an open loop each thread follows its own schedule
+    (``clients / rate_qps`` apart): every request scheduled within the measured window is issued,
+    even after the window ends (the backlog is drained), and its latency counts from its
+    scheduled start, so queueing behind a slow server is in the percentiles (``lag_ms`` is the
+    part before it was sent). A backlog not drained within ``drain_timeout_s`` (default: the
+    duration, at least 10 s) is counted as not issued.
+    """
     if clients < 1 or duration_s <= 0 or warmup_s < 0:
         raise BenchmarkError("clients must be >= 1, duration_s > 0 and warmup_s >= 0")
     if rate_qps is not None and rate_qps <= 0:
@@ -146,19 +177,26 @@ def run_python(
     cfg = pool_config or PoolConfig(
         min_size=clients, max_size=clients, health_check_period_s=None, slow_query_ms=None
     )
+    drain_s = max(10.0, duration_s) if drain_timeout_s is None else drain_timeout_s
     names = workload.names
     weights = np.array([q.weight for q in workload.queries], dtype=float)
     weights /= weights.sum()
     queries = [sql.SQL(q.sql) for q in workload.queries]  # type: ignore[arg-type]
     writes = [q.kind == "write" for q in workload.queries]
-    records: list[list[tuple[int, float, bool]]] = [[] for _ in range(clients)]
+    # per request: query, latency, ok, start (from the window start), lag, wait, exec (ms)
+    records: list[list[tuple[int, float, bool, float, float, float, float]]] = [
+        [] for _ in range(clients)
+    ]
+    not_issued = [0] * clients
     with paused_cron_jobs(target) as paused:
         pool = create_pool(cfg, target)
         try:
             start = time.perf_counter()
             measure_from = start + warmup_s
             stop_at = measure_from + duration_s
+            drain_until = stop_at + drain_s
             cpu_start = [0.0]
+            stats_start: list[dict[str, Any]] = [{}]
 
             def client(idx: int) -> None:
                 rng = np.random.default_rng([seed, idx])
@@ -172,35 +210,49 @@ def run_python(
                 out = records[idx]
                 while True:
                     now = time.perf_counter()
-                    if now >= stop_at:
-                        return
                     if interval:
+                        if scheduled >= stop_at:
+                            return
+                        if now >= drain_until:  # the backlog left: scheduled, never sent
+                            first = max(scheduled, measure_from)
+                            not_issued[idx] = int(-(-(stop_at - first) // interval))
+                            return
                         if scheduled > now:
                             time.sleep(scheduled - now)
                         began = scheduled  # open loop: latency counts from the intended start
                         scheduled += interval
+                    elif now >= stop_at:
+                        return
                     else:
-                        began = time.perf_counter()
+                        began = now
                     i = picks[k % _DRAWS]
                     values = param_lists[i][slots[k % _DRAWS] % len(param_lists[i])]
                     k += 1
                     ok = True
+                    sent = time.perf_counter()
+                    got = done = sent
                     try:
                         with pool.connection() as conn:
+                            got = time.perf_counter()
                             _execute(conn, queries[i], values, writes[i])
+                            done = time.perf_counter()
                     except psycopg.Error:
                         ok = False
+                        done = time.perf_counter()
                     ended = time.perf_counter()
-                    if began >= measure_from and ended <= stop_at:
-                        out.append((i, (ended - began) * 1000.0, ok))
+                    if began >= measure_from and (interval or ended <= stop_at):
+                        out.append((i, (ended - began) * 1000.0, ok, began - measure_from,
+                                    (sent - began) * 1000.0, (got - sent) * 1000.0,
+                                    (done - got) * 1000.0))  # fmt: skip
 
-            def mark_cpu() -> None:
+            def mark_window() -> None:
                 delay = measure_from - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 cpu_start[0] = time.process_time()
+                stats_start[0] = pool.stats().as_dict()
 
-            marker = threading.Thread(target=mark_cpu)
+            marker = threading.Thread(target=mark_window)
             threads = [
                 threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)
             ]
@@ -211,7 +263,7 @@ def run_python(
             for t in threads:
                 t.join()
             cpu_used = time.process_time() - cpu_start[0]
-            stats = pool.stats().as_dict()
+            stats = window_pool_stats(stats_start[0], pool.stats().as_dict())
             floor_qps = (
                 None
                 if rate_qps
@@ -219,16 +271,43 @@ def run_python(
             )
         finally:
             pool.close()
-    flat = [r for rs in records for r in rs]
+    flat = sorted((r for rs in records for r in rs), key=lambda r: r[3])
+    columns = list(zip(*flat, strict=True)) if flat else [()] * 7
     latencies = pd.DataFrame(
         {
-            "query": pd.Categorical([names[i] for i, _, _ in flat], categories=names),
-            "latency_ms": np.array([lat for _, lat, _ in flat], dtype=float),
-            "ok": np.array([ok for _, _, ok in flat], dtype=bool),
+            "query": pd.Categorical([names[i] for i in columns[0]], categories=names),
+            "latency_ms": np.array(columns[1], dtype=float),
+            "ok": np.array(columns[2], dtype=bool),
+            "t_s": np.array(columns[3], dtype=float),
+            "wait_ms": np.array(columns[5], dtype=float),
+            "exec_ms": np.array(columns[6], dtype=float),
         }
     )
-    cpu_share = cpu_used / duration_s
-    summary = summarize(latencies, engine="python", clients=clients, duration_s=duration_s)
+    window_s = duration_s
+    open_loop = None
+    if rate_qps:
+        latencies["lag_ms"] = np.array(columns[4], dtype=float)
+        # throughput achieved: the window's requests over the time from the first one's sending
+        # (after any warm-up backlog) to the last one's end
+        ends = latencies.t_s + latencies.latency_ms / 1000.0
+        sends = latencies.t_s + latencies.lag_ms / 1000.0
+        window_s = (
+            max(duration_s, float(ends.max() - max(0.0, sends.min())))
+            if len(latencies)
+            else duration_s
+        )
+        issued = len(latencies)
+        open_loop = {
+            "scheduled": issued + sum(not_issued),
+            "issued": issued,
+            "not_issued": sum(not_issued),
+            # sent more than LATE_MS after their scheduled start; still unsent when the window ended
+            "late": int((latencies.lag_ms > LATE_MS).sum()),
+            "backlog_at_stop": int((latencies.t_s + latencies.lag_ms / 1000.0 >= duration_s).sum()),
+            "drain_s": round(float(ends.max()) - duration_s, 3) if issued else 0.0,
+        }
+    cpu_share = cpu_used / window_s
+    summary = summarize(latencies, engine="python", clients=clients, duration_s=window_s)
     total_qps = float(summary.set_index("query").loc["ALL", "throughput_qps"])
     floor_share = round(total_qps / floor_qps, 3) if floor_qps else None
     return WorkloadResult(
@@ -243,6 +322,7 @@ def run_python(
         client_floor_qps=round(floor_qps, 1) if floor_qps else None,
         client_floor_share=floor_share,
         pool_stats=stats,
+        open_loop=open_loop,
         manifest={
             "engine": "python",
             "workload": f"{workload.name}/{workload.version}",
@@ -252,10 +332,30 @@ def run_python(
             "warmup_s": warmup_s,
             "rate_qps": rate_qps,
             "pool": cfg.__dict__,
+            "pool_stats": "over the measured window",
             "paused_cron_jobs": paused,
             "writes": "in rolled-back transactions",
+            **({"open_loop": open_loop} if open_loop else {}),
         },
     )
+
+
+#: pool counters that accumulate from the pool's opening (the rest are gauges)
+_POOL_COUNTERS = (
+    "requests", "requests_queued", "wait_ms", "usage_ms", "request_errors", "returns_bad",
+    "connections_opened", "connection_errors", "connections_lost", "slow_queries", "health_checks",
+)  # fmt: skip
+
+
+def window_pool_stats(at_start: dict[str, Any], at_end: dict[str, Any]) -> dict[str, Any]:
+    """Pool statistics over a window: counters as end minus start, gauges as at the end."""
+    out = dict(at_end)
+    for key in _POOL_COUNTERS:
+        if key in at_end:
+            out[key] = at_end[key] - at_start.get(key, 0)
+    queued = out.get("requests_queued", 0)
+    out["mean_wait_ms"] = round(out.get("wait_ms", 0.0) / queued, 3) if queued else 0.0
+    return out
 
 
 def _round_trip_qps(pool: Any, clients: int, seconds: float) -> float:
@@ -369,13 +469,15 @@ def pgbench_scripts(
 #: clients: 93% zeros). A meta command first makes pgbench read the clock when the transaction begins.
 _CLOCK_TICK = "\\set ibcbench_tick 1\n"
 
-_LOG_COLUMNS = ["query", "latency_ms", "ok", "ended_us"]
-_LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)")
+_LOG_COLUMNS = ["query", "latency_ms", "ok", "ended_us", "lag_ms"]
+_LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)(?: (\d+))?")
 
 
 def _read_pgbench_log(path: Path, script_names: list[str]) -> pd.DataFrame:
-    """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us) to a
-    frame of query, latency_ms, ok and ended_us (when the transaction ended)."""
+    """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us
+    [schedule_lag_us]) to a frame of query, latency_ms, ok, ended_us (when the transaction ended)
+    and lag_ms (under ``--rate`` only, else NaN). Under ``--rate`` pgbench's time counts from the
+    scheduled start, so it includes the lag."""
     rows = []
     for line in path.read_text().splitlines():
         m = _LOG_RE.match(line)
@@ -384,22 +486,25 @@ def _read_pgbench_log(path: Path, script_names: list[str]) -> pd.DataFrame:
         latency, script = m.group(3), int(m.group(4))
         ended = int(m.group(5)) * 1_000_000 + int(m.group(6))
         ok = latency.isdigit()
-        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok, ended))
+        lag = int(m.group(7)) / 1000.0 if m.group(7) is not None else np.nan
+        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok, ended, lag))
     return pd.DataFrame(rows, columns=_LOG_COLUMNS)
 
 
-def parse_pgbench_log(
-    path: Path, script_names: list[str], *, measure_from_epoch_us: int = 0
-) -> pd.DataFrame:
-    """A pgbench log as query, latency_ms, ok; transactions that ended before
-    ``measure_from_epoch_us`` are left out. ``frame.attrs["last_epoch_us"]`` is the end of the last
-    transaction in the file."""
-    raw = _read_pgbench_log(path, script_names)
-    frame = raw[raw.ended_us >= measure_from_epoch_us].drop(columns="ended_us")
-    frame = frame.reset_index(drop=True)
-    if len(raw):
-        frame.attrs["last_epoch_us"] = int(raw.ended_us.max())
-    return frame
+def measured_part(logged: pd.DataFrame, measured_s: float | None) -> pd.DataFrame:
+    """The transactions of a pgbench log that ended in its last ``measured_s`` seconds (pgbench
+    starts its clock once every client is connected, so the window is counted back from the last
+    logged transaction; None: all of them); ``t_s`` is each one's start from the window's start."""
+    if not len(logged):
+        return logged.assign(t_s=pd.Series(dtype=float))
+    if measured_s is None:
+        started = logged.ended_us - logged.latency_ms.fillna(0.0) * 1000.0
+        window_start = int(started.min())
+    else:
+        window_start = int(logged.ended_us.max()) - round(measured_s * 1_000_000)
+    kept = logged[logged.ended_us >= window_start]
+    started_us = kept.ended_us - kept.latency_ms.fillna(0.0) * 1000.0
+    return kept.assign(t_s=(started_us - window_start) / 1e6).sort_values("t_s")
 
 
 def run_pgbench(
@@ -463,13 +568,20 @@ def run_pgbench(
             )
         frames = [_read_pgbench_log(p, names) for p in sorted(folder.glob("log.*"))]
     logged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_LOG_COLUMNS)
-    if warm and len(logged):
-        # pgbench starts its clock once every client is connected: the measured part is its last
-        # `measured` seconds, counted back from the last logged transaction
-        logged = logged[logged.ended_us >= logged.ended_us.max() - measured * 1_000_000]
+    # one run: the measured part is its last `measured` seconds (the warm-up's are left out)
+    logged = measured_part(logged, measured if warm else None)
+    if not rate_qps:
+        logged = logged.drop(columns="lag_ms")
     latencies = logged.drop(columns="ended_us").reset_index(drop=True)
     latencies["query"] = pd.Categorical(latencies["query"], categories=workload.names)
     summary = summarize(latencies, engine="pgbench", clients=clients, duration_s=round(duration_s))
+    open_loop = None
+    if rate_qps:  # pgbench issues its backlog too, but stops at -T: the lag says how far behind
+        open_loop = {
+            "expected": round(rate_qps * measured),  # pgbench's arrivals are Poisson at the rate
+            "issued": len(latencies),
+            "late": int((latencies.lag_ms > LATE_MS).sum()),
+        }
     return WorkloadResult(
         summary=summary,
         latencies=latencies,
@@ -490,6 +602,7 @@ def run_pgbench(
             "paused_cron_jobs": paused,
             "writes": "in BEGIN ... ROLLBACK",
         },
+        open_loop=open_loop,
     )
 
 

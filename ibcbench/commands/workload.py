@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ibcbench.bench.workload import Workload
+    from ibcbench.results.runs import Run
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -11,10 +16,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmp_ = sub.add_parser(
-        "compare", help="compare two runs' workload latencies (ratio + bootstrap CI per query)"
+        "compare",
+        help="compare two runs' workload latencies (ratio + block-bootstrap CI per query)",
     )
-    cmp_.add_argument("baseline")
-    cmp_.add_argument("candidate")
+    cmp_.add_argument("baseline", help="a run id or folder; repetitions: several, comma-separated")
+    cmp_.add_argument("candidate", help="a run id or folder; repetitions: several, comma-separated")
     cmp_.add_argument("--name", default="workload", help="result name in the run folders")
     cmp_.set_defaults(func=_compare)
 
@@ -36,6 +42,24 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
 
+    cap = bench.add_parser(
+        "capacity",
+        help="pool sizes on the server side: pgbench -c N (closed) and -R (wait), Python beside it",
+    )
+    cap.add_argument("--sizes", type=_ints, default=(1, 2, 4, 8, 25),
+                     help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)")  # fmt: skip
+    cap.add_argument("--rate", type=float, default=None,
+                     help="arrival rate for the wait (default: half the best pgbench throughput)")  # fmt: skip
+    cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
+    cap.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
+    cap.add_argument(
+        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+    )
+    cap.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    add_dsn_argument(cap)
+    cap.set_defaults(func=_capacity)
+
     wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
     wl.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
@@ -48,6 +72,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     wl.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
+    wl.add_argument("--repeat", type=int, default=1,
+                    help="run folders to make, one after the other (5+ give compare run-to-run intervals)")  # fmt: skip
     add_dsn_argument(wl)
     wl.set_defaults(func=_workload)
 
@@ -70,14 +96,47 @@ def _fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from ibcbench.bench.poolsweep import plot_capacity, sweep_pool_capacity
+    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.errors import BenchmarkError
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if not engines or set(engines) - {"pgbench", "python"}:
+        raise BenchmarkError(f"--engines {args.engines!r}: give pgbench, python or pgbench,python")
+    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    result = sweep_pool_capacity(dsn, max_sizes=args.sizes, rate_qps=args.rate, engines=engines,
+                                 duration_s=args.duration, seed=args.seed)  # fmt: skip
+    print(f"pool capacity: read mix at scale {args.scale}, {args.duration:g} s per run; wait = "
+          f"arrival to a free connection at {result.rate_qps:g} queries/s")  # fmt: skip
+    print(result.frame.to_string(index=False))
+    print(", ".join(f"{e} knee (95% of its best throughput): {result.knee(engine=e)} connections"
+                    for e in engines))  # fmt: skip
+    if args.figure:
+        plot_capacity(result).savefig(args.figure, dpi=110)
+        print(f"figure: {args.figure}")
+    return 0
+
+
 def _workload(args: argparse.Namespace) -> int:
-    from ibcbench.bench.runner import run_workload
     from ibcbench.bench.workload import default_workload
     from ibcbench.data.datasets import ensure_dataset
-    from ibcbench.results.runs import build_manifest, started_run
+    from ibcbench.errors import BenchmarkError
 
+    if args.repeat < 1:
+        raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
+    ids = [_workload_once(args, dsn, wl).id for _ in range(args.repeat)]
+    if len(ids) > 1:
+        print(f"runs (compare them as one side): {','.join(ids)}")
+    return 0
+
+
+def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
+    from ibcbench.bench.runner import run_workload
+    from ibcbench.results.runs import build_manifest, started_run
+
     result = run_workload(dsn, wl, engine=args.engine, clients=args.clients, duration_s=args.duration,
                           rate_qps=args.rate, seed=args.seed)  # fmt: skip
     with started_run(f"workload-{args.engine}") as run:
@@ -98,17 +157,44 @@ def _workload(args: argparse.Namespace) -> int:
             f"client_bound: the Python runner used {result.client_cpu_pct}% of a core{floor}: "
             "it, not the server, is the limit"
         )
+    if result.open_loop:
+        ol = result.open_loop
+        scheduled = (
+            f"{ol['scheduled']} scheduled, "
+            if "scheduled" in ol
+            else f"about {ol['expected']} due (rate x duration; pgbench stops at -T), "
+        )
+        backlog = (
+            f", {ol['backlog_at_stop']} still unsent when the window ended (drained in "
+            f"{ol['drain_s']} s), {ol['not_issued']} not issued"
+            if "backlog_at_stop" in ol
+            else ""
+        )
+        print(
+            f"open loop: {scheduled}{ol['issued']} issued, {ol['late']} late (sent > 1 ms after "
+            f"their scheduled start){backlog}; latencies count from the scheduled start"
+        )
     print(f"run folder: {run.path}")
-    return 0
+    return run
 
 
 def _compare(args: argparse.Namespace) -> int:
     from ibcbench.results.compare import compare_runs
     from ibcbench.results.runs import find_run
 
-    result = compare_runs(find_run(args.baseline), find_run(args.candidate), name=args.name)
+    baseline = [find_run(ref) for ref in args.baseline.split(",") if ref]
+    candidate = [find_run(ref) for ref in args.candidate.split(",") if ref]
+    result = compare_runs(baseline, candidate, name=args.name)
     print(
-        f"{result.candidate} vs {result.baseline} (ratio = candidate / baseline median latency, 95% CI)"
+        f"{result.candidate} vs {result.baseline} (ratio = candidate / baseline median latency; "
+        "95% CI from a bootstrap over blocks of time, or over runs when 5 or more are given)"
     )
     print(result.frame.to_string(index=False))
+    held = int(((result.frame.ci_low <= 1) & (result.frame.ci_high >= 1)).sum())
+    print(f"{held} of {len(result.frame)} intervals hold 1 (no difference)")
+    if min(len(baseline), len(candidate)) < 5:
+        print(
+            "note: blocks of time within a run cover its own drift, not the run-to-run variance; "
+            "for that give 5 or more runs a side (bench workload --repeat 5)"
+        )
     return 1 if len(result.regressions) else 0

@@ -4,8 +4,10 @@ Times: PostgreSQL reports a node's ``Actual Total Time`` per loop. A node's incl
 times its loops, except for nodes run by parallel workers (below a Gather), whose loops ran at the
 same time: their inclusive time is divided by the processes that ran them (workers + leader), so
 a child never costs more wall time than its Gather. Exclusive time is inclusive time minus the
-children's inclusive time (never below zero). Row figures are per loop in EXPLAIN and are
-multiplied by loops here. Unknown node types and fields are kept in ``raw``.
+children's inclusive time (never below zero). Estimated and actual rows are per loop, as EXPLAIN
+reports them, and so is the q-error: max(est/actual, actual/est) of one loop, both clamped to at
+least 1 row (a node estimated at 1 row that returns 0 in each of 1,000 loops has q = 1, not 1000).
+Unknown node types and fields are kept in ``raw``.
 
 Chunks and partitions, one definition for the whole kit:
 
@@ -79,16 +81,19 @@ class PlanNode:
 
     @property
     def est_rows(self) -> float:
-        return float(self.raw.get("Plan Rows", 0)) * max(self.loops, 1)
+        """The planner's rows per loop (``Plan Rows``)."""
+        return float(self.raw.get("Plan Rows", 0))
 
     @property
     def actual_rows(self) -> float | None:
+        """Rows per loop (``Actual Rows``: PostgreSQL averages them over the loops)."""
         if "Actual Rows" not in self.raw:
             return None
-        return float(self.raw["Actual Rows"]) * self.loops
+        return float(self.raw["Actual Rows"])
 
     @property
     def q_error(self) -> float | None:
+        """Per-loop q-error, est and actual each clamped to >= 1 row; None if never executed."""
         act = self.actual_rows
         if act is None or not self.executed:
             return None
