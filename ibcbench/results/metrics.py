@@ -158,6 +158,25 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
            note="WAL written by retention per method; full-page images after a checkpoint moved it x1.5"),
     # 06 · maintenance
     _data("cron_jobs_scheduled", "jobs", "how many demo jobs were scheduled"),
+    # 06 · incidents planted by the generator and what the monitors found (bench/incidents.py)
+    _data("incidents_planted", "incidents", "set by the seed and the span"),
+    *(_data(f"incidents_{kind}", "incidents", "set by the seed and the span")
+      for kind in ("chain_halt", "relayer_outage", "congestion", "client_expiry")),
+    *(Metric(f"monitor_{m}_hits", "higher", "incidents", note=f"incidents the {m} monitor found")
+      for m in ("health_score", "stuck_packets", "long_running_queries")),
+    *(Metric(f"monitor_{m}_misses", "lower", "incidents", note=f"incidents the {m} monitor missed")
+      for m in ("health_score", "stuck_packets", "long_running_queries")),
+    *(Metric(f"monitor_{m}_false_alarms", "lower", "alerts", note=f"{m} alerts about no incident")
+      for m in ("health_score", "stuck_packets", "long_running_queries")),
+    _data("health_best", "points", "the healthiest chain's score"),
+    _data("health_best_chain", "", "a chain id"),
+    _data("health_worst", "points", "the least healthy chain's score"),
+    _data("health_worst_chain", "", "a chain id"),
+    Metric("health_spread", "higher", "points", 0.25, 2.0,
+           note="best minus worst health score: the score separates incident chains from the rest"),
+    _data("incident_chains", "chains", "chains that had an incident"),
+    _data("incident_chain_ranks", "", "their ranks from the bottom (a list)"),
+    Metric("incident_chains_rank_lowest", "higher", "", note="True expected: incident chains score lowest"),
     Metric("cron_jobs_seen", "higher", "runs", note="succeeded pg_cron runs: fewer means a job failed or never ran"),
     Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
     _data("leaf_density_before", "%", "the bloated index, bloated on purpose"),
