@@ -370,7 +370,15 @@ class Migrator:
     def _refuse_foreign(self, conn: psycopg.Connection, plan: list[Migration]) -> list[str]:
         """Refuse (one line) when an object the planned migrations create exists already: the kit
         would adopt it. The INVALID indexes those migrations create are returned, to be rebuilt."""
-        kinds = {name: kind for m in plan for name, kind in m.creates.items()}
+
+        # an object an earlier migration creates is the kit's when a later one replaces it (CREATE OR
+        # REPLACE of a function, say): by then it exists because the kit made it
+        def earlier(m: Migration) -> set[str]:
+            return {n for e in self.migrations if e.version < m.version for n in e.creates}
+
+        kinds = {
+            name: kind for m in plan for name, kind in m.creates.items() if name not in earlier(m)
+        }
         existing = self._existing(conn, sorted(kinds))
         foreign = sorted(n for n, valid in existing.items() if valid or kinds[n] != "index")
         if foreign:

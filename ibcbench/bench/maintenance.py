@@ -22,7 +22,7 @@ import psycopg
 from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
-from ibcbench.db import connect, resolve_dsn
+from ibcbench.db import connect, query_frame, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.results.runs import Run
@@ -30,11 +30,6 @@ from ibcbench.status import hourly_stats_kind
 
 SCHEMA = "ibcbench_maint"
 DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now
-
-
-def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
-    cur = conn.execute(query, params)
-    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
 
 
 def cron_database_dsn(dsn: str) -> str | None:
@@ -51,7 +46,7 @@ def scheduled_jobs(dsn: str | None) -> pd.DataFrame:
     with connect(cron) as conn:
         if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:  # type: ignore[index]
             return pd.DataFrame(columns=["jobname", "schedule", "command", "database", "active"])
-        return _frame(conn, "SELECT jobname, schedule, command, database, active FROM cron.job"
+        return query_frame(conn, "SELECT jobname, schedule, command, database, active FROM cron.job"
                             " WHERE jobname LIKE 'ibcbench-%%' AND jobname NOT LIKE %s ORDER BY jobname",
                       (DEMO_PREFIX + "%",))  # fmt: skip
 
@@ -115,9 +110,9 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
                 if done == len(ids):
                     break
                 time.sleep(2)
-            runs = _frame(
+            runs = query_frame(
                 conn,
-                "SELECT j.jobname, d.status, d.start_time, d.end_time,"
+                "SELECT j.jobname, j.command, d.status, d.start_time, d.end_time,"
                 " round((extract(epoch FROM d.end_time - d.start_time) * 1000)::numeric, 1) AS duration_ms,"
                 " left(d.return_message, 80) AS message FROM cron.job_run_details d JOIN cron.job j USING (jobid)"
                 " WHERE d.jobid = ANY(%s) ORDER BY d.start_time",
@@ -264,7 +259,7 @@ def demonstrate_bloat(
                     **_index_state(conn, index, query, wallets, policy),
                 }
             )
-            detected = _frame(
+            detected = query_frame(
                 conn,
                 "SELECT * FROM reindex_bloated_indexes(20, 0, true) WHERE index_name = %s",
                 (index,),
@@ -289,11 +284,13 @@ def monitoring_tables(dsn: str | None, *, pattern: str = "packet_flow") -> dict[
 
     with connect(dsn) as conn:
         return {
-            "index_effectiveness": _frame(conn, "SELECT * FROM check_index_effectiveness()"),
-            "query_performance": _frame(
+            "index_effectiveness": query_frame(conn, "SELECT * FROM check_index_effectiveness()"),
+            "query_performance": query_frame(
                 conn, "SELECT * FROM analyze_query_performance(%s) LIMIT 15", (pattern,)
             ),
-            "network_health": _frame(conn, "SELECT * FROM calculate_network_health_score(NULL)"),
+            "network_health": query_frame(
+                conn, "SELECT * FROM calculate_network_health_score(NULL)"
+            ),
             "top_statements": slow_queries(conn, limit=10),
         }
 
