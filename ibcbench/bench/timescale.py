@@ -268,14 +268,32 @@ class RollupResult:
     rollup_matches_raw: bool
     continuous_aggregates: str
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: the continuous aggregate's refresh policy run as a job (Community edition; empty otherwise)
+    cagg_policy: dict[str, Any] = field(default_factory=dict)
 
     def key_numbers(self) -> dict[str, Any]:
-        """Notebook 05's rollup numbers: does the rollup match the raw GROUP BY, refresh costs."""
-        return {
+        """Notebook 05's rollup numbers: does the rollup match the raw GROUP BY, refresh costs, and
+        on the Community edition how stale a materialized-only answer is and the policy's runs."""
+        numbers: dict[str, Any] = {
             "caggs_available": self.continuous_aggregates == "measured",
             "rollup_matches_raw": self.rollup_matches_raw,
             "refresh_ms": dict(zip(self.frame.method, self.frame.refresh_ms, strict=True)),
         }
+        if self.continuous_aggregates == "measured":
+            f = self.frame.set_index("method")
+            numbers |= {
+                "cagg_stale_rows_materialized_only": int(
+                    f.stale_rows_after_insert["continuous aggregate (materialized-only)"]
+                ),
+                "cagg_stale_rows_real_time": int(
+                    f.stale_rows_after_insert["continuous aggregate (real-time)"]
+                ),
+                "cagg_hierarchical_matches_hourly": self.cagg_policy["hierarchical_matches_hourly"],
+                "cagg_policy_runs": self.cagg_policy["total_runs"],
+                "cagg_policy_failures": self.cagg_policy["total_failures"],
+                "cagg_policy_status": self.cagg_policy["last_run_status"],
+            }
+        return numbers
 
     def save(self, run_dir: str | Path | Run | None) -> None:
         save_frame(self.frame, "ts_rollups", run_dir)
@@ -287,6 +305,7 @@ def benchmark_rollups(
     new_packets: int = 2_000,
     repetitions: int = 20,
     timing: TimingPolicy | None = None,
+    policy_wait_s: float = 30.0,
 ) -> RollupResult:
     """hourly_packet_stats four ways: raw GROUP BY, plain MV, incremental rollup, continuous aggregate.
 
@@ -354,8 +373,12 @@ def benchmark_rollups(
                 " WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(incr_ms, 1),
                 "stale_rows_after_insert": stale_roll, "note": f"re-aggregates touched buckets only (full build {full_roll_ms:.0f} ms)"})  # fmt: skip
             # 4. continuous aggregate, where licensed
+            cagg_policy: dict[str, Any] = {}
             if info.has_continuous_aggregates:
-                rows.extend(_cagg_rows(conn, src, window, latency))
+                cagg_rows, cagg_policy = _cagg_rows(
+                    conn, src, window, latency, new_packets, policy_wait_s
+                )
+                rows.extend(cagg_rows)
                 cagg_state = "measured"
             else:
                 cagg_state = (f"unavailable on this server ({info.edition_label}): continuous aggregates need the Community"
@@ -369,6 +392,7 @@ def benchmark_rollups(
         matches,
         cagg_state,
         {"new_packets": new_packets, "repetitions": repetitions, "timing": asdict(policy)},
+        cagg_policy,
     )
 
 
@@ -407,24 +431,101 @@ def _rollup_equals_raw(conn: psycopg.Connection, src: str, roll: str) -> bool:
 
 
 def _cagg_rows(
-    conn: psycopg.Connection, src: str, window: tuple, latency: Any
-) -> list[dict[str, Any]]:
-    """Continuous aggregate on a hypertable copy: real-time and materialized-only (Community edition)."""
+    conn: psycopg.Connection, src: str, window: tuple, latency: Any, new_packets: int,
+    policy_wait_s: float,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Continuous aggregates on a hypertable copy (Community edition): real-time and materialized-only
+    built and refreshed, then a span of ``new_packets`` arrives after the last refresh: how stale each
+    answer is, what its incremental refresh costs, and the read latency; a daily aggregate over the
+    hourly one (a dashboard's rollup), checked against it; the refresh policy run as a job."""
     hyper = f"{SCHEMA}.src_hyper"
     _x(conn, f"CREATE TABLE {hyper} (LIKE {src})")
     _x(conn, "SELECT create_hypertable(%s, by_range('created_at', interval '1 day'))", (hyper,))
     _x(conn, f"INSERT INTO {hyper} SELECT * FROM {src}")
-    rows = []
+    views = {}
     for mode, only in (("real-time", "false"), ("materialized-only", "true")):
         view = f"{SCHEMA}.cagg_{'rt' if only == 'false' else 'mo'}"
         _x(conn, f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, timescaledb.materialized_only = {only}) AS"
                  f" SELECT time_bucket('1 hour', created_at) AS bucket, source_chain, count(*) AS packet_count FROM {hyper}"
                  " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
-        refresh = time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,))
-        rows.append({"method": f"continuous aggregate ({mode})", **latency(
-            f"SELECT * FROM {view} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh, 1),
-            "stale_rows_after_insert": 0 if only == "false" else np.nan, "note": "Community edition"})  # fmt: skip
-    return rows
+        views[mode] = (
+            view,
+            time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,)),
+        )
+    # new packets stream in after the last refresh: the newest hour again, two hours later
+    newest = _x(conn, f"SELECT max(created_at) FROM {hyper}").fetchone()[0]
+    moved = ", ".join(
+        "id + 2000000000" if c == "id" else f"{c} + interval '2 hours'" if k == "timestamptz" else c
+        for c, k in PACKET_FLOW
+    )
+    _x(conn, f"INSERT INTO {hyper} ({_COLUMNS}) SELECT {moved} FROM {hyper} ORDER BY created_at DESC LIMIT %s",
+       (new_packets,))  # fmt: skip
+    rows = []
+    for mode, (view, full_ms) in views.items():
+        stale = _stale_rows(conn, hyper, view)
+        read = latency(f"SELECT * FROM {view} WHERE source_chain = %s AND bucket > %s", window)
+        refresh = time_once_ms(
+            conn, "CALL refresh_continuous_aggregate(%s, %s::timestamptz, NULL)", (view, newest)
+        )
+        rows.append({"method": f"continuous aggregate ({mode})", **read, "refresh_ms": round(refresh, 1),
+                     "stale_rows_after_insert": stale,
+                     "note": f"incremental refresh of the new buckets (full build {full_ms:.0f} ms); "
+                             + ("unmaterialized rows added at read time" if mode == "real-time"
+                                else "reads only what was refreshed")})  # fmt: skip
+    # hierarchical: daily over the materialized-only hourly aggregate
+    hourly = views["materialized-only"][0]
+    daily = f"{SCHEMA}.cagg_daily"
+    _x(conn, f"CREATE MATERIALIZED VIEW {daily} WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS"
+             f" SELECT time_bucket('1 day', bucket) AS day, source_chain, sum(packet_count) AS packet_count FROM {hourly}"
+             " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
+    daily_ms = time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (daily,))
+    mismatched = _x(
+        conn,
+        f"SELECT count(*) FROM (SELECT time_bucket('1 day', bucket) AS day, source_chain, sum(packet_count) AS n"
+        f" FROM {hourly} GROUP BY 1, 2 EXCEPT SELECT day, source_chain, packet_count FROM {daily}) d",
+    ).fetchone()[0]  # fmt: skip
+    rows.append({"method": "hierarchical: daily over hourly", **latency(
+        f"SELECT day, packet_count FROM {daily} WHERE source_chain = %s AND day > %s", window),
+        "refresh_ms": round(daily_ms, 1), "stale_rows_after_insert": np.nan,
+        "note": "a dashboard's daily rollup read from the hourly aggregate"
+                + ("; equals the hourly sums" if mismatched == 0 else f"; {mismatched} days differ from the hourly sums")})  # fmt: skip
+    policy = _refresh_policy(conn, views["real-time"][0], policy_wait_s)
+    policy["hierarchical_matches_hourly"] = mismatched == 0
+    return rows, policy
+
+
+def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[str, Any]:
+    """add_continuous_aggregate_policy on ``view``, started now: the scheduler's run, as job_stats and
+    job_errors report it (waits up to ``wait_s`` for the run to finish)."""
+    job_id = _x(
+        conn,
+        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => NULL,"
+        " end_offset => interval '1 hour', schedule_interval => interval '1 hour')",
+        (view,),
+    ).fetchone()[0]
+    _x(conn, "SELECT alter_job(%s, next_start => now())", (job_id,))
+    deadline = time.monotonic() + wait_s
+    stats: tuple = (None, None, None)
+    while time.monotonic() < deadline:
+        stats = _x(
+            conn,
+            "SELECT total_runs, total_failures, last_run_status FROM timescaledb_information.job_stats"
+            " WHERE job_id = %s",
+            (job_id,),
+        ).fetchone() or (None, None, None)
+        if stats[2] is not None:
+            break
+        time.sleep(0.5)
+    error = _x(
+        conn,
+        "SELECT err_message FROM timescaledb_information.job_errors WHERE job_id = %s"
+        " ORDER BY start_time DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    _x(conn, "SELECT delete_job(%s)", (job_id,))
+    return {"job_id": job_id, "total_runs": stats[0], "total_failures": stats[1],
+            "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
+            "last_error": error[0] if error else None}  # fmt: skip
 
 
 # ---- retention ------------------------------------------------------------------------------------
@@ -444,14 +545,18 @@ class RetentionResult:
         save_frame(self.frame, "ts_retention", run_dir)
 
 
-def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionResult:
-    """Remove everything older than the newest packet minus ``keep_hours`` three ways: time and WAL."""
+def benchmark_retention(
+    dsn: str | None, *, keep_hours: int = 6, policy_wait_s: float = 30.0
+) -> RetentionResult:
+    """Remove everything older than the newest packet minus ``keep_hours`` three ways, and on the
+    Community edition a fourth, ``add_retention_policy`` run by the job scheduler: time and WAL."""
     target = resolve_dsn(dsn)
     _drop_schema(target)
     rows = []
     try:
         with connect(target, autocommit=True) as conn:
             has_ts = _has_timescaledb(conn)
+            jobs = server_info(conn).has_continuous_aggregates  # the Community edition's jobs
             lo, hi = _bounds(conn)
             cutoff = (pd.Timestamp(hi) - pd.Timedelta(hours=keep_hours)).floor("h")
             create_kit_schema(conn, SCHEMA)
@@ -461,12 +566,16 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
             ]
             if has_ts:
                 methods.append(("drop_chunks on a hypertable", "hypertable", "1 hour"))
+            if jobs:
+                methods.append(("add_retention_policy (a job)", "policy", "1 hour"))
             for label, kind, interval in methods:
                 name = f"ret_{kind}"
                 if kind == "partitioned":
                     _create_partitioned(conn, name, lo, hi, hours=1)
                 else:
-                    _create_layout(conn, name, kind, interval, lo, hi)
+                    _create_layout(
+                        conn, name, "hypertable" if kind == "policy" else kind, interval, lo, hi
+                    )
                 _x(
                     conn,
                     f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
@@ -475,7 +584,10 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
                 _x(conn, "CHECKPOINT")
                 lsn = _wal_lsn(conn)
                 started = time.perf_counter()
-                if kind == "plain":
+                note = ""
+                if kind == "policy":
+                    note = _retention_job(conn, f"{SCHEMA}.{name}", cutoff, policy_wait_s)
+                elif kind == "plain":
                     _x(conn, f"DELETE FROM {SCHEMA}.{name} WHERE created_at < %s", (cutoff,))
                 elif kind == "hypertable":
                     _x(
@@ -503,10 +615,35 @@ def benchmark_retention(dsn: str | None, *, keep_hours: int = 6) -> RetentionRes
                 wal = _wal_since(conn, lsn)
                 after = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
                 rows.append({"method": label, "rows_removed": int(before - after), "rows_kept": int(after),
-                             "elapsed_ms": round(elapsed, 1), "wal_bytes": wal})  # fmt: skip
+                             "elapsed_ms": round(elapsed, 1), "wal_bytes": wal, "note": note})  # fmt: skip
     finally:
         _drop_schema(target)
     return RetentionResult(pd.DataFrame(rows))
+
+
+def _retention_job(conn: psycopg.Connection, table: str, cutoff: Any, wait_s: float) -> str:
+    """``add_retention_policy`` dropping what is older than ``cutoff`` (as an interval before now),
+    started now and waited for; returns the job's outcome in words (elapsed time includes the wait
+    for the scheduler to pick the job up)."""
+    job_id = _x(
+        conn,
+        "SELECT add_retention_policy(%s::regclass, drop_after => now() - %s::timestamptz)",
+        (table, cutoff),
+    ).fetchone()[0]
+    _x(conn, "SELECT alter_job(%s, next_start => now())", (job_id,))
+    deadline = time.monotonic() + wait_s
+    status = None
+    while time.monotonic() < deadline and status is None:
+        time.sleep(0.2)
+        row = _x(conn, "SELECT last_run_status, last_run_duration FROM timescaledb_information.job_stats"
+                       " WHERE job_id = %s", (job_id,)).fetchone()  # fmt: skip
+        status = row[0] if row else None
+    error = _x(conn, "SELECT err_message FROM timescaledb_information.job_errors WHERE job_id = %s"
+                     " ORDER BY start_time DESC LIMIT 1", (job_id,)).fetchone()  # fmt: skip
+    _x(conn, "SELECT delete_job(%s)", (job_id,))
+    if status is None:
+        return f"job {job_id} did not finish within {wait_s:.0f} s"
+    return f"job {job_id}: {status}" + (f" ({error[0]})" if status != "Success" and error else "")
 
 
 def compression_status(dsn: str | None) -> str:
