@@ -193,9 +193,29 @@ class PoolCapacityResult:
         f = self.frame[self.frame.engine == engine].set_index("max_size").throughput_qps
         return int(f[f >= share * f.max()].index.min())
 
-    def save(self, run: Any) -> None:
+    def key_numbers(self) -> dict[str, Any]:
+        """The capacity side of notebook 03: each engine's knee and the wait at the arrival rate."""
+        f = self.frame
+        engines = sorted(set(f.engine))
+        waits = {
+            e: dict(zip(g.max_size.astype(str), g.wait_p95_ms, strict=True))
+            for e, g in f.sort_values("max_size").groupby("engine")
+        }
+        return {
+            "capacity_rate_qps": self.rate_qps,
+            "capacity_knee_pgbench": self.knee(engine="pgbench") if "pgbench" in engines else None,
+            "capacity_knee_python": self.knee(engine="python") if "python" in engines else None,
+            "capacity_wait_p95_ms": waits,
+        }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write ``pool_capacity`` and the figure; the sweep's settings into the manifest."""
+        run = run_folder(run_dir)
+        if run is None:
+            return
         run.write_frame("pool_capacity", self.frame)
         run.update_manifest(pool_capacity=self.manifest)
+        save_figure(plot_capacity(self), "03_pool_capacity", run, close=True)
 
 
 def sweep_pool_capacity(

@@ -119,6 +119,11 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
            note="sweep points limited by the Python client, whose figures are the client's; one point flips with noise"),
     Metric("prepared_gain", "higher", "x", THROUGHPUT, note="throughput prepared / not prepared"),
     Metric("max_wait_ms_per_request", "lower", "ms", TIMING, 1.0, note="longest mean pool wait of a sweep point"),
+    _data("capacity_rate_qps", "queries/s", "the arrival rate the wait was measured at (set from the throughput)"),
+    _data("capacity_knee_pgbench", "connections", "where more connections stop adding throughput: neither way is better"),
+    _data("capacity_knee_python", "connections", "the same through psycopg_pool"),
+    Metric("capacity_wait_p95_ms", "lower", "ms", TIMING, 1.0,
+           note="arrival to a free connection at the rate, p95, per engine and pool size"),
     # 04 · query plans
     _data("queries", "queries", "how many queries were compared"),
     Metric("faster", "higher", "queries", 0.0, 1.0, note="queries faster with config b; one flips with noise"),
