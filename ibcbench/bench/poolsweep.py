@@ -271,13 +271,12 @@ def sweep_pool_capacity(
     for (engine, size), result in closed.items():
         if engine == "pgbench":
             opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)  # type: ignore[arg-type]
-            waited = opened.latencies.loc[opened.latencies.ok, "lag_ms"]
+            waited = _waited(opened.latencies, ("lag_ms",))
         else:
             cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
                              slow_query_ms=None, timeout_s=30.0)  # fmt: skip
             opened = run_python(target, wl, clients=max(threads, size), pool_config=cfg, rate_qps=rate_qps, drain_timeout_s=duration_s, **common)  # type: ignore[arg-type]  # fmt: skip
-            ok = opened.latencies[opened.latencies.ok]
-            waited = ok.lag_ms + ok.wait_ms
+            waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
         total = result.summary.set_index("query").loc["ALL"]
         at_rate = opened.summary.set_index("query").loc["ALL"]
         pct = (
@@ -301,6 +300,15 @@ def sweep_pool_capacity(
          "rate_qps": rate_qps, "duration_s": duration_s, "warmup_s": warmup_s, "workload": wl.names,
          "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait"},
     )  # fmt: skip
+
+
+def _waited(latencies: pd.DataFrame, parts: tuple[str, ...]) -> pd.Series:
+    """Per successful request, the sum of ``parts`` (ms); empty when none succeeded (a run that
+    sent nothing in its window has no per-request columns)."""
+    if latencies.empty or not set(parts) <= set(latencies.columns):
+        return pd.Series(dtype=float)
+    ok = latencies[latencies.ok]
+    return sum((ok[c] for c in parts[1:]), ok[parts[0]])
 
 
 def plot_capacity(result: PoolCapacityResult) -> Any:
