@@ -90,15 +90,16 @@ def test_retention_removes_the_same_rows_three_ways(loaded_dsn: str) -> None:
         )  # the dataset is untouched
     if job in everything.index:
         policy = everything.loc[job]
-        # the policy ran as a job: where it succeeds it removes what the others removed; where the
-        # scheduler fails it (2.28.3 on PostgreSQL 15.20) the failure is in the note, nothing removed
+        # the policy ran as a job: where it succeeds it removes what the others removed. Seen here
+        # (2.28.3, PostgreSQL 15.20): the run is reported Failed ('cannot drop portal ...') after it
+        # dropped the chunks; the note carries the status, rows_removed what really happened
         assert policy.note.startswith("job ") and (
             "Success" in policy.note or "Failed" in policy.note
         )
         if "Success" in policy.note:
             assert policy.rows_removed == frame.rows_removed.iloc[0]
         else:
-            assert policy.rows_removed == 0
+            assert policy.rows_removed in (0, frame.rows_removed.iloc[0])
 
 
 @pytest.mark.parametrize(

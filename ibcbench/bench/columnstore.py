@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from data_gen.tables import TABLES
+from ibcbench.bench.timescale import run_job_now
 from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
@@ -376,8 +377,7 @@ def _rounds(
 
 
 def _policy(conn: psycopg.Connection, name: str, wait_s: float) -> dict[str, Any]:
-    """A columnstore policy on the rowstore copy, started now; waits for the job scheduler to run it."""
-
+    """A columnstore policy on the rowstore copy, run now by the job scheduler (:func:`run_job_now`)."""
     table = f"{SCHEMA}.{name}"
     segmentby, orderby = SETTINGS["by_source_chain"]
     _x(conn, f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
@@ -389,36 +389,23 @@ def _policy(conn: psycopg.Connection, name: str, wait_s: float) -> dict[str, Any
         " AND hypertable_name = %s AND proc_name = 'policy_compression'",
         (SCHEMA, name),
     ).fetchone()[0]
-    _x(conn, "SELECT alter_job(%s, next_start => now())", (job_id,))
-    deadline = time.monotonic() + wait_s
-    stats: tuple = (None, None, None)
-    while (
-        time.monotonic() < deadline
-    ):  # until the scheduler's run has finished, one way or the other
-        stats = _x(
+    compressed_before = _compressed_chunks(conn, table)
+    run = run_job_now(conn, job_id, wait_s)
+    return {
+        **run,
+        "chunks_compressed_by_the_job": _compressed_chunks(conn, table) - compressed_before,
+    }
+
+
+def _compressed_chunks(conn: psycopg.Connection, table: str) -> int:
+    return int(
+        _x(
             conn,
-            "SELECT total_runs, total_failures, last_run_status FROM timescaledb_information.job_stats"
-            " WHERE job_id = %s",
-            (job_id,),
-        ).fetchone() or (None, None, None)
-        if stats[2] is not None:
-            break
-        time.sleep(0.5)
-    error = _x(
-        conn,
-        "SELECT err_message FROM timescaledb_information.job_errors WHERE job_id = %s"
-        " ORDER BY start_time DESC LIMIT 1",
-        (job_id,),
-    ).fetchone()
-    compressed = _x(
-        conn, "SELECT count(*) FROM chunk_columnstore_stats(%s::regclass)"
-        " WHERE compression_status = 'Compressed'", (table,),
-    ).fetchone()[0]  # fmt: skip
-    _x(conn, "SELECT delete_job(%s)", (job_id,))
-    return {"job_id": job_id, "total_runs": stats[0], "total_failures": stats[1],
-            "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
-            "last_error": error[0] if error else None,
-            "chunks_compressed_by_the_job": int(compressed)}  # fmt: skip
+            "SELECT count(*) FROM chunk_columnstore_stats(%s::regclass)"
+            " WHERE compression_status = 'Compressed'",
+            (table,),
+        ).fetchone()[0]
+    )
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -494,19 +494,15 @@ def _cagg_rows(
     return rows, policy
 
 
-def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[str, Any]:
-    """add_continuous_aggregate_policy on ``view``, started now: the scheduler's run, as job_stats and
-    job_errors report it (waits up to ``wait_s`` for the run to finish)."""
-    job_id = _x(
-        conn,
-        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => NULL,"
-        " end_offset => interval '1 hour', schedule_interval => interval '1 hour')",
-        (view,),
-    ).fetchone()[0]
+def run_job_now(conn: psycopg.Connection, job_id: int, wait_s: float) -> dict[str, Any]:
+    """Start TimescaleDB job ``job_id`` now through its scheduler, wait up to ``wait_s`` for that run
+    to finish, and return its ``job_stats`` and last ``job_errors`` message; the job is deleted."""
     _x(conn, "SELECT alter_job(%s, next_start => now())", (job_id,))
     deadline = time.monotonic() + wait_s
     stats: tuple = (None, None, None)
-    while time.monotonic() < deadline:
+    while (
+        time.monotonic() < deadline
+    ):  # until the scheduler's run has finished, one way or the other
         stats = _x(
             conn,
             "SELECT total_runs, total_failures, last_run_status FROM timescaledb_information.job_stats"
@@ -515,7 +511,7 @@ def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[
         ).fetchone() or (None, None, None)
         if stats[2] is not None:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     error = _x(
         conn,
         "SELECT err_message FROM timescaledb_information.job_errors WHERE job_id = %s"
@@ -526,6 +522,17 @@ def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[
     return {"job_id": job_id, "total_runs": stats[0], "total_failures": stats[1],
             "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
             "last_error": error[0] if error else None}  # fmt: skip
+
+
+def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[str, Any]:
+    """add_continuous_aggregate_policy on ``view``, run now by the scheduler (:func:`run_job_now`)."""
+    job_id = _x(
+        conn,
+        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => NULL,"
+        " end_offset => interval '1 hour', schedule_interval => interval '1 hour')",
+        (view,),
+    ).fetchone()[0]
+    return run_job_now(conn, job_id, wait_s)
 
 
 # ---- retention ------------------------------------------------------------------------------------
@@ -623,27 +630,15 @@ def benchmark_retention(
 
 def _retention_job(conn: psycopg.Connection, table: str, cutoff: Any, wait_s: float) -> str:
     """``add_retention_policy`` dropping what is older than ``cutoff`` (as an interval before now),
-    started now and waited for; returns the job's outcome in words (elapsed time includes the wait
-    for the scheduler to pick the job up)."""
+    run now by the scheduler; the outcome in words (elapsed time includes the scheduler's pick-up)."""
     job_id = _x(
         conn,
         "SELECT add_retention_policy(%s::regclass, drop_after => now() - %s::timestamptz)",
         (table, cutoff),
     ).fetchone()[0]
-    _x(conn, "SELECT alter_job(%s, next_start => now())", (job_id,))
-    deadline = time.monotonic() + wait_s
-    status = None
-    while time.monotonic() < deadline and status is None:
-        time.sleep(0.2)
-        row = _x(conn, "SELECT last_run_status, last_run_duration FROM timescaledb_information.job_stats"
-                       " WHERE job_id = %s", (job_id,)).fetchone()  # fmt: skip
-        status = row[0] if row else None
-    error = _x(conn, "SELECT err_message FROM timescaledb_information.job_errors WHERE job_id = %s"
-                     " ORDER BY start_time DESC LIMIT 1", (job_id,)).fetchone()  # fmt: skip
-    _x(conn, "SELECT delete_job(%s)", (job_id,))
-    if status is None:
-        return f"job {job_id} did not finish within {wait_s:.0f} s"
-    return f"job {job_id}: {status}" + (f" ({error[0]})" if status != "Success" and error else "")
+    run = run_job_now(conn, job_id, wait_s)
+    status, error = run["last_run_status"], run["last_error"]
+    return f"job {job_id}: {status}" + (f" ({error})" if status != "Success" and error else "")
 
 
 def compression_status(dsn: str | None) -> str:
