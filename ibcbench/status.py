@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -41,8 +42,8 @@ class DatabaseStatus:
     timescaledb_jobs: list[TimescaleJob] = field(default_factory=list)
 
 
-def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> object:
-    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+def _scalar(conn: psycopg.Connection, query: str, params: tuple = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
     return row[0] if row else None
 
 

@@ -140,9 +140,9 @@ def _fresh(admin_dsn: str, layout: str, indexes: bool, stripped: str = "") -> st
             )
         if indexes:
             ddl = (default_migrations_dir() / "000004_create_indexes.up.sql").read_text()
-            conn.execute(ddl.encode())  # type: ignore[arg-type]
+            conn.execute(ddl.encode())
         for statement in _STRIP[stripped]:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         conn.execute("CHECKPOINT")
     return dsn
 

@@ -85,7 +85,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_bench_load)
 
 
-def _params(args: argparse.Namespace, resume=None):  # type: ignore[no-untyped-def]
+def _params(args: argparse.Namespace, resume=None):
     from data_gen import GenerationParams, ParamError
     from ibcbench.errors import ConfigError
 
@@ -123,7 +123,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_load(result) -> None:  # type: ignore[no-untyped-def]
+def _print_load(result) -> None:
     if result.skipped:
         print("already loaded (same checksums): nothing to do")
         return

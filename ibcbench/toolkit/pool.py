@@ -166,10 +166,10 @@ class SlowQueryLog:
 class TimedCursor(psycopg.Cursor):
     """A cursor that reports every execute() slower than the threshold to its connection's log."""
 
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TimedCursor:  # type: ignore[override]
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TimedCursor:
         started = time.perf_counter()
         try:
-            return super().execute(query, params, **kwargs)  # type: ignore[return-value]
+            return super().execute(query, params, **kwargs)
         finally:
             log = getattr(self.connection, "slow_log", None)
             if log is not None:
@@ -177,10 +177,10 @@ class TimedCursor(psycopg.Cursor):
 
 
 class TimedAsyncCursor(psycopg.AsyncCursor):
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TimedAsyncCursor:  # type: ignore[override]
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TimedAsyncCursor:
         started = time.perf_counter()
         try:
-            return await super().execute(query, params, **kwargs)  # type: ignore[return-value]
+            return await super().execute(query, params, **kwargs)
         finally:
             log = getattr(self.connection, "slow_log", None)
             if log is not None:
