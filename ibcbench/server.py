@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ibcbench.errors import MissingExtension, ServerError
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
@@ -143,6 +143,7 @@ def _kit_created(conn: psycopg.Connection) -> bool:
         "SELECT to_regclass('ibcbench_dataset') IS NOT NULL,"
         " to_regclass('ibcbench_created_extensions') IS NOT NULL"
     ).fetchone()
+    assert tables is not None  # one row, always
     if tables[0]:
         return True
     if not tables[1]:
@@ -239,7 +240,7 @@ class LocalServer:
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C.UTF-8"
         if user is not None:
@@ -247,7 +248,7 @@ class LocalServer:
             env["HOME"] = str(self.settings.home)
         proc = subprocess.run(
             args, capture_output=True, text=True, cwd=self.settings.cluster_dir, env=env,
-            timeout=timeout, **kwargs,  # type: ignore[arg-type]
+            timeout=timeout, **kwargs,
         )  # fmt: skip
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
@@ -453,7 +454,7 @@ class LocalServer:
         """
         import psycopg
 
-        base = {"host": state.socket_dir, "port": state.port, "user": state.role}
+        base: dict[str, Any] = {"host": state.socket_dir, "port": state.port, "user": state.role}
         inspect = "-c timescaledb.disable_load=on"
         with psycopg.connect(
             **base, dbname="postgres", autocommit=True, options=inspect, connect_timeout=10

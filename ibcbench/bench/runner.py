@@ -181,7 +181,7 @@ def run_python(
     names = workload.names
     weights = np.array([q.weight for q in workload.queries], dtype=float)
     weights /= weights.sum()
-    queries = [sql.SQL(q.sql) for q in workload.queries]  # type: ignore[arg-type]
+    queries = [sql.SQL(q.sql) for q in workload.queries]
     writes = [q.kind == "write" for q in workload.queries]
     # per request: query, latency, ok, start (from the window start), lag, wait, exec (ms)
     records: list[list[tuple[int, float, bool, float, float, float, float]]] = [
@@ -203,7 +203,7 @@ def run_python(
                 # draws made up front, so the loop spends its time on the database
                 picks = rng.choice(len(names), size=_DRAWS, p=weights).tolist()
                 slots = rng.integers(0, 1 << 30, size=_DRAWS).tolist()
-                param_lists = [params[n] for n in names]  # type: ignore[index]
+                param_lists = [params[n] for n in names]
                 k = 0
                 interval = clients / rate_qps if rate_qps else 0.0
                 scheduled = start + rng.random() * interval
@@ -441,7 +441,7 @@ def pgbench_scripts(
     runner's.
     """
     budget = per_query or max(1, 128 // max(1, len(workload.queries)))
-    scripts = []
+    scripts: list[tuple[str, str, float]] = []
     variables: dict[str, str] = {}
     for q in workload.queries:
         sets = params[q.name][:budget]
