@@ -700,23 +700,29 @@ def _conf_value(value: str) -> str:
 
 
 # ---- URLs of any topology (embedded or external) ------------------------------------------------
-def _matching_topology(dsn: str | None, settings: ServerSettings | None) -> Topology | None:
-    """The embedded topology behind ``dsn`` (None: the embedded server), or None when it is external."""
-    topo = Topology(settings)
+def embedded_topology(dsn: str | None, settings: ServerSettings | None = None) -> Topology | None:
+    """The embedded topology behind ``dsn`` (None: the embedded server of ``settings``), found by the
+    port among the kit's clusters under ``IBCBENCH_HOME``; None when ``dsn`` is an external server."""
     if explicit_dsn(dsn) is None:
-        return topo
-    primary = topo.server.read_state()
+        return Topology(settings)
     try:
         port = conninfo_to_dict(explicit_dsn(dsn) or "").get("port")
     except psycopg.ProgrammingError:
         return None
-    if (
-        primary is not None
-        and port is not None
-        and int(port) == primary.port
-        and topo.server.is_running()
-    ):
-        return topo
+    if port is None:
+        return None
+    base = settings or ServerSettings()
+    candidates = [base.name]
+    if base.home.is_dir():
+        candidates += sorted(p.parent.name for p in base.home.glob("*/server.json"))
+    for name in dict.fromkeys(candidates):
+        try:
+            topo = Topology(replace(base, name=name))
+        except ConfigError:
+            continue
+        primary = topo.server.read_state()
+        if primary is not None and int(port) == primary.port and topo.server.is_running():
+            return topo
     return None
 
 
@@ -743,7 +749,7 @@ def replica_urls(
     given = replica_dsn or os.environ.get("REPLICA_URL")
     if given:
         return [u.strip() for u in given.split(",") if u.strip()]
-    topo = _matching_topology(dsn, settings)
+    topo = embedded_topology(dsn, settings)
     return [_same_database(u, dsn) for u in topo.replica_urls()] if topo else []
 
 
@@ -757,7 +763,7 @@ def pgbouncer_url(
     given = pgbouncer_dsn or os.environ.get("PGBOUNCER_URL")
     if given:
         return given
-    topo = _matching_topology(dsn, settings)
+    topo = embedded_topology(dsn, settings)
     url = topo.pgbouncer_url() if topo else None
     return _same_database(url, dsn) if url else None
 
@@ -840,7 +846,7 @@ def topology_status(
     out.append(MemberStatus("primary", describe_dsn(primary), True,
                             detail=f"{len(rows)} standby(s) streaming, {len(slots)} physical slot(s)"))  # fmt: skip
     by_name = {r["application_name"]: r for r in rows}
-    topo = _matching_topology(dsn, settings)
+    topo = embedded_topology(dsn, settings)
     names: list[str | None] = []
     if not (replica_dsn or os.environ.get("REPLICA_URL")) and topo is not None:
         reps = topo.read_state().replicas
