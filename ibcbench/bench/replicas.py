@@ -20,6 +20,7 @@ dataset database and in the kit's database ``ibcbench_replicas_scratch``; both a
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -459,7 +460,8 @@ def measure_recovery_conflicts(
             counts = {"queries": 0, "cancelled": 0, "other_errors": 0}
 
             def reader(counts: dict[str, int] = counts, stop: threading.Event = stop) -> None:
-                with psycopg.connect(setup.replica_dsn, autocommit=True) as r:
+                r = psycopg.connect(setup.replica_dsn, autocommit=True)
+                try:
                     while not stop.is_set():
                         try:
                             with r.transaction():
@@ -478,20 +480,24 @@ def measure_recovery_conflicts(
                                 if str(exc).strip()
                                 else type(exc).__name__
                             )
-                            if CONFLICT_MESSAGE in str(exc):
-                                counts["cancelled"] += 1
-                                messages.add(text)
-                            else:
-                                counts["other_errors"] += 1
-                                messages.add(text)
-                            if r.closed or r.broken:
-                                return
+                            counts[
+                                "cancelled" if CONFLICT_MESSAGE in str(exc) else "other_errors"
+                            ] += 1
+                            messages.add(text)
+                            if (
+                                r.closed or r.broken
+                            ):  # "terminating connection due to conflict": reconnect
+                                r.close()
+                                r = psycopg.connect(setup.replica_dsn, autocommit=True)
+                finally:
+                    r.close()
 
             thread = threading.Thread(target=reader, daemon=True)
             thread.start()
             time.sleep(0.3)
             started = time.perf_counter()
-            slice_rows = max(1, 100 // max(1, rounds))
+            slice_rows = max(1, min(10, 100 // max(1, rounds)))  # groups of 1% retired per round
+            deleted = rows * slice_rows // 100
             with connect(setup.dsn, autocommit=True) as conn:
                 for k in range(rounds):
                     conn.execute(sql.SQL("DELETE FROM {} WHERE grp >= %s AND grp < %s").format(table),
@@ -500,6 +506,11 @@ def measure_recovery_conflicts(
                                  (99 - k,))  # fmt: skip
                     time.sleep(0.2)
                     conn.execute(sql.SQL("VACUUM {}").format(table))
+                    # new rows arrive as old ones are retired: with the dead rows removed they reuse
+                    # the space; kept for the standby (feedback on), the table grows instead
+                    conn.execute(sql.SQL(
+                        "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(%s, %s) g"
+                    ).format(table), (rows * (k + 1) + 1, rows * (k + 1) + deleted))  # fmt: skip
                     time.sleep(query_s / 2 + max_standby_delay_s)
                 primary_s = time.perf_counter() - started
                 dead, size = conn.execute(
@@ -508,7 +519,7 @@ def measure_recovery_conflicts(
                     (SCHEMA,),
                 ).fetchone()  # type: ignore[misc]
                 xmin = conn.execute(
-                    "SELECT max(age(backend_xmin)) FROM pg_stat_replication"
+                    "SELECT max(age(xmin)) FROM pg_replication_slots"  # feedback lands in the slot
                 ).fetchone()[0]  # type: ignore[index]
             stop.set()
             thread.join(query_s + 5)
@@ -597,6 +608,9 @@ def restart_standby_during_run(
         threading.Thread(target=read_loop, daemon=True),
         threading.Thread(target=restart_later, daemon=True),
     ]
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)  # the replica pool's reconnect attempts are expected here
     try:
         for t in threads:
             t.start()
@@ -609,6 +623,7 @@ def restart_standby_during_run(
             t.join(10)
         stats = routed.stats()
         routed.close()
+        pool_log.setLevel(level)
     catch_up = wait_caught_up(setup.dsn, setup.replica_dsn)
     summary = {**stats.as_dict(), **reads}
     return RestartResult(result.summary, summary, restart["s"], catch_up)
