@@ -55,6 +55,7 @@ STANDBY_DEFAULTS = {
     "wal_receiver_status_interval": "1s",
 }
 _STATE_NAME = "topology.json"
+MEMBER_PORT_OFFSET = 1000  # members listen from the primary's port + this
 
 
 # ---- state ---------------------------------------------------------------------------------------
@@ -308,8 +309,12 @@ class Topology:
                     state, replicas=tuple(sorted(by_index.values(), key=lambda r: r.index))
                 )
                 self._write_state(state)  # recorded before anything runs
-            if not self.replica_running(index):
+            if self.replica_running(index):
+                if self._write_replica_conf(rep, user):  # e.g. the primary moved to another port
+                    self._reload_replica(index, user)
+            else:
                 self._start_replica(rep, user)
+                by_index[index] = self._replica(index)  # its port may have moved
                 started.append(rep.name)
         state = replace(state, replicas=tuple(sorted(by_index.values(), key=lambda r: r.index)))
         self._write_state(state)
@@ -414,10 +419,13 @@ class Topology:
         user = self.server._server_user()
         self._write_replica_conf(rep, user)
         if self.replica_running(index):
-            bindir = find_pg_bindir(self.settings.pg_bindir)
-            self.server._run(
-                [str(bindir / "pg_ctl"), "-D", str(self.replica_dir(index)), "reload"], user
-            )
+            self._reload_replica(index, user)
+
+    def _reload_replica(self, index: int, user: Any) -> None:
+        bindir = find_pg_bindir(self.settings.pg_bindir)
+        self.server._run(
+            [str(bindir / "pg_ctl"), "-D", str(self.replica_dir(index)), "reload"], user
+        )
 
     # ---- standbys ------------------------------------------------------------------------------
     def _replica(self, index: int) -> ReplicaState:
@@ -465,23 +473,46 @@ class Topology:
         if bouncer:
             taken.add(bouncer.port)
         primary = self.server.read_state()
-        start = (primary.port if primary else 54329) + 1
+        # above the range embedded primaries take (they scan 200 ports from 54329 and come back to
+        # their previous port after a stop), so a stopped cluster does not find its port taken
+        start = (primary.port if primary else 54329) + MEMBER_PORT_OFFSET
         for port in range(start, start + 400):
             if port not in taken and LocalServer.port_is_free(port):
                 return port
         raise ServerError(f"no free port in {start}-{start + 399} for a topology member")
 
-    def _write_replica_conf(self, rep: ReplicaState, user: Any) -> None:
+    def _write_replica_conf(self, rep: ReplicaState, user: Any) -> bool:
+        """The standby's ibcbench.conf: the primary's settings on the standby's port, the standby
+        section, and primary_conninfo to the primary's current port (it moves when the primary is
+        restarted on another port). Returns whether the file changed."""
         folder = self.replica_dir(rep.index)
+        primary = self.server.read_state()
+        assert primary is not None
+        # pg_basebackup -R wrote primary_conninfo and primary_slot_name into postgresql.auto.conf,
+        # which is read last: the kit keeps them in its own file instead
+        auto = folder / "postgresql.auto.conf"
+        if auto.exists():
+            lines = auto.read_text().splitlines(keepends=True)
+            kept = [
+                ln for ln in lines if not ln.startswith(("primary_conninfo", "primary_slot_name"))
+            ]
+            if kept != lines:
+                auto.write_text("".join(kept))
         conf = folder / "ibcbench.conf"
         standby = {**STANDBY_DEFAULTS, **rep.settings}
+        conninfo = make_conninfo(host=primary.socket_dir, port=primary.port, user=primary.role,
+                                 application_name=rep.name)  # fmt: skip
         text = self.server._conf_text(rep.port)
         text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.topology)\n"
         text += "".join(f"{k} = {_conf_value(v)}\n" for k, v in standby.items())
+        text += f"primary_conninfo = {_conf_value(conninfo)}\n"
         text += f"primary_slot_name = '{rep.slot}'\n"
-        conf.write_text(text)
+        changed = not conf.exists() or conf.read_text() != text
+        if changed:
+            conf.write_text(text)
         if user is not None:
             os.chown(conf, user.pw_uid, user.pw_gid)
+        return changed
 
     def _start_replica(self, rep: ReplicaState, user: Any) -> None:
         bindir = find_pg_bindir(self.settings.pg_bindir)
@@ -506,6 +537,9 @@ class Topology:
                  "-X", "stream", "-c", "fast", "--no-sync"],
                 user, timeout=3600,
             )  # fmt: skip
+        if not LocalServer.port_is_free(rep.port):  # taken while the standby was stopped
+            rep = replace(rep, port=self._free_port())
+            self._replace_replica(rep)
         self._write_replica_conf(rep, user)
         # a stale postmaster.pid (a killed standby) is handled by pg_ctl; a live one is not ours to start
         try:
@@ -519,6 +553,14 @@ class Topology:
                 f"{rep.name} did not start: {exc} (see {self.replica_log(rep.index)})"
             ) from exc
         self._wait_streaming(rep)
+
+    def _replace_replica(self, rep: ReplicaState) -> None:
+        state = self.read_state()
+        self._write_state(
+            replace(
+                state, replicas=tuple(rep if r.index == rep.index else r for r in state.replicas)
+            )
+        )
 
     def _wait_streaming(self, rep: ReplicaState, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -597,6 +639,9 @@ class Topology:
 
     def _start_pgbouncer(self, bouncer: PgBouncerState, user: Any) -> None:
         exe = find_pgbouncer()
+        if not LocalServer.port_is_free(bouncer.port):  # taken while PgBouncer was stopped
+            bouncer = replace(bouncer, port=self._free_port())
+            self._write_state(replace(self.read_state(), pgbouncer=bouncer))
         d = self.pgbouncer_dir
         d.mkdir(parents=True, exist_ok=True)
         self.pgbouncer_ini.write_text(self._pgbouncer_ini(bouncer))
@@ -610,6 +655,10 @@ class Topology:
         self.server._run([exe, "-d", str(self.pgbouncer_ini)], user, timeout=30)
         deadline = time.monotonic() + 15
         while True:
+            if time.monotonic() > deadline - 14 and not self.pgbouncer_running():
+                raise ServerError(
+                    f"pgbouncer exited right after it started: see {d / 'pgbouncer.log'}"
+                )
             try:
                 with psycopg.connect(self._url(bouncer.port).rsplit("/", 1)[0] + "/pgbouncer",
                                      autocommit=True, connect_timeout=2) as conn:  # fmt: skip

@@ -192,13 +192,20 @@ def compare_connection_paths(
     pool_size: int = 25,
     duration_s: float = 3.0,
     warmup_s: float = 1.0,
+    python_through_pgbouncer: bool = False,
     python_max_clients: int = 32,
     prepared_clients: int = 8,
     prepared_executions: int = 50,
     seed: int = 42,
 ) -> ConnectionPathsResult:
     """The read mix through the client pool, PgBouncer transaction and PgBouncer session pooling at each
-    client count; then prepared statements through transaction pooling (see the module)."""
+    client count; then prepared statements through transaction pooling (see the module).
+
+    Straight to the server the Python runner drives the client's pool of ``pool_size`` (and pgbench, with
+    no pool, where ``max_connections`` has room); through PgBouncer pgbench drives every point, and with
+    ``python_through_pgbouncer`` the Python runner too (one connection per thread, up to
+    ``python_max_clients``; in session mode only up to ``pool_size``: the others would wait for a server
+    connection the whole run)."""
     if not clients or min(clients) < 1:
         raise BenchmarkError("clients must be one or more counts of at least 1")
     target = resolve_dsn(dsn)
@@ -237,7 +244,11 @@ def compare_connection_paths(
             url = _on_database(url, target)
             for n in clients:
                 threshold = None if mode == "transaction" else 5
-                if n <= python_max_clients and (mode == "transaction" or n <= pool_size):
+                if (
+                    python_through_pgbouncer
+                    and n <= python_max_clients
+                    and (mode == "transaction" or n <= pool_size)
+                ):
                     cfg = PoolConfig(min_size=n, max_size=n, prepare_threshold=threshold, health_check_period_s=None,
                                      slow_query_ms=None, timeout_s=60.0)  # fmt: skip
                     with _Sampler(target, url) as s:

@@ -449,7 +449,7 @@ def measure_recovery_conflicts(
                     "CREATE TABLE {} (id bigint PRIMARY KEY, grp int NOT NULL, payload text NOT NULL)"
                     " WITH (autovacuum_enabled = off)").format(table))  # fmt: skip
                 conn.execute(sql.SQL(
-                    "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(1, %s) g"
+                    "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(1, %s::bigint) g"
                 ).format(table), (rows,))  # fmt: skip
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
             wait_caught_up(setup.dsn, setup.replica_dsn)
@@ -494,7 +494,9 @@ def measure_recovery_conflicts(
 
             thread = threading.Thread(target=reader, daemon=True)
             thread.start()
-            time.sleep(0.3)
+            time.sleep(
+                1.5
+            )  # with feedback on, the reader's snapshot reaches the primary's slot first
             started = time.perf_counter()
             slice_rows = max(1, min(10, 100 // max(1, rounds)))  # groups of 1% retired per round
             deleted = rows * slice_rows // 100
@@ -509,7 +511,7 @@ def measure_recovery_conflicts(
                     # new rows arrive as old ones are retired: with the dead rows removed they reuse
                     # the space; kept for the standby (feedback on), the table grows instead
                     conn.execute(sql.SQL(
-                        "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(%s, %s) g"
+                        "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(%s::bigint, %s::bigint) g"
                     ).format(table), (rows * (k + 1) + 1, rows * (k + 1) + deleted))  # fmt: skip
                     time.sleep(query_s / 2 + max_standby_delay_s)
                 primary_s = time.perf_counter() - started
