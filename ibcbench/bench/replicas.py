@@ -453,9 +453,6 @@ def measure_recovery_conflicts(
                 ).format(table), (rows,))  # fmt: skip
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
             wait_caught_up(setup.dsn, setup.replica_dsn)
-            time.sleep(
-                1.2
-            )  # the standby's feedback (every wal_receiver_status_interval) reaches the primary
             stop = threading.Event()
             counts = {"queries": 0, "cancelled": 0, "other_errors": 0}
 
