@@ -228,3 +228,20 @@ def test_pool_mode_is_switched_and_session_mode_keeps_prepared_statements(
         assert "session pooling" in pools.detail
     finally:
         topology.up(pgbouncer=True, pool_mode=before.pool_mode)
+
+
+def test_an_external_topology_is_given_by_url(
+    topology: Topology, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replica, bouncer = topology.replica_urls()[0], topology.pgbouncer_url()
+    assert bouncer is not None
+    monkeypatch.setenv("DATABASE_URL", topology.server.url())
+    monkeypatch.setenv("REPLICA_URL", f"{replica},{replica}")  # comma-separated: two standbys
+    monkeypatch.setenv("PGBOUNCER_URL", bouncer)
+    members = topology_status()
+    assert [m.role for m in members] == ["primary", "replica", "replica", "pgbouncer"]
+    assert all(m.running for m in members)
+    monkeypatch.delenv("REPLICA_URL")
+    assert main(["db", "status", "--replica-dsn", replica, "--pgbouncer-dsn", bouncer]) == 0
+    out = capsys.readouterr().out
+    assert "replica:" in out and "pgbouncer:" in out and "running" in out

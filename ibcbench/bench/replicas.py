@@ -143,11 +143,15 @@ class LagResult:
 
     def key_numbers(self) -> dict[str, Any]:
         during = self.samples[self.samples.phase != "before"]
+        replay = during.replay_lag_s.astype(float).dropna()
         return {
             "lag_peak_bytes": int(during.lag_bytes.max()) if len(during) else 0,
             "lag_p95_bytes": int(np.percentile(during.lag_bytes, 95)) if len(during) else 0,
-            "lag_peak_s": round(float(during.lag_s.max()), 3) if len(during) else 0.0,
-            "lag_p95_s": round(float(np.percentile(during.lag_s, 95)), 3) if len(during) else 0.0,
+            # seconds: pg_stat_replication.replay_lag, how long WAL takes to be replayed
+            "lag_peak_s": round(float(replay.max()), 3) if len(replay) else None,
+            "lag_p95_s": round(float(np.percentile(replay, 95)), 3) if len(replay) else None,
+            # the standby's view: age of its newest replayed commit (grows through a long transaction)
+            "staleness_peak_s": round(float(during.lag_s.max()), 3) if len(during) else 0.0,
             "lag_catch_up_s": round(self.catch_up_s, 3),
             "lag_load_s": round(self.load_s, 2),
             "lag_samples": len(self.samples),
@@ -270,31 +274,32 @@ def measure_load_lag(
 
 
 def plot_lag(result: LagResult) -> Any:
-    """Lag in MB and seconds against time, the load shaded."""
+    """Lag in MB of WAL, replay_lag in seconds and the standby's staleness against time; the load
+    shaded orange, the catch-up green."""
     import matplotlib.pyplot as plt
 
     f = result.samples
-    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
-    axes[0].plot(f.t_s, f.lag_bytes / 1e6, lw=1.2)
-    axes[0].set_ylabel("lag (MB of WAL)")
-    axes[1].plot(f.t_s, f.lag_s, lw=1.2, label="since last replayed commit (standby)")
-    if f.replay_lag_s.notna().any():
-        axes[1].plot(f.t_s, f.replay_lag_s, lw=1, ls=":", label="replay_lag (pg_stat_replication)")
-    axes[1].set_ylabel("lag (s)")
-    axes[1].set_xlabel("seconds")
-    axes[1].legend(fontsize=8, frameon=False)
+    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    axes[0].plot(f.t_s, f.lag_bytes / 1e6, lw=1.0)
+    axes[0].set_ylabel("WAL not replayed (MB)")
+    axes[1].plot(f.t_s, f.replay_lag_s.astype(float), lw=1.0, color="tab:red")
+    axes[1].set_ylabel("replay_lag (s)")
+    axes[2].plot(f.t_s, f.lag_s, lw=1.0, color="tab:grey")
+    axes[2].set_ylabel("newest commit\nseen on standby (s old)")
+    axes[2].set_xlabel("seconds")
     load = f[f.phase == "load"]
     catch = f[f.phase == "catch-up"]
     for ax in axes:
         if len(load):
             ax.axvspan(load.t_s.min(), load.t_s.max(), color="tab:orange", alpha=0.15, lw=0)
         if len(catch):
-            ax.axvspan(catch.t_s.min(), catch.t_s.max(), color="tab:green", alpha=0.15, lw=0)
+            ax.axvspan(catch.t_s.min(), catch.t_s.max(), color="tab:green", alpha=0.3, lw=0)
     k = result.key_numbers()
+    seconds = f", replay_lag p95 {k['lag_p95_s']:.2f} s" if k["lag_p95_s"] is not None else ""
     fig.suptitle(
-        f"Replication lag while {result.rows_loaded:,} rows load ({result.scale}): peak {k['lag_peak_bytes'] / 1e6:.1f} MB,"
-        f" p95 {k['lag_p95_bytes'] / 1e6:.1f} MB; caught up {k['lag_catch_up_s']:.2f} s after the load"
-        " (orange: load, green: catch-up)", fontsize=10,
+        f"Replication lag while {result.rows_loaded:,} rows load ({result.scale}, one transaction):"
+        f" peak {k['lag_peak_bytes'] / 1e6:.1f} MB, p95 {k['lag_p95_bytes'] / 1e6:.1f} MB{seconds};"
+        f" caught up {k['lag_catch_up_s']:.2f} s after the commit", fontsize=10,
     )  # fmt: skip
     fig.tight_layout()
     return fig
