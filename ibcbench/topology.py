@@ -463,7 +463,7 @@ class Topology:
             return
         state = self.server.read_state()
         assert state is not None
-        self.server._write_conf(state.port, user)
+        self.server._write_conf(state.port, state.timescaledb_license or "timescale", user)
         with self._admin() as conn:
             conn.execute("SELECT pg_reload_conf()")
 
@@ -502,7 +502,7 @@ class Topology:
         standby = {**STANDBY_DEFAULTS, **rep.settings}
         conninfo = make_conninfo(host=primary.socket_dir, port=primary.port, user=primary.role,
                                  application_name=rep.name)  # fmt: skip
-        text = self.server._conf_text(rep.port)
+        text = self.server._conf_text(rep.port, primary.timescaledb_license or "timescale")
         text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.topology)\n"
         text += "".join(f"{k} = {_conf_value(v)}\n" for k, v in standby.items())
         text += f"primary_conninfo = {_conf_value(conninfo)}\n"
