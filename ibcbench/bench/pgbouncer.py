@@ -36,6 +36,7 @@ from ibcbench.bench.runner import run_pgbench, run_python
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.recorded import run_folder, save_frame
 from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.topology import admin_console_url, embedded_topology, pgbouncer_url, show_pools
 
@@ -76,10 +77,12 @@ class ConnectionPathsResult:
         )
         return out
 
-    def save(self, run: Any) -> None:
-        run.write_frame("connection_paths", self.frame)
-        run.write_frame("connection_paths_prepared", self.prepared.astype({"messages": str}))
-        run.update_manifest(connection_paths=self.manifest)
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.frame, "connection_paths", run_dir)
+        save_frame(self.prepared.astype({"messages": str}), "connection_paths_prepared", run_dir)
+        run = run_folder(run_dir)
+        if run is not None:
+            run.update_manifest(connection_paths=self.manifest)
 
 
 class _Sampler:

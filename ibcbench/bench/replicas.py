@@ -36,6 +36,7 @@ from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.recorded import save_frame
 from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.toolkit.routing import RoutingConfig, create_routed_pool, parse_lsn
 from ibcbench.topology import Topology, embedded_topology, pgbouncer_url, replica_urls
@@ -140,6 +141,9 @@ class LagResult:
     catch_up_s: float
     interval_s: float
     scale: str
+
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.samples, "replica_lag", run_dir)
 
     def key_numbers(self) -> dict[str, Any]:
         during = self.samples[self.samples.phase != "before"]
@@ -317,6 +321,9 @@ class AnalyticsResult:
     def _all(self, target: str) -> pd.Series:
         return self.frame[(self.frame.target == target) & (self.frame["query"] == "ALL")].iloc[0]
 
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.frame, "replica_analytics", run_dir)
+
     def key_numbers(self) -> dict[str, Any]:
         a_p, a_s = self._all("analytics on primary"), self._all("analytics on standby")
         s_alone, s_busy = (
@@ -407,6 +414,9 @@ class ConflictResult:
         pd.DataFrame
     )  # feedback, standby_queries, cancelled, dead_tuples_after_vacuum, table_bytes, ...
     messages: list[str]
+
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.frame, "replica_conflicts", run_dir)
 
     def key_numbers(self) -> dict[str, Any]:
         f = self.frame.set_index("hot_standby_feedback")
@@ -551,6 +561,9 @@ class RestartResult:
     reads: dict[str, Any]  # routed reads: on the standby, fallen back to the primary, errors
     restart_s: float
     catch_up_s: float
+
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.primary, "replica_restart_primary", run_dir)
 
     def key_numbers(self) -> dict[str, Any]:
         total = self.primary.set_index("query").loc["ALL"]
