@@ -340,6 +340,9 @@ class LocalServer:
             "local all all trust\n"
             "host all all 127.0.0.1/32 trust\n"
             "host all all ::1/128 trust\n"
+            "# streaming standbys of `ibcbench db up --replicas N` (ibcbench.topology)\n"
+            "local replication all trust\n"
+            "host replication all 127.0.0.1/32 trust\n"
         )
         if user is not None:
             for path in (conf, main, hba):

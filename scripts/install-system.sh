@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ibcbench's embedded server needs on Debian/Ubuntu: PostgreSQL (server with contrib,
-# pgbench and server headers), pg_cron, hypopg, and TimescaleDB; plus python3-venv. Safe to re-run:
+# pgbench and server headers), pg_cron, hypopg, and TimescaleDB; PgBouncer; plus python3-venv. Safe to re-run:
 # what is present is left alone.
 #
 # TimescaleDB, Community edition by default (the Apache-2.0 core plus tsl/, under the Timescale License:
@@ -92,6 +92,8 @@ fi
 # apt installs the newest candidate; install the server and its headers together so they match.
 apt_install "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-cron" \
     "postgresql-$PG_MAJOR-hypopg" python3-venv ca-certificates
+# PgBouncer for `ibcbench db up --pgbouncer` (the kit runs its own; Debian's service is not needed)
+apt_install pgbouncer
 server_ver=$(dpkg-query -W -f='${Version}' "postgresql-$PG_MAJOR")
 headers_ver=$(dpkg-query -W -f='${Version}' "postgresql-server-dev-$PG_MAJOR")
 if [ "$server_ver" != "$headers_ver" ]; then

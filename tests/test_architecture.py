@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "ibcbench.db": 1,
     "ibcbench.migrate": 1,
     "ibcbench.status": 1,
+    "ibcbench.topology": 1,
     "ibcbench.data": 2,
     "ibcbench.toolkit": 2,
     "ibcbench.plans": 2,

@@ -518,8 +518,10 @@ def run_pgbench(
     params: dict[str, list[tuple]] | None = None,
     seed: int = 42,
     per_query: int | None = None,
+    protocol: str = "prepared",
 ) -> WorkloadResult:
-    """pgbench -M prepared with scripts generated from the workload; its logs parsed into our frames."""
+    """pgbench -M prepared (``protocol``: or extended, simple) with scripts generated from the
+    workload; its logs parsed into our frames."""
     target = resolve_dsn(dsn)
     if params is None:
         with connect(target) as conn:
@@ -537,7 +539,7 @@ def run_pgbench(
             exe,
             "-n",
             "-M",
-            "prepared",
+            protocol,
             "-c",
             str(clients),
             "-j",
@@ -598,7 +600,7 @@ def run_pgbench(
             "warmup_s": warmup_s,
             "rate_qps": rate_qps,
             "scripts": len(scripts),
-            "protocol": "prepared",
+            "protocol": protocol,
             "paused_cron_jobs": paused,
             "writes": "in BEGIN ... ROLLBACK",
         },

@@ -42,15 +42,52 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="TimescaleDB edition to run (timescaledb.license; default: $TIMESCALEDB_EDITION, "
         "else community where installed)",
     )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="streaming standbys of the primary (default: as recorded; 0 removes them)",
+    )
+    up.add_argument(
+        "--pgbouncer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PgBouncer in front of the primary (default: as recorded)",
+    )
+    up.add_argument(
+        "--pool-mode",
+        choices=("transaction", "session"),
+        default=None,
+        help="PgBouncer's pool mode (default: transaction)",
+    )
+    up.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="PgBouncer's server connections per database and user (default: 25)",
+    )
     up.set_defaults(func=_up)
 
-    down = dbsub.add_parser("down", help="stop the embedded server (data is kept)")
+    down = dbsub.add_parser(
+        "down", help="stop the embedded server, its standbys and PgBouncer (data is kept)"
+    )
     down.add_argument("--name", default=None)
     down.set_defaults(func=_down)
 
     status = dbsub.add_parser("status", help="server version, extensions, TimescaleDB edition")
     status.add_argument("--name", default=None)
     add_dsn_argument(status)
+    status.add_argument(
+        "--replica-dsn",
+        default=None,
+        help="standby URL(s), comma-separated (default: $REPLICA_URL, else the embedded ones)",
+    )
+    status.add_argument(
+        "--pgbouncer-dsn",
+        default=None,
+        help="PgBouncer URL (default: $PGBOUNCER_URL, else the embedded one)",
+    )
     status.set_defaults(func=_status)
 
     jobs = dbsub.add_parser(
@@ -69,41 +106,77 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     url = dbsub.add_parser("url", help="print the embedded server's connection URL")
     url.add_argument("--name", default=None)
+    url.add_argument(
+        "--role",
+        choices=("primary", "replica", "pgbouncer"),
+        default="primary",
+        help="which member's URL (replica: one line per standby)",
+    )
     url.set_defaults(func=_url)
 
 
 def _up(args: argparse.Namespace) -> int:
-    from ibcbench.server import LocalServer
+    from ibcbench.topology import Topology
 
-    result = LocalServer(_settings(args)).up()
+    up = Topology(_settings(args)).up(replicas=args.replicas, pgbouncer=args.pgbouncer,
+                                      pool_mode=args.pool_mode, pool_size=args.pool_size)  # fmt: skip
+    result = up.primary
     verb = "created and started" if result.created else ("started" if result.started else "running")
     print(f"embedded server {verb}: {result.data_dir}")
     for update in result.updates:
         print(update.message)
     print(result.state.url)
+    for line in up.cleaned:
+        print(f"cleaned: {line}")
+    for m in up.members[1:]:
+        print(f"{m.name}: {m.url} ({'started' if m.name in up.started else 'running'}; {m.detail})")
+    for name in up.removed:
+        print(f"{name}: removed")
     # a kit database whose update failed is an error; someone else's database is only reported
     return 0 if all(u.updated or not u.kit_owned for u in result.updates) else 1
 
 
 def _down(args: argparse.Namespace) -> int:
-    from ibcbench.server import LocalServer
+    from ibcbench.topology import Topology
 
-    stopped = LocalServer(_settings(args)).down()
-    print("embedded server stopped" if stopped else "embedded server was not running")
+    stopped = Topology(_settings(args)).down()
+    print("embedded server stopped" if "primary" in stopped else "embedded server was not running")
+    for name in stopped:
+        if name != "primary":
+            print(f"{name} stopped")
     return 0
 
 
 def _url(args: argparse.Namespace) -> int:
+    from ibcbench.errors import ServerError
     from ibcbench.server import LocalServer
+    from ibcbench.topology import Topology
 
-    print(LocalServer(_settings(args)).url())
+    if args.role == "primary":
+        print(LocalServer(_settings(args)).url())
+        return 0
+    topo = Topology(_settings(args))
+    urls = (
+        topo.replica_urls() if args.role == "replica" else [u for u in [topo.pgbouncer_url()] if u]
+    )
+    if not urls:
+        flag = "--replicas 1" if args.role == "replica" else "--pgbouncer"
+        raise ServerError(
+            f"no {args.role} is running in {topo.settings.name!r}: run `ibcbench db up {flag}`"
+        )
+    print("\n".join(urls))
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     from ibcbench.status import database_status, format_status
+    from ibcbench.topology import format_members, topology_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
+    members = topology_status(args.dsn, replica_dsn=args.replica_dsn,
+                              pgbouncer_dsn=args.pgbouncer_dsn, settings=_settings(args))  # fmt: skip
+    if len(members) > 1:
+        print(format_members(members))
     return 0
 
 

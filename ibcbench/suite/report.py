@@ -41,6 +41,7 @@ RESULT_OWNERS = {
     "04": ("plan",),
     "05": ("ts_",),
     "06": ("maint_",),
+    "07": ("replica_", "connection_paths"),
 }
 #: recorded numbers shown as summary cards, with their labels
 HIGHLIGHTS = {

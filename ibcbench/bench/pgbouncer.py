@@ -1,0 +1,388 @@
+"""PgBouncer in the pool sweep: the same read mix through three connection paths.
+
+(a) the client's pool straight to the server (psycopg_pool, like pgx's pool in the service), (b)
+PgBouncer in transaction mode, (c) PgBouncer in session mode; throughput, p50/p99, the server
+connections each path used and the clients that had to wait. Points with more clients than the Python
+runner can drive (``python_max_clients``) run on pgbench, the C engine, with one connection per client
+(hundreds of clients over PgBouncer's pool of ``pool_size``). Straight to the server, pgbench has no
+pool: one server connection per client, so points above what ``max_connections`` leaves are not run.
+
+Prepared statements through transaction pooling: PgBouncer 1.18 does not track them, so a statement
+psycopg prepared on one server connection (after ``prepare_threshold`` executions) is missing on the
+next: ``prepared statement "_pg3_0" does not exist``, or ``... already exists`` where another client
+prepared the same name. :func:`prepared_statements_through_pgbouncer` counts those errors with
+``prepare_threshold=5`` (the seed's) and with the fix, ``prepare_threshold=None`` (pgx: the simple
+protocol / QueryExecModeExec). PgBouncer 1.21+ can track them (``max_prepared_statements``).
+
+The function for notebook 03 is :func:`compare_connection_paths`; :func:`plot_connection_paths`
+draws it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ibcbench.bench.runner import run_pgbench, run_python
+from ibcbench.bench.workload import Workload, default_workload, sample_parameters
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.errors import BenchmarkError
+from ibcbench.results.recorded import run_folder, save_frame
+from ibcbench.toolkit.pool import PoolConfig
+from ibcbench.topology import admin_console_url, embedded_topology, pgbouncer_url, show_pools
+
+#: the pool sweep's read mix (bench/poolsweep.py)
+READ_MIX = ("wallet_history", "wallet_by_status", "packet_by_channel_sequence", "network_stats_range",
+            "user_statistics")  # fmt: skip
+DIRECT = "client pool -> server"
+TRANSACTION = "pgbouncer transaction"
+SESSION = "pgbouncer session"
+_SAMPLER = "ibcbench-path-sampler"
+
+
+@dataclass
+class ConnectionPathsResult:
+    frame: pd.DataFrame
+    prepared: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def point(self, path: str, clients: int, engine: str | None = None) -> pd.Series | None:
+        f = self.frame[(self.frame.path == path) & (self.frame.clients == clients)]
+        if engine is not None:
+            f = f[f.engine == engine]
+        return f.iloc[0] if len(f) else None
+
+    def key_numbers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        short = {DIRECT: "direct", TRANSACTION: "pgb_txn", SESSION: "pgb_session"}
+        for (path, engine, clients), row in self.frame.set_index(
+            ["path", "engine", "clients"]
+        ).iterrows():
+            key = f"{short[path]}_{engine.split()[0]}_{clients}c"
+            out[f"{key}_qps"] = row.throughput_qps
+            out[f"{key}_p99_ms"] = row.p99_ms
+        p = self.prepared.set_index("prepare_threshold")
+        out["prepared_errors_threshold_5"] = int(p.loc["5", "errors"]) if "5" in p.index else None
+        out["prepared_errors_threshold_none"] = (
+            int(p.loc["None", "errors"]) if "None" in p.index else None
+        )
+        return out
+
+    def save(self, run_dir: Any) -> None:
+        save_frame(self.frame, "connection_paths", run_dir)
+        save_frame(self.prepared.astype({"messages": str}), "connection_paths_prepared", run_dir)
+        run = run_folder(run_dir)
+        if run is not None:
+            run.update_manifest(connection_paths=self.manifest)
+
+
+class _Sampler:
+    """Server connections of the database (on the primary) and PgBouncer's waiting clients, every 100 ms."""
+
+    def __init__(self, primary: str, bouncer: str | None) -> None:
+        self.primary, self.bouncer = primary, bouncer
+        self.server_max = 0
+        self.waiting_max = 0
+        self.maxwait_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with contextlib.ExitStack() as stack:
+            p = stack.enter_context(
+                psycopg.connect(self.primary, autocommit=True, application_name=_SAMPLER)
+            )
+            while not self._stop.wait(0.1):
+                n = p.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND application_name <> %s",
+                    (_SAMPLER,),
+                ).fetchone()[0]  # type: ignore[index]
+                self.server_max = max(self.server_max, int(n))
+                if self.bouncer:
+                    with contextlib.suppress(psycopg.Error):
+                        for pool in show_pools(admin_console_url(self.bouncer)):
+                            if pool.get("database") == psycopg.conninfo.conninfo_to_dict(
+                                self.primary
+                            ).get("dbname"):
+                                self.waiting_max = max(
+                                    self.waiting_max, int(pool.get("cl_waiting") or 0)
+                                )
+                                wait = (
+                                    float(pool.get("maxwait") or 0)
+                                    + float(pool.get("maxwait_us") or 0) / 1e6
+                                )
+                                self.maxwait_s = max(self.maxwait_s, wait)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _max_direct_clients(dsn: str) -> int:
+    with connect(dsn) as conn:
+        limit, reserved, used = conn.execute(
+            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()  # type: ignore[misc]
+    return int(limit) - int(reserved) - int(used) - 10
+
+
+@contextlib.contextmanager
+def _pgbouncer_modes(dsn: str, pgbouncer_dsn: str | None, session_dsn: str | None,
+                     pool_size: int) -> Iterator[Any]:  # fmt: skip
+    """Yields a function mode -> URL (None: that mode is not available). Embedded: the kit's PgBouncer,
+    started if needed, switched between modes, put back as it was at the end."""
+    given = pgbouncer_url(pgbouncer_dsn) if (pgbouncer_dsn or _env("PGBOUNCER_URL")) else None
+    if given:
+        yield lambda mode: given if mode == "transaction" else session_dsn
+        return
+    topo = embedded_topology(dsn)
+    if topo is None:
+        raise BenchmarkError(
+            "the server is not the kit's embedded one: give PgBouncer (transaction mode) with pgbouncer_dsn "
+            "or PGBOUNCER_URL, and one in session mode with session_dsn"
+        )
+    with topo.started(replicas=0, pgbouncer=True, pool_size=pool_size):
+
+        def switch(mode: str) -> str | None:
+            topo.up(pgbouncer=True, pool_mode=mode, pool_size=pool_size)
+            return pgbouncer_url(dsn=dsn)
+
+        yield switch
+
+
+def _env(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name) or None
+
+
+def _row(path: str, engine: str, clients: int, result: Any, sampler: _Sampler, note: str = "",
+         prepare: str = "") -> dict[str, Any]:  # fmt: skip
+    total = result.summary.set_index("query").loc["ALL"]
+    stats = result.pool_stats or {}
+    requests = max(1, stats.get("requests", 1))
+    return {
+        "path": path, "engine": engine, "clients": clients, "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms), "p99_ms": float(total.p99_ms), "errors": int(total.errors),
+        "server_connections": sampler.server_max, "pgbouncer_waiting_max": sampler.waiting_max,
+        "pgbouncer_maxwait_s": round(sampler.maxwait_s, 3),
+        "pool_wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 3) if stats else np.nan,
+        "client_bound": result.client_bound, "prepare_threshold": prepare, "note": note,
+    }  # fmt: skip
+
+
+def compare_connection_paths(
+    dsn: str | None,
+    *,
+    pgbouncer_dsn: str | None = None,
+    session_dsn: str | None = None,
+    clients: tuple[int, ...] = (1, 25, 200),
+    pool_size: int = 25,
+    duration_s: float = 3.0,
+    warmup_s: float = 1.0,
+    python_through_pgbouncer: bool = False,
+    python_max_clients: int = 32,
+    prepared_clients: int = 8,
+    prepared_executions: int = 50,
+    seed: int = 42,
+) -> ConnectionPathsResult:
+    """The read mix through the client pool, PgBouncer transaction and PgBouncer session pooling at each
+    client count; then prepared statements through transaction pooling (see the module).
+
+    Straight to the server the Python runner drives the client's pool of ``pool_size`` (and pgbench, with
+    no pool, where ``max_connections`` has room); through PgBouncer pgbench drives every point, and with
+    ``python_through_pgbouncer`` the Python runner too (one connection per thread, up to
+    ``python_max_clients``; in session mode only up to ``pool_size``: the others would wait for a server
+    connection the whole run)."""
+    if not clients or min(clients) < 1:
+        raise BenchmarkError("clients must be one or more counts of at least 1")
+    target = resolve_dsn(dsn)
+    wl = default_workload().subset(READ_MIX)
+    with connect(target) as conn:
+        params = sample_parameters(conn, wl, seed=seed)
+    room = _max_direct_clients(target)
+    kw = {"duration_s": duration_s, "warmup_s": warmup_s, "params": params, "seed": seed}
+    rows = []
+    for n in clients:
+        cfg = PoolConfig(min_size=min(5, pool_size), max_size=pool_size, health_check_period_s=None,
+                         slow_query_ms=None, timeout_s=60.0)  # fmt: skip
+        with _Sampler(target, None) as s:
+            r = run_python(target, wl, clients=n, pool_config=cfg, **kw)
+        rows.append(_row(DIRECT, "python", n, r, s, f"pool of {pool_size}", "5"))
+        if n <= room:
+            with _Sampler(target, None) as s:
+                r = run_pgbench(target, wl, clients=n, **kw)
+            rows.append(
+                _row(
+                    DIRECT,
+                    "pgbench (no pool)",
+                    n,
+                    r,
+                    s,
+                    "one server connection per client",
+                    "prepared",
+                )
+            )
+    prepared = pd.DataFrame()
+    with _pgbouncer_modes(target, pgbouncer_dsn, session_dsn, pool_size) as url_for:
+        for mode, path in (("transaction", TRANSACTION), ("session", SESSION)):
+            url = url_for(mode)
+            if url is None:
+                continue
+            url = _on_database(url, target)
+            for n in clients:
+                threshold = None if mode == "transaction" else 5
+                if (
+                    python_through_pgbouncer
+                    and n <= python_max_clients
+                    and (mode == "transaction" or n <= pool_size)
+                ):
+                    cfg = PoolConfig(min_size=n, max_size=n, prepare_threshold=threshold, health_check_period_s=None,
+                                     slow_query_ms=None, timeout_s=60.0)  # fmt: skip
+                    with _Sampler(target, url) as s:
+                        r = run_python(url, wl, clients=n, pool_config=cfg, **kw)
+                    rows.append(
+                        _row(
+                            path,
+                            "python",
+                            n,
+                            r,
+                            s,
+                            "one client connection per thread",
+                            str(threshold),
+                        )
+                    )
+                protocol = "extended" if mode == "transaction" else "prepared"
+                with _Sampler(target, url) as s:
+                    r = run_pgbench(url, wl, clients=n, protocol=protocol, **kw)
+                rows.append(
+                    _row(path, "pgbench", n, r, s, f"pool of {pool_size}, -M {protocol}", protocol)
+                )
+            if mode == "transaction":
+                prepared = prepared_statements_through_pgbouncer(
+                    url, clients=prepared_clients, executions=prepared_executions, seed=seed)  # fmt: skip
+                prepared = pd.concat(
+                    [prepared, _pgbench_prepared(url, wl, params, seed)], ignore_index=True
+                )
+    return ConnectionPathsResult(
+        pd.DataFrame(rows), prepared,
+        {"clients": list(clients), "pool_size": pool_size, "duration_s": duration_s, "workload": wl.names,
+         "python_max_clients": python_max_clients, "direct_client_room": room},
+    )  # fmt: skip
+
+
+def _on_database(url: str, dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = conninfo_to_dict(dsn).get("dbname") or params.get("dbname")
+    return make_conninfo(**params)
+
+
+def _pgbench_prepared(
+    url: str, wl: Workload, params: dict[str, list[tuple]], seed: int
+) -> pd.DataFrame:
+    """pgbench -M prepared through transaction pooling: does it survive?"""
+    one = wl.subset(["packet_by_channel_sequence"])
+    try:
+        r = run_pgbench(url, one, clients=8, duration_s=1.0, warmup_s=0.0, params=params, seed=seed,
+                        protocol="prepared")  # fmt: skip
+        total = r.summary.set_index("query").loc["ALL"]
+        errors, ok, messages = int(total.errors), int(total["count"]), []
+    except BenchmarkError as exc:
+        errors, ok, messages = 1, 0, [str(exc)]
+    return pd.DataFrame([{"client": "pgbench -M prepared", "prepare_threshold": "prepared", "clients": 8,
+                          "executions": ok + errors, "errors": errors, "qps": np.nan, "messages": messages}])  # fmt: skip
+
+
+def prepared_statements_through_pgbouncer(
+    url: str, *, clients: int = 8, executions: int = 50, thresholds: tuple[int | None, ...] = (5, None),
+    seed: int = 42,
+) -> pd.DataFrame:  # fmt: skip
+    """``clients`` psycopg connections through PgBouncer (``url``), each running one lookup
+    ``executions`` times, per ``prepare_threshold``: errors by message, and queries/s."""
+    wl = default_workload().subset(["packet_by_channel_sequence"])
+    q = wl.queries[0]
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+        values = sample_parameters(conn, wl, n=50, seed=seed)[q.name]
+    rows = []
+    for threshold in thresholds:
+        errors: Counter[str] = Counter()
+        done = [0] * clients
+        lock = threading.Lock()
+
+        def work(
+            i: int, threshold: int | None = threshold, errors: Counter[str] = errors,
+            done: list[int] = done, lock: threading.Lock = lock,
+        ) -> None:  # fmt: skip
+            with psycopg.connect(url, autocommit=True, prepare_threshold=threshold) as conn:
+                for k in range(executions):
+                    try:
+                        conn.execute(q.sql, values[(i + k) % len(values)]).fetchall()  # type: ignore[arg-type]
+                        done[i] += 1
+                    except psycopg.Error as exc:
+                        text = (
+                            str(exc).strip().splitlines()[0]
+                            if str(exc).strip()
+                            else type(exc).__name__
+                        )
+                        with lock:
+                            errors[text] += 1
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        rows.append({
+            "client": "psycopg", "prepare_threshold": str(threshold), "clients": clients,
+            "executions": clients * executions, "errors": sum(errors.values()),
+            "qps": round(sum(done) / elapsed, 1), "messages": [f"{n} x {m}" for m, n in errors.most_common(3)],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def plot_connection_paths(result: ConnectionPathsResult) -> Any:
+    """Throughput, p99 and server connections against clients, one line per path and engine."""
+    import matplotlib.pyplot as plt
+
+    f = result.frame
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    colour = {DIRECT: "tab:blue", TRANSACTION: "tab:orange", SESSION: "tab:green"}
+    for (path, engine), g in f.groupby(["path", "engine"], sort=False):
+        g = g.sort_values("clients")
+        style = "-" if engine == "pgbench" else (":" if engine.startswith("pgbench") else "--")
+        kw = {"marker": "o", "color": colour[path], "ls": style}
+        axes[0].plot(g.clients, g.throughput_qps, label=f"{path} ({engine})", **kw)
+        axes[1].plot(g.clients, g.p99_ms, **kw)
+        axes[2].plot(g.clients, g.server_connections, **kw)
+    for ax, title in zip(axes, ("Throughput (queries/s)", "p99 latency (ms)", "Server connections used"),
+                         strict=True):  # fmt: skip
+        ax.set_title(title)
+        ax.set_xlabel("clients")
+        ax.set_xscale("log")
+    axes[1].set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(
+        "Connection paths: the client's pool straight to the server, PgBouncer transaction and session pooling"
+    )
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig

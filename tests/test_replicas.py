@@ -1,0 +1,75 @@
+"""bench/replicas and bench/pgbouncer against the real standby and PgBouncer; notebook 07 at tiny scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from ibcbench.bench.pgbouncer import prepared_statements_through_pgbouncer
+from ibcbench.bench.replicas import start_replicas
+from ibcbench.errors import BenchmarkError
+from ibcbench.results.runs import new_run
+from ibcbench.suite.notebook import notebooks_dir, run_notebook
+from ibcbench.topology import Topology
+
+pytestmark = [pytest.mark.db]
+
+
+def _primary_postgres_dsn(topology: Topology) -> str:
+    state = topology.server.read_state()
+    assert state is not None
+    return make_conninfo(host="127.0.0.1", port=state.port, user=state.role, dbname="postgres")
+
+
+def test_a_server_that_is_not_embedded_needs_its_standby_by_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REPLICA_URL", raising=False)
+    with pytest.raises(BenchmarkError, match="give its standby with replica_dsn"):
+        start_replicas("postgresql://ibcbench@127.0.0.1:1/ibcbench")
+
+
+def test_prepared_statements_break_through_transaction_pooling_and_the_fix_holds(
+    topology: Topology,
+) -> None:
+    from ibcbench.data.datasets import ensure_dataset
+
+    dsn = ensure_dataset(_primary_postgres_dsn(topology), scale="tiny", seed=42)
+    url = topology.pgbouncer_url()
+    assert url is not None and topology.read_state().pgbouncer.pool_mode == "transaction"  # type: ignore[union-attr]
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = conninfo_to_dict(dsn)["dbname"]
+    frame = prepared_statements_through_pgbouncer(make_conninfo(**params), clients=8, executions=40)
+    by = frame.set_index("prepare_threshold")
+    assert by.loc["5", "errors"] > 0
+    assert any('prepared statement "_pg3_' in m for m in by.loc["5", "messages"])
+    assert by.loc["None", "errors"] == 0
+
+
+@pytest.mark.notebook
+def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
+    run = new_run("nb07", root=tmp_path)
+    result = run_notebook(
+        notebooks_dir() / "07_replicas.ipynb", run,
+        {"dsn": _primary_postgres_dsn(topology), "scale": "tiny", "path_clients": [1, 4, 60]},
+    )  # fmt: skip
+    assert result.ok, result.error
+    rec = result.recorded
+    assert rec["lag_samples"] >= 5 and rec["lag_sample_interval_ms"] <= 110
+    assert rec["lag_peak_bytes"] > 0 and rec["lag_catch_up_s"] >= 0
+    assert rec["analytics_errors"] == 0 and rec["analytics_standby_p50_ms"] > 0
+    assert rec["cancelled_feedback_off"] >= 1  # vacuum on the primary cancels standby queries
+    assert rec["cancelled_feedback_on"] <= rec["cancelled_feedback_off"]
+    assert rec["dead_tuples_kept_feedback_on"] > rec["dead_tuples_kept_feedback_off"]
+    assert rec["restart_primary_errors"] == 0  # the runner keeps going on the primary
+    assert rec["restart_reads_on_standby"] > 0 and rec["restart_s"] > 0
+    assert rec["pgb_txn_pgbench_60c_qps"] > 0 and rec["prepared_errors_threshold_none"] == 0
+    assert rec["prepared_errors_threshold_5"] > 0
+    assert (run.path / "figures" / "07_replication_lag.png").exists()
+    assert (run.path / "figures" / "07_connection_paths.png").exists()
+    # what the notebook started is gone; the session's standby and PgBouncer are still there
+    assert [r.index for r in topology.read_state().replicas] == [1] and topology.pgbouncer_running()
