@@ -784,7 +784,7 @@ def _same_database(url: str, dsn: str | None) -> str:
         return url
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def replica_urls(
@@ -821,7 +821,7 @@ def admin_console_url(pgbouncer: str) -> str:
     """PgBouncer's admin console (database ``pgbouncer``) at the address of ``pgbouncer``."""
     params = conninfo_to_dict(pgbouncer)
     params["dbname"] = "pgbouncer"
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 # ---- status ----------------------------------------------------------------------------------------
@@ -942,11 +942,8 @@ def topology_status(
             pools, running = [], False
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         else:
-            mode = (
-                topo.read_state().pgbouncer.pool_mode
-                if topo and topo.read_state().pgbouncer
-                else ""
-            )  # type: ignore[union-attr]
+            state = topo.read_state() if topo else None
+            mode = state.pgbouncer.pool_mode if state and state.pgbouncer else ""
             detail = f"{mode} pooling" if mode else ""
         out.append(
             MemberStatus("pgbouncer", describe_dsn(bouncer), running, pools=pools, detail=detail)

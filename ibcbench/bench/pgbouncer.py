@@ -216,7 +216,12 @@ def compare_connection_paths(
     with connect(target) as conn:
         params = sample_parameters(conn, wl, seed=seed)
     room = _max_direct_clients(target)
-    kw = {"duration_s": duration_s, "warmup_s": warmup_s, "params": params, "seed": seed}
+    kw: dict[str, Any] = {
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "params": params,
+        "seed": seed,
+    }
     rows = []
     for n in clients:
         cfg = PoolConfig(min_size=min(5, pool_size), max_size=pool_size, health_check_period_s=None,
@@ -291,7 +296,7 @@ def _on_database(url: str, dsn: str) -> str:
 
     params = conninfo_to_dict(url)
     params["dbname"] = conninfo_to_dict(dsn).get("dbname") or params.get("dbname")
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _pgbench_prepared(
@@ -333,7 +338,7 @@ def prepared_statements_through_pgbouncer(
             with psycopg.connect(url, autocommit=True, prepare_threshold=threshold) as conn:
                 for k in range(executions):
                     try:
-                        conn.execute(q.sql, values[(i + k) % len(values)]).fetchall()  # type: ignore[arg-type]
+                        conn.execute(q.sql, values[(i + k) % len(values)]).fetchall()
                         done[i] += 1
                     except psycopg.Error as exc:
                         text = (

@@ -358,7 +358,12 @@ def compare_analytics(
         a_params = sample_parameters(conn, analytics, seed=seed)
         s_params = sample_parameters(conn, service, seed=seed)
     wait_caught_up(setup.dsn, setup.replica_dsn)
-    kw = {"clients": clients, "duration_s": duration_s, "warmup_s": warmup_s, "seed": seed}
+    kw: dict[str, Any] = {
+        "clients": clients,
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "seed": seed,
+    }
     frames = []
 
     def tag(result: Any, target: str, workload: str) -> None:
@@ -608,7 +613,7 @@ def restart_standby_during_run(
             values = a_params[q.name][int(rng.integers(len(a_params[q.name])))]
             try:
                 with routed.reader() as conn:
-                    conn.execute(q.sql, values).fetchall()  # type: ignore[arg-type]
+                    conn.execute(q.sql, values).fetchall()
                 reads["ok"] += 1
             except psycopg.Error:
                 reads["errors"] += 1
