@@ -160,8 +160,11 @@ def build_topology(seed: int, *, wallets: int = 2_000, relayers: int = 24) -> To
 
     keys = rng.integers(0, 256, size=(relayers, 20), dtype=np.uint8)
     relayer_address = bech32.encode_many("cosmos", keys)
-    software = rng.choice(np.array(["hermes", "go-relayer", "other"], dtype=object), size=relayers,
-                          p=[0.6, 0.35, 0.05])  # fmt: skip
+    software = rng.choice(
+        np.array(["hermes", "go-relayer", "other"], dtype=object),
+        size=relayers,
+        p=[0.6, 0.35, 0.05],
+    )
     skill = rng.lognormal(0.0, 0.6, relayers)
 
     route_pair = np.repeat(np.arange(len(pairs)), 2)

@@ -286,16 +286,31 @@ def generate_hour_range(
     use_height = choice >= 0.80
     deadline = np.full(n, TIMEOUT_S)
     if incidents:
-        relay = Relay(created, src[op_index], dst[op_index], pair, recv_delay, ack_delay,
-                      timeout_relay, deadline, never, winner_slot, tries, use_ts)  # fmt: skip
+        relay = Relay(
+            created,
+            src[op_index],
+            dst[op_index],
+            pair,
+            recv_delay,
+            ack_delay,
+            timeout_relay,
+            deadline,
+            never,
+            winner_slot,
+            tries,
+            use_ts,
+        )
         draws = HourlyRng(seed, 12, first_hour, ops_per_hour, [int(c) for c in counts]).random(
             (n, 3)
         )
         apply_incidents(incidents, topology, relay, draws, _block_times(topology))
         recv_delay, ack_delay, timeout_relay = relay.recv_s, relay.ack_s, relay.timeout_relay
         deadline, never, winner_slot, tries = (
-            relay.deadline_s, relay.never, relay.winner_slot, relay.tries
-        )  # fmt: skip
+            relay.deadline_s,
+            relay.never,
+            relay.winner_slot,
+            relay.tries,
+        )
     timed_out = (recv_delay > deadline) & ~never
     received = created + (recv_delay * US).astype(np.int64)
     acked = received + (ack_delay * US).astype(np.int64)
@@ -402,8 +417,33 @@ def _empty_traffic(topology: Topology) -> Traffic:
     e = np.zeros(0, dtype=np.int64)
     f = np.zeros(0, dtype=float)
     k = topology.pair_relayers.shape[1]
-    return Traffic(e, e, e, e, e, e, e, e, e, e, f, e, e, e, f, e, np.zeros((0, k), dtype=np.int64),
-                   e, e, e, e, e, e, e, e)  # fmt: skip
+    return Traffic(
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        f,
+        e,
+        e,
+        e,
+        f,
+        e,
+        np.zeros((0, k), dtype=np.int64),
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+        e,
+    )
 
 
 # ---- turning traffic into the tables' columns ------------------------------------------------

@@ -107,10 +107,11 @@ def read_frames(
     try:
         with engine.connect() as conn:
             return {
-                name: pd.read_sql(sqlalchemy.text(query), conn, params=dict(params or {}),
-                                  coerce_float=True)
+                name: pd.read_sql(
+                    sqlalchemy.text(query), conn, params=dict(params or {}), coerce_float=True
+                )
                 for name, query in queries.items()
-            }  # fmt: skip
+            }
     finally:
         engine.dispose()
 

@@ -207,10 +207,20 @@ class LocalServer:
             pass
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         proc = subprocess.run(
-            [useradd, "--system", "--no-create-home", "--home-dir", str(self.settings.home),
-             "--shell", "/usr/sbin/nologin", "--user-group", name],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                str(self.settings.home),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise ServerError(
                 f"could not create the OS user {name!r} to run PostgreSQL: {proc.stderr.strip()}"
@@ -247,9 +257,14 @@ class LocalServer:
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
             env["HOME"] = str(self.settings.home)
         proc = subprocess.run(
-            args, capture_output=True, text=True, cwd=self.settings.cluster_dir, env=env,
-            timeout=timeout, **kwargs,
-        )  # fmt: skip
+            args,
+            capture_output=True,
+            text=True,
+            cwd=self.settings.cluster_dir,
+            env=env,
+            timeout=timeout,
+            **kwargs,
+        )
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             last = detail[-1] if detail else f"exit code {proc.returncode}"
@@ -410,10 +425,18 @@ class LocalServer:
                     f"{s.data_dir} exists but holds no cluster: move it away, then run `ibcbench db up`"
                 )
             self._run(
-                [str(bindir / "initdb"), "-D", str(s.data_dir), "-U", s.role, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8"],
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(s.data_dir),
+                    "-U",
+                    s.role,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
                 user,
-            )  # fmt: skip
+            )
             created = True
         else:
             version = (s.data_dir / "PG_VERSION").read_text().strip()
@@ -432,10 +455,19 @@ class LocalServer:
             timescaledb_license=license_,
         )
         self._run(
-            [str(bindir / "pg_ctl"), "-D", str(s.data_dir), "-l", str(s.log_file), "-w", "-t", "60",
-             "start"],
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(s.data_dir),
+                "-l",
+                str(s.log_file),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             user,
-        )  # fmt: skip
+        )
         self._write_state(state, user)
         self._ensure_database(state)
         updates = self.update_timescaledb(state)
@@ -509,16 +541,19 @@ class LocalServer:
 
     @staticmethod
     def _alter_extension_update(
-        base: dict[str, object], dbname: str, old: str, target: str
+        base: dict[str, Any], dbname: str, old: str, target: str
     ) -> ExtensionUpdate:
         import psycopg
 
         try:
             # a fresh session whose first command is the update: nothing has loaded the old library
             with psycopg.connect(
-                **base, dbname=dbname, autocommit=True, connect_timeout=10,  # type: ignore[arg-type]
+                **base,
+                dbname=dbname,
+                autocommit=True,
+                connect_timeout=10,
                 options="-c lock_timeout=60000",
-            ) as conn:  # fmt: skip
+            ) as conn:
                 conn.execute("ALTER EXTENSION timescaledb UPDATE")
                 now = conn.execute(
                     "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"

@@ -86,11 +86,16 @@ class TopologyState:
     pgbouncer: PgBouncerState | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"replicas": [asdict(r) for r in self.replicas],
-             "pgbouncer": asdict(self.pgbouncer) if self.pgbouncer else None},
-            indent=2,
-        ) + "\n"  # fmt: skip
+        return (
+            json.dumps(
+                {
+                    "replicas": [asdict(r) for r in self.replicas],
+                    "pgbouncer": asdict(self.pgbouncer) if self.pgbouncer else None,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TopologyState:
@@ -249,16 +254,35 @@ class Topology:
         primary_running = self.server.is_running()
         primary_state = self.server.read_state()
         out = [
-            Member("primary", "primary", primary_state.url if primary_state else "", primary_running,
-                   str(self.settings.data_dir))
-        ]  # fmt: skip
+            Member(
+                "primary",
+                "primary",
+                primary_state.url if primary_state else "",
+                primary_running,
+                str(self.settings.data_dir),
+            )
+        ]
         for r in state.replicas:
-            out.append(Member("replica", r.name, self._url(r.port), self.replica_running(r.index),
-                              str(self.replica_dir(r.index))))  # fmt: skip
+            out.append(
+                Member(
+                    "replica",
+                    r.name,
+                    self._url(r.port),
+                    self.replica_running(r.index),
+                    str(self.replica_dir(r.index)),
+                )
+            )
         if state.pgbouncer:
             b = state.pgbouncer
-            out.append(Member("pgbouncer", "pgbouncer", self._url(b.port), self.pgbouncer_running(),
-                              f"{b.pool_mode} pooling, pool of {b.pool_size}"))  # fmt: skip
+            out.append(
+                Member(
+                    "pgbouncer",
+                    "pgbouncer",
+                    self._url(b.port),
+                    self.pgbouncer_running(),
+                    f"{b.pool_mode} pooling, pool of {b.pool_size}",
+                )
+            )
         return out
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -302,8 +326,9 @@ class Topology:
         for index in range(1, want + 1):
             rep = by_index.get(index)
             if rep is None:
-                rep = ReplicaState(index, self._free_port(), f"{SLOT_PREFIX}{index}",
-                                   owner_pid=owner_pid)  # fmt: skip
+                rep = ReplicaState(
+                    index, self._free_port(), f"{SLOT_PREFIX}{index}", owner_pid=owner_pid
+                )
                 by_index[index] = rep
                 state = replace(
                     state, replicas=tuple(sorted(by_index.values(), key=lambda r: r.index))
@@ -366,9 +391,13 @@ class Topology:
 
     @contextlib.contextmanager
     def started(
-        self, *, replicas: int = 1, pgbouncer: bool = False, pool_mode: str | None = None,
+        self,
+        *,
+        replicas: int = 1,
+        pgbouncer: bool = False,
+        pool_mode: str | None = None,
         pool_size: int | None = None,
-    ) -> Iterator[TopologyUpResult]:  # fmt: skip
+    ) -> Iterator[TopologyUpResult]:
         """Members for one run: what this starts is owned by this process and removed on exit;
         what was already there is used and left as it was."""
         before = self.read_state()
@@ -395,8 +424,11 @@ class Topology:
             elif restore_bouncer is not None and bouncer is not None and bouncer != restore_bouncer:
                 self._stop_pgbouncer()  # the pool mode was changed for this run: put it back
                 bouncer = restore_bouncer
-            self._write_state(TopologyState(
-                tuple(r for r in state.replicas if r.owner_pid != os.getpid()), bouncer))  # fmt: skip
+            self._write_state(
+                TopologyState(
+                    tuple(r for r in state.replicas if r.owner_pid != os.getpid()), bouncer
+                )
+            )
             if bouncer is not None and not self.pgbouncer_running() and self.server.is_running():
                 self._start_pgbouncer(bouncer, self.server._server_user())
 
@@ -414,8 +446,9 @@ class Topology:
         merged = {**rep.settings, **{k: str(v) for k, v in settings.items()}}
         state = self.read_state()
         rep = replace(rep, settings=merged)
-        self._write_state(replace(state, replicas=tuple(
-            rep if r.index == index else r for r in state.replicas)))  # fmt: skip
+        self._write_state(
+            replace(state, replicas=tuple(rep if r.index == index else r for r in state.replicas))
+        )
         user = self.server._server_user()
         self._write_replica_conf(rep, user)
         if self.replica_running(index):
@@ -441,9 +474,12 @@ class Topology:
         if not self.settings.cluster_dir.is_dir():
             return []
         return sorted(
-            p for p in self.settings.cluster_dir.iterdir()
-            if p.is_dir() and p.name.startswith(REPLICA_PREFIX) and p.name[len(REPLICA_PREFIX):].isdigit()
-        )  # fmt: skip
+            p
+            for p in self.settings.cluster_dir.iterdir()
+            if p.is_dir()
+            and p.name.startswith(REPLICA_PREFIX)
+            and p.name[len(REPLICA_PREFIX) :].isdigit()
+        )
 
     def _admin(self) -> psycopg.Connection:
         state = self.server.read_state()
@@ -452,9 +488,12 @@ class Topology:
                 f"the embedded server {self.settings.name!r} is not running: run `ibcbench db up`"
             )
         return psycopg.connect(
-            make_conninfo(host=state.socket_dir, port=state.port, user=state.role, dbname="postgres"),
-            autocommit=True, connect_timeout=10,
-        )  # fmt: skip
+            make_conninfo(
+                host=state.socket_dir, port=state.port, user=state.role, dbname="postgres"
+            ),
+            autocommit=True,
+            connect_timeout=10,
+        )
 
     def _allow_replication(self, user: Any) -> None:
         """A primary started before the kit wrote pg_hba's replication lines gets them, reloaded."""
@@ -500,8 +539,9 @@ class Topology:
                 auto.write_text("".join(kept))
         conf = folder / "ibcbench.conf"
         standby = {**STANDBY_DEFAULTS, **rep.settings}
-        conninfo = make_conninfo(host=primary.socket_dir, port=primary.port, user=primary.role,
-                                 application_name=rep.name)  # fmt: skip
+        conninfo = make_conninfo(
+            host=primary.socket_dir, port=primary.port, user=primary.role, application_name=rep.name
+        )
         text = self.server._conf_text(rep.port, primary.timescaledb_license or "timescale")
         text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.topology)\n"
         text += "".join(f"{k} = {_conf_value(v)}\n" for k, v in standby.items())
@@ -530,13 +570,31 @@ class Topology:
                     conn.execute(
                         "SELECT pg_create_physical_replication_slot(%s, true)", (rep.slot,)
                     )
-            conninfo = make_conninfo(host=primary.socket_dir, port=primary.port, user=primary.role,
-                                     application_name=rep.name)  # fmt: skip
+            conninfo = make_conninfo(
+                host=primary.socket_dir,
+                port=primary.port,
+                user=primary.role,
+                application_name=rep.name,
+            )
             self.server._run(
-                [str(bindir / "pg_basebackup"), "-D", str(folder), "-d", conninfo, "-R", "-S", rep.slot,
-                 "-X", "stream", "-c", "fast", "--no-sync"],
-                user, timeout=3600,
-            )  # fmt: skip
+                [
+                    str(bindir / "pg_basebackup"),
+                    "-D",
+                    str(folder),
+                    "-d",
+                    conninfo,
+                    "-R",
+                    "-S",
+                    rep.slot,
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ],
+                user,
+                timeout=3600,
+            )
         if not LocalServer.port_is_free(rep.port):  # taken while the standby was stopped
             rep = replace(rep, port=self._free_port())
             self._replace_replica(rep)
@@ -544,10 +602,19 @@ class Topology:
         # a stale postmaster.pid (a killed standby) is handled by pg_ctl; a live one is not ours to start
         try:
             self.server._run(
-                [str(bindir / "pg_ctl"), "-D", str(folder), "-l", str(self.replica_log(rep.index)),
-                 "-w", "-t", "120", "start"],
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(folder),
+                    "-l",
+                    str(self.replica_log(rep.index)),
+                    "-w",
+                    "-t",
+                    "120",
+                    "start",
+                ],
                 user,
-            )  # fmt: skip
+            )
         except ServerError as exc:
             raise ServerError(
                 f"{rep.name} did not start: {exc} (see {self.replica_log(rep.index)})"
@@ -582,8 +649,10 @@ class Topology:
         if not self.replica_running(index):
             return False
         bindir = find_pg_bindir(self.settings.pg_bindir)
-        self.server._run([str(bindir / "pg_ctl"), "-D", str(folder), "-m", "fast", "-w", "stop"],
-                         self.server._server_user())  # fmt: skip
+        self.server._run(
+            [str(bindir / "pg_ctl"), "-D", str(folder), "-m", "fast", "-w", "stop"],
+            self.server._server_user(),
+        )
         return True
 
     def _remove_replica(self, rep: ReplicaState) -> None:
@@ -660,8 +729,11 @@ class Topology:
                     f"pgbouncer exited right after it started: see {d / 'pgbouncer.log'}"
                 )
             try:
-                with psycopg.connect(self._url(bouncer.port).rsplit("/", 1)[0] + "/pgbouncer",
-                                     autocommit=True, connect_timeout=2) as conn:  # fmt: skip
+                with psycopg.connect(
+                    self._url(bouncer.port).rsplit("/", 1)[0] + "/pgbouncer",
+                    autocommit=True,
+                    connect_timeout=2,
+                ) as conn:
                     conn.execute("SHOW VERSION")
                 return
             except psycopg.OperationalError as exc:
@@ -714,9 +786,13 @@ class Topology:
                 cleaned.append(f"{folder.name} not in {_STATE_NAME} removed")
         if self.server.is_running():
             with self._admin() as conn:
-                slots = [r[0] for r in conn.execute(
-                    "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s AND NOT active",
-                    (SLOT_PREFIX + "%",)).fetchall()]  # fmt: skip
+                slots = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s AND NOT active",
+                        (SLOT_PREFIX + "%",),
+                    ).fetchall()
+                ]
                 for slot in slots:
                     if slot not in {r.slot for r in state.replicas}:
                         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
@@ -892,8 +968,14 @@ def topology_status(
         slots = conn.execute(
             "SELECT slot_name, active, restart_lsn::text FROM pg_replication_slots WHERE slot_type = 'physical'"
         ).fetchall()
-    out.append(MemberStatus("primary", describe_dsn(primary), True,
-                            detail=f"{len(rows)} standby(s) streaming, {len(slots)} physical slot(s)"))  # fmt: skip
+    out.append(
+        MemberStatus(
+            "primary",
+            describe_dsn(primary),
+            True,
+            detail=f"{len(rows)} standby(s) streaming, {len(slots)} physical slot(s)",
+        )
+    )
     by_name = {r["application_name"]: r for r in rows}
     topo = embedded_topology(dsn, settings)
     names: list[str | None] = []
@@ -918,15 +1000,21 @@ def topology_status(
             running = True
         except psycopg.OperationalError:
             lag_s, paused, running = None, False, False
-        out.append(MemberStatus(
-            "replica", (name + " " if name else "") + describe_dsn(url), running,
-            lag_bytes=int(row["lag_bytes"]) if row and row["lag_bytes"] is not None else None,
-            lag_s=lag_s,
-            replay_lag_s=row["replay_lag_s"] if row else None,
-            slot=slot[0] if slot else None, slot_active=bool(slot[1]) if slot else None,
-            slot_restart_lsn=slot[2] if slot else None,
-            detail=("replay paused; " if paused else "") + (row["state"] if row else "not streaming"),
-        ))  # fmt: skip
+        out.append(
+            MemberStatus(
+                "replica",
+                (name + " " if name else "") + describe_dsn(url),
+                running,
+                lag_bytes=int(row["lag_bytes"]) if row and row["lag_bytes"] is not None else None,
+                lag_s=lag_s,
+                replay_lag_s=row["replay_lag_s"] if row else None,
+                slot=slot[0] if slot else None,
+                slot_active=bool(slot[1]) if slot else None,
+                slot_restart_lsn=slot[2] if slot else None,
+                detail=("replay paused; " if paused else "")
+                + (row["state"] if row else "not streaming"),
+            )
+        )
     bouncer = pgbouncer_url(pgbouncer_dsn, dsn=dsn, settings=settings)
     if bouncer is None and topo is not None and topo.read_state().pgbouncer is not None:
         b = topo.read_state().pgbouncer

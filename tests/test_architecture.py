@@ -159,15 +159,21 @@ def test_every_folder_and_layer_is_in_the_architecture_doc() -> None:
 @pytest.mark.parametrize(
     ("edges", "expected"),
     [
-        ({"ibcbench.db": {"ibcbench.bench.runner"}, "ibcbench.bench.runner": set()},
-         ["ibcbench.db (layer 1) -> ibcbench.bench.runner (layer 4)"]),
-        ({"ibcbench.toolkit.pool": {"ibcbench.plans.model"}, "ibcbench.plans.model": set()},
-         ["ibcbench.toolkit.pool (layer 2) -> ibcbench.plans.model (layer 2)"]),
-        ({"data_gen.traffic": {"ibcbench.db"}, "ibcbench.db": set()},
-         ["data_gen.traffic -> ibcbench.db (data_gen imports no ibcbench)"]),
+        (
+            {"ibcbench.db": {"ibcbench.bench.runner"}, "ibcbench.bench.runner": set()},
+            ["ibcbench.db (layer 1) -> ibcbench.bench.runner (layer 4)"],
+        ),
+        (
+            {"ibcbench.toolkit.pool": {"ibcbench.plans.model"}, "ibcbench.plans.model": set()},
+            ["ibcbench.toolkit.pool (layer 2) -> ibcbench.plans.model (layer 2)"],
+        ),
+        (
+            {"data_gen.traffic": {"ibcbench.db"}, "ibcbench.db": set()},
+            ["data_gen.traffic -> ibcbench.db (data_gen imports no ibcbench)"],
+        ),
         ({"ibcbench.bench.runner": {"ibcbench.bench.workload", "ibcbench.db"}}, []),
     ],
-)  # fmt: skip
+)
 def test_layer_rules_catch_an_upward_or_sideways_import(edges, expected) -> None:
     assert layer_violations(edges) == expected
 

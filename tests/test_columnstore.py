@@ -16,20 +16,28 @@ def _queries(rows: list[tuple[str, str, str, float, float, float]]) -> pd.DataFr
     )
 
 
-FRAME = _queries([
-    ("rowstore", "hourly", "analytics", 10.0, 9.0, 11.0),
-    ("rowstore", "lookup", "point", 1.0, 0.9, 1.1),
-    ("a", "hourly", "analytics", 2.0, 1.8, 2.2),  # 5x faster, interval (4.1, 6.1)
-    ("a", "lookup", "point", 1.05, 0.8, 1.3),  # within noise: (0.69, 1.375) holds 1
-    ("b", "hourly", "analytics", 20.0, 18.0, 22.0),  # 2x slower
-    ("b", "lookup", "point", 0.5, 0.45, 0.55),
-])  # fmt: skip
+FRAME = _queries(
+    [
+        ("rowstore", "hourly", "analytics", 10.0, 9.0, 11.0),
+        ("rowstore", "lookup", "point", 1.0, 0.9, 1.1),
+        ("a", "hourly", "analytics", 2.0, 1.8, 2.2),  # 5x faster, interval (4.1, 6.1)
+        ("a", "lookup", "point", 1.05, 0.8, 1.3),  # within noise: (0.69, 1.375) holds 1
+        ("b", "hourly", "analytics", 20.0, 18.0, 22.0),  # 2x slower
+        ("b", "lookup", "point", 0.5, 0.45, 0.55),
+    ]
+)
 
 
 def _result(queries: pd.DataFrame) -> cs.ColumnstoreResult:
     empty = cs._empty_result("x")
-    settings = pd.DataFrame({"setting": ["a", "b"], "segmentby": ["source_chain", "sender"],
-                             "orderby": ["created_at DESC"] * 2, "compression_ratio": [3.0, 0.8]})  # fmt: skip
+    settings = pd.DataFrame(
+        {
+            "setting": ["a", "b"],
+            "segmentby": ["source_chain", "sender"],
+            "orderby": ["created_at DESC"] * 2,
+            "compression_ratio": [3.0, 0.8],
+        }
+    )
     return cs.ColumnstoreResult(
         "measured", settings, empty.chunks, queries, empty.ingest, empty.dml, {}, ""
     )
@@ -80,9 +88,14 @@ def test_the_columnstore_run_on_the_tiny_dataset_of_each_edition(
         running = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0]
     assert running == edition_server.license
     result = cs.benchmark_columnstore(
-        loaded_dsn, settings=("by_source_chain", "by_sender"), repetitions=5, ingest_rows=300,
-        rounds=1, policy_wait_s=60, keep=True,
-    )  # fmt: skip
+        loaded_dsn,
+        settings=("by_source_chain", "by_sender"),
+        repetitions=5,
+        ingest_rows=300,
+        rounds=1,
+        policy_wait_s=60,
+        keep=True,
+    )
     try:
         if edition_server.edition == "apache":
             assert not result.measured and "Community edition" in result.available
@@ -105,9 +118,10 @@ def test_the_columnstore_run_on_the_tiny_dataset_of_each_edition(
         assert result.policy["total_runs"] >= 1, result.policy
         assert result.policy["last_run_status"] in ("Success", "Failed"), result.policy
         assert set(result.ingest.scenario) == {
-            "rowstore: new hour", "columnstore: new hour",
+            "rowstore: new hour",
+            "columnstore: new hour",
             "columnstore: backfill into a compressed chunk",
-        }  # fmt: skip
+        }
         numbers = result.key_numbers()
         assert numbers["columnstore_setting"] == result.recommended_setting
         assert set(numbers["point_lookup_slowdown"]) == {

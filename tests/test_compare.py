@@ -99,9 +99,13 @@ def test_runs_are_compared_from_their_folders(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("engine", "python", "differ in engine \\('pgbench' vs 'python'\\)"), ("clients", 8, "differ in clients"),
-     ("rate_qps", 500.0, "differ in rate_qps"), ("scale", "default", "differ in scale \\('small' vs 'default'\\)")],
-)  # fmt: skip
+    [
+        ("engine", "python", "differ in engine \\('pgbench' vs 'python'\\)"),
+        ("clients", 8, "differ in clients"),
+        ("rate_qps", 500.0, "differ in rate_qps"),
+        ("scale", "default", "differ in scale \\('small' vs 'default'\\)"),
+    ],
+)
 def test_runs_of_different_setups_are_refused(
     tmp_path: Path, key: str, value: object, message: str
 ) -> None:

@@ -298,8 +298,16 @@ def _incident(manifest: dict, kind: str) -> dict:
 
 def test_the_manifest_lists_one_incident_of_each_kind_per_week(tiny, incident_free) -> None:
     _, manifest = tiny
-    required = {"kind", "chain_id", "channel_id", "counterparty_chain_id", "counterparty_channel_id",
-                "relayer", "start", "end"}  # fmt: skip
+    required = {
+        "kind",
+        "chain_id",
+        "channel_id",
+        "counterparty_chain_id",
+        "counterparty_channel_id",
+        "relayer",
+        "start",
+        "end",
+    }
     assert all(required <= set(i) for i in manifest["incidents"])
     kinds = sorted(i["kind"] for i in manifest["incidents"])
     assert kinds == ["chain_halt", "client_expiry", "congestion", "relayer_outage"]

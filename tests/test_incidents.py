@@ -72,8 +72,11 @@ def test_every_monitor_is_scored_and_the_planted_query_is_found(scored) -> None:
     assert list(s.index) == ["health_score", "stuck_packets", "long_running_queries"]
     assert ((s.hits + s.misses) == s.targets).all()
     assert scored.score("long_running_queries") == {
-        "targets": 1, "hits": 1, "misses": 0, "false_alarms": 0
-    }  # fmt: skip
+        "targets": 1,
+        "hits": 1,
+        "misses": 0,
+        "false_alarms": 0,
+    }
     assert scored.score("health_score")["hits"] >= 1
     numbers = scored.key_numbers()
     assert numbers["incidents_planted"] == 4

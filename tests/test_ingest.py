@@ -28,9 +28,20 @@ def _rounds(ceiling: list[float], end_to_end: list[float]) -> pd.DataFrame:
         for i, (name, rate) in enumerate(
             (("COPY ceiling (pre-generated)", c), ("generate + load, producer thread", e))
         ):
-            rows.append({"i": i, "round": r, "scenario": name, "layout": "plain",
-                         "secondary_indexes": False, "tables": FACTS, "connections": 1,
-                         "rows": 1000, "rows_per_s": rate, "seconds": 1000 / rate})  # fmt: skip
+            rows.append(
+                {
+                    "i": i,
+                    "round": r,
+                    "scenario": name,
+                    "layout": "plain",
+                    "secondary_indexes": False,
+                    "tables": FACTS,
+                    "connections": 1,
+                    "rows": 1000,
+                    "rows_per_s": rate,
+                    "seconds": 1000 / rate,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -56,9 +67,14 @@ def test_overlap_scenarios_load_the_same_rows(server_dsn: str) -> None:
         "COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",), 2
     )
     stripped = Scenario(
-        "COPY ceiling, packet_flow only", "memory", "plain", False, ("packet_flow",), 1,
+        "COPY ceiling, packet_flow only",
+        "memory",
+        "plain",
+        False,
+        ("packet_flow",),
+        1,
         "unlogged, no primary key",
-    )  # fmt: skip
+    )
     scenarios = (*OVERLAP_SCENARIOS, two_conns, stripped)
     result = run_load_benchmark(server_dsn, packets=3_000, seed=11, scenarios=scenarios, rounds=2)
     frame = result.frame

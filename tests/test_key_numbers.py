@@ -41,9 +41,12 @@ def _run(tmp_path: Path) -> Run:
 
 def test_index_strategy_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     result = benchmark_index_strategies(
-        loaded_dsn, strategies=("none", "seed"), queries=("wallet_history", "packet_by_channel_sequence"),
-        repetitions=5, ingest_rows=500,
-    )  # fmt: skip
+        loaded_dsn,
+        strategies=("none", "seed"),
+        queries=("wallet_history", "packet_by_channel_sequence"),
+        repetitions=5,
+        ingest_rows=500,
+    )
     keys = result.key_numbers()
     p50 = result.latency.set_index(["strategy", "query"]).p50_ms
     assert keys["wallet_history_p50_ms_none"] == p50["none", "wallet_history"]
@@ -59,8 +62,12 @@ def test_index_strategy_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     assert keys["ingest_rows_per_s"] == result.ingest.set_index("strategy").rows_per_s.to_dict()
     run = _run(tmp_path)
     result.save(run.path)
-    assert {"figures/02_latency_by_strategy.png", "figures/02_cost_by_strategy.png",
-            "results/index_latency.parquet", "results/index_usage.parquet"} <= _files(run.path)  # fmt: skip
+    assert {
+        "figures/02_latency_by_strategy.png",
+        "figures/02_cost_by_strategy.png",
+        "results/index_latency.parquet",
+        "results/index_usage.parquet",
+    } <= _files(run.path)
     assert run.manifest()["index_strategies"] == result.manifest
 
 
@@ -79,9 +86,13 @@ def test_index_strategy_numbers_without_the_baseline_are_none(loaded_dsn: str) -
 
 def test_pool_sweep_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     result = sweep_pool_settings(
-        loaded_dsn, max_sizes=(1, 2), clients=(1, 3), prepared=(True, False), duration_s=0.3,
+        loaded_dsn,
+        max_sizes=(1, 2),
+        clients=(1, 3),
+        prepared=(True, False),
+        duration_s=0.3,
         warmup_s=0.1,
-    )  # fmt: skip
+    )
     keys = result.key_numbers()
     f = result.frame
     top = f[f.prepared & (f.clients == f.clients.max())].groupby("max_size").throughput_qps.mean()
@@ -115,8 +126,11 @@ def test_layout_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     )
     run = _run(tmp_path)
     result.save(run.path)
-    assert {"figures/05_layouts.png", "results/ts_layouts.parquet",
-            "results/ts_layout_queries.parquet"} <= _files(run.path)  # fmt: skip
+    assert {
+        "figures/05_layouts.png",
+        "results/ts_layouts.parquet",
+        "results/ts_layout_queries.parquet",
+    } <= _files(run.path)
 
 
 def test_rollup_and_retention_numbers(loaded_dsn: str, tmp_path: Path) -> None:
@@ -173,9 +187,13 @@ def test_monitoring_numbers(loaded_dsn: str, tmp_path: Path) -> None:
 
 def test_plan_comparison_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     queries = [
-        ("wallet", "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5", ("x",)),
+        (
+            "wallet",
+            "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5",
+            ("x",),
+        ),
         ("stuck", "SELECT count(*) FROM clearing_operations WHERE status = %s", ("stuck",)),
-    ]  # fmt: skip
+    ]
     diff = compare_configurations(
         loaded_dsn, PlanConfig("none", "none"), PlanConfig("seed", "seed"), queries=queries
     )

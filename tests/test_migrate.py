@@ -113,8 +113,14 @@ def _objects(dsn: str) -> dict[str, set[str]]:
 @pytest.mark.db
 def test_up_from_empty_creates_every_object(schema_dsn: str) -> None:
     objects = _objects(schema_dsn)
-    for name in [*TABLES, *SEED_INDEXES, "idx_packet_flow_stuck", "idx_clearing_operations_open",
-                 "mv_user_statistics", "hourly_packet_stats"]:  # fmt: skip
+    for name in [
+        *TABLES,
+        *SEED_INDEXES,
+        "idx_packet_flow_stuck",
+        "idx_clearing_operations_open",
+        "mv_user_statistics",
+        "hourly_packet_stats",
+    ]:
         assert name in objects["relations"], name
     for fn in FUNCTIONS:
         assert fn in objects["functions"]
@@ -178,8 +184,12 @@ def test_cron_jobs_are_scheduled_in_the_cron_database(edition_server: EditionSer
     assert migrate_up(dsn).version == LATEST
     with psycopg.connect(dsn) as conn:
         # ibcbench-demo-* jobs are notebook 06's temporary ones (tests/test_maintenance.py), not the schema's
-        jobs = {r[0] for r in conn.execute(
-            "SELECT jobname FROM cron.job WHERE jobname NOT LIKE 'ibcbench-demo-%'").fetchall()}  # fmt: skip
+        jobs = {
+            r[0]
+            for r in conn.execute(
+                "SELECT jobname FROM cron.job WHERE jobname NOT LIKE 'ibcbench-demo-%'"
+            ).fetchall()
+        }
         policies = conn.execute(
             "SELECT proc_name FROM timescaledb_information.jobs"
             " WHERE hypertable_name = 'hourly_packet_stats'"
@@ -324,14 +334,24 @@ def test_the_seeds_names_migration_goes_down_and_up(make_database) -> None:
 
     def names() -> list[str]:
         with psycopg.connect(dsn) as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = 'hourly_packet_stats'::regclass"
-                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]  # fmt: skip
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = 'hourly_packet_stats'::regclass"
+                    " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+                ).fetchall()
+            ]
 
     assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
     migrator.down(LATEST - 9)  # back to 000009: the names of 000005
-    assert names() == ["bucket", "source_chain", "packet_count", "acknowledged_count",
-                       "failed_count", "avg_clear_time_seconds"]  # fmt: skip
+    assert names() == [
+        "bucket",
+        "source_chain",
+        "packet_count",
+        "acknowledged_count",
+        "failed_count",
+        "avg_clear_time_seconds",
+    ]
     assert migrator.up().version == LATEST
     assert names() == [c for c, _ in HOURLY_PACKET_STATS_COLUMNS]
 

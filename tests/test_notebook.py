@@ -17,9 +17,16 @@ from ibcbench.suite.notebook import numbered_notebooks, parse_parameter, run_not
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [("3", 3), ("0.5", 0.5), ("true", True), ("null", None), ("[1, 2]", [1, 2]), ("tiny", "tiny"),
-     ('"42"', "42")],
-)  # fmt: skip
+    [
+        ("3", 3),
+        ("0.5", 0.5),
+        ("true", True),
+        ("null", None),
+        ("[1, 2]", [1, 2]),
+        ("tiny", "tiny"),
+        ('"42"', "42"),
+    ],
+)
 def test_parameters_parse_like_json_else_string(raw: str, value: object) -> None:
     assert parse_parameter(raw) == value
 

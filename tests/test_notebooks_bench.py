@@ -27,9 +27,15 @@ pytestmark = [pytest.mark.db, pytest.mark.notebook]
 def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
     run = new_run("nb02", root=tmp_path)
     result = run_notebook(
-        notebooks_dir() / "02_index_strategies.ipynb", run,
-        {"dsn": server_dsn, "scale": "tiny", "strategies": ["none", "seed", "covering"], "repetitions": 30},
-    )  # fmt: skip
+        notebooks_dir() / "02_index_strategies.ipynb",
+        run,
+        {
+            "dsn": server_dsn,
+            "scale": "tiny",
+            "strategies": ["none", "seed", "covering"],
+            "repetitions": 30,
+        },
+    )
     assert result.ok, result.error
     rec = result.recorded
     assert rec["wallet_history_speedup"] > 3  # the seed's wallet index beats a scan
@@ -53,9 +59,16 @@ def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
 def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
     run = new_run("nb03", root=tmp_path)
     result = run_notebook(
-        notebooks_dir() / "03_pool_settings.ipynb", run,
-        {"dsn": server_dsn, "scale": "tiny", "max_sizes": [1, 4], "clients": [1, 4], "duration_s": 0.5},
-    )  # fmt: skip
+        notebooks_dir() / "03_pool_settings.ipynb",
+        run,
+        {
+            "dsn": server_dsn,
+            "scale": "tiny",
+            "max_sizes": [1, 4],
+            "clients": [1, 4],
+            "duration_s": 0.5,
+        },
+    )
     assert result.ok, result.error
     rec = result.recorded
     assert rec["errors"] == 0
@@ -107,9 +120,15 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
 def test_05_timescale(server_dsn: str, tmp_path: Path) -> None:
     run = new_run("nb05", root=tmp_path)
     result = run_notebook(
-        notebooks_dir() / "05_timescale.ipynb", run,
-        {"dsn": server_dsn, "scale": "tiny", "chunk_intervals": ["1 hour", "1 day"], "repetitions": 5},
-    )  # fmt: skip
+        notebooks_dir() / "05_timescale.ipynb",
+        run,
+        {
+            "dsn": server_dsn,
+            "scale": "tiny",
+            "chunk_intervals": ["1 hour", "1 day"],
+            "repetitions": 5,
+        },
+    )
     assert result.ok, result.error
     rec = result.recorded
     assert rec["chunks_scanned_bounded"] < rec["chunks_scanned_unbounded"] == rec["chunks_total"]

@@ -136,9 +136,13 @@ def test_header_and_trailer() -> None:
         ("date", np.array(["1999-12-31"], dtype="datetime64[D]"), struct.pack(">hii", 1, 4, -1)),
         ("numeric(5,2)", np.array([np.nan]), struct.pack(">hi", 1, -1)),
         # 12.5 at scale 2: 125000 * 10**-4, groups 0,0,0,12,5000, the last one's weight -1
-        ("numeric(20,2)", np.array([12.5]), struct.pack(">hihhhh5h", 1, 18, 5, 3, 0, 2, 0, 0, 0, 12, 5000)),
+        (
+            "numeric(20,2)",
+            np.array([12.5]),
+            struct.pack(">hihhhh5h", 1, 18, 5, 3, 0, 2, 0, 0, 0, 12, 5000),
+        ),
     ],
-)  # fmt: skip
+)
 def test_single_values_encode_exactly(pg_type: str, values: object, expected: bytes) -> None:
     assert encode_rows([("v", pg_type)], {"v": values}, 1) == expected
 
@@ -190,15 +194,28 @@ def _mixed_batch(n: int, seed: int) -> tuple[list[tuple[str, str]], dict[str, An
     usd = np.round(rng.uniform(0, 1e9, n), 2)
     usd[null(0.4)] = np.nan
     chain = rng.integers(-1, 3, n)  # -1 is NULL
-    spec = [("id", "bigint"), ("chain", "text"), ("port", "text"), ("channel", "text"),
-            ("count", "integer"), ("ts", "timestamptz"), ("d", "date"), ("x", "double precision"),
-            ("amount", "numeric(78,0)"), ("usd", "numeric(20,2)"), ("who", "text"),
-            ("rate", "numeric(5,2)"), ("free", "text")]  # fmt: skip
+    spec = [
+        ("id", "bigint"),
+        ("chain", "text"),
+        ("port", "text"),
+        ("channel", "text"),
+        ("count", "integer"),
+        ("ts", "timestamptz"),
+        ("d", "date"),
+        ("x", "double precision"),
+        ("amount", "numeric(78,0)"),
+        ("usd", "numeric(20,2)"),
+        ("who", "text"),
+        ("rate", "numeric(5,2)"),
+        ("free", "text"),
+    ]
     cols = {
         "id": rng.integers(-(2**62), 2**62, n),
         "chain": pd.Categorical.from_codes(chain, ["osmosis-1", "cosmoshub-4", "ünïcode-✓"]),
         "port": pd.Categorical.from_codes(np.zeros(n, dtype=int), ["transfer"]),
-        "channel": pd.Categorical.from_codes(np.maximum(chain, 0) * 2, [f"channel-{i}" for i in range(6)]),
+        "channel": pd.Categorical.from_codes(
+            np.maximum(chain, 0) * 2, [f"channel-{i}" for i in range(6)]
+        ),
         "count": rng.integers(-(2**31), 2**31, n),
         "ts": ts,
         "d": days,
@@ -208,7 +225,7 @@ def _mixed_batch(n: int, seed: int) -> tuple[list[tuple[str, str]], dict[str, An
         "who": pd.Categorical.from_codes(rng.integers(0, n, n), [f"addr{i:05d}" for i in range(n)]),
         "rate": np.round(rng.uniform(0, 100, n), 2),
         "free": np.array([None if i % 7 == 0 else "x" * (i % 5) for i in range(n)], dtype=object),
-    }  # fmt: skip
+    }
     return spec, cols
 
 
@@ -226,14 +243,20 @@ def test_mixed_rows_decode_to_their_values(n: int, seed: int) -> None:
         ([("v", "integer")], {"v": np.array([2**40])}, "outside int32"),
         ([("v", "bigint")], {"v": np.array([1.5])}, "holds float64 values"),
         ([("v", "money")], {"v": np.array([1])}, "has no binary COPY encoder"),
-        ([("v", "numeric(78,0)")], {"v": ScaledInt(np.array([2**62]), np.array([0]))},
-         "mantissa is too large"),
+        (
+            [("v", "numeric(78,0)")],
+            {"v": ScaledInt(np.array([2**62]), np.array([0]))},
+            "mantissa is too large",
+        ),
         ([("v", "numeric(20,6)")], {"v": np.array([1e14])}, "beyond 9.2e15 units of its scale"),
         ([("v", "numeric(20,2)")], {"v": np.array([np.inf])}, "holds an infinite value"),
-        ([("v", "bigint"), ("w", "bigint")], {"v": np.array([1]), "w": np.array([1, 2])},
-         "column 'w' has 2 rows but the batch has 1"),
+        (
+            [("v", "bigint"), ("w", "bigint")],
+            {"v": np.array([1]), "w": np.array([1, 2])},
+            "column 'w' has 2 rows but the batch has 1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unencodable_values_are_refused(spec: list, values: dict, message: str) -> None:
     with pytest.raises(LoadError, match=message):
         encode_rows(spec, values, 1)
@@ -243,8 +266,17 @@ def test_unencodable_values_are_refused(spec: list, values: dict, message: str) 
 @pytest.mark.db
 def test_round_trip_through_the_server(make_database) -> None:
     dsn = make_database("pgcopy")
-    spec = [("a", "bigint"), ("b", "integer"), ("c", "double precision"), ("d", "text"), ("e", "numeric(78,0)"),
-            ("f", "numeric(20,2)"), ("g", "timestamptz"), ("h", "date"), ("i", "numeric(5,2)")]  # fmt: skip
+    spec = [
+        ("a", "bigint"),
+        ("b", "integer"),
+        ("c", "double precision"),
+        ("d", "text"),
+        ("e", "numeric(78,0)"),
+        ("f", "numeric(20,2)"),
+        ("g", "timestamptz"),
+        ("h", "date"),
+        ("i", "numeric(5,2)"),
+    ]
     cols = {
         "a": np.array([1, -2, 3]),
         "b": np.array([7, 8, -9]),
@@ -268,10 +300,25 @@ def test_round_trip_through_the_server(make_database) -> None:
             "SELECT a, b, c, d, e, f, g::text, h::text, i FROM t ORDER BY a"
         ).fetchall()
     assert rows[0] == (-2, 8, None, None, Decimal(0), None, None, None, Decimal("0.00"))
-    assert rows[1] == (1, 7, 1.5, "héllo ✓", Decimal("123456789012000000000000"), Decimal("12.50"),
-                       "2026-01-01 00:00:01.5+00", "2026-01-02", Decimal("100.00"))  # fmt: skip
-    assert rows[2][3:] == ("ibc/27394FB0", Decimal(5), Decimal("99999.99"), "1999-12-31 23:59:59+00", "1970-01-01",
-                           Decimal("3.14"))  # fmt: skip
+    assert rows[1] == (
+        1,
+        7,
+        1.5,
+        "héllo ✓",
+        Decimal("123456789012000000000000"),
+        Decimal("12.50"),
+        "2026-01-01 00:00:01.5+00",
+        "2026-01-02",
+        Decimal("100.00"),
+    )
+    assert rows[2][3:] == (
+        "ibc/27394FB0",
+        Decimal(5),
+        Decimal("99999.99"),
+        "1999-12-31 23:59:59+00",
+        "1970-01-01",
+        Decimal("3.14"),
+    )
 
 
 @pytest.mark.db

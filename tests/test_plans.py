@@ -71,20 +71,55 @@ _DAYS = tuple(f"partitioned_1_day_202601{d}00" for d in ("01", "02", "03"))
 @pytest.mark.parametrize(
     ("fixture", "partitions", "scanned", "excluded", "kinds"),
     [  # ChunkAppend kept all three chunks, ran one: the two others have zero loops
-     ("hypertable_runtime_exclusion.json", (), 1, 2,
-      ("Aggregate", "Aggregate", "Seq Scan", "Custom Scan", "Index Scan", "Index Scan", "Index Scan")),
-     # ChunkAppend dropped two chunks at start-up: they are not in the plan at all
-     ("hypertable_startup_exclusion.json", (), 1, 2, ("Aggregate", "Custom Scan", "Aggregate", "Index Scan")),
-     # the planner kept one chunk: no ChunkAppend, nothing excluded at execution
-     ("hypertable_time_bounded.json", (), 1, 0, ("Aggregate", "Index Only Scan")),
-     # PostgreSQL's own partition pruning at executor start-up: Append's "Subplans Removed"
-     ("partitioned_startup_pruning.json", _DAYS, 1, 2, ("Aggregate", "Append", "Seq Scan")),
-     # two compressed chunks (ColumnarIndexScan over compress_hyper_*) and a plain one: three
-     ("hypertable_compressed_chunks.json", (), 3, 0,
-      ("Aggregate", "Append", "Aggregate", "Custom Scan", "Seq Scan", "Aggregate", "Custom Scan",
-       "Seq Scan", "Aggregate", "Seq Scan")),
-     ("wallet_history_no_indexes.json", (), 0, 0, ("Limit", "Sort", "Seq Scan"))],
-)  # fmt: skip
+        (
+            "hypertable_runtime_exclusion.json",
+            (),
+            1,
+            2,
+            (
+                "Aggregate",
+                "Aggregate",
+                "Seq Scan",
+                "Custom Scan",
+                "Index Scan",
+                "Index Scan",
+                "Index Scan",
+            ),
+        ),
+        # ChunkAppend dropped two chunks at start-up: they are not in the plan at all
+        (
+            "hypertable_startup_exclusion.json",
+            (),
+            1,
+            2,
+            ("Aggregate", "Custom Scan", "Aggregate", "Index Scan"),
+        ),
+        # the planner kept one chunk: no ChunkAppend, nothing excluded at execution
+        ("hypertable_time_bounded.json", (), 1, 0, ("Aggregate", "Index Only Scan")),
+        # PostgreSQL's own partition pruning at executor start-up: Append's "Subplans Removed"
+        ("partitioned_startup_pruning.json", _DAYS, 1, 2, ("Aggregate", "Append", "Seq Scan")),
+        # two compressed chunks (ColumnarIndexScan over compress_hyper_*) and a plain one: three
+        (
+            "hypertable_compressed_chunks.json",
+            (),
+            3,
+            0,
+            (
+                "Aggregate",
+                "Append",
+                "Aggregate",
+                "Custom Scan",
+                "Seq Scan",
+                "Aggregate",
+                "Custom Scan",
+                "Seq Scan",
+                "Aggregate",
+                "Seq Scan",
+            ),
+        ),
+        ("wallet_history_no_indexes.json", (), 0, 0, ("Limit", "Sort", "Seq Scan")),
+    ],
+)
 def test_chunks_scanned_and_excluded(
     fixture: str, partitions: tuple[str, ...], scanned: int, excluded: int, kinds: tuple[str, ...]
 ) -> None:
@@ -173,9 +208,13 @@ def test_plan_sets_give_a_verdict_per_query(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "no plan node found"), ("[]", "empty EXPLAIN output"), ('{"x": 1}', "expected an object with a 'Plan' key"),
-     ("[{", "plan JSON does not parse")],
-)  # fmt: skip
+    [
+        ("", "no plan node found"),
+        ("[]", "empty EXPLAIN output"),
+        ('{"x": 1}', "expected an object with a 'Plan' key"),
+        ("[{", "plan JSON does not parse"),
+    ],
+)
 def test_bad_input(text: str, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         load_plan(text)
@@ -190,8 +229,12 @@ def test_capture_rolls_back_writes_and_applies_settings(loaded_dsn: str) -> None
         )
         assert conn.execute("SELECT count(*) FROM network_stats").fetchone() == before
         assert "WAL Records" in plan.root.raw
-        plan = capture_plan(conn, "SELECT count(*) FROM clearing_operations WHERE status = %s", ("stuck",),
-                            settings={"random_page_cost": "1.1"})  # fmt: skip
+        plan = capture_plan(
+            conn,
+            "SELECT count(*) FROM clearing_operations WHERE status = %s",
+            ("stuck",),
+            settings={"random_page_cost": "1.1"},
+        )
         assert plan.settings.get("random_page_cost") == "1.1"
 
 
@@ -201,8 +244,13 @@ def test_compare_configurations_saves_plans_and_restores_indexes(
 ) -> None:
     from ibcbench.bench.indexes import STRATEGIES, present_kit_indexes
 
-    queries = [("wallet", "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5",
-                ("x",))]  # fmt: skip
+    queries = [
+        (
+            "wallet",
+            "SELECT * FROM clearing_operations WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 5",
+            ("x",),
+        )
+    ]
     result = compare_configurations(
         loaded_dsn,
         PlanConfig("none", "none"),
@@ -251,12 +299,19 @@ def _timed(ms: float) -> object:
     ("before_ms", "after_ms", "verdict"),
     [
         # sub-millisecond: within 0.2 ms is noise even when it is +38%
-        (0.52, 0.71, "same"), (0.52, 0.33, "same"), (0.52, 0.73, "slower"), (0.52, 0.31, "faster"),
-        (0.0, 0.19, "same"), (0.0, 0.21, "slower"),
+        (0.52, 0.71, "same"),
+        (0.52, 0.33, "same"),
+        (0.52, 0.73, "slower"),
+        (0.52, 0.31, "faster"),
+        (0.0, 0.19, "same"),
+        (0.0, 0.21, "slower"),
         # above 2 ms the 10% rule decides: 0.9 ms on 10 ms is noise, 1.1 ms is not
-        (10.0, 10.9, "same"), (10.0, 9.1, "same"), (10.0, 11.1, "slower"), (10.0, 8.9, "faster"),
+        (10.0, 10.9, "same"),
+        (10.0, 9.1, "same"),
+        (10.0, 11.1, "slower"),
+        (10.0, 8.9, "faster"),
     ],
-)  # fmt: skip
+)
 def test_plan_verdict_noise_boundaries(before_ms: float, after_ms: float, verdict: str) -> None:
     assert diff_plans(_timed(before_ms), _timed(after_ms)).verdict == verdict  # type: ignore[arg-type]
 

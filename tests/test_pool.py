@@ -33,9 +33,19 @@ def test_config_is_validated(kwargs: dict, message: str) -> None:
 
 def test_seed_defaults_and_pgx_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = PoolConfig()
-    assert (cfg.max_size, cfg.min_size, cfg.max_lifetime_s, cfg.max_idle_s, cfg.health_check_period_s) == (
-        25, 5, 3600.0, 1800.0, 60.0,
-    )  # fmt: skip
+    assert (
+        cfg.max_size,
+        cfg.min_size,
+        cfg.max_lifetime_s,
+        cfg.max_idle_s,
+        cfg.health_check_period_s,
+    ) == (
+        25,
+        5,
+        3600.0,
+        1800.0,
+        60.0,
+    )
     assert cfg.pgx_equivalent()["MaxConns"] == "25"
     monkeypatch.setenv("IBCBENCH_POOL_MAX_SIZE", "8")
     monkeypatch.setenv("IBCBENCH_POOL_PREPARE_THRESHOLD", "none")

@@ -10,8 +10,15 @@ pytestmark = pytest.mark.db
 
 
 def test_sweep_offers_fixed_size_pools_and_splits_waits(loaded_dsn: str) -> None:
-    result = sweep_pool_settings(loaded_dsn, max_sizes=(1, 8), clients=(4,), prepared=(True,),
-                                 fixed_size=(False, True), duration_s=0.6, warmup_s=0.3)  # fmt: skip
+    result = sweep_pool_settings(
+        loaded_dsn,
+        max_sizes=(1, 8),
+        clients=(4,),
+        prepared=(True,),
+        fixed_size=(False, True),
+        duration_s=0.6,
+        warmup_s=0.3,
+    )
     f = result.frame.set_index(["max_size", "fixed_size"])
     # the default is the seed's pgx pool (MinConns 5, at most max_size); fixed: min = max
     assert f.min_size.to_dict() == {(1, False): 1, (1, True): 1, (8, False): 5, (8, True): 8}
@@ -30,8 +37,16 @@ def test_capacity_sweep_puts_both_engines_on_the_server_side(loaded_dsn: str) ->
 
     # 10 ms a query on the server: one connection serves 100/s, four serve 400/s
     wl = Workload("t", "1", (WorkloadQuery("sleep", "SELECT pg_sleep(%s)", "read", 1, "sleeps"),))
-    result = sweep_pool_capacity(loaded_dsn, max_sizes=(1, 4), rate_qps=200, threads=8, duration_s=1.0,
-                                 warmup_s=1.0, workload=wl, params={"sleep": [(0.01,)]})  # fmt: skip
+    result = sweep_pool_capacity(
+        loaded_dsn,
+        max_sizes=(1, 4),
+        rate_qps=200,
+        threads=8,
+        duration_s=1.0,
+        warmup_s=1.0,
+        workload=wl,
+        params={"sleep": [(0.01,)]},
+    )
     f = result.frame.set_index(["engine", "max_size"])
     for engine in ("pgbench", "python"):
         assert 70 <= f.loc[(engine, 1), "throughput_qps"] <= 105

@@ -18,8 +18,12 @@ T = datetime(2026, 1, 1, tzinfo=UTC)
     ("builder", "text", "params"),
     [
         (
-            QueryBuilder("packet_flow").select("id").where("status = $1", "stuck").where("created_at > $2", T)
-            .order_by("created_at", desc=True).limit(100),
+            QueryBuilder("packet_flow")
+            .select("id")
+            .where("status = $1", "stuck")
+            .where("created_at > $2", T)
+            .order_by("created_at", desc=True)
+            .limit(100),
             'SELECT "id" FROM "packet_flow" WHERE (status = $1) AND (created_at > $2) ORDER BY "created_at" DESC LIMIT $3',
             ["stuck", T, 100],
         ),
@@ -29,12 +33,17 @@ T = datetime(2026, 1, 1, tzinfo=UTC)
             [T, "stuck"],
         ),
         (
-            QueryBuilder("clearing_operations").where("amount BETWEEN $2 AND $1", 10, 5).where_in("status", ["a", "b"]),
+            QueryBuilder("clearing_operations")
+            .where("amount BETWEEN $2 AND $1", 10, 5)
+            .where_in("status", ["a", "b"]),
             'SELECT * FROM "clearing_operations" WHERE (amount BETWEEN $1 AND $2) AND ("status" = ANY($3))',
             [5, 10, ["a", "b"]],
         ),
         (
-            QueryBuilder("public.network_stats").select("chain_id", "date").where_eq("chain_id", "osmosis-1").offset(5),
+            QueryBuilder("public.network_stats")
+            .select("chain_id", "date")
+            .where_eq("chain_id", "osmosis-1")
+            .offset(5),
             'SELECT "chain_id", "date" FROM "public"."network_stats" WHERE ("chain_id" = $1) OFFSET $2',
             ["osmosis-1", 5],
         ),
@@ -44,7 +53,7 @@ T = datetime(2026, 1, 1, tzinfo=UTC)
             ["osmo1%"],
         ),
     ],
-)  # fmt: skip
+)
 def test_builder_produces_exact_sql(builder: QueryBuilder, text: str, params: list) -> None:
     assert builder.to_sql() == (text, params)
 

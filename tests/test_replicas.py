@@ -54,9 +54,10 @@ def test_prepared_statements_break_through_transaction_pooling_and_the_fix_holds
 def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
     run = new_run("nb07", root=tmp_path)
     result = run_notebook(
-        notebooks_dir() / "07_replicas.ipynb", run,
+        notebooks_dir() / "07_replicas.ipynb",
+        run,
         {"dsn": _primary_postgres_dsn(topology), "scale": "tiny", "path_clients": [1, 4, 60]},
-    )  # fmt: skip
+    )
     assert result.ok, result.error
     rec = result.recorded
     assert rec["lag_samples"] >= 5 and rec["lag_sample_interval_ms"] <= 110

@@ -31,17 +31,26 @@ def _sleeps(seconds: float) -> tuple[Workload, dict[str, list[tuple]]]:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(5, "5"), ("it's", "it's"), (dt.date(2026, 1, 2), "2026-01-02"), (None, None), (True, "true"),
-     (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "2026-01-01T00:00:00+00:00"), (np.int64(7), "7")],
-)  # fmt: skip
+    [
+        (5, "5"),
+        ("it's", "it's"),
+        (dt.date(2026, 1, 2), "2026-01-02"),
+        (None, None),
+        (True, "true"),
+        (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "2026-01-01T00:00:00+00:00"),
+        (np.int64(7), "7"),
+    ],
+)
 def test_pgbench_values(value: object, text: str | None) -> None:
     assert pgbench_value(value) == text
 
 
 def test_pgbench_scripts_bind_parameters_and_roll_back_writes() -> None:
     wl = default_workload().subset(["packet_by_channel_sequence", "network_stats_upsert"])
-    params = {"packet_by_channel_sequence": [("osmosis-1", "channel-0", 5), ("noble-1", "channel-1", 6)],
-              "network_stats_upsert": [("osmosis-1", dt.date(2026, 1, 2), 10, None)]}  # fmt: skip
+    params = {
+        "packet_by_channel_sequence": [("osmosis-1", "channel-0", 5), ("noble-1", "channel-1", 6)],
+        "network_stats_upsert": [("osmosis-1", dt.date(2026, 1, 2), 10, None)],
+    }
     generated = pgbench_scripts(wl, params)
     scripts = generated.scripts
     assert [s[0] for s in scripts] == [
@@ -132,8 +141,9 @@ def test_pool_stats_cover_the_measured_window_and_waits_are_split(loaded_dsn: st
     wl, params = _sleeps(0.005)
     # a pool that grows from 1 during the warm-up, then 4 threads on 2 connections: they wait
     cfg = PoolConfig(min_size=1, max_size=2, health_check_period_s=None, slow_query_ms=None)
-    result = run_python(loaded_dsn, wl, clients=4, duration_s=1.0, warmup_s=1.0, pool_config=cfg,
-                        params=params)  # fmt: skip
+    result = run_python(
+        loaded_dsn, wl, clients=4, duration_s=1.0, warmup_s=1.0, pool_config=cfg, params=params
+    )
     stats, s = result.pool_stats, result.summary.set_index("query").loc["ALL"]
     assert stats is not None and stats["size"] == 2
     # the window's requests, not the warm-up's too (those would double the count)
@@ -149,8 +159,12 @@ def test_window_pool_stats_subtract_counters_only() -> None:
     start = {"requests": 10, "wait_ms": 50.0, "requests_queued": 5, "size": 1, "mean_wait_ms": 10.0}
     end = {"requests": 30, "wait_ms": 70.0, "requests_queued": 9, "size": 4, "mean_wait_ms": 7.8}
     assert window_pool_stats(start, end) == {
-        "requests": 20, "wait_ms": 20.0, "requests_queued": 4, "size": 4, "mean_wait_ms": 5.0,
-    }  # fmt: skip
+        "requests": 20,
+        "wait_ms": 20.0,
+        "requests_queued": 4,
+        "size": 4,
+        "mean_wait_ms": 5.0,
+    }
 
 
 @pytest.mark.db
@@ -182,8 +196,9 @@ def test_open_loop_keeps_its_rate(loaded_dsn: str) -> None:
 def test_open_loop_over_capacity_issues_its_backlog(loaded_dsn: str) -> None:
     # one connection, 20 ms a query: 50/s at most, asked for 100/s during 1 s
     wl, params = _sleeps(0.02)
-    result = run_python(loaded_dsn, wl, clients=1, duration_s=1.0, warmup_s=0.0, rate_qps=100,
-                        params=params)  # fmt: skip
+    result = run_python(
+        loaded_dsn, wl, clients=1, duration_s=1.0, warmup_s=0.0, rate_qps=100, params=params
+    )
     ol = result.open_loop
     assert ol is not None and 99 <= ol["scheduled"] <= 101
     assert ol["issued"] == ol["scheduled"] == result.summary.set_index("query").loc["ALL", "count"]
@@ -197,8 +212,16 @@ def test_open_loop_over_capacity_issues_its_backlog(loaded_dsn: str) -> None:
 @pytest.mark.db
 def test_an_undrained_backlog_is_counted_not_hidden(loaded_dsn: str) -> None:
     wl, params = _sleeps(0.05)
-    result = run_python(loaded_dsn, wl, clients=1, duration_s=1.0, warmup_s=0.0, rate_qps=100,
-                        params=params, drain_timeout_s=0.2)  # fmt: skip
+    result = run_python(
+        loaded_dsn,
+        wl,
+        clients=1,
+        duration_s=1.0,
+        warmup_s=0.0,
+        rate_qps=100,
+        params=params,
+        drain_timeout_s=0.2,
+    )
     ol = result.open_loop
     assert ol is not None and ol["not_issued"] > 50
     assert ol["issued"] + ol["not_issued"] == ol["scheduled"] and 99 <= ol["scheduled"] <= 101

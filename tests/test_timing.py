@@ -28,9 +28,17 @@ def _binom_cdf(k: int, n: int) -> float:
 # published ranks of the distribution-free 95% interval of the median (e.g. Conover, Table A3)
 @pytest.mark.parametrize(
     ("n", "ranks"),
-    [(1, None), (5, None), (6, (1, 6)), (10, (2, 9)), (20, (6, 15)), (30, (10, 21)),
-     (50, (18, 33)), (100, (40, 61))],
-)  # fmt: skip
+    [
+        (1, None),
+        (5, None),
+        (6, (1, 6)),
+        (10, (2, 9)),
+        (20, (6, 15)),
+        (30, (10, 21)),
+        (50, (18, 33)),
+        (100, (40, 61)),
+    ],
+)
 def test_median_ranks_match_the_binomial_table(n: int, ranks: tuple[int, int] | None) -> None:
     assert median_ranks(n, 0.95) == ranks
 
@@ -57,14 +65,16 @@ def test_the_interval_covers_the_true_median_as_promised() -> None:
 
 @pytest.mark.parametrize(
     ("samples", "target", "precise"),
-    [([1.0] * 10, 0.05, True),
-     (list(np.linspace(0.98, 1.02, 20)), 0.05, True),  # ±2% spread: inside ±5%
-     (list(np.linspace(0.5, 1.5, 20)), 0.05, False),  # ±50% spread: interval ~ ±12%
-     (list(np.linspace(0.5, 1.5, 20)), 0.25, True),
-     ([1.0] * 5, 0.05, False),  # too few samples for any 95% interval
-     # inside on BOTH sides: a tight high side (1.2 = p50 = upper end) does not hide a wide low one
-     ([1.0] * 8 + [1.2] * 12, 0.05, False)],
-)  # fmt: skip
+    [
+        ([1.0] * 10, 0.05, True),
+        (list(np.linspace(0.98, 1.02, 20)), 0.05, True),  # ±2% spread: inside ±5%
+        (list(np.linspace(0.5, 1.5, 20)), 0.05, False),  # ±50% spread: interval ~ ±12%
+        (list(np.linspace(0.5, 1.5, 20)), 0.25, True),
+        ([1.0] * 5, 0.05, False),  # too few samples for any 95% interval
+        # inside on BOTH sides: a tight high side (1.2 = p50 = upper end) does not hide a wide low one
+        ([1.0] * 8 + [1.2] * 12, 0.05, False),
+    ],
+)
 def test_precision_rule(samples: list[float], target: float, precise: bool) -> None:
     assert is_precise(samples, target) is precise
 
@@ -75,16 +85,18 @@ _FLAT, _WIDE = [1.0] * 60, list(np.random.default_rng(1).uniform(0.5, 1.5, 60))
 
 @pytest.mark.parametrize(
     ("samples", "elapsed_s", "policy", "expected"),
-    [(_FLAT[:9], 0.1, _P, None),  # below the floor: never stops, even if precise
-     (_FLAT[:9], 5.0, _P, None),  # below the floor: not even when the budget is spent
-     (_FLAT[:10], 0.1, _P, "precision"),
-     (_WIDE[:20], 0.1, _P, None),  # not precise, budget left: go on
-     (_WIDE[:20], 2.0, _P, "budget"),  # time budget spent
-     (_WIDE[:50], 0.1, _P, "budget"),  # max_runs spent
-     (_FLAT[:50], 2.0, _P, "precision"),  # both: precision is what it reached
-     (_FLAT[:20], 0.1, TimingPolicy(max_runs=50, min_runs=10, target_rel_ci=None), None),
-     (_FLAT[:50], 0.1, TimingPolicy(max_runs=50, min_runs=10, target_rel_ci=None), "budget")],
-)  # fmt: skip
+    [
+        (_FLAT[:9], 0.1, _P, None),  # below the floor: never stops, even if precise
+        (_FLAT[:9], 5.0, _P, None),  # below the floor: not even when the budget is spent
+        (_FLAT[:10], 0.1, _P, "precision"),
+        (_WIDE[:20], 0.1, _P, None),  # not precise, budget left: go on
+        (_WIDE[:20], 2.0, _P, "budget"),  # time budget spent
+        (_WIDE[:50], 0.1, _P, "budget"),  # max_runs spent
+        (_FLAT[:50], 2.0, _P, "precision"),  # both: precision is what it reached
+        (_FLAT[:20], 0.1, TimingPolicy(max_runs=50, min_runs=10, target_rel_ci=None), None),
+        (_FLAT[:50], 0.1, TimingPolicy(max_runs=50, min_runs=10, target_rel_ci=None), "budget"),
+    ],
+)
 def test_stop_rule(
     samples: list[float], elapsed_s: float, policy: TimingPolicy, expected: str | None
 ) -> None:
@@ -93,12 +105,14 @@ def test_stop_rule(
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"max_runs": 0}, "max_runs must be at least 1"),
-     ({"max_runs": 5, "min_runs": 10}, r"min_runs must be between 1 and max_runs \(5\)"),
-     ({"budget_s": 0}, "budget_s must be greater than 0"),
-     ({"target_rel_ci": 5}, r"target_rel_ci must be between 0 and 1 \(0.05 is ±5%\)"),
-     ({"warmup_runs": -1}, "warmup_runs must be 0 or more")],
-)  # fmt: skip
+    [
+        ({"max_runs": 0}, "max_runs must be at least 1"),
+        ({"max_runs": 5, "min_runs": 10}, r"min_runs must be between 1 and max_runs \(5\)"),
+        ({"budget_s": 0}, "budget_s must be greater than 0"),
+        ({"target_rel_ci": 5}, r"target_rel_ci must be between 0 and 1 \(0.05 is ±5%\)"),
+        ({"warmup_runs": -1}, "warmup_runs must be 0 or more"),
+    ],
+)
 def test_bad_policy(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TimingPolicy(**kwargs)

@@ -16,8 +16,11 @@ def python_blocks(text: str) -> list[str]:
 
 def test_the_doc_holds_one_example_per_seed_example() -> None:
     blocks = python_blocks(DOC.read_text())
-    used = [name for name in ("PoolConfig", "QueryBuilder", "on_conflict", "QueryCache")
-            if any(name in b for b in blocks)]  # fmt: skip
+    used = [
+        name
+        for name in ("PoolConfig", "QueryBuilder", "on_conflict", "QueryCache")
+        if any(name in b for b in blocks)
+    ]
     assert used == ["PoolConfig", "QueryBuilder", "on_conflict", "QueryCache"]
 
 

@@ -113,8 +113,9 @@ def test_bad_shapes_are_refused_before_anything_starts(
     assert not (tmp_path / "never").exists()
 
 
-def test_url_of_a_missing_member_says_how_to_start_it(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_url_of_a_missing_member_says_how_to_start_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IBCBENCH_HOME", str(tmp_path))
     assert main(["db", "url", "--name", "nothing", "--role", "replica"]) == 1
     assert (
@@ -206,8 +207,12 @@ def test_members_of_a_killed_run_are_cleaned_by_the_next_up(topology: Topology) 
         topology._stop_pgbouncer()
         topology._write_state(TopologyState(topology.read_state().replicas, None))
         if before is not None:
-            topology.up(pgbouncer=True, pool_mode=before.pool_mode, pool_size=before.pool_size,
-                        owner_pid=before.owner_pid)  # fmt: skip
+            topology.up(
+                pgbouncer=True,
+                pool_mode=before.pool_mode,
+                pool_size=before.pool_size,
+                owner_pid=before.owner_pid,
+            )
 
 
 def test_pool_mode_is_switched_and_session_mode_keeps_prepared_statements(

@@ -12,13 +12,39 @@ from ibcbench.toolkit.tuning import as_config, compare_with_server, recommend_se
 @pytest.mark.parametrize(
     ("ram_gb", "conns", "storage", "expected"),
     [
-        (16, 100, "ssd", {"shared_buffers": "4GB", "effective_cache_size": "12GB", "maintenance_work_mem": "1GB",
-                          "work_mem": "40MB", "random_page_cost": "1.1", "effective_io_concurrency": "200"}),
-        (64, 200, "hdd", {"shared_buffers": "16GB", "maintenance_work_mem": "2GB", "work_mem": "81MB",
-                          "random_page_cost": "4", "max_wal_size": "2GB"}),
-        (1, 500, "network", {"shared_buffers": "256MB", "work_mem": "4MB", "random_page_cost": "1.5"}),
+        (
+            16,
+            100,
+            "ssd",
+            {
+                "shared_buffers": "4GB",
+                "effective_cache_size": "12GB",
+                "maintenance_work_mem": "1GB",
+                "work_mem": "40MB",
+                "random_page_cost": "1.1",
+                "effective_io_concurrency": "200",
+            },
+        ),
+        (
+            64,
+            200,
+            "hdd",
+            {
+                "shared_buffers": "16GB",
+                "maintenance_work_mem": "2GB",
+                "work_mem": "81MB",
+                "random_page_cost": "4",
+                "max_wal_size": "2GB",
+            },
+        ),
+        (
+            1,
+            500,
+            "network",
+            {"shared_buffers": "256MB", "work_mem": "4MB", "random_page_cost": "1.5"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_rules(ram_gb: float, conns: int, storage: str, expected: dict[str, str]) -> None:
     recs = dict(
         zip(
@@ -34,9 +60,12 @@ def test_rules(ram_gb: float, conns: int, storage: str, expected: dict[str, str]
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"ram_gb": 0}, "ram_gb must be greater than 0"), ({"storage": "tape"}, "storage 'tape' is unknown"),
-     ({"max_connections": 0}, "max_connections must be greater")],
-)  # fmt: skip
+    [
+        ({"ram_gb": 0}, "ram_gb must be greater than 0"),
+        ({"storage": "tape"}, "storage 'tape' is unknown"),
+        ({"max_connections": 0}, "max_connections must be greater"),
+    ],
+)
 def test_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         recommend_settings(**kwargs)

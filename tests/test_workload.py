@@ -14,9 +14,19 @@ pytestmark = pytest.mark.db
 def test_workload_is_named_versioned_and_complete() -> None:
     wl = default_workload()
     assert (wl.name, wl.version) == ("ibc-seed", "1")
-    assert {"wallet_history", "wallet_by_status", "stuck_packets_24h", "packet_by_channel_sequence",
-            "network_stats_range", "relayer_leaderboard", "user_statistics", "hourly_packet_stats",
-            "packet_insert", "packet_status_update", "network_stats_upsert"} == set(wl.names)  # fmt: skip
+    assert {
+        "wallet_history",
+        "wallet_by_status",
+        "stuck_packets_24h",
+        "packet_by_channel_sequence",
+        "network_stats_range",
+        "relayer_leaderboard",
+        "user_statistics",
+        "hourly_packet_stats",
+        "packet_insert",
+        "packet_status_update",
+        "network_stats_upsert",
+    } == set(wl.names)
     with pytest.raises(BenchmarkError, match="has no query 'nope'"):
         wl.query("nope")
     with pytest.raises(BenchmarkError, match="unknown queries in the mix: nope"):

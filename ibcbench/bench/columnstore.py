@@ -60,21 +60,36 @@ _INDEXES = (
 
 #: (name, kind, sql with {t} for the table); parameters come from :func:`_parameters`
 QUERIES: tuple[tuple[str, str, str], ...] = (
-    ("hourly_stats_last_day", "analytics",
-     "SELECT time_bucket('1 hour', created_at) AS hour, source_chain, count(*) AS packet_count,"
-     " avg(clear_time_seconds) AS avg_clear_time FROM {t} WHERE created_at > %s GROUP BY 1, 2"),
-    ("per_chain_counts", "analytics",
-     "SELECT source_chain, count(*), count(*) FILTER (WHERE status = 'acknowledged') FROM {t} GROUP BY 1"),
-    ("time_bounded_scan", "analytics",
-     "SELECT count(*), avg(clear_time_seconds), max(amount) FROM {t}"
-     " WHERE created_at BETWEEN %s AND %s AND status = 'acknowledged'"),
-    ("wallet_history", "point",
-     "SELECT id, source_chain, amount, denom, status, created_at FROM {t}"
-     " WHERE sender = %s ORDER BY created_at DESC LIMIT 20"),
-    ("packet_by_channel_sequence", "point",
-     "SELECT id, status, clear_time_seconds FROM {t}"
-     " WHERE source_chain = %s AND source_channel = %s AND sequence = %s"),
-)  # fmt: skip
+    (
+        "hourly_stats_last_day",
+        "analytics",
+        "SELECT time_bucket('1 hour', created_at) AS hour, source_chain, count(*) AS packet_count,"
+        " avg(clear_time_seconds) AS avg_clear_time FROM {t} WHERE created_at > %s GROUP BY 1, 2",
+    ),
+    (
+        "per_chain_counts",
+        "analytics",
+        "SELECT source_chain, count(*), count(*) FILTER (WHERE status = 'acknowledged') FROM {t} GROUP BY 1",
+    ),
+    (
+        "time_bounded_scan",
+        "analytics",
+        "SELECT count(*), avg(clear_time_seconds), max(amount) FROM {t}"
+        " WHERE created_at BETWEEN %s AND %s AND status = 'acknowledged'",
+    ),
+    (
+        "wallet_history",
+        "point",
+        "SELECT id, source_chain, amount, denom, status, created_at FROM {t}"
+        " WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
+    ),
+    (
+        "packet_by_channel_sequence",
+        "point",
+        "SELECT id, status, clear_time_seconds FROM {t}"
+        " WHERE source_chain = %s AND source_channel = %s AND sequence = %s",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -110,13 +125,23 @@ class ColumnstoreResult:
             low = _ratio(b.p50_ci_low_ms, r.p50_ci_high_ms)
             high = _ratio(b.p50_ci_high_ms, r.p50_ci_low_ms)
             verdict = (
-                "faster" if low is not None and low > 1
-                else "slower" if high is not None and high < 1
+                "faster"
+                if low is not None and low > 1
+                else "slower"
+                if high is not None and high < 1
                 else "no difference"
-            )  # fmt: skip
-            rows.append({"query": r.query, "kind": r.kind, "setting": r.setting,
-                         "speedup": _ratio(b.p50_ms, r.p50_ms), "speedup_low": low,
-                         "speedup_high": high, "verdict": verdict})  # fmt: skip
+            )
+            rows.append(
+                {
+                    "query": r.query,
+                    "kind": r.kind,
+                    "setting": r.setting,
+                    "speedup": _ratio(b.p50_ms, r.p50_ms),
+                    "speedup_low": low,
+                    "speedup_high": high,
+                    "verdict": verdict,
+                }
+            )
         return pd.DataFrame(rows, columns=cols)
 
     @property
@@ -146,15 +171,23 @@ class ColumnstoreResult:
             "columnstore_setting": best,
             "compression_ratio": ratios,
             "compression_ratio_recommended": ratios[best],
-            "analytics_speedup": {q: float(mine.speedup[q]) for q in mine.index if mine.kind[q] == "analytics"},
-            "point_lookup_slowdown": {q: _ratio(1.0, float(mine.speedup[q])) for q in mine.index if mine.kind[q] == "point"},
+            "analytics_speedup": {
+                q: float(mine.speedup[q]) for q in mine.index if mine.kind[q] == "analytics"
+            },
+            "point_lookup_slowdown": {
+                q: _ratio(1.0, float(mine.speedup[q]))
+                for q in mine.index
+                if mine.kind[q] == "point"
+            },
             "ingest_rows_per_s_rowstore": float(ing["rowstore: new hour"]),
             "ingest_rows_per_s_columnstore": float(ing["columnstore: new hour"]),
-            "backfill_rows_per_s_compressed_chunk": float(ing["columnstore: backfill into a compressed chunk"]),
+            "backfill_rows_per_s_compressed_chunk": float(
+                ing["columnstore: backfill into a compressed chunk"]
+            ),
             "columnstore_policy_runs": self.policy.get("total_runs"),
             "columnstore_policy_failures": self.policy.get("total_failures"),
             "columnstore_recommendation": self.recommendation,
-        }  # fmt: skip
+        }
 
     def save(self, run_dir: str | Path | Run | None) -> None:
         """Write ``ts_columnstore_*`` (settings, chunks, queries, ingest, dml) and the figure."""
@@ -209,8 +242,11 @@ def _compress(
 ) -> tuple[float, int]:
     """Enable the columnstore and convert every chunk but the newest; (ms, chunks converted)."""
     table = f"{SCHEMA}.{name}"
-    _x(conn, f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
-             f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')")  # fmt: skip
+    _x(
+        conn,
+        f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
+        f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')",
+    )
     chunks = [
         r[0]
         for r in _x(
@@ -235,11 +271,16 @@ def _chunk_sizes(conn: psycopg.Connection, name: str, setting: str) -> list[dict
         (f"{SCHEMA}.{name}",),
     ).fetchall()
     return [
-        {"setting": setting, "chunk": chunk, "status": status, "before_bytes": before,
-         "after_bytes": after,
-         "ratio": round(before / after, 2) if before and after else None}
+        {
+            "setting": setting,
+            "chunk": chunk,
+            "status": status,
+            "before_bytes": before,
+            "after_bytes": after,
+            "ratio": round(before / after, 2) if before and after else None,
+        }
         for chunk, status, before, after in rows
-    ]  # fmt: skip
+    ]
 
 
 def _parameters(conn: psycopg.Connection, hi: Any, samples: int) -> dict[str, list[tuple]]:
@@ -264,19 +305,29 @@ def _parameters(conn: psycopg.Connection, hi: Any, samples: int) -> dict[str, li
 
 
 def _measure_query(
-    conn: psycopg.Connection, name: str, qname: str, kind: str, template: str,
-    params: dict[str, list[tuple]], policy: TimingPolicy,
-) -> dict[str, Any]:  # fmt: skip
+    conn: psycopg.Connection,
+    name: str,
+    qname: str,
+    kind: str,
+    template: str,
+    params: dict[str, list[tuple]],
+    policy: TimingPolicy,
+) -> dict[str, Any]:
     query = template.format(t=f"{SCHEMA}.{name}")
     timing = time_query(conn, query, params[qname], policy=policy)
     plan = plan_from_json(
         _x(conn, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query, params[qname][0]).fetchone()[0]
     )
     return {
-        "setting": name, "query": qname, "kind": kind, **timing.as_row(),
-        "shared_buffers": plan.shared_hit + plan.shared_read, "columnar_scans": plan.columnar_scans,
-        "chunks_scanned": plan.chunks_scanned, "answer": _answer(conn, query, params[qname][0]),
-    }  # fmt: skip
+        "setting": name,
+        "query": qname,
+        "kind": kind,
+        **timing.as_row(),
+        "shared_buffers": plan.shared_hit + plan.shared_read,
+        "columnar_scans": plan.columnar_scans,
+        "chunks_scanned": plan.chunks_scanned,
+        "answer": _answer(conn, query, params[qname][0]),
+    }
 
 
 def _answer(conn: psycopg.Connection, query: str, params: tuple) -> list[tuple]:
@@ -338,9 +389,14 @@ def _dml_ms(conn: psycopg.Connection, name: str, operation: str, round_: int) ->
 
 
 def _rounds(
-    conn: psycopg.Connection, settings: Sequence[str], columns: str, interval: str, rows_n: int,
-    rounds: int, seed: int,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    conn: psycopg.Connection,
+    settings: Sequence[str],
+    columns: str,
+    interval: str,
+    rows_n: int,
+    rounds: int,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ingest and DML, in ``rounds`` rounds, the scenarios of a round in a shuffled order; each figure
     is the median over the rounds, with their spread."""
     rng = np.random.default_rng(seed)
@@ -363,16 +419,32 @@ def _rounds(
             name = ([BASELINE, *settings])[i]
             for op in ("UPDATE", "DELETE"):
                 dml.setdefault((name, op), []).append(_dml_ms(conn, name, op, r))
-    ingest_frame = pd.DataFrame([
-        {"scenario": k, "table": scenarios[k][0], "rows": rows_n, "rounds": len(v),
-         "rows_per_s": round(float(np.median(v))), "spread_pct": round(100 * (max(v) - min(v)) / float(np.median(v)), 1)}
-        for k, v in ingest.items()
-    ])  # fmt: skip
-    dml_frame = pd.DataFrame([
-        {"setting": name, "operation": op, "rounds": len(v), "elapsed_ms": round(float(np.median(v)), 2),
-         "min_ms": round(min(v), 2), "max_ms": round(max(v), 2)}
-        for (name, op), v in dml.items()
-    ]).sort_values(["operation", "setting"], ignore_index=True)  # fmt: skip
+    ingest_frame = pd.DataFrame(
+        [
+            {
+                "scenario": k,
+                "table": scenarios[k][0],
+                "rows": rows_n,
+                "rounds": len(v),
+                "rows_per_s": round(float(np.median(v))),
+                "spread_pct": round(100 * (max(v) - min(v)) / float(np.median(v)), 1),
+            }
+            for k, v in ingest.items()
+        ]
+    )
+    dml_frame = pd.DataFrame(
+        [
+            {
+                "setting": name,
+                "operation": op,
+                "rounds": len(v),
+                "elapsed_ms": round(float(np.median(v)), 2),
+                "min_ms": round(min(v), 2),
+                "max_ms": round(max(v), 2),
+            }
+            for (name, op), v in dml.items()
+        ]
+    ).sort_values(["operation", "setting"], ignore_index=True)
     return ingest_frame, dml_frame
 
 
@@ -380,8 +452,11 @@ def _policy(conn: psycopg.Connection, name: str, wait_s: float) -> dict[str, Any
     """A columnstore policy on the rowstore copy, run now by the job scheduler (:func:`run_job_now`)."""
     table = f"{SCHEMA}.{name}"
     segmentby, orderby = SETTINGS["by_source_chain"]
-    _x(conn, f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
-             f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')")  # fmt: skip
+    _x(
+        conn,
+        f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
+        f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')",
+    )
     _x(conn, "CALL add_columnstore_policy(%s::regclass, after => %s::interval)", (table, "1 hour"))
     job_id = _x(
         conn,
@@ -432,9 +507,10 @@ def _recommend(settings: pd.DataFrame, queries: pd.DataFrame) -> str:
     ratio, seg, order = float(chosen.compression_ratio), chosen.segmentby, chosen.orderby
     worst = settings.sort_values("compression_ratio").iloc[0]
     cost = (
-        f"point lookups take x{1 / point:.2f} the rowstore's time" if point < 1
+        f"point lookups take x{1 / point:.2f} the rowstore's time"
+        if point < 1
         else f"point lookups keep up (x{point:.2f} the rowstore's speed)"
-    )  # fmt: skip
+    )
     text = (
         f"For an analytics-heavy mix: segmentby '{seg}', orderby '{order}' ({setting}): "
         f"{ratio:.1f}x smaller, analytics queries x{gain:.2f} faster (geometric mean over the "
@@ -509,13 +585,23 @@ def benchmark_columnstore(
                 chunk_rows += chunks
                 data_before = sum(c["before_bytes"] for c in chunks if c["before_bytes"])
                 data_after = sum(c["after_bytes"] for c in chunks if c["before_bytes"])
-                setting_rows.append({
-                    "setting": setting, "segmentby": segmentby, "orderby": orderby, "chunk_interval": interval,
-                    "chunks_converted": converted, "compress_s": round(ms / 1000, 2),
-                    "compressed_chunks_before_bytes": data_before, "compressed_chunks_after_bytes": data_after,
-                    "compression_ratio": round(data_before / data_after, 2) if data_after else None,
-                    "table_before_bytes": int(before), "table_after_bytes": int(after),
-                })  # fmt: skip
+                setting_rows.append(
+                    {
+                        "setting": setting,
+                        "segmentby": segmentby,
+                        "orderby": orderby,
+                        "chunk_interval": interval,
+                        "chunks_converted": converted,
+                        "compress_s": round(ms / 1000, 2),
+                        "compressed_chunks_before_bytes": data_before,
+                        "compressed_chunks_after_bytes": data_after,
+                        "compression_ratio": round(data_before / data_after, 2)
+                        if data_after
+                        else None,
+                        "table_before_bytes": int(before),
+                        "table_after_bytes": int(after),
+                    }
+                )
             # 2. each query on every copy in turn (the order rotated per query)
             names = [BASELINE, *settings]
             for i, (qname, kind, template) in enumerate(QUERIES):
@@ -536,27 +622,71 @@ def benchmark_columnstore(
             _drop_schema(target)
     settings_frame, queries_frame = pd.DataFrame(setting_rows), pd.DataFrame(query_rows)
     return ColumnstoreResult(
-        "measured", settings_frame, pd.DataFrame(chunk_rows), queries_frame, ingest, dml, policy,
+        "measured",
+        settings_frame,
+        pd.DataFrame(chunk_rows),
+        queries_frame,
+        ingest,
+        dml,
+        policy,
         _recommend(settings_frame, queries_frame),
-        {"settings": list(settings), "repetitions": repetitions, "ingest_rows": ingest_rows, "rounds": rounds,
-         "chunk_interval": interval, "timescaledb": info.timescaledb_version},
-    )  # fmt: skip
+        {
+            "settings": list(settings),
+            "repetitions": repetitions,
+            "ingest_rows": ingest_rows,
+            "rounds": rounds,
+            "chunk_interval": interval,
+            "timescaledb": info.timescaledb_version,
+        },
+    )
 
 
 def _empty_result(reason: str) -> ColumnstoreResult:
     return ColumnstoreResult(
         reason,
-        pd.DataFrame(columns=["setting", "segmentby", "orderby", "chunk_interval", "chunks_converted",
-                              "compress_s", "compressed_chunks_before_bytes", "compressed_chunks_after_bytes",
-                              "compression_ratio", "table_before_bytes", "table_after_bytes"]),
-        pd.DataFrame(columns=["setting", "chunk", "status", "before_bytes", "after_bytes", "ratio"]),
-        pd.DataFrame(columns=["setting", "query", "kind", "n", "p50_ms", "p95_ms", "p99_ms", "mean_ms",
-                              "p50_ci_low_ms", "p50_ci_high_ms", "stopped_by", "warmup_runs",
-                              "shared_buffers", "columnar_scans", "chunks_scanned", "same_answer_as_rowstore"]),
+        pd.DataFrame(
+            columns=[
+                "setting",
+                "segmentby",
+                "orderby",
+                "chunk_interval",
+                "chunks_converted",
+                "compress_s",
+                "compressed_chunks_before_bytes",
+                "compressed_chunks_after_bytes",
+                "compression_ratio",
+                "table_before_bytes",
+                "table_after_bytes",
+            ]
+        ),
+        pd.DataFrame(
+            columns=["setting", "chunk", "status", "before_bytes", "after_bytes", "ratio"]
+        ),
+        pd.DataFrame(
+            columns=[
+                "setting",
+                "query",
+                "kind",
+                "n",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "mean_ms",
+                "p50_ci_low_ms",
+                "p50_ci_high_ms",
+                "stopped_by",
+                "warmup_runs",
+                "shared_buffers",
+                "columnar_scans",
+                "chunks_scanned",
+                "same_answer_as_rowstore",
+            ]
+        ),
         pd.DataFrame(columns=["scenario", "rows", "elapsed_ms", "rows_per_s"]),
         pd.DataFrame(columns=["setting", "operation", "elapsed_ms"]),
-        {}, reason,
-    )  # fmt: skip
+        {},
+        reason,
+    )
 
 
 def plot_columnstore(result: ColumnstoreResult) -> Any:

@@ -60,9 +60,17 @@ def incident_timeline(dsn: str | None) -> pd.DataFrame:
 
 
 _INCIDENT_COLUMNS = [
-    "id", "kind", "chain_id", "channel_id", "counterparty_chain_id", "counterparty_channel_id",
-    "relayer", "started_at", "ended_at", "hours",
-]  # fmt: skip
+    "id",
+    "kind",
+    "chain_id",
+    "channel_id",
+    "counterparty_chain_id",
+    "counterparty_channel_id",
+    "relayer",
+    "started_at",
+    "ended_at",
+    "hours",
+]
 
 
 @dataclass(frozen=True)
@@ -130,13 +138,25 @@ class MonitorScoreResult:
         row = {c: i for i, c in enumerate(chains)}
         for r in inc.itertuples():
             start, end = pd.Timestamp(r.started_at), pd.Timestamp(r.ended_at)
-            ax.barh(row[r.chain_id], end - start, left=start, height=0.5, color=KIND_COLORS[r.kind],
-                    alpha=0.85)  # fmt: skip
+            ax.barh(
+                row[r.chain_id],
+                end - start,
+                left=start,
+                height=0.5,
+                color=KIND_COLORS[r.kind],
+                alpha=0.85,
+            )
         stuck = alerts[alerts.monitor == "stuck_packets"]
         if len(stuck):
-            ax.scatter(pd.to_datetime(stuck.start) + pd.Timedelta(minutes=30),
-                       [row[c] + 0.32 for c in stuck.chain_id], marker="v", color="black", s=18,
-                       label="stuck_packets alert", zorder=3)  # fmt: skip
+            ax.scatter(
+                pd.to_datetime(stuck.start) + pd.Timedelta(minutes=30),
+                [row[c] + 0.32 for c in stuck.chain_id],
+                marker="v",
+                color="black",
+                s=18,
+                label="stuck_packets alert",
+                zorder=3,
+            )
         labels = []
         for c in chains:
             label = c
@@ -210,8 +230,10 @@ def _stuck_alerts(conn: Any, inc: pd.DataFrame) -> pd.DataFrame:
         ends = {(a.chain_a, a.channel_a), (a.chain_b, a.channel_b)}
         ids = []
         for i in inc.itertuples():
-            if not (pd.Timestamp(i.started_at) - MATCH_SLACK <= end
-                    and start <= pd.Timestamp(i.ended_at) + MATCH_SLACK):  # fmt: skip
+            if not (
+                pd.Timestamp(i.started_at) - MATCH_SLACK <= end
+                and start <= pd.Timestamp(i.ended_at) + MATCH_SLACK
+            ):
                 continue
             if i.channel_id is not None:
                 about = (i.chain_id, i.channel_id) in ends
@@ -221,13 +243,17 @@ def _stuck_alerts(conn: Any, inc: pd.DataFrame) -> pd.DataFrame:
                 ids.append(int(i.id))
         # the alert is about the spoke of its channel when an incident names it, else its first end
         chain = next((c for c in (a.chain_a, a.chain_b) if c in set(inc.chain_id)), a.chain_a)
-        rows.append({
-            "monitor": "stuck_packets", "chain_id": chain,
-            "channel": f"{a.chain_a} {a.channel_a} <-> {a.chain_b} {a.channel_b}",
-            "start": start, "end": end,
-            "detail": f"{int(a.stuck)} stuck of {int(a.sent)} ({float(a.stuck_pct):.1f}%)",
-            "incident_ids": ids,
-        })  # fmt: skip
+        rows.append(
+            {
+                "monitor": "stuck_packets",
+                "chain_id": chain,
+                "channel": f"{a.chain_a} {a.channel_a} <-> {a.chain_b} {a.channel_b}",
+                "start": start,
+                "end": end,
+                "detail": f"{int(a.stuck)} stuck of {int(a.sent)} ({float(a.stuck_pct):.1f}%)",
+                "incident_ids": ids,
+            }
+        )
     return pd.DataFrame(rows, columns=_ALERT_COLUMNS)
 
 
@@ -293,11 +319,20 @@ def score_monitors(dsn: str | None, *, long_query_s: float = 1.0) -> MonitorScor
     outages = inc[inc.kind == "relayer_outage"]
     rows = [
         ("health_score", "every kind (chains graded below healthy)", *tally(health_alerts, inc)),
-        ("stuck_packets", "relayer_outage (channel hours with stuck packets)",
-         *tally(stuck_alerts, outages)),
-        ("long_running_queries", "a planted long statement (sessions, not traffic)",
-         1, long_hit, 1 - long_hit, long_false),
-    ]  # fmt: skip
+        (
+            "stuck_packets",
+            "relayer_outage (channel hours with stuck packets)",
+            *tally(stuck_alerts, outages),
+        ),
+        (
+            "long_running_queries",
+            "a planted long statement (sessions, not traffic)",
+            1,
+            long_hit,
+            1 - long_hit,
+            long_false,
+        ),
+    ]
     scores = pd.DataFrame(
         rows, columns=["monitor", "watches", "targets", "hits", "misses", "false_alarms"]
     )

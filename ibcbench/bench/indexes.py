@@ -51,39 +51,69 @@ class IndexDef:
 
 
 _SEED = (
-    IndexDef("idx_clearing_operations_wallet_created", "clearing_operations", "(wallet_address, created_at DESC)"),
-    IndexDef("idx_clearing_operations_wallet_status", "clearing_operations", "(wallet_address, status)"),
-    IndexDef("idx_packet_flow_status_created", "packet_flow", "(status, created_at DESC)"),
-    IndexDef("idx_packet_flow_channel_sequence", "packet_flow", "(source_chain, source_channel, sequence)"),
     IndexDef(
-        "idx_network_stats_chain_date", "network_stats",
+        "idx_clearing_operations_wallet_created",
+        "clearing_operations",
+        "(wallet_address, created_at DESC)",
+    ),
+    IndexDef(
+        "idx_clearing_operations_wallet_status", "clearing_operations", "(wallet_address, status)"
+    ),
+    IndexDef("idx_packet_flow_status_created", "packet_flow", "(status, created_at DESC)"),
+    IndexDef(
+        "idx_packet_flow_channel_sequence",
+        "packet_flow",
+        "(source_chain, source_channel, sequence)",
+    ),
+    IndexDef(
+        "idx_network_stats_chain_date",
+        "network_stats",
         "(chain_id, date DESC) INCLUDE (total_packets, successful_packets, failed_packets, success_rate, avg_clear_time_seconds)",
     ),
-    IndexDef("idx_relayer_performance_reputation", "relayer_performance", "(date DESC, reputation_score DESC)"),
-    IndexDef("idx_packet_flow_stuck", "packet_flow",
-             "(created_at DESC) INCLUDE (source_chain, source_channel, sequence) WHERE status = 'stuck'"),
+    IndexDef(
+        "idx_relayer_performance_reputation",
+        "relayer_performance",
+        "(date DESC, reputation_score DESC)",
+    ),
+    IndexDef(
+        "idx_packet_flow_stuck",
+        "packet_flow",
+        "(created_at DESC) INCLUDE (source_chain, source_channel, sequence) WHERE status = 'stuck'",
+    ),
     IndexDef("idx_packet_flow_sender_created", "packet_flow", "(sender, created_at DESC)"),
-    IndexDef("idx_channel_performance_hour_congestion", "channel_performance", "(hour DESC, congestion_score DESC)"),
-    IndexDef("idx_clearing_operations_open", "clearing_operations",
-             "(created_at) WHERE deleted_at IS NULL AND status IN ('pending', 'stuck')"),
-)  # fmt: skip
+    IndexDef(
+        "idx_channel_performance_hour_congestion",
+        "channel_performance",
+        "(hour DESC, congestion_score DESC)",
+    ),
+    IndexDef(
+        "idx_clearing_operations_open",
+        "clearing_operations",
+        "(created_at) WHERE deleted_at IS NULL AND status IN ('pending', 'stuck')",
+    ),
+)
 _BY_NAME = {d.name: d for d in _SEED}
 _COVERING = (
     IndexDef(
-        "idx_clearing_operations_wallet_created_cover", "clearing_operations",
+        "idx_clearing_operations_wallet_created_cover",
+        "clearing_operations",
         "(wallet_address, created_at DESC) INCLUDE (id, operation_type, source_chain, destination_chain, amount,"
         " denom, status, deleted_at)",
     ),
     IndexDef(
-        "idx_packet_flow_channel_sequence_cover", "packet_flow",
+        "idx_packet_flow_channel_sequence_cover",
+        "packet_flow",
         "(source_chain, source_channel, sequence) INCLUDE (id, status, sender, receiver, amount, denom, relayer,"
         " created_at, acknowledged_at)",
     ),
-)  # fmt: skip
+)
 _PARTIAL = (
-    IndexDef("idx_clearing_operations_wallet_created_live", "clearing_operations",
-             "(wallet_address, created_at DESC) WHERE deleted_at IS NULL"),
-)  # fmt: skip
+    IndexDef(
+        "idx_clearing_operations_wallet_created_live",
+        "clearing_operations",
+        "(wallet_address, created_at DESC) WHERE deleted_at IS NULL",
+    ),
+)
 _BRIN = (IndexDef("idx_packet_flow_created_brin", "packet_flow", "USING brin (created_at)"),)
 
 
@@ -99,21 +129,30 @@ def _seed_except(*names: str) -> tuple[IndexDef, ...]:
 
 
 STRATEGIES: dict[str, IndexStrategy] = {
-    "none": IndexStrategy("none", "no secondary indexes (keys and TimescaleDB's created_at index only)", ()),
-    "seed": IndexStrategy("seed", "the schema's indexes (the seed's named ones + composite/partial)", _SEED),
+    "none": IndexStrategy(
+        "none", "no secondary indexes (keys and TimescaleDB's created_at index only)", ()
+    ),
+    "seed": IndexStrategy(
+        "seed", "the schema's indexes (the seed's named ones + composite/partial)", _SEED
+    ),
     "covering": IndexStrategy(
-        "covering", "seed, with the wallet and channel+sequence indexes covering their queries (INCLUDE)",
-        _seed_except("idx_clearing_operations_wallet_created", "idx_packet_flow_channel_sequence") + _COVERING,
+        "covering",
+        "seed, with the wallet and channel+sequence indexes covering their queries (INCLUDE)",
+        _seed_except("idx_clearing_operations_wallet_created", "idx_packet_flow_channel_sequence")
+        + _COVERING,
     ),
     "partial": IndexStrategy(
-        "partial", "seed, but status and wallet indexes only over live rows (stuck packets, not deleted)",
-        _seed_except("idx_packet_flow_status_created", "idx_clearing_operations_wallet_created") + _PARTIAL,
+        "partial",
+        "seed, but status and wallet indexes only over live rows (stuck packets, not deleted)",
+        _seed_except("idx_packet_flow_status_created", "idx_clearing_operations_wallet_created")
+        + _PARTIAL,
     ),
     "brin": IndexStrategy(
-        "brin", "seed, with the packet time index as BRIN on created_at instead of B-tree (status, created_at)",
+        "brin",
+        "seed, with the packet time index as BRIN on created_at instead of B-tree (status, created_at)",
         _seed_except("idx_packet_flow_status_created") + _BRIN,
     ),
-}  # fmt: skip
+}
 KIT_INDEXES = {d.name: d for s in STRATEGIES.values() for d in s.indexes}
 
 
@@ -188,9 +227,13 @@ def apply_strategy(dsn: str | None, name: str) -> ApplyResult:
 
 # ---- measuring ----------------------------------------------------------------------------------
 READ_QUERIES = (
-    "wallet_history", "wallet_by_status", "stuck_packets_24h", "packet_by_channel_sequence",
-    "network_stats_range", "relayer_leaderboard",
-)  # fmt: skip
+    "wallet_history",
+    "wallet_by_status",
+    "stuck_packets_24h",
+    "packet_by_channel_sequence",
+    "network_stats_range",
+    "relayer_leaderboard",
+)
 
 
 def _plan_facts(plan: Plan) -> dict[str, Any]:
@@ -347,8 +390,15 @@ def benchmark_index_strategies(
         for strategy in strategies:
             applied = apply_strategy(target, strategy)
             for name, size in applied.sizes.items():
-                idx_rows.append({"strategy": strategy, "index": name, "table": KIT_INDEXES[name].table,
-                                 "size_bytes": size, "build_s": applied.build_s.get(name)})  # fmt: skip
+                idx_rows.append(
+                    {
+                        "strategy": strategy,
+                        "index": name,
+                        "table": KIT_INDEXES[name].table,
+                        "size_bytes": size,
+                        "build_s": applied.build_s.get(name),
+                    }
+                )
             with connect(target, autocommit=True) as conn:
                 conn.execute(
                     "ANALYZE packet_flow, clearing_operations, network_stats, relayer_performance"
@@ -357,8 +407,14 @@ def benchmark_index_strategies(
                 if strategy == "none" and "seed" in strategies:
                     reps = [(q.name, q.sql, params[q.name][0]) for q in wl.queries]
                     for qname, (c0, c1) in _hypo_costs(conn, STRATEGIES["seed"], reps).items():
-                        hypo_rows.append({"query": qname, "cost_none": c0, "cost_seed_hypothetical": c1,
-                                          "predicted_ratio": round(c1 / c0, 4) if c0 else np.nan})  # fmt: skip
+                        hypo_rows.append(
+                            {
+                                "query": qname,
+                                "cost_none": c0,
+                                "cost_seed_hypothetical": c1,
+                                "predicted_ratio": round(c1 / c0, 4) if c0 else np.nan,
+                            }
+                        )
                 for q in wl.queries:
                     timed = time_query(conn, q.sql, params[q.name], policy=policy)
                     lat_rows.append({"strategy": strategy, "query": q.name, **timed.as_row()})
@@ -374,18 +430,30 @@ def benchmark_index_strategies(
                     usage_rows.append(
                         {"strategy": strategy, "index": idx, "scans": scans - before.get(idx, 0)}
                     )
-                ingest_rows_out.append({"strategy": strategy, "rows": ingest_rows,
-                                        "rows_per_s": round(_ingest_rate(conn, ingest_rows))})  # fmt: skip
+                ingest_rows_out.append(
+                    {
+                        "strategy": strategy,
+                        "rows": ingest_rows,
+                        "rows_per_s": round(_ingest_rate(conn, ingest_rows)),
+                    }
+                )
     finally:
         apply_strategy(target, "seed")
     latency = pd.DataFrame(lat_rows)
     hypo = pd.DataFrame(hypo_rows)
     if not hypo.empty and {"none", "seed"} <= set(strategies):
         hypo["measured_ratio"] = [
-            round(float(latency[(latency.strategy == "seed") & (latency["query"] == q)].p50_ms.iloc[0])
-                  / float(latency[(latency.strategy == "none") & (latency["query"] == q)].p50_ms.iloc[0]), 4)
+            round(
+                float(
+                    latency[(latency.strategy == "seed") & (latency["query"] == q)].p50_ms.iloc[0]
+                )
+                / float(
+                    latency[(latency.strategy == "none") & (latency["query"] == q)].p50_ms.iloc[0]
+                ),
+                4,
+            )
             for q in hypo["query"]
-        ]  # fmt: skip
+        ]
     return IndexStrategyResult(
         latency=latency,
         plans=pd.DataFrame(plan_rows),
@@ -393,10 +461,16 @@ def benchmark_index_strategies(
         ingest=pd.DataFrame(ingest_rows_out),
         hypo=hypo,
         usage=pd.DataFrame(usage_rows),
-        manifest={"strategies": list(strategies), "queries": list(queries), "repetitions": repetitions,
-                  "ingest_rows": ingest_rows, "seed": seed, "ingest": "INSERT ... SELECT, rolled back",
-                  "timing": asdict(policy)},
-    )  # fmt: skip
+        manifest={
+            "strategies": list(strategies),
+            "queries": list(queries),
+            "repetitions": repetitions,
+            "ingest_rows": ingest_rows,
+            "seed": seed,
+            "ingest": "INSERT ... SELECT, rolled back",
+            "timing": asdict(policy),
+        },
+    )
 
 
 def _index_scans(conn: psycopg.Connection) -> dict[str, int]:

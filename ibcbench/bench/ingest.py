@@ -258,8 +258,12 @@ def run_load_benchmark(
             order = list(enumerate(scenarios))
             shuffle.shuffle(order)  # no scenario always first (on a cold server) or last
             for position, (i, scenario) in enumerate(order):
-                record = _run(_fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped), scenario,
-                              params, encoded)  # fmt: skip
+                record = _run(
+                    _fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped),
+                    scenario,
+                    params,
+                    encoded,
+                )
                 records.append({"i": i, "round": round_, "position": position, **record})
     finally:
         _drop(admin)
@@ -281,14 +285,26 @@ def run_load_benchmark(
     return LoadBenchResult(
         frame=frame,
         packets=packets,
-        ratio_end_to_end=pick("ratio_to_ceiling", scenario="generate + load, producer thread", **plain),
-        ratio_end_to_end_range=(pick("ratio_min", scenario="generate + load, producer thread", **plain),
-                                pick("ratio_max", scenario="generate + load, producer thread", **plain)),
-        ratio_end_to_end_process=pick("ratio_to_ceiling", scenario="generate + load, producer process", **plain),
-        ceiling_packet_flow_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=1, **plain),
-        ceiling_packet_flow_2conn_rows_per_s=pick("rows_per_s", tables="packet_flow", connections=2, **plain),
+        ratio_end_to_end=pick(
+            "ratio_to_ceiling", scenario="generate + load, producer thread", **plain
+        ),
+        ratio_end_to_end_range=(
+            pick("ratio_min", scenario="generate + load, producer thread", **plain),
+            pick("ratio_max", scenario="generate + load, producer thread", **plain),
+        ),
+        ratio_end_to_end_process=pick(
+            "ratio_to_ceiling", scenario="generate + load, producer process", **plain
+        ),
+        ceiling_packet_flow_rows_per_s=pick(
+            "rows_per_s", tables="packet_flow", connections=1, **plain
+        ),
+        ceiling_packet_flow_2conn_rows_per_s=pick(
+            "rows_per_s", tables="packet_flow", connections=2, **plain
+        ),
         stripped_packet_flow_rows_per_s={
-            k: pick("rows_per_s", tables=f"packet_flow ({k})", connections=1, **plain) for k in _STRIP if k
+            k: pick("rows_per_s", tables=f"packet_flow ({k})", connections=1, **plain)
+            for k in _STRIP
+            if k
         },
         manifest={
             "seed": seed,
@@ -299,11 +315,12 @@ def run_load_benchmark(
             "order": "shuffled in every round (random.Random(seed))",
             "ratios": "per round, then the median of the rounds' ratios",
             "round_orders": [
-                [int(i) for i in g.sort_values("position").i] for _, g in rounds_frame.groupby("round")
+                [int(i) for i in g.sort_values("position").i]
+                for _, g in rounds_frame.groupby("round")
             ],
             "server": describe_dsn(admin),
         },
-    )  # fmt: skip
+    )
 
 
 def _median_of_rounds(records: pd.DataFrame) -> pd.DataFrame:

@@ -46,9 +46,12 @@ def scheduled_jobs(dsn: str | None) -> pd.DataFrame:
     with connect(cron) as conn:
         if conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:  # type: ignore[index]
             return pd.DataFrame(columns=["jobname", "schedule", "command", "database", "active"])
-        return query_frame(conn, "SELECT jobname, schedule, command, database, active FROM cron.job"
-                            " WHERE jobname LIKE 'ibcbench-%%' AND jobname NOT LIKE %s ORDER BY jobname",
-                      (DEMO_PREFIX + "%",))  # fmt: skip
+        return query_frame(
+            conn,
+            "SELECT jobname, schedule, command, database, active FROM cron.job"
+            " WHERE jobname LIKE 'ibcbench-%%' AND jobname NOT LIKE %s ORDER BY jobname",
+            (DEMO_PREFIX + "%",),
+        )
 
 
 def clear_demo_jobs(conn: psycopg.Connection) -> int:
@@ -56,8 +59,12 @@ def clear_demo_jobs(conn: psycopg.Connection) -> int:
 
     Only the kit's own demo jobs are touched; returns how many there were.
     """
-    ids = [r[0] for r in conn.execute(
-        "SELECT jobid FROM cron.job WHERE jobname LIKE %s", (DEMO_PREFIX + "%",)).fetchall()]  # fmt: skip
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT jobid FROM cron.job WHERE jobname LIKE %s", (DEMO_PREFIX + "%",)
+        ).fetchall()
+    ]
     for jobid in ids:
         conn.execute("SELECT cron.unschedule(%s)", (jobid,))
     if ids:
@@ -99,8 +106,12 @@ def run_cron_jobs_now(dsn: str | None, *, wait_s: float = 75.0) -> pd.DataFrame:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             clear_demo_jobs(conn)  # left by a run that was killed while it waited
             for name, command in commands.items():
-                ids.append(conn.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
-                                        (name, command, database)).fetchone()[0])  # type: ignore[index]  # fmt: skip
+                row = conn.execute(
+                    "SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+                    (name, command, database),
+                ).fetchone()
+                assert row is not None  # cron.schedule_in_database returns the job id
+                ids.append(row[0])
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
                 done = conn.execute(
@@ -246,9 +257,13 @@ def demonstrate_bloat(
                 f"CREATE INDEX ops_wallet_created ON {SCHEMA}.ops (wallet_address, created_at DESC)"
             )
             conn.execute(f"VACUUM ANALYZE {SCHEMA}.ops")
-            wallets = [(r[0],) for r in conn.execute(
-                f"SELECT wallet_address FROM {SCHEMA}.ops TABLESAMPLE BERNOULLI (10) REPEATABLE (3) LIMIT %s", (lookups,)
-            ).fetchall()]  # fmt: skip
+            wallets = [
+                (r[0],)
+                for r in conn.execute(
+                    f"SELECT wallet_address FROM {SCHEMA}.ops TABLESAMPLE BERNOULLI (10) REPEATABLE (3) LIMIT %s",
+                    (lookups,),
+                ).fetchall()
+            ]
             query = f"SELECT id, created_at FROM {SCHEMA}.ops WHERE wallet_address = %s ORDER BY created_at DESC LIMIT 20"
             rows = [{"stage": STAGE_FRESH, **_index_state(conn, index, query, wallets, policy)}]
             conn.execute(f"DELETE FROM {SCHEMA}.ops WHERE random() < %s", (delete_share,))
@@ -265,16 +280,25 @@ def demonstrate_bloat(
                 (index,),
             )
             reindex_ms = time_once_ms(conn, f"REINDEX INDEX CONCURRENTLY {index}")
-            rows.append({"stage": STAGE_REINDEXED, **_index_state(conn, index, query, wallets, policy),
-                         "reindex_ms": round(reindex_ms, 1)})  # fmt: skip
+            rows.append(
+                {
+                    "stage": STAGE_REINDEXED,
+                    **_index_state(conn, index, query, wallets, policy),
+                    "reindex_ms": round(reindex_ms, 1),
+                }
+            )
         finally:
             drop_kit_schema(conn, SCHEMA)
     return BloatResult(
         pd.DataFrame(rows),
         detected,
-        {"delete_share": delete_share, "lookups": lookups, "repetitions": repetitions,
-         "timing": asdict(policy)},
-    )  # fmt: skip
+        {
+            "delete_share": delete_share,
+            "lookups": lookups,
+            "repetitions": repetitions,
+            "timing": asdict(policy),
+        },
+    )
 
 
 # ---- monitoring functions --------------------------------------------------------------------------

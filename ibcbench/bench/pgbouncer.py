@@ -41,8 +41,13 @@ from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.topology import admin_console_url, embedded_topology, pgbouncer_url, show_pools
 
 #: the pool sweep's read mix (bench/poolsweep.py)
-READ_MIX = ("wallet_history", "wallet_by_status", "packet_by_channel_sequence", "network_stats_range",
-            "user_statistics")  # fmt: skip
+READ_MIX = (
+    "wallet_history",
+    "wallet_by_status",
+    "packet_by_channel_sequence",
+    "network_stats_range",
+    "user_statistics",
+)
 DIRECT = "client pool -> server"
 TRANSACTION = "pgbouncer transaction"
 SESSION = "pgbouncer session"
@@ -142,8 +147,9 @@ def _max_direct_clients(dsn: str) -> int:
 
 
 @contextlib.contextmanager
-def _pgbouncer_modes(dsn: str, pgbouncer_dsn: str | None, session_dsn: str | None,
-                     pool_size: int) -> Iterator[Any]:  # fmt: skip
+def _pgbouncer_modes(
+    dsn: str, pgbouncer_dsn: str | None, session_dsn: str | None, pool_size: int
+) -> Iterator[Any]:
     """Yields a function mode -> URL (None: that mode is not available). Embedded: the kit's PgBouncer,
     started if needed, switched between modes, put back as it was at the end."""
     given = pgbouncer_url(pgbouncer_dsn) if (pgbouncer_dsn or _env("PGBOUNCER_URL")) else None
@@ -171,19 +177,36 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def _row(path: str, engine: str, clients: int, result: Any, sampler: _Sampler, note: str = "",
-         prepare: str = "") -> dict[str, Any]:  # fmt: skip
+def _row(
+    path: str,
+    engine: str,
+    clients: int,
+    result: Any,
+    sampler: _Sampler,
+    note: str = "",
+    prepare: str = "",
+) -> dict[str, Any]:
     total = result.summary.set_index("query").loc["ALL"]
     stats = result.pool_stats or {}
     requests = max(1, stats.get("requests", 1))
     return {
-        "path": path, "engine": engine, "clients": clients, "throughput_qps": float(total.throughput_qps),
-        "p50_ms": float(total.p50_ms), "p99_ms": float(total.p99_ms), "errors": int(total.errors),
-        "server_connections": sampler.server_max, "pgbouncer_waiting_max": sampler.waiting_max,
+        "path": path,
+        "engine": engine,
+        "clients": clients,
+        "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms),
+        "p99_ms": float(total.p99_ms),
+        "errors": int(total.errors),
+        "server_connections": sampler.server_max,
+        "pgbouncer_waiting_max": sampler.waiting_max,
         "pgbouncer_maxwait_s": round(sampler.maxwait_s, 3),
-        "pool_wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 3) if stats else np.nan,
-        "client_bound": result.client_bound, "prepare_threshold": prepare, "note": note,
-    }  # fmt: skip
+        "pool_wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 3)
+        if stats
+        else np.nan,
+        "client_bound": result.client_bound,
+        "prepare_threshold": prepare,
+        "note": note,
+    }
 
 
 def compare_connection_paths(
@@ -224,8 +247,13 @@ def compare_connection_paths(
     }
     rows = []
     for n in clients:
-        cfg = PoolConfig(min_size=min(5, pool_size), max_size=pool_size, health_check_period_s=None,
-                         slow_query_ms=None, timeout_s=60.0)  # fmt: skip
+        cfg = PoolConfig(
+            min_size=min(5, pool_size),
+            max_size=pool_size,
+            health_check_period_s=None,
+            slow_query_ms=None,
+            timeout_s=60.0,
+        )
         with _Sampler(target, None) as s:
             r = run_python(target, wl, clients=n, pool_config=cfg, **kw)
         rows.append(_row(DIRECT, "python", n, r, s, f"pool of {pool_size}", "5"))
@@ -257,8 +285,14 @@ def compare_connection_paths(
                     and n <= python_max_clients
                     and (mode == "transaction" or n <= pool_size)
                 ):
-                    cfg = PoolConfig(min_size=n, max_size=n, prepare_threshold=threshold, health_check_period_s=None,
-                                     slow_query_ms=None, timeout_s=60.0)  # fmt: skip
+                    cfg = PoolConfig(
+                        min_size=n,
+                        max_size=n,
+                        prepare_threshold=threshold,
+                        health_check_period_s=None,
+                        slow_query_ms=None,
+                        timeout_s=60.0,
+                    )
                     with _Sampler(target, url) as s:
                         r = run_python(url, wl, clients=n, pool_config=cfg, **kw)
                     rows.append(
@@ -280,15 +314,23 @@ def compare_connection_paths(
                 )
             if mode == "transaction":
                 prepared = prepared_statements_through_pgbouncer(
-                    url, clients=prepared_clients, executions=prepared_executions, seed=seed)  # fmt: skip
+                    url, clients=prepared_clients, executions=prepared_executions, seed=seed
+                )
                 prepared = pd.concat(
                     [prepared, _pgbench_prepared(url, wl, params, seed)], ignore_index=True
                 )
     return ConnectionPathsResult(
-        pd.DataFrame(rows), prepared,
-        {"clients": list(clients), "pool_size": pool_size, "duration_s": duration_s, "workload": wl.names,
-         "python_max_clients": python_max_clients, "direct_client_room": room},
-    )  # fmt: skip
+        pd.DataFrame(rows),
+        prepared,
+        {
+            "clients": list(clients),
+            "pool_size": pool_size,
+            "duration_s": duration_s,
+            "workload": wl.names,
+            "python_max_clients": python_max_clients,
+            "direct_client_room": room,
+        },
+    )
 
 
 def _on_database(url: str, dsn: str) -> str:
@@ -305,20 +347,43 @@ def _pgbench_prepared(
     """pgbench -M prepared through transaction pooling: does it survive?"""
     one = wl.subset(["packet_by_channel_sequence"])
     try:
-        r = run_pgbench(url, one, clients=8, duration_s=1.0, warmup_s=0.0, params=params, seed=seed,
-                        protocol="prepared")  # fmt: skip
+        r = run_pgbench(
+            url,
+            one,
+            clients=8,
+            duration_s=1.0,
+            warmup_s=0.0,
+            params=params,
+            seed=seed,
+            protocol="prepared",
+        )
         total = r.summary.set_index("query").loc["ALL"]
         errors, ok, messages = int(total.errors), int(total["count"]), []
     except BenchmarkError as exc:
         errors, ok, messages = 1, 0, [str(exc)]
-    return pd.DataFrame([{"client": "pgbench -M prepared", "prepare_threshold": "prepared", "clients": 8,
-                          "executions": ok + errors, "errors": errors, "qps": np.nan, "messages": messages}])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "client": "pgbench -M prepared",
+                "prepare_threshold": "prepared",
+                "clients": 8,
+                "executions": ok + errors,
+                "errors": errors,
+                "qps": np.nan,
+                "messages": messages,
+            }
+        ]
+    )
 
 
 def prepared_statements_through_pgbouncer(
-    url: str, *, clients: int = 8, executions: int = 50, thresholds: tuple[int | None, ...] = (5, None),
+    url: str,
+    *,
+    clients: int = 8,
+    executions: int = 50,
+    thresholds: tuple[int | None, ...] = (5, None),
     seed: int = 42,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """``clients`` psycopg connections through PgBouncer (``url``), each running one lookup
     ``executions`` times, per ``prepare_threshold``: errors by message, and queries/s."""
     wl = default_workload().subset(["packet_by_channel_sequence"])
@@ -332,9 +397,12 @@ def prepared_statements_through_pgbouncer(
         lock = threading.Lock()
 
         def work(
-            i: int, threshold: int | None = threshold, errors: Counter[str] = errors,
-            done: list[int] = done, lock: threading.Lock = lock,
-        ) -> None:  # fmt: skip
+            i: int,
+            threshold: int | None = threshold,
+            errors: Counter[str] = errors,
+            done: list[int] = done,
+            lock: threading.Lock = lock,
+        ) -> None:
             with psycopg.connect(url, autocommit=True, prepare_threshold=threshold) as conn:
                 for k in range(executions):
                     try:
@@ -356,11 +424,17 @@ def prepared_statements_through_pgbouncer(
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
-        rows.append({
-            "client": "psycopg", "prepare_threshold": str(threshold), "clients": clients,
-            "executions": clients * executions, "errors": sum(errors.values()),
-            "qps": round(sum(done) / elapsed, 1), "messages": [f"{n} x {m}" for m, n in errors.most_common(3)],
-        })  # fmt: skip
+        rows.append(
+            {
+                "client": "psycopg",
+                "prepare_threshold": str(threshold),
+                "clients": clients,
+                "executions": clients * executions,
+                "errors": sum(errors.values()),
+                "qps": round(sum(done) / elapsed, 1),
+                "messages": [f"{n} x {m}" for m, n in errors.most_common(3)],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -378,8 +452,9 @@ def plot_connection_paths(result: ConnectionPathsResult) -> Any:
         axes[0].plot(g.clients, g.throughput_qps, label=f"{path} ({engine})", **kw)
         axes[1].plot(g.clients, g.p99_ms, **kw)
         axes[2].plot(g.clients, g.server_connections, **kw)
-    for ax, title in zip(axes, ("Throughput (queries/s)", "p99 latency (ms)", "Server connections used"),
-                         strict=True):  # fmt: skip
+    for ax, title in zip(
+        axes, ("Throughput (queries/s)", "p99 latency (ms)", "Server connections used"), strict=True
+    ):
         ax.set_title(title)
         ax.set_xlabel("clients")
         ax.set_xscale("log")

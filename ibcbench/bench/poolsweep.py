@@ -111,35 +111,69 @@ def sweep_pool_settings(
         max_sizes, clients, prepared, health_check, fixed_size
     ):
         cfg = PoolConfig(
-            min_size=size if fixed else min(size, SEED_CONFIG.min_size), max_size=size,
+            min_size=size if fixed else min(size, SEED_CONFIG.min_size),
+            max_size=size,
             prepare_threshold=5 if prep else None,
-            health_check_period_s=1.0 if health else None, check_on_checkout=health, slow_query_ms=None,
+            health_check_period_s=1.0 if health else None,
+            check_on_checkout=health,
+            slow_query_ms=None,
             timeout_s=10.0,
-        )  # fmt: skip
-        result = run_python(target, wl, clients=n, duration_s=duration_s, warmup_s=warmup_s, pool_config=cfg,
-                            params=params, seed=seed)  # fmt: skip
+        )
+        result = run_python(
+            target,
+            wl,
+            clients=n,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            pool_config=cfg,
+            params=params,
+            seed=seed,
+        )
         total = result.summary.set_index("query").loc["ALL"]
         stats = result.pool_stats or {}
         requests = max(1, stats.get("requests", 1))
-        rows.append({
-            "max_size": size, "min_size": cfg.min_size, "fixed_size": fixed, "clients": n, "prepared": prep, "health_check": health,
-            "throughput_qps": float(total.throughput_qps), "p50_ms": float(total.p50_ms),
-            "p95_ms": float(total.p95_ms), "p99_ms": float(total.p99_ms), "errors": int(total.errors),
-            "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
-            "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
-            "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
-            **{f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"]) for part in ("wait", "exec") for p in (50, 95, 99)},
-            "timeouts": int(stats.get("request_errors", 0)), "client_cpu_pct": result.client_cpu_pct,
-            "client_floor_share": result.client_floor_share,
-            "client_bound": result.client_bound, "seed_config": size == SEED_CONFIG.max_size,
-        })  # fmt: skip
+        rows.append(
+            {
+                "max_size": size,
+                "min_size": cfg.min_size,
+                "fixed_size": fixed,
+                "clients": n,
+                "prepared": prep,
+                "health_check": health,
+                "throughput_qps": float(total.throughput_qps),
+                "p50_ms": float(total.p50_ms),
+                "p95_ms": float(total.p95_ms),
+                "p99_ms": float(total.p99_ms),
+                "errors": int(total.errors),
+                "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
+                "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
+                "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
+                **{
+                    f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"])
+                    for part in ("wait", "exec")
+                    for p in (50, 95, 99)
+                },
+                "timeouts": int(stats.get("request_errors", 0)),
+                "client_cpu_pct": result.client_cpu_pct,
+                "client_floor_share": result.client_floor_share,
+                "client_bound": result.client_bound,
+                "seed_config": size == SEED_CONFIG.max_size,
+            }
+        )
     return PoolSweepResult(
         pd.DataFrame(rows),
-        {"max_sizes": list(max_sizes), "clients": list(clients), "prepared": list(prepared),
-         "health_check": list(health_check), "fixed_size": list(fixed_size), "duration_s": duration_s,
-         "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
-         "pool_stats": "over the measured window", "workload": wl.names},
-    )  # fmt: skip
+        {
+            "max_sizes": list(max_sizes),
+            "clients": list(clients),
+            "prepared": list(prepared),
+            "health_check": list(health_check),
+            "fixed_size": list(fixed_size),
+            "duration_s": duration_s,
+            "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
+            "pool_stats": "over the measured window",
+            "workload": wl.names,
+        },
+    )
 
 
 def plot_sweep(result: PoolSweepResult) -> Any:
@@ -169,8 +203,14 @@ def plot_sweep(result: PoolSweepResult) -> Any:
         ax.set_xscale("log", base=2)
     # one legend under the panels: colour = max_size, solid = prepared statements, dotted = not
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=8,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(6, max(1, len(labels))),
+        fontsize=8,
+        frameon=False,
+    )
     rows = -(-len(labels) // 6)
     knee = result.knee()
     fig.suptitle(f"Pool sweep: throughput stops growing at max_size = {knee} (95% of the best)")
@@ -249,15 +289,27 @@ def sweep_pool_capacity(
     if params is None:
         with connect(target) as conn:
             params = sample_parameters(conn, wl, seed=seed)
-    common = {"duration_s": duration_s, "warmup_s": warmup_s, "params": params, "seed": seed}
+    common: dict[str, Any] = {
+        "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "params": params,
+        "seed": seed,
+    }
     closed: dict[tuple[str, int], Any] = {}
     for size in max_sizes:
         if "pgbench" in engines:
-            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)  # type: ignore[arg-type]
+            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)
         if "python" in engines:
-            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
-                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
-            closed[("python", size)] = run_python(target, wl, clients=max(threads, size), pool_config=cfg, **common)  # type: ignore[arg-type]  # fmt: skip
+            cfg = PoolConfig(
+                min_size=size,
+                max_size=size,
+                health_check_period_s=None,
+                slow_query_ms=None,
+                timeout_s=30.0,
+            )
+            closed[("python", size)] = run_python(
+                target, wl, clients=max(threads, size), pool_config=cfg, **common
+            )
     if rate_qps is None:
         best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(
             closed.values()
@@ -270,12 +322,25 @@ def sweep_pool_capacity(
     rows = []
     for (engine, size), result in closed.items():
         if engine == "pgbench":
-            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)  # type: ignore[arg-type]
+            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)
             waited = _waited(opened.latencies, ("lag_ms",))
         else:
-            cfg = PoolConfig(min_size=size, max_size=size, health_check_period_s=None,
-                             slow_query_ms=None, timeout_s=30.0)  # fmt: skip
-            opened = run_python(target, wl, clients=max(threads, size), pool_config=cfg, rate_qps=rate_qps, drain_timeout_s=duration_s, **common)  # type: ignore[arg-type]  # fmt: skip
+            cfg = PoolConfig(
+                min_size=size,
+                max_size=size,
+                health_check_period_s=None,
+                slow_query_ms=None,
+                timeout_s=30.0,
+            )
+            opened = run_python(
+                target,
+                wl,
+                clients=max(threads, size),
+                pool_config=cfg,
+                rate_qps=rate_qps,
+                drain_timeout_s=duration_s,
+                **common,
+            )
             waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
         total = result.summary.set_index("query").loc["ALL"]
         at_rate = opened.summary.set_index("query").loc["ALL"]
@@ -284,22 +349,38 @@ def sweep_pool_capacity(
             if len(waited)
             else [float("nan")] * 3
         )
-        rows.append({
-            "engine": engine, "max_size": size, "throughput_qps": float(total.throughput_qps),
-            "p50_ms": float(total.p50_ms), "p95_ms": float(total.p95_ms),
-            "rate_qps": rate_qps, "achieved_qps": float(at_rate.throughput_qps),
-            "wait_p50_ms": pct[0], "wait_p95_ms": pct[1], "wait_p99_ms": pct[2],
-            "latency_p95_at_rate_ms": float(at_rate.p95_ms), "late": (opened.open_loop or {}).get("late"),
-            "client_bound": result.client_bound,
-        })  # fmt: skip
+        rows.append(
+            {
+                "engine": engine,
+                "max_size": size,
+                "throughput_qps": float(total.throughput_qps),
+                "p50_ms": float(total.p50_ms),
+                "p95_ms": float(total.p95_ms),
+                "rate_qps": rate_qps,
+                "achieved_qps": float(at_rate.throughput_qps),
+                "wait_p50_ms": pct[0],
+                "wait_p95_ms": pct[1],
+                "wait_p99_ms": pct[2],
+                "latency_p95_at_rate_ms": float(at_rate.p95_ms),
+                "late": (opened.open_loop or {}).get("late"),
+                "client_bound": result.client_bound,
+            }
+        )
     frame = pd.DataFrame(rows).sort_values(["engine", "max_size"]).reset_index(drop=True)
     return PoolCapacityResult(
         frame,
         rate_qps,
-        {"max_sizes": list(max_sizes), "engines": list(engines), "threads": threads,
-         "rate_qps": rate_qps, "duration_s": duration_s, "warmup_s": warmup_s, "workload": wl.names,
-         "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait"},
-    )  # fmt: skip
+        {
+            "max_sizes": list(max_sizes),
+            "engines": list(engines),
+            "threads": threads,
+            "rate_qps": rate_qps,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "workload": wl.names,
+            "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait",
+        },
+    )
 
 
 def _waited(latencies: pd.DataFrame, parts: tuple[str, ...]) -> pd.Series:

@@ -45,8 +45,13 @@ SCHEMA = "ibcbench_replicas"
 SCRATCH_DATABASE = "ibcbench_replicas_scratch"
 _SCRATCH_MARKER = "ibcbench_replicas_scratch_marker"
 #: the workload's analytics reads (dashboards), and the service's lookups and writes
-ANALYTICS = ("stuck_packets_24h", "network_stats_range", "relayer_leaderboard", "user_statistics",
-             "hourly_packet_stats")  # fmt: skip
+ANALYTICS = (
+    "stuck_packets_24h",
+    "network_stats_range",
+    "relayer_leaderboard",
+    "user_statistics",
+    "hourly_packet_stats",
+)
 SERVICE = ("wallet_history", "packet_by_channel_sequence", "packet_insert", "packet_status_update")
 CONFLICT_MESSAGE = "conflict with recovery"
 
@@ -160,8 +165,9 @@ class LagResult:
             "lag_load_s": round(self.load_s, 2),
             "lag_samples": len(self.samples),
             "lag_sample_interval_ms": round(1000 * float(np.median(np.diff(self.samples.t_s))), 1)
-            if len(self.samples) > 1 else None,
-        }  # fmt: skip
+            if len(self.samples) > 1
+            else None,
+        }
 
 
 def _scratch_database(primary: str) -> str:
@@ -197,9 +203,13 @@ def _drop_scratch(primary: str) -> None:
 
 
 def measure_load_lag(
-    setup: ReplicaSetup, *, scale: str = "tiny", seed: int = 42, interval_s: float = 0.1,
+    setup: ReplicaSetup,
+    *,
+    scale: str = "tiny",
+    seed: int = 42,
+    interval_s: float = 0.1,
     timeout_s: float = 600.0,
-) -> LagResult:  # fmt: skip
+) -> LagResult:
     """Lag sampled every ``interval_s`` while the generator loads ``scale`` into a scratch database."""
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
@@ -303,8 +313,9 @@ def plot_lag(result: LagResult) -> Any:
     fig.suptitle(
         f"Replication lag while {result.rows_loaded:,} rows load ({result.scale}, one transaction):"
         f" peak {k['lag_peak_bytes'] / 1e6:.1f} MB, p95 {k['lag_p95_bytes'] / 1e6:.1f} MB{seconds};"
-        f" caught up {k['lag_catch_up_s']:.2f} s after the commit", fontsize=10,
-    )  # fmt: skip
+        f" caught up {k['lag_catch_up_s']:.2f} s after the commit",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -331,15 +342,19 @@ class AnalyticsResult:
             self._all("service on primary, standby busy"),
         )
         return {
-            "analytics_primary_p50_ms": float(a_p.p50_ms), "analytics_standby_p50_ms": float(a_s.p50_ms),
-            "analytics_primary_p95_ms": float(a_p.p95_ms), "analytics_standby_p95_ms": float(a_s.p95_ms),
+            "analytics_primary_p50_ms": float(a_p.p50_ms),
+            "analytics_standby_p50_ms": float(a_s.p50_ms),
+            "analytics_primary_p95_ms": float(a_p.p95_ms),
+            "analytics_standby_p95_ms": float(a_s.p95_ms),
             "analytics_standby_over_primary_p50": round(float(a_s.p50_ms) / float(a_p.p50_ms), 3)
-            if float(a_p.p50_ms) else None,
-            "service_p95_ms_alone": float(s_alone.p95_ms), "service_p95_ms_standby_busy": float(s_busy.p95_ms),
+            if float(a_p.p50_ms)
+            else None,
+            "service_p95_ms_alone": float(s_alone.p95_ms),
+            "service_p95_ms_standby_busy": float(s_busy.p95_ms),
             "service_qps_alone": float(s_alone.throughput_qps),
             "service_qps_standby_busy": float(s_busy.throughput_qps),
             "analytics_errors": int(a_s.errors) + int(a_p.errors),
-        }  # fmt: skip
+        }
 
 
 def compare_analytics(
@@ -383,11 +398,19 @@ def compare_analytics(
     tag(run_python(setup.dsn, service, params=s_params, **kw), "service on primary", "service")
     busy: list[Any] = []
     background = threading.Thread(
-        target=lambda: busy.append(run_python(
-            setup.replica_dsn, analytics, params=a_params, clients=clients,
-            duration_s=duration_s + 2 * warmup_s + 1.0, warmup_s=0.0, seed=seed)),
+        target=lambda: busy.append(
+            run_python(
+                setup.replica_dsn,
+                analytics,
+                params=a_params,
+                clients=clients,
+                duration_s=duration_s + 2 * warmup_s + 1.0,
+                warmup_s=0.0,
+                seed=seed,
+            )
+        ),
         daemon=True,
-    )  # fmt: skip
+    )
     background.start()
     time.sleep(0.5)
     tag(
@@ -436,9 +459,14 @@ class ConflictResult:
 
 
 def measure_recovery_conflicts(
-    setup: ReplicaSetup, *, rows: int = 100_000, rounds: int = 4, query_s: float = 2.0,
-    max_standby_delay_s: float = 1.0, feedback: tuple[bool, ...] = (False, True),
-) -> ConflictResult:  # fmt: skip
+    setup: ReplicaSetup,
+    *,
+    rows: int = 100_000,
+    rounds: int = 4,
+    query_s: float = 2.0,
+    max_standby_delay_s: float = 1.0,
+    feedback: tuple[bool, ...] = (False, True),
+) -> ConflictResult:
     """Standby queries holding a snapshot ``query_s`` while the primary deletes a slice of a table and
     vacuums it, ``rounds`` times, per ``hot_standby_feedback`` setting.
 
@@ -458,19 +486,28 @@ def measure_recovery_conflicts(
     messages: set[str] = set()
     try:
         for fb in feedback:
-            topo.configure_replica(index, hot_standby_feedback="on" if fb else "off",
-                                   max_standby_streaming_delay=f"{int(max_standby_delay_s * 1000)}ms")  # fmt: skip
+            topo.configure_replica(
+                index,
+                hot_standby_feedback="on" if fb else "off",
+                max_standby_streaming_delay=f"{int(max_standby_delay_s * 1000)}ms",
+            )
             with connect(setup.dsn, autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA))
                 )
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
-                conn.execute(sql.SQL(
-                    "CREATE TABLE {} (id bigint PRIMARY KEY, grp int NOT NULL, payload text NOT NULL)"
-                    " WITH (autovacuum_enabled = off)").format(table))  # fmt: skip
-                conn.execute(sql.SQL(
-                    "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(1, %s::bigint) g"
-                ).format(table), (rows,))  # fmt: skip
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE {} (id bigint PRIMARY KEY, grp int NOT NULL, payload text NOT NULL)"
+                        " WITH (autovacuum_enabled = off)"
+                    ).format(table)
+                )
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(1, %s::bigint) g"
+                    ).format(table),
+                    (rows,),
+                )
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
             wait_caught_up(setup.dsn, setup.replica_dsn)
             stop = threading.Event()
@@ -519,17 +556,24 @@ def measure_recovery_conflicts(
             deleted = rows * slice_rows // 100
             with connect(setup.dsn, autocommit=True) as conn:
                 for k in range(rounds):
-                    conn.execute(sql.SQL("DELETE FROM {} WHERE grp >= %s AND grp < %s").format(table),
-                                 (k * slice_rows, (k + 1) * slice_rows))  # fmt: skip
-                    conn.execute(sql.SQL("UPDATE {} SET payload = payload WHERE grp = %s").format(table),
-                                 (99 - k,))  # fmt: skip
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE grp >= %s AND grp < %s").format(table),
+                        (k * slice_rows, (k + 1) * slice_rows),
+                    )
+                    conn.execute(
+                        sql.SQL("UPDATE {} SET payload = payload WHERE grp = %s").format(table),
+                        (99 - k,),
+                    )
                     time.sleep(0.2)
                     conn.execute(sql.SQL("VACUUM {}").format(table))
                     # new rows arrive as old ones are retired: with the dead rows removed they reuse
                     # the space; kept for the standby (feedback on), the table grows instead
-                    conn.execute(sql.SQL(
-                        "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(%s::bigint, %s::bigint) g"
-                    ).format(table), (rows * (k + 1) + 1, rows * (k + 1) + deleted))  # fmt: skip
+                    conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {} SELECT g, g %% 100, repeat('x', 100) FROM generate_series(%s::bigint, %s::bigint) g"
+                        ).format(table),
+                        (rows * (k + 1) + 1, rows * (k + 1) + deleted),
+                    )
                     time.sleep(query_s / 2 + max_standby_delay_s)
                 primary_s = time.perf_counter() - started
                 dead, size = conn.execute(
@@ -542,18 +586,28 @@ def measure_recovery_conflicts(
                 ).fetchone()[0]  # type: ignore[index]
             stop.set()
             thread.join(query_s + 5)
-            out_rows.append({
-                "hot_standby_feedback": fb, "standby_queries": counts["queries"],
-                "cancelled": counts["cancelled"], "other_errors": counts["other_errors"],
-                "dead_tuples_after_vacuum": int(dead or 0), "table_bytes": int(size or 0),
-                "standby_xmin_age": int(xmin) if xmin is not None else None,
-                "primary_s": round(primary_s, 2), "rows": rows, "rounds": rounds,
-            })  # fmt: skip
+            out_rows.append(
+                {
+                    "hot_standby_feedback": fb,
+                    "standby_queries": counts["queries"],
+                    "cancelled": counts["cancelled"],
+                    "other_errors": counts["other_errors"],
+                    "dead_tuples_after_vacuum": int(dead or 0),
+                    "table_bytes": int(size or 0),
+                    "standby_xmin_age": int(xmin) if xmin is not None else None,
+                    "primary_s": round(primary_s, 2),
+                    "rows": rows,
+                    "rounds": rounds,
+                }
+            )
     finally:
-        topo.configure_replica(index, **{
-            "hot_standby_feedback": before.get("hot_standby_feedback", "off"),
-            "max_standby_streaming_delay": before.get("max_standby_streaming_delay", "30s"),
-        })  # fmt: skip
+        topo.configure_replica(
+            index,
+            **{
+                "hot_standby_feedback": before.get("hot_standby_feedback", "off"),
+                "max_standby_streaming_delay": before.get("max_standby_streaming_delay", "30s"),
+            },
+        )
         with connect(setup.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     return ConflictResult(pd.DataFrame(out_rows), sorted(messages))
@@ -600,9 +654,13 @@ def restart_standby_during_run(
     stop = threading.Event()
     reads = {"errors": 0, "ok": 0}
     routing = RoutingConfig(
-        replica_dsns=(setup.replica_dsn,), max_lag_s=5.0, lag_check_period_s=0.2,
-        pool=PoolConfig(min_size=1, max_size=2, health_check_period_s=None, slow_query_ms=None, timeout_s=5.0),
-    )  # fmt: skip
+        replica_dsns=(setup.replica_dsn,),
+        max_lag_s=5.0,
+        lag_check_period_s=0.2,
+        pool=PoolConfig(
+            min_size=1, max_size=2, health_check_period_s=None, slow_query_ms=None, timeout_s=5.0
+        ),
+    )
     routed = create_routed_pool(routing, setup.dsn)
     restart = {"s": 0.0}
 
@@ -636,8 +694,15 @@ def restart_standby_during_run(
     try:
         for t in threads:
             t.start()
-        result = run_python(setup.dsn, service, clients=clients, duration_s=duration_s, warmup_s=0.0,
-                            params=s_params, seed=seed)  # fmt: skip
+        result = run_python(
+            setup.dsn,
+            service,
+            clients=clients,
+            duration_s=duration_s,
+            warmup_s=0.0,
+            params=s_params,
+            seed=seed,
+        )
         threads[1].join()
     finally:
         stop.set()

@@ -241,9 +241,17 @@ def run_python(
                         done = time.perf_counter()
                     ended = time.perf_counter()
                     if began >= measure_from and (interval or ended <= stop_at):
-                        out.append((i, (ended - began) * 1000.0, ok, began - measure_from,
-                                    (sent - began) * 1000.0, (got - sent) * 1000.0,
-                                    (done - got) * 1000.0))  # fmt: skip
+                        out.append(
+                            (
+                                i,
+                                (ended - began) * 1000.0,
+                                ok,
+                                began - measure_from,
+                                (sent - began) * 1000.0,
+                                (got - sent) * 1000.0,
+                                (done - got) * 1000.0,
+                            )
+                        )
 
             def mark_window() -> None:
                 delay = measure_from - time.perf_counter()
@@ -342,9 +350,18 @@ def run_python(
 
 #: pool counters that accumulate from the pool's opening (the rest are gauges)
 _POOL_COUNTERS = (
-    "requests", "requests_queued", "wait_ms", "usage_ms", "request_errors", "returns_bad",
-    "connections_opened", "connection_errors", "connections_lost", "slow_queries", "health_checks",
-)  # fmt: skip
+    "requests",
+    "requests_queued",
+    "wait_ms",
+    "usage_ms",
+    "request_errors",
+    "returns_bad",
+    "connections_opened",
+    "connection_errors",
+    "connections_lost",
+    "slow_queries",
+    "health_checks",
+)
 
 
 def window_pool_stats(at_start: dict[str, Any], at_end: dict[str, Any]) -> dict[str, Any]:
@@ -562,8 +579,9 @@ def run_pgbench(
         prefix = folder / "log"
         proc = subprocess.run(
             [*args, "-T", str(warm + measured), "--log", f"--log-prefix={prefix}", target],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise BenchmarkError(
                 f"pgbench failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}"
@@ -627,9 +645,15 @@ class FidelityResult:
 
 
 def run_fidelity(
-    dsn: str | None, *, query: str = "packet_by_channel_sequence", clients: tuple[int, ...] = (1, 4, 8, 16),
-    duration_s: float = 5.0, warmup_s: float = 2.0, seed: int = 42, parameter_sets: int = 16,
-) -> FidelityResult:  # fmt: skip
+    dsn: str | None,
+    *,
+    query: str = "packet_by_channel_sequence",
+    clients: tuple[int, ...] = (1, 4, 8, 16),
+    duration_s: float = 5.0,
+    warmup_s: float = 2.0,
+    seed: int = 42,
+    parameter_sets: int = 16,
+) -> FidelityResult:
     """The same query through both engines at each client count: QPS and the python/pgbench ratio.
 
     Both engines get the same ``parameter_sets`` sampled values, bound as parameters of prepared

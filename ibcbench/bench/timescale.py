@@ -70,8 +70,14 @@ def _layout_size(conn: psycopg.Connection, table: str, kind: str) -> int:
             or 0
         )
     if kind == "partitioned":
-        return int(_x(conn, "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s::regclass)",
-                      (f"{SCHEMA}.{table}",)).fetchone()[0] or 0)  # fmt: skip
+        return int(
+            _x(
+                conn,
+                "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s::regclass)",
+                (f"{SCHEMA}.{table}",),
+            ).fetchone()[0]
+            or 0
+        )
     return int(
         _x(conn, "SELECT pg_total_relation_size(%s::regclass)", (f"{SCHEMA}.{table}",)).fetchone()[
             0
@@ -90,8 +96,11 @@ def _create_partitioned(
     step = pd.Timedelta(hours=hours)
     start = pd.Timestamp(lo).floor("D" if hours == 24 else "h")
     while start <= pd.Timestamp(hi):
-        _x(conn, f"CREATE TABLE {SCHEMA}.{name}_{start:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
-                 f" FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + step).isoformat()}')")  # fmt: skip
+        _x(
+            conn,
+            f"CREATE TABLE {SCHEMA}.{name}_{start:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
+            f" FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + step).isoformat()}')",
+        )
         start += step
 
 
@@ -122,8 +131,12 @@ def _has_timescaledb(conn: psycopg.Connection) -> bool:
 
 def _leaf_partitions(conn: psycopg.Connection, table: str) -> list[str]:
     """Relation names of a partitioned table's leaf partitions (as EXPLAIN names them)."""
-    rows = _x(conn, "SELECT c.relname FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid"
-                    " WHERE t.isleaf", (f"{SCHEMA}.{table}",)).fetchall()  # fmt: skip
+    rows = _x(
+        conn,
+        "SELECT c.relname FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid"
+        " WHERE t.isleaf",
+        (f"{SCHEMA}.{table}",),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -191,8 +204,12 @@ def benchmark_layouts(
             has_ts = _has_timescaledb(conn)
             lo, hi = _bounds(conn)
             count = _x(conn, "SELECT count(*) FROM packet_flow").fetchone()[0]
-            sample = _x(conn, "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
-                              " TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT %s", (repetitions,)).fetchall()  # fmt: skip
+            sample = _x(
+                conn,
+                "SELECT source_chain, source_channel, sequence, created_at, sender FROM packet_flow"
+                " TABLESAMPLE BERNOULLI (5) REPEATABLE (7) LIMIT %s",
+                (repetitions,),
+            ).fetchall()
             create_kit_schema(conn, SCHEMA)
             plan: list[tuple[str, str, str | None]] = [
                 ("plain", "plain", None),
@@ -219,22 +236,48 @@ def benchmark_layouts(
                 elif kind == "partitioned":
                     leaves = _leaf_partitions(conn, name)
                     parts = len(leaves)
-                layouts.append({"layout": name, "kind": kind, "chunk_interval": interval or ("1 day" if kind == "partitioned" else "-"),
-                                "partitions": int(parts), "load_ms": round(load_ms, 1),
-                                "load_rows_per_s": round(count / (load_ms / 1000)), "size_bytes": _layout_size(conn, name, kind)})  # fmt: skip
+                layouts.append(
+                    {
+                        "layout": name,
+                        "kind": kind,
+                        "chunk_interval": interval or ("1 day" if kind == "partitioned" else "-"),
+                        "partitions": int(parts),
+                        "load_ms": round(load_ms, 1),
+                        "load_rows_per_s": round(count / (load_ms / 1000)),
+                        "size_bytes": _layout_size(conn, name, kind),
+                    }
+                )
                 queries = {
-                    "recent_2h_count": (f"SELECT count(*) FROM {SCHEMA}.{name} WHERE created_at > %s AND status = 'acknowledged'",
-                                        lambda s: (hi - pd.Timedelta(hours=2),)),
-                    "hourly_last_day": (f"SELECT date_trunc('hour', created_at), count(*) FROM {SCHEMA}.{name}"
-                                        " WHERE created_at > %s GROUP BY 1", lambda s: (hi - pd.Timedelta(days=1),)),
-                    "point_lookup": (f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND source_channel = %s"
-                                     " AND sequence = %s", lambda s: (s[0], s[1], s[2])),
-                    "point_lookup_time_bounded": (f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND"
-                                                  " source_channel = %s AND sequence = %s AND created_at BETWEEN %s AND %s",
-                                                  lambda s: (s[0], s[1], s[2], s[3] - pd.Timedelta(minutes=10), s[3] + pd.Timedelta(minutes=10))),
-                    "sender_recent": (f"SELECT id FROM {SCHEMA}.{name} WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
-                                      lambda s: (s[4],)),
-                }  # fmt: skip
+                    "recent_2h_count": (
+                        f"SELECT count(*) FROM {SCHEMA}.{name} WHERE created_at > %s AND status = 'acknowledged'",
+                        lambda s: (hi - pd.Timedelta(hours=2),),
+                    ),
+                    "hourly_last_day": (
+                        f"SELECT date_trunc('hour', created_at), count(*) FROM {SCHEMA}.{name}"
+                        " WHERE created_at > %s GROUP BY 1",
+                        lambda s: (hi - pd.Timedelta(days=1),),
+                    ),
+                    "point_lookup": (
+                        f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND source_channel = %s"
+                        " AND sequence = %s",
+                        lambda s: (s[0], s[1], s[2]),
+                    ),
+                    "point_lookup_time_bounded": (
+                        f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND"
+                        " source_channel = %s AND sequence = %s AND created_at BETWEEN %s AND %s",
+                        lambda s: (
+                            s[0],
+                            s[1],
+                            s[2],
+                            s[3] - pd.Timedelta(minutes=10),
+                            s[3] + pd.Timedelta(minutes=10),
+                        ),
+                    ),
+                    "sender_recent": (
+                        f"SELECT id FROM {SCHEMA}.{name} WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
+                        lambda s: (s[4],),
+                    ),
+                }
                 for qname, (query, args) in queries.items():
                     timed = time_query(conn, query, [args(s) for s in sample], policy=policy)
                     explained = plan_from_json(
@@ -242,15 +285,31 @@ def benchmark_layouts(
                             conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, args(sample[0])
                         ).fetchone()[0]
                     )
-                    rows.append({"layout": name, "query": qname, **timed.as_row(),
-                                 "partitions_scanned": explained.partitions_scanned(leaves) if kind != "plain" else 1,
-                                 "partitions_total": int(parts), "excluded_at_runtime": explained.chunks_excluded})  # fmt: skip
+                    rows.append(
+                        {
+                            "layout": name,
+                            "query": qname,
+                            **timed.as_row(),
+                            "partitions_scanned": explained.partitions_scanned(leaves)
+                            if kind != "plain"
+                            else 1,
+                            "partitions_total": int(parts),
+                            "excluded_at_runtime": explained.chunks_excluded,
+                        }
+                    )
     finally:
         if not keep:
             _drop_schema(target)
-    return LayoutResult(pd.DataFrame(layouts), pd.DataFrame(rows),
-                        {"chunk_intervals": list(chunk_intervals), "repetitions": repetitions, "timescaledb": has_ts,
-                         "timing": asdict(policy)})  # fmt: skip
+    return LayoutResult(
+        pd.DataFrame(layouts),
+        pd.DataFrame(rows),
+        {
+            "chunk_intervals": list(chunk_intervals),
+            "repetitions": repetitions,
+            "timescaledb": has_ts,
+            "timing": asdict(policy),
+        },
+    )
 
 
 # ---- rollups --------------------------------------------------------------------------------------
@@ -334,12 +393,22 @@ def benchmark_rollups(
 
             def latency(query: str, params: tuple) -> dict[str, Any]:
                 timed = time_query(conn, query, [params], policy=policy)
-                return {"query_p50_ms": round(timed.p50_ms, 4), "query_n": timed.n,
-                        "query_stopped_by": timed.stopped_by}  # fmt: skip
+                return {
+                    "query_p50_ms": round(timed.p50_ms, 4),
+                    "query_n": timed.n,
+                    "query_stopped_by": timed.stopped_by,
+                }
 
             # 1. raw GROUP BY
-            rows.append({"method": "raw GROUP BY", **latency(q_raw, window), "refresh_ms": 0.0,
-                         "stale_rows_after_insert": 0, "note": "always fresh; pays the aggregation on every read"})  # fmt: skip
+            rows.append(
+                {
+                    "method": "raw GROUP BY",
+                    **latency(q_raw, window),
+                    "refresh_ms": 0.0,
+                    "stale_rows_after_insert": 0,
+                    "note": "always fresh; pays the aggregation on every read",
+                }
+            )
             # 2. plain materialized view
             mv = f"{SCHEMA}.hourly_mv"
             create_ms = time_once_ms(
@@ -349,29 +418,53 @@ def benchmark_rollups(
             _x(conn, f"CREATE UNIQUE INDEX ON {mv} (bucket, source_chain)")
             # 3. incremental rollup with a watermark
             roll = f"{SCHEMA}.hourly_rollup"
-            _x(conn, f"CREATE TABLE {roll} (bucket timestamptz, source_chain text, packet_count bigint, acknowledged_count bigint,"
-                     " failed_count bigint, clear_sum double precision, clear_n bigint, PRIMARY KEY (bucket, source_chain))")  # fmt: skip
+            _x(
+                conn,
+                f"CREATE TABLE {roll} (bucket timestamptz, source_chain text, packet_count bigint, acknowledged_count bigint,"
+                " failed_count bigint, clear_sum double precision, clear_n bigint, PRIMARY KEY (bucket, source_chain))",
+            )
             _x(conn, f"CREATE TABLE {SCHEMA}.watermark (at timestamptz NOT NULL)")
             _x(conn, f"INSERT INTO {SCHEMA}.watermark SELECT max(updated_at) FROM {src}")
             full_roll_ms = _incremental_refresh(conn, src, roll, full=True)
             # new data arrives: packets in the hour after the data
-            _x(conn, f"INSERT INTO {src} ({_COLUMNS}) SELECT id + 1000000000, operation_id, source_chain, destination_chain,"
-                     " source_port, source_channel, destination_port, destination_channel, sequence + 1000000, status, sender,"
-                     " receiver, amount, denom, relayer, timeout_revision, timeout_height, timeout_timestamp, received_at"
-                     " + interval '1 hour', acknowledged_at + interval '1 hour', clear_time_seconds, created_at + interval '1 hour',"
-                     f" now() FROM {src} ORDER BY created_at DESC LIMIT %s", (new_packets,))  # fmt: skip
+            _x(
+                conn,
+                f"INSERT INTO {src} ({_COLUMNS}) SELECT id + 1000000000, operation_id, source_chain, destination_chain,"
+                " source_port, source_channel, destination_port, destination_channel, sequence + 1000000, status, sender,"
+                " receiver, amount, denom, relayer, timeout_revision, timeout_height, timeout_timestamp, received_at"
+                " + interval '1 hour', acknowledged_at + interval '1 hour', clear_time_seconds, created_at + interval '1 hour',"
+                f" now() FROM {src} ORDER BY created_at DESC LIMIT %s",
+                (new_packets,),
+            )
             stale_mv = _stale_rows(conn, src, mv)
             refresh_mv_ms = time_once_ms(conn, f"REFRESH MATERIALIZED VIEW CONCURRENTLY {mv}")
-            rows.append({"method": "plain materialized view", **latency(
-                f"SELECT * FROM {mv} WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(refresh_mv_ms, 1),
-                "stale_rows_after_insert": stale_mv, "note": f"full refresh each time (first build {create_ms:.0f} ms)"})  # fmt: skip
+            rows.append(
+                {
+                    "method": "plain materialized view",
+                    **latency(
+                        f"SELECT * FROM {mv} WHERE source_chain = %s AND bucket > %s", window
+                    ),
+                    "refresh_ms": round(refresh_mv_ms, 1),
+                    "stale_rows_after_insert": stale_mv,
+                    "note": f"full refresh each time (first build {create_ms:.0f} ms)",
+                }
+            )
             stale_roll = _stale_rows(conn, src, roll)
             incr_ms = _incremental_refresh(conn, src, roll, full=False)
             matches = _rollup_equals_raw(conn, src, roll)
-            rows.append({"method": "incremental rollup (watermark)", **latency(
-                f"SELECT bucket, packet_count, acknowledged_count, clear_sum / nullif(clear_n, 0) FROM {roll}"
-                " WHERE source_chain = %s AND bucket > %s", window), "refresh_ms": round(incr_ms, 1),
-                "stale_rows_after_insert": stale_roll, "note": f"re-aggregates touched buckets only (full build {full_roll_ms:.0f} ms)"})  # fmt: skip
+            rows.append(
+                {
+                    "method": "incremental rollup (watermark)",
+                    **latency(
+                        f"SELECT bucket, packet_count, acknowledged_count, clear_sum / nullif(clear_n, 0) FROM {roll}"
+                        " WHERE source_chain = %s AND bucket > %s",
+                        window,
+                    ),
+                    "refresh_ms": round(incr_ms, 1),
+                    "stale_rows_after_insert": stale_roll,
+                    "note": f"re-aggregates touched buckets only (full build {full_roll_ms:.0f} ms)",
+                }
+            )
             # 4. continuous aggregate, where licensed
             cagg_policy: dict[str, Any] = {}
             if info.has_continuous_aggregates:
@@ -381,10 +474,19 @@ def benchmark_rollups(
                 rows.extend(cagg_rows)
                 cagg_state = "measured"
             else:
-                cagg_state = (f"unavailable on this server ({info.edition_label}): continuous aggregates need the Community"
-                              " edition (docker-compose.yml)")  # fmt: skip
-                rows.append({"method": "continuous aggregate", "query_p50_ms": np.nan, "refresh_ms": np.nan,
-                             "stale_rows_after_insert": np.nan, "note": cagg_state})  # fmt: skip
+                cagg_state = (
+                    f"unavailable on this server ({info.edition_label}): continuous aggregates need the Community"
+                    " edition (docker-compose.yml)"
+                )
+                rows.append(
+                    {
+                        "method": "continuous aggregate",
+                        "query_p50_ms": np.nan,
+                        "refresh_ms": np.nan,
+                        "stale_rows_after_insert": np.nan,
+                        "note": cagg_state,
+                    }
+                )
     finally:
         _drop_schema(target)
     return RollupResult(
@@ -401,13 +503,19 @@ def _incremental_refresh(conn: psycopg.Connection, src: str, roll: str, *, full:
     since = "" if full else f" WHERE updated_at > (SELECT at FROM {SCHEMA}.watermark)"
     started = time.perf_counter()
     with conn.transaction():
-        _x(conn, f"CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT date_trunc('hour', created_at) AS bucket"
-                 f" FROM {src}{since}")  # fmt: skip
+        _x(
+            conn,
+            f"CREATE TEMP TABLE touched ON COMMIT DROP AS SELECT DISTINCT date_trunc('hour', created_at) AS bucket"
+            f" FROM {src}{since}",
+        )
         _x(conn, f"DELETE FROM {roll} r USING touched t WHERE r.bucket = t.bucket")
-        _x(conn, f"INSERT INTO {roll} SELECT date_trunc('hour', s.created_at), s.source_chain, count(*),"
-                 " count(*) FILTER (WHERE s.status = 'acknowledged'), count(*) FILTER (WHERE s.status IN ('error', 'timeout')),"
-                 f" sum(s.clear_time_seconds), count(s.clear_time_seconds) FROM {src} s"
-                 " WHERE date_trunc('hour', s.created_at) IN (SELECT bucket FROM touched) GROUP BY 1, 2")  # fmt: skip
+        _x(
+            conn,
+            f"INSERT INTO {roll} SELECT date_trunc('hour', s.created_at), s.source_chain, count(*),"
+            " count(*) FILTER (WHERE s.status = 'acknowledged'), count(*) FILTER (WHERE s.status IN ('error', 'timeout')),"
+            f" sum(s.clear_time_seconds), count(s.clear_time_seconds) FROM {src} s"
+            " WHERE date_trunc('hour', s.created_at) IN (SELECT bucket FROM touched) GROUP BY 1, 2",
+        )
         _x(conn, f"UPDATE {SCHEMA}.watermark SET at = (SELECT max(updated_at) FROM {src})")
     return (time.perf_counter() - started) * 1000
 
@@ -422,8 +530,10 @@ def _stale_rows(conn: psycopg.Connection, src: str, rollup: str) -> int:
 
 
 def _rollup_equals_raw(conn: psycopg.Connection, src: str, roll: str) -> bool:
-    raw = (f"SELECT date_trunc('hour', created_at), source_chain, count(*), count(*) FILTER (WHERE status = 'acknowledged'),"
-           f" count(*) FILTER (WHERE status IN ('error', 'timeout')), count(clear_time_seconds) FROM {src} GROUP BY 1, 2")  # fmt: skip
+    raw = (
+        f"SELECT date_trunc('hour', created_at), source_chain, count(*), count(*) FILTER (WHERE status = 'acknowledged'),"
+        f" count(*) FILTER (WHERE status IN ('error', 'timeout')), count(clear_time_seconds) FROM {src} GROUP BY 1, 2"
+    )
     rolled = f"SELECT bucket, source_chain, packet_count, acknowledged_count, failed_count, clear_n FROM {roll}"
     diff = _x(conn, f"SELECT count(*) FROM (({raw}) EXCEPT ({rolled})) a").fetchone()[0]
     diff += _x(conn, f"SELECT count(*) FROM (({rolled}) EXCEPT ({raw})) b").fetchone()[0]
@@ -431,9 +541,13 @@ def _rollup_equals_raw(conn: psycopg.Connection, src: str, roll: str) -> bool:
 
 
 def _cagg_rows(
-    conn: psycopg.Connection, src: str, window: tuple, latency: Any, new_packets: int,
+    conn: psycopg.Connection,
+    src: str,
+    window: tuple,
+    latency: Any,
+    new_packets: int,
     policy_wait_s: float,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Continuous aggregates on a hypertable copy (Community edition): real-time and materialized-only
     built and refreshed, then a span of ``new_packets`` arrives after the last refresh: how stale each
     answer is, what its incremental refresh costs, and the read latency; a daily aggregate over the
@@ -445,9 +559,12 @@ def _cagg_rows(
     views = {}
     for mode, only in (("real-time", "false"), ("materialized-only", "true")):
         view = f"{SCHEMA}.cagg_{'rt' if only == 'false' else 'mo'}"
-        _x(conn, f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, timescaledb.materialized_only = {only}) AS"
-                 f" SELECT time_bucket('1 hour', created_at) AS bucket, source_chain, count(*) AS packet_count FROM {hyper}"
-                 " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
+        _x(
+            conn,
+            f"CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, timescaledb.materialized_only = {only}) AS"
+            f" SELECT time_bucket('1 hour', created_at) AS bucket, source_chain, count(*) AS packet_count FROM {hyper}"
+            " GROUP BY 1, 2 WITH NO DATA",
+        )
         views[mode] = (
             view,
             time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (view,)),
@@ -458,8 +575,11 @@ def _cagg_rows(
         "id + 2000000000" if c == "id" else f"{c} + interval '2 hours'" if k == "timestamptz" else c
         for c, k in PACKET_FLOW
     )
-    _x(conn, f"INSERT INTO {hyper} ({_COLUMNS}) SELECT {moved} FROM {hyper} ORDER BY created_at DESC LIMIT %s",
-       (new_packets,))  # fmt: skip
+    _x(
+        conn,
+        f"INSERT INTO {hyper} ({_COLUMNS}) SELECT {moved} FROM {hyper} ORDER BY created_at DESC LIMIT %s",
+        (new_packets,),
+    )
     rows = []
     for mode, (view, full_ms) in views.items():
         stale = _stale_rows(conn, hyper, view)
@@ -467,28 +587,52 @@ def _cagg_rows(
         refresh = time_once_ms(
             conn, "CALL refresh_continuous_aggregate(%s, %s::timestamptz, NULL)", (view, newest)
         )
-        rows.append({"method": f"continuous aggregate ({mode})", **read, "refresh_ms": round(refresh, 1),
-                     "stale_rows_after_insert": stale,
-                     "note": f"incremental refresh of the new buckets (full build {full_ms:.0f} ms); "
-                             + ("unmaterialized rows added at read time" if mode == "real-time"
-                                else "reads only what was refreshed")})  # fmt: skip
+        rows.append(
+            {
+                "method": f"continuous aggregate ({mode})",
+                **read,
+                "refresh_ms": round(refresh, 1),
+                "stale_rows_after_insert": stale,
+                "note": f"incremental refresh of the new buckets (full build {full_ms:.0f} ms); "
+                + (
+                    "unmaterialized rows added at read time"
+                    if mode == "real-time"
+                    else "reads only what was refreshed"
+                ),
+            }
+        )
     # hierarchical: daily over the materialized-only hourly aggregate
     hourly = views["materialized-only"][0]
     daily = f"{SCHEMA}.cagg_daily"
-    _x(conn, f"CREATE MATERIALIZED VIEW {daily} WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS"
-             f" SELECT time_bucket('1 day', bucket) AS day, source_chain, sum(packet_count) AS packet_count FROM {hourly}"
-             " GROUP BY 1, 2 WITH NO DATA")  # fmt: skip
+    _x(
+        conn,
+        f"CREATE MATERIALIZED VIEW {daily} WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS"
+        f" SELECT time_bucket('1 day', bucket) AS day, source_chain, sum(packet_count) AS packet_count FROM {hourly}"
+        " GROUP BY 1, 2 WITH NO DATA",
+    )
     daily_ms = time_once_ms(conn, "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (daily,))
     mismatched = _x(
         conn,
         f"SELECT count(*) FROM (SELECT time_bucket('1 day', bucket) AS day, source_chain, sum(packet_count) AS n"
         f" FROM {hourly} GROUP BY 1, 2 EXCEPT SELECT day, source_chain, packet_count FROM {daily}) d",
-    ).fetchone()[0]  # fmt: skip
-    rows.append({"method": "hierarchical: daily over hourly", **latency(
-        f"SELECT day, packet_count FROM {daily} WHERE source_chain = %s AND day > %s", window),
-        "refresh_ms": round(daily_ms, 1), "stale_rows_after_insert": np.nan,
-        "note": "a dashboard's daily rollup read from the hourly aggregate"
-                + ("; equals the hourly sums" if mismatched == 0 else f"; {mismatched} days differ from the hourly sums")})  # fmt: skip
+    ).fetchone()[0]
+    rows.append(
+        {
+            "method": "hierarchical: daily over hourly",
+            **latency(
+                f"SELECT day, packet_count FROM {daily} WHERE source_chain = %s AND day > %s",
+                window,
+            ),
+            "refresh_ms": round(daily_ms, 1),
+            "stale_rows_after_insert": np.nan,
+            "note": "a dashboard's daily rollup read from the hourly aggregate"
+            + (
+                "; equals the hourly sums"
+                if mismatched == 0
+                else f"; {mismatched} days differ from the hourly sums"
+            ),
+        }
+    )
     policy = _refresh_policy(conn, views["real-time"][0], policy_wait_s)
     policy["hierarchical_matches_hourly"] = mismatched == 0
     return rows, policy
@@ -519,9 +663,13 @@ def run_job_now(conn: psycopg.Connection, job_id: int, wait_s: float) -> dict[st
         (job_id,),
     ).fetchone()
     _x(conn, "SELECT delete_job(%s)", (job_id,))
-    return {"job_id": job_id, "total_runs": stats[0], "total_failures": stats[1],
-            "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
-            "last_error": error[0] if error else None}  # fmt: skip
+    return {
+        "job_id": job_id,
+        "total_runs": stats[0],
+        "total_failures": stats[1],
+        "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
+        "last_error": error[0] if error else None,
+    }
 
 
 def _refresh_policy(conn: psycopg.Connection, view: str, wait_s: float) -> dict[str, Any]:
@@ -603,9 +751,12 @@ def benchmark_retention(
                         (f"{SCHEMA}.{name}", cutoff),
                     )
                 else:
-                    old = _x(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                   " WHERE i.inhparent = %s::regclass AND pg_get_expr(c.relpartbound, c.oid) IS NOT NULL",
-                             (f"{SCHEMA}.{name}",)).fetchall()  # fmt: skip
+                    old = _x(
+                        conn,
+                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                        " WHERE i.inhparent = %s::regclass AND pg_get_expr(c.relpartbound, c.oid) IS NOT NULL",
+                        (f"{SCHEMA}.{name}",),
+                    ).fetchall()
                     for (part,) in old:
                         stamp = (
                             pd.Timestamp(part.rsplit("_", 1)[1] + "00", tz="UTC")
@@ -621,8 +772,16 @@ def benchmark_retention(
                 elapsed = (time.perf_counter() - started) * 1000
                 wal = _wal_since(conn, lsn)
                 after = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
-                rows.append({"method": label, "rows_removed": int(before - after), "rows_kept": int(after),
-                             "elapsed_ms": round(elapsed, 1), "wal_bytes": wal, "note": note})  # fmt: skip
+                rows.append(
+                    {
+                        "method": label,
+                        "rows_removed": int(before - after),
+                        "rows_kept": int(after),
+                        "elapsed_ms": round(elapsed, 1),
+                        "wal_bytes": wal,
+                        "note": note,
+                    }
+                )
     finally:
         _drop_schema(target)
     return RetentionResult(pd.DataFrame(rows))

@@ -131,11 +131,16 @@ class TimingResult:
             return None if value is None else round(value, digits)
 
         return {
-            "n": self.n, "p50_ms": r(self.p50_ms), "p95_ms": r(self.p95_ms), "p99_ms": r(self.p99_ms),
-            "mean_ms": r(self.mean_ms), "p50_ci_low_ms": r(self.p50_ci_low_ms),
-            "p50_ci_high_ms": r(self.p50_ci_high_ms), "stopped_by": self.stopped_by,
+            "n": self.n,
+            "p50_ms": r(self.p50_ms),
+            "p95_ms": r(self.p95_ms),
+            "p99_ms": r(self.p99_ms),
+            "mean_ms": r(self.mean_ms),
+            "p50_ci_low_ms": r(self.p50_ci_low_ms),
+            "p50_ci_high_ms": r(self.p50_ci_high_ms),
+            "stopped_by": self.stopped_by,
             "warmup_runs": self.warmup_runs,
-        }  # fmt: skip
+        }
 
 
 # ---- pure parts: no database ------------------------------------------------------------------
@@ -148,8 +153,13 @@ def latency_summary(
     if lat.size == 0:
         return dict.fromkeys(("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"), float("nan"))
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-    out = {"mean_ms": float(lat.mean()), "p50_ms": float(p50), "p95_ms": float(p95),
-           "p99_ms": float(p99), "max_ms": float(lat.max())}  # fmt: skip
+    out = {
+        "mean_ms": float(lat.mean()),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "max_ms": float(lat.max()),
+    }
     return out if digits is None else {k: round(v, digits) for k, v in out.items()}
 
 

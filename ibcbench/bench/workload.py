@@ -62,9 +62,14 @@ class Workload:
         return Workload(
             self.name,
             self.version,
-            tuple(WorkloadQuery(q.name, q.sql, q.kind, weights.get(q.name, 0.0), q.description, q.tables)
-                  for q in self.queries if weights.get(q.name, 0.0) > 0),
-        )  # fmt: skip
+            tuple(
+                WorkloadQuery(
+                    q.name, q.sql, q.kind, weights.get(q.name, 0.0), q.description, q.tables
+                )
+                for q in self.queries
+                if weights.get(q.name, 0.0) > 0
+            ),
+        )
 
 
 #: packet_flow's columns but updated_at (its default fills it), in the table's order
@@ -76,48 +81,72 @@ QUERIES: tuple[WorkloadQuery, ...] = (
         "SELECT id, operation_type, source_chain, destination_chain, amount, denom, status, created_at"
         " FROM clearing_operations WHERE wallet_address = %s AND deleted_at IS NULL"
         " ORDER BY created_at DESC LIMIT 50",
-        "read", 20, "a wallet's latest operations", ("clearing_operations",),
+        "read",
+        20,
+        "a wallet's latest operations",
+        ("clearing_operations",),
     ),
     WorkloadQuery(
         "wallet_by_status",
         "SELECT id, amount, denom, created_at FROM clearing_operations"
         " WHERE wallet_address = %s AND status = %s AND deleted_at IS NULL",
-        "read", 10, "a wallet's operations in one status", ("clearing_operations",),
+        "read",
+        10,
+        "a wallet's operations in one status",
+        ("clearing_operations",),
     ),
     WorkloadQuery(
         "stuck_packets_24h",
         "SELECT source_chain, source_channel, sequence, sender, created_at FROM packet_flow"
         " WHERE status = 'stuck' AND created_at > %s ORDER BY created_at DESC LIMIT 100",
-        "read", 5, "stuck packets of the last 24 hours of data", ("packet_flow",),
+        "read",
+        5,
+        "stuck packets of the last 24 hours of data",
+        ("packet_flow",),
     ),
     WorkloadQuery(
         "packet_by_channel_sequence",
         "SELECT id, status, sender, receiver, amount, denom, relayer, created_at, acknowledged_at FROM packet_flow"
         " WHERE source_chain = %s AND source_channel = %s AND sequence = %s",
-        "read", 25, "one packet by its channel end and sequence", ("packet_flow",),
+        "read",
+        25,
+        "one packet by its channel end and sequence",
+        ("packet_flow",),
     ),
     WorkloadQuery(
         "network_stats_range",
         "SELECT date, total_packets, successful_packets, failed_packets, success_rate, avg_clear_time_seconds"
         " FROM network_stats WHERE chain_id = %s AND date BETWEEN %s AND %s ORDER BY date",
-        "read", 8, "a chain's daily figures over a date range", ("network_stats",),
+        "read",
+        8,
+        "a chain's daily figures over a date range",
+        ("network_stats",),
     ),
     WorkloadQuery(
         "relayer_leaderboard",
         "SELECT relayer_name, relayer_address, reputation_score, packets_relayed, frontrun_wins, frontrun_losses"
         " FROM relayer_performance WHERE date = %s ORDER BY reputation_score DESC LIMIT 20",
-        "read", 4, "the day's relayer reputation leaderboard", ("relayer_performance",),
+        "read",
+        4,
+        "the day's relayer reputation leaderboard",
+        ("relayer_performance",),
     ),
     WorkloadQuery(
         "user_statistics",
         "SELECT * FROM mv_user_statistics WHERE wallet_address = %s",
-        "read", 8, "a wallet's aggregate statistics (materialized view)", ("mv_user_statistics",),
+        "read",
+        8,
+        "a wallet's aggregate statistics (materialized view)",
+        ("mv_user_statistics",),
     ),
     WorkloadQuery(
         "hourly_packet_stats",
         "SELECT hour, packet_count, acknowledged_count, avg_clear_time FROM hourly_packet_stats"
         " WHERE src_chain_id = %s AND hour >= %s ORDER BY hour",
-        "read", 5, "a chain's hourly packet figures for its last day", ("hourly_packet_stats",),
+        "read",
+        5,
+        "a chain's hourly packet figures for its last day",
+        ("hourly_packet_stats",),
     ),
     WorkloadQuery(
         "packet_insert",
@@ -125,14 +154,20 @@ QUERIES: tuple[WorkloadQuery, ...] = (
         " source_port, source_channel, destination_port, destination_channel, %s, 'pending', sender, receiver,"
         " amount, denom, NULL, timeout_revision, timeout_height, timeout_timestamp, NULL, NULL, NULL, %s"
         " FROM packet_flow WHERE id = %s AND created_at = %s",
-        "write", 8, "a new packet on an existing channel (rolled back)", ("packet_flow",),
+        "write",
+        8,
+        "a new packet on an existing channel (rolled back)",
+        ("packet_flow",),
     ),
     WorkloadQuery(
         "packet_status_update",
         "UPDATE packet_flow SET status = 'acknowledged', received_at = created_at + interval '20 seconds',"
         " acknowledged_at = created_at + interval '60 seconds', clear_time_seconds = 60, updated_at = now()"
         " WHERE id = %s AND created_at = %s",
-        "write", 5, "a packet acknowledged (rolled back)", ("packet_flow",),
+        "write",
+        5,
+        "a packet acknowledged (rolled back)",
+        ("packet_flow",),
     ),
     WorkloadQuery(
         "network_stats_upsert",
@@ -140,9 +175,12 @@ QUERIES: tuple[WorkloadQuery, ...] = (
         " VALUES (%s, %s, %s, %s, 0) ON CONFLICT (chain_id, date) DO UPDATE SET"
         " total_packets = network_stats.total_packets + EXCLUDED.total_packets,"
         " successful_packets = network_stats.successful_packets + EXCLUDED.successful_packets",
-        "write", 2, "a chain's daily counters bumped (rolled back)", ("network_stats",),
+        "write",
+        2,
+        "a chain's daily counters bumped (rolled back)",
+        ("network_stats",),
     ),
-)  # fmt: skip
+)
 
 
 def default_workload() -> Workload:

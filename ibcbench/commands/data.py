@@ -17,10 +17,17 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--days", type=float, default=None, help="time span in days (overrides the scale's)"
     )
-    p.add_argument("--start", default=None, help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
-                   "or right after the data already loaded)")  # fmt: skip
-    p.add_argument("--no-incidents", action="store_true",
-                   help="no planted chain halts, relayer outages, congestion or client expiry")  # fmt: skip
+    p.add_argument(
+        "--start",
+        default=None,
+        help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
+        "or right after the data already loaded)",
+    )
+    p.add_argument(
+        "--no-incidents",
+        action="store_true",
+        help="no planted chain halts, relayer outages, congestion or client expiry",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -62,8 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def register_bench(bench: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
 
-    p = bench.add_parser("load", help="load throughput: end to end vs binary COPY ceiling, plain vs hypertable, "
-                         "with and without secondary indexes")  # fmt: skip
+    p = bench.add_parser(
+        "load",
+        help="load throughput: end to end vs binary COPY ceiling, plain vs hypertable, "
+        "with and without secondary indexes",
+    )
     p.add_argument(
         "--packets", type=int, default=1_000_000, help="packets per round (default 1000000)"
     )
@@ -128,8 +138,10 @@ def _print_load(result) -> None:
         print("already loaded (same checksums): nothing to do")
         return
     print(result.summary.to_string(index=False))
-    print(f"loaded {result.rows:,} rows in {result.elapsed_s:.1f} s: {result.rows_per_s:,.0f} rows/s, "
-          f"{result.mb_per_s:.1f} MB/s; span {result.span_start:%Y-%m-%d %H:%M} .. {result.span_end:%Y-%m-%d %H:%M}")  # fmt: skip
+    print(
+        f"loaded {result.rows:,} rows in {result.elapsed_s:.1f} s: {result.rows_per_s:,.0f} rows/s, "
+        f"{result.mb_per_s:.1f} MB/s; span {result.span_start:%Y-%m-%d %H:%M} .. {result.span_end:%Y-%m-%d %H:%M}"
+    )
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -118,8 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     from ibcbench.topology import Topology
 
-    up = Topology(_settings(args)).up(replicas=args.replicas, pgbouncer=args.pgbouncer,
-                                      pool_mode=args.pool_mode, pool_size=args.pool_size)  # fmt: skip
+    up = Topology(_settings(args)).up(
+        replicas=args.replicas,
+        pgbouncer=args.pgbouncer,
+        pool_mode=args.pool_mode,
+        pool_size=args.pool_size,
+    )
     result = up.primary
     verb = "created and started" if result.created else ("started" if result.started else "running")
     print(f"embedded server {verb}: {result.data_dir}")
@@ -173,8 +177,12 @@ def _status(args: argparse.Namespace) -> int:
     from ibcbench.topology import format_members, topology_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
-    members = topology_status(args.dsn, replica_dsn=args.replica_dsn,
-                              pgbouncer_dsn=args.pgbouncer_dsn, settings=_settings(args))  # fmt: skip
+    members = topology_status(
+        args.dsn,
+        replica_dsn=args.replica_dsn,
+        pgbouncer_dsn=args.pgbouncer_dsn,
+        settings=_settings(args),
+    )
     if len(members) > 1:
         print(format_members(members))
     return 0

@@ -13,9 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run one notebook with papermill into a new run folder")
     run.add_argument("notebook", help="a notebook path, or the name of one in notebooks/")
     run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
         help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2])",
-    )  # fmt: skip
+    )
     run.add_argument(
         "--label", default=None, help="run folder label (default: the notebook's name)"
     )
@@ -30,9 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run_all.add_argument("--seed", type=int, default=42)
     run_all.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
         help="extra parameter passed to every notebook",
-    )  # fmt: skip
+    )
     add_dsn_argument(run_all)
     run_all.set_defaults(func=_run_all)
 

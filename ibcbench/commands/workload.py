@@ -31,8 +31,12 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     fid = bench.add_parser(
         "fidelity", help="one query through the Python runner and pgbench: QPS and ratio"
     )
-    fid.add_argument("--clients", type=_ints, default=(1, 4, 8, 16),
-                     help="comma-separated client counts (default 1,4,8,16)")  # fmt: skip
+    fid.add_argument(
+        "--clients",
+        type=_ints,
+        default=(1, 4, 8, 16),
+        help="comma-separated client counts (default 1,4,8,16)",
+    )
     fid.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
     fid.add_argument(
@@ -46,10 +50,18 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "capacity",
         help="pool sizes on the server side: pgbench -c N (closed) and -R (wait), Python beside it",
     )
-    cap.add_argument("--sizes", type=_ints, default=(1, 2, 4, 8, 25),
-                     help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)")  # fmt: skip
-    cap.add_argument("--rate", type=float, default=None,
-                     help="arrival rate for the wait (default: half the best pgbench throughput)")  # fmt: skip
+    cap.add_argument(
+        "--sizes",
+        type=_ints,
+        default=(1, 2, 4, 8, 25),
+        help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)",
+    )
+    cap.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="arrival rate for the wait (default: half the best pgbench throughput)",
+    )
     cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
     cap.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
     cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
@@ -72,8 +84,12 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     wl.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
-    wl.add_argument("--repeat", type=int, default=1,
-                    help="run folders to make, one after the other (5+ give compare run-to-run intervals)")  # fmt: skip
+    wl.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
+    )
     add_dsn_argument(wl)
     wl.set_defaults(func=_workload)
 
@@ -105,13 +121,25 @@ def _capacity(args: argparse.Namespace) -> int:
     if not engines or set(engines) - {"pgbench", "python"}:
         raise BenchmarkError(f"--engines {args.engines!r}: give pgbench, python or pgbench,python")
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
-    result = sweep_pool_capacity(dsn, max_sizes=args.sizes, rate_qps=args.rate, engines=engines,
-                                 duration_s=args.duration, seed=args.seed)  # fmt: skip
-    print(f"pool capacity: read mix at scale {args.scale}, {args.duration:g} s per run; wait = "
-          f"arrival to a free connection at {result.rate_qps:g} queries/s")  # fmt: skip
+    result = sweep_pool_capacity(
+        dsn,
+        max_sizes=args.sizes,
+        rate_qps=args.rate,
+        engines=engines,
+        duration_s=args.duration,
+        seed=args.seed,
+    )
+    print(
+        f"pool capacity: read mix at scale {args.scale}, {args.duration:g} s per run; wait = "
+        f"arrival to a free connection at {result.rate_qps:g} queries/s"
+    )
     print(result.frame.to_string(index=False))
-    print(", ".join(f"{e} knee (95% of its best throughput): {result.knee(engine=e)} connections"
-                    for e in engines))  # fmt: skip
+    print(
+        ", ".join(
+            f"{e} knee (95% of its best throughput): {result.knee(engine=e)} connections"
+            for e in engines
+        )
+    )
     if args.figure:
         plot_capacity(result).savefig(args.figure, dpi=110)
         print(f"figure: {args.figure}")
@@ -137,8 +165,15 @@ def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
     from ibcbench.bench.runner import run_workload
     from ibcbench.results.runs import build_manifest, started_run
 
-    result = run_workload(dsn, wl, engine=args.engine, clients=args.clients, duration_s=args.duration,
-                          rate_qps=args.rate, seed=args.seed)  # fmt: skip
+    result = run_workload(
+        dsn,
+        wl,
+        engine=args.engine,
+        clients=args.clients,
+        duration_s=args.duration,
+        rate_qps=args.rate,
+        seed=args.seed,
+    )
     with started_run(f"workload-{args.engine}") as run:
         run.update_manifest(
             **build_manifest(

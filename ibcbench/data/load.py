@@ -500,9 +500,14 @@ def _progress(total: int | None, quiet: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, unit=" rows", unit_scale=True, desc=desc, disable=quiet or not sys.stderr.isatty(),
-        smoothing=0.1, dynamic_ncols=True,
-    )  # fmt: skip
+        total=total,
+        unit=" rows",
+        unit_scale=True,
+        desc=desc,
+        disable=quiet or not sys.stderr.isatty(),
+        smoothing=0.1,
+        dynamic_ncols=True,
+    )
 
 
 def _check_incident_table(conn: psycopg.Connection, wanted: bool) -> None:
@@ -514,8 +519,14 @@ def _check_incident_table(conn: psycopg.Connection, wanted: bool) -> None:
         )
 
 
-_INCIDENT_COLUMNS = ("kind", "chain_id", "channel_id", "counterparty_chain_id",
-                     "counterparty_channel_id", "relayer")  # fmt: skip
+_INCIDENT_COLUMNS = (
+    "kind",
+    "chain_id",
+    "channel_id",
+    "counterparty_chain_id",
+    "counterparty_channel_id",
+    "relayer",
+)
 
 
 def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> None:
@@ -524,12 +535,18 @@ def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> 
         "INSERT INTO ibcbench_loads (seed, scale, span_start, span_end, first_packet_id, last_packet_id, rows,"
         " checksums, params, elapsed_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
-            manifest["seed"], manifest["scale"], manifest["span_start"], manifest["span_end"],
-            manifest["first_packet_id"], manifest["next_packet_id"] - 1, json.dumps(manifest["rows"]),
-            json.dumps(manifest["checksums"], sort_keys=True), json.dumps(manifest["params"], default=str),
+            manifest["seed"],
+            manifest["scale"],
+            manifest["span_start"],
+            manifest["span_end"],
+            manifest["first_packet_id"],
+            manifest["next_packet_id"] - 1,
+            json.dumps(manifest["rows"]),
+            json.dumps(manifest["checksums"], sort_keys=True),
+            json.dumps(manifest["params"], default=str),
             elapsed_s,
         ),
-    )  # fmt: skip
+    )
     load_id = cur.fetchone()[0]  # type: ignore[index]
     incidents = manifest.get("incidents") or []
     if incidents:
@@ -538,11 +555,22 @@ def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> 
             " counterparty_channel_id, relayer, started_at, ended_at, detail)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
-                (load_id, *(i.get(c) for c in _INCIDENT_COLUMNS), i["start"], i["end"],
-                 json.dumps({k: v for k, v in i.items() if k not in (*_INCIDENT_COLUMNS, "start", "end")}))
+                (
+                    load_id,
+                    *(i.get(c) for c in _INCIDENT_COLUMNS),
+                    i["start"],
+                    i["end"],
+                    json.dumps(
+                        {
+                            k: v
+                            for k, v in i.items()
+                            if k not in (*_INCIDENT_COLUMNS, "start", "end")
+                        }
+                    ),
+                )
                 for i in incidents
             ],
-        )  # fmt: skip
+        )
 
 
 def load_dataset(

@@ -176,8 +176,12 @@ def plot_profile(profile: DatasetProfile) -> Any:
         for _, row in profile["clear_time_quantiles"].iterrows():
             if row.q in (0.5, 0.99):
                 ax.axvline(row.seconds, color="#c0392b", ls="--", lw=1)
-                ax.annotate(f"p{int(row.q * 100)} {row.seconds:.0f}s", (row.seconds, ax.get_ylim()[1] * 0.9),
-                            fontsize=8, color="#c0392b")  # fmt: skip
+                ax.annotate(
+                    f"p{int(row.q * 100)} {row.seconds:.0f}s",
+                    (row.seconds, ax.get_ylim()[1] * 0.9),
+                    fontsize=8,
+                    color="#c0392b",
+                )
     ax.set_title("Clear time (send → ack), log scale")
     ax.set_xlabel("seconds")
 
@@ -198,8 +202,13 @@ def plot_profile(profile: DatasetProfile) -> Any:
     ax = axes[1, 1]
     stuck = profile["stuck"].head(12)
     if len(stuck):
-        ax.barh([f"{c} {ch}" for c, ch in zip(stuck.source_chain, stuck.source_channel, strict=True)][::-1],
-                stuck.stuck_packets[::-1], color="#c0392b")  # fmt: skip
+        ax.barh(
+            [f"{c} {ch}" for c, ch in zip(stuck.source_chain, stuck.source_channel, strict=True)][
+                ::-1
+            ],
+            stuck.stuck_packets[::-1],
+            color="#c0392b",
+        )
     ax.set_xlabel("stuck packets")
     ax.set_title(
         f"Stuck packets by channel ({int(profile['stuck'].stuck_packets.sum()) if len(profile['stuck']) else 0} total)"
@@ -216,8 +225,14 @@ def plot_profile(profile: DatasetProfile) -> Any:
         for rank, pct in enumerate(rows.share_pct.astype(float)):  # biggest relayer first
             ax.barh(i, pct, left=left, color=plt.cm.tab10(rank % 10), edgecolor="white", lw=0.5)
             if pct >= 12:
-                ax.annotate(f"{pct:.0f}%", (left + pct / 2, i), ha="center", va="center",
-                            fontsize=7, color="white")  # fmt: skip
+                ax.annotate(
+                    f"{pct:.0f}%",
+                    (left + pct / 2, i),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                )
             left += pct
     ax.set_yticks(range(len(top_channels)))
     ax.set_yticklabels(

@@ -15,7 +15,23 @@ from ibcbench.plans.render import (
 )
 
 __all__ = [
-    "NodeChange", "Plan", "PlanDiff", "PlanNode", "PlanSetDiff", "capture_plan", "capture_plans",
-    "diff_plan_sets", "diff_plans", "format_diff_text", "format_plan_text", "format_set_diff_text", "load_plan",
-    "load_plans", "plan_from_json", "plan_from_text", "plot_diff", "render_diff_html", "save_plans",
-]  # fmt: skip
+    "NodeChange",
+    "Plan",
+    "PlanDiff",
+    "PlanNode",
+    "PlanSetDiff",
+    "capture_plan",
+    "capture_plans",
+    "diff_plan_sets",
+    "diff_plans",
+    "format_diff_text",
+    "format_plan_text",
+    "format_set_diff_text",
+    "load_plan",
+    "load_plans",
+    "plan_from_json",
+    "plan_from_text",
+    "plot_diff",
+    "render_diff_html",
+    "save_plans",
+]

@@ -32,8 +32,13 @@ def capture_plan(
     ``settings`` are applied with SET LOCAL; writes are analyzed (with WAL figures) and undone.
     """
     is_write = query.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "MERGE")
-    options = ["ANALYZE" if analyze else "ANALYZE false", "BUFFERS" if analyze else "BUFFERS false", "SETTINGS",
-               "VERBOSE", "FORMAT JSON"]  # fmt: skip
+    options = [
+        "ANALYZE" if analyze else "ANALYZE false",
+        "BUFFERS" if analyze else "BUFFERS false",
+        "SETTINGS",
+        "VERBOSE",
+        "FORMAT JSON",
+    ]
     if (wal if wal is not None else is_write) and analyze:
         options.insert(2, "WAL")
     with conn.transaction(force_rollback=True):

@@ -118,11 +118,26 @@ def _compare(a: PlanNode, b: PlanNode, path: str, out: list[NodeChange]) -> None
     if (a.shared_hit + a.shared_read) != (b.shared_hit + b.shared_read) and (
         a.children == [] or b.children == []
     ):
-        out.append(NodeChange(path, "buffers", f"{a.shared_hit} hit / {a.shared_read} read",
-                              f"{b.shared_hit} hit / {b.shared_read} read", 0.0))  # fmt: skip
+        out.append(
+            NodeChange(
+                path,
+                "buffers",
+                f"{a.shared_hit} hit / {a.shared_read} read",
+                f"{b.shared_hit} hit / {b.shared_read} read",
+                0.0,
+            )
+        )
     if round(a.est_rows) != round(b.est_rows):
-        out.append(NodeChange(path, "estimate", f"{a.est_rows:,.0f} rows", f"{b.est_rows:,.0f} rows", 0.0,
-                              f"actual {b.actual_rows if b.actual_rows is not None else '?'}"))  # fmt: skip
+        out.append(
+            NodeChange(
+                path,
+                "estimate",
+                f"{a.est_rows:,.0f} rows",
+                f"{b.est_rows:,.0f} rows",
+                0.0,
+                f"actual {b.actual_rows if b.actual_rows is not None else '?'}",
+            )
+        )
 
 
 def _align(
@@ -168,13 +183,27 @@ def diff_plans(before: Plan, after: Plan) -> PlanDiff:
         before.chunks_scanned != after.chunks_scanned
         or before.chunks_excluded != after.chunks_excluded
     ):
-        changes.append(NodeChange("plan", "chunks", f"{before.chunks_scanned} scanned / {before.chunks_excluded} excluded",
-                                  f"{after.chunks_scanned} scanned / {after.chunks_excluded} excluded", 0.0))  # fmt: skip
+        changes.append(
+            NodeChange(
+                "plan",
+                "chunks",
+                f"{before.chunks_scanned} scanned / {before.chunks_excluded} excluded",
+                f"{after.chunks_scanned} scanned / {after.chunks_excluded} excluded",
+                0.0,
+            )
+        )
     if (
         before.columnar_scans != after.columnar_scans
     ):  # chunks read from the columnstore or the rowstore
-        changes.append(NodeChange("plan", "columnstore", f"{before.columnar_scans} columnar chunk scans",
-                                  f"{after.columnar_scans} columnar chunk scans", 0.0))  # fmt: skip
+        changes.append(
+            NodeChange(
+                "plan",
+                "columnstore",
+                f"{before.columnar_scans} columnar chunk scans",
+                f"{after.columnar_scans} columnar chunk scans",
+                0.0,
+            )
+        )
     changes.sort(key=lambda c: -c.weight)
     return PlanDiff(before, after, changes, pairs)
 
@@ -195,8 +224,16 @@ class PlanSetDiff:
         for name, d in self.diffs.items():
             for side, plan in ((self.before_name, d.before), (self.after_name, d.after)):
                 for node, q in plan.worst_estimates(3):
-                    rows.append({"query": name, "config": side, "node": node.label, "estimated": round(node.est_rows),
-                                 "actual": round(node.actual_rows or 0), "q_error": round(q, 1)})  # fmt: skip
+                    rows.append(
+                        {
+                            "query": name,
+                            "config": side,
+                            "node": node.label,
+                            "estimated": round(node.est_rows),
+                            "actual": round(node.actual_rows or 0),
+                            "q_error": round(q, 1),
+                        }
+                    )
         frame = pd.DataFrame(
             rows, columns=["query", "config", "node", "estimated", "actual", "q_error"]
         )
@@ -217,11 +254,17 @@ class PlanSetDiff:
 
         rows = []  # ratio to 3 significant digits: a 4000x speed-up is 0.000231, not 0.0
         for name, d in self.diffs.items():
-            rows.append({
-                "query": name, f"{self.before_name}_ms": round(d.before.total_ms, 3),
-                f"{self.after_name}_ms": round(d.after.total_ms, 3), "ratio": float(f"{d.time_ratio:.3g}"),
-                "verdict": d.verdict, "explained_by": d.explanation, "changes": len(d.changes),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "query": name,
+                    f"{self.before_name}_ms": round(d.before.total_ms, 3),
+                    f"{self.after_name}_ms": round(d.after.total_ms, 3),
+                    "ratio": float(f"{d.time_ratio:.3g}"),
+                    "verdict": d.verdict,
+                    "explained_by": d.explanation,
+                    "changes": len(d.changes),
+                }
+            )
         return pd.DataFrame(rows)
 
 

@@ -210,9 +210,10 @@ class Plan:
     def columnar_scans(self) -> int:
         """Scans of columnstore chunks that ran (see :data:`COLUMNAR_PROVIDERS`)."""
         return sum(
-            1 for n in self.nodes()
+            1
+            for n in self.nodes()
             if n.raw.get("Custom Plan Provider") in COLUMNAR_PROVIDERS and n.executed
-        )  # fmt: skip
+        )
 
     @property
     def chunks_scanned(self) -> int:
@@ -315,8 +316,12 @@ def plan_from_text(text: str) -> Plan:
         m = _NODE_RE.match(line)
         if m:
             desc = m.group("desc").strip()
-            node: dict[str, Any] = {"Total Cost": float(m.group("c1")), "Startup Cost": float(m.group("c0")),
-                                    "Plan Rows": int(m.group("rows")), "Plan Width": int(m.group("width"))}  # fmt: skip
+            node: dict[str, Any] = {
+                "Total Cost": float(m.group("c1")),
+                "Startup Cost": float(m.group("c0")),
+                "Plan Rows": int(m.group("rows")),
+                "Plan Width": int(m.group("width")),
+            }
             dm = _DESC_RE.match(desc)
             node_type = dm.group("type") if dm else desc
             custom = re.match(r"^Custom Scan \((\w+)\)$", node_type)
@@ -351,8 +356,14 @@ def plan_from_text(text: str) -> Plan:
                 if dm.group("alias"):
                     node["Alias"] = dm.group("alias")
             if m.group("t1") is not None:
-                node.update({"Actual Startup Time": float(m.group("t0")), "Actual Total Time": float(m.group("t1")),
-                             "Actual Rows": int(m.group("arows")), "Actual Loops": int(m.group("loops"))})  # fmt: skip
+                node.update(
+                    {
+                        "Actual Startup Time": float(m.group("t0")),
+                        "Actual Total Time": float(m.group("t1")),
+                        "Actual Rows": int(m.group("arows")),
+                        "Actual Loops": int(m.group("loops")),
+                    }
+                )
             elif m.group("arows2") is not None:
                 node.update(
                     {"Actual Rows": int(m.group("arows2")), "Actual Loops": int(m.group("loops2"))}

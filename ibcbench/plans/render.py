@@ -14,8 +14,10 @@ def _line(node: PlanNode, depth: int) -> str:
     act = f"act {node.actual_rows:,.0f}" if node.actual_rows is not None else "act ?"
     q = f" q={node.q_error:.1f}" if node.q_error and node.q_error >= 2 else ""
     never = " (never executed)" if not node.executed else ""
-    return (f"{'  ' * depth}-> {node.label}  [incl {node.inclusive_ms:.3f} ms, excl {node.exclusive_ms:.3f} ms, "
-            f"{est}, {act}{q}, buf {node.shared_hit}h/{node.shared_read}r]{never}")  # fmt: skip
+    return (
+        f"{'  ' * depth}-> {node.label}  [incl {node.inclusive_ms:.3f} ms, excl {node.exclusive_ms:.3f} ms, "
+        f"{est}, {act}{q}, buf {node.shared_hit}h/{node.shared_read}r]{never}"
+    )
 
 
 def format_plan_text(plan: Plan) -> str:
@@ -118,8 +120,10 @@ def render_diff_html(
     else:
         items = [(title, diff)]
     for name, d in items:
-        parts.append(f"<h4>{html.escape(name)} — <span class=\"verdict-{d.verdict}\">{d.verdict}</span> "
-                     f"({d.before.total_ms:.3f} → {d.after.total_ms:.3f} ms)</h4>")  # fmt: skip
+        parts.append(
+            f'<h4>{html.escape(name)} — <span class="verdict-{d.verdict}">{d.verdict}</span> '
+            f"({d.before.total_ms:.3f} → {d.after.total_ms:.3f} ms)</h4>"
+        )
         parts.append(
             f'<div class="cols"><div>{_tree_html(d, 0)}</div><div>{_tree_html(d, 1)}</div></div>'
         )

@@ -130,23 +130,35 @@ def compare_latencies(
         if len(la) == 0 or len(lb) == 0:
             continue
         ratio, low, high = bootstrap_ratio(
-            la, lb, blocks_a=blocks[id(a)][sel_a], blocks_b=blocks[id(b)][sel_b],
-            n_boot=n_boot, seed=seed,
-        )  # fmt: skip
+            la,
+            lb,
+            blocks_a=blocks[id(a)][sel_a],
+            blocks_b=blocks[id(b)][sel_b],
+            n_boot=n_boot,
+            seed=seed,
+        )
         if low > 1 and ratio > 1 + noise:
             verdict = "slower"
         elif high < 1 and ratio < 1 - noise:
             verdict = "faster"
         else:
             verdict = "no difference"
-        rows.append({
-            "query": query, "baseline_p50_ms": round(float(np.median(la)), 3),
-            "candidate_p50_ms": round(float(np.median(lb)), 3), "ratio": round(ratio, 3),
-            "ci_low": round(low, 3), "ci_high": round(high, 3), "ci_width": round(high - low, 3),
-            "verdict": verdict, "baseline_n": len(la), "candidate_n": len(lb),
-            "baseline_blocks": len(np.unique(blocks[id(a)][sel_a])),
-            "candidate_blocks": len(np.unique(blocks[id(b)][sel_b])),
-        })  # fmt: skip
+        rows.append(
+            {
+                "query": query,
+                "baseline_p50_ms": round(float(np.median(la)), 3),
+                "candidate_p50_ms": round(float(np.median(lb)), 3),
+                "ratio": round(ratio, 3),
+                "ci_low": round(low, 3),
+                "ci_high": round(high, 3),
+                "ci_width": round(high - low, 3),
+                "verdict": verdict,
+                "baseline_n": len(la),
+                "candidate_n": len(lb),
+                "baseline_blocks": len(np.unique(blocks[id(a)][sel_a])),
+                "candidate_blocks": len(np.unique(blocks[id(b)][sel_b])),
+            }
+        )
     return pd.DataFrame(rows)
 
 

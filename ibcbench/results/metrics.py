@@ -84,162 +84,519 @@ def _data(key: str, unit: str, note: str) -> Metric:
 _DATA = "a property of the generated data, set by scale and seed: a change means different data"
 
 #: every key the notebooks record, by notebook (01..07)
-METRICS: dict[str, Metric] = {m.key: m for m in (
-    # 01 · generate and load
-    _data("dataset", "", "the dataset's database name"),
-    _data("created", "", "whether this run generated the dataset or reused an existing one"),
-    _data("dataset_seconds", "s", "generation and load when created, a lookup when reused: not comparable"),
-    Metric("load_rows_per_s", "higher", "rows/s", TIMING, note="binary COPY throughput (only when created)"),
-    _data("rows_packet_flow", "rows", _DATA),
-    _data("rows_clearing_operations", "rows", _DATA),
-    _data("rows_network_stats", "rows", _DATA),
-    _data("rows_channel_performance", "rows", _DATA),
-    _data("rows_relayer_performance", "rows", _DATA),
-    _data("chain_pairs", "pairs", _DATA),
-    _data("chains", "chains", _DATA),
-    _data("stuck_pct", "%", _DATA),
-    _data("timeout_pct", "%", _DATA),
-    _data("acknowledged_pct", "%", _DATA),
-    _data("clear_time_p50_s", "s", "simulated clear times of the generated packets, not the server's speed"),
-    _data("clear_time_p99_s", "s", "simulated clear times of the generated packets, not the server's speed"),
-    _data("relayers_on_busiest_channel", "relayers", _DATA),
-    _data("redundant_relay_pct", "%", _DATA),
-    # 02 · index strategies
-    Metric("wallet_history_p50_ms_none", "lower", "ms", TIMING, 0.05, note="wallet history p50 without secondary indexes: a scan"),
-    _lookup("wallet_history_p50_ms_seed", "wallet history p50 with the seed's indexes"),
-    Metric("wallet_history_speedup", "higher", "x", RATIO, note="p50 without indexes / with the seed's"),
-    Metric("packet_lookup_speedup", "higher", "x", RATIO, note="p50 without indexes / with the seed's"),
-    _data("winners", "", "the fastest strategy per query (names)"),
-    Metric("ingest_rows_per_s", "higher", "rows/s", TIMING, note="bulk insert rate per strategy"),
-    # 03 · pool settings
-    _data("knee_max_size", "connections", "where throughput stops growing: neither direction is better"),
-    Metric("best_qps", "higher", "queries/s", THROUGHPUT, note="the sweep's best throughput"),
-    Metric("errors", "lower", "errors", note="failed queries in the sweep: any increase counts"),
-    Metric("client_bound_points", "lower", "points", 0.0, 1.0,
-           note="sweep points limited by the Python client, whose figures are the client's; one point flips with noise"),
-    Metric("prepared_gain", "higher", "x", THROUGHPUT, note="throughput prepared / not prepared"),
-    Metric("max_wait_ms_per_request", "lower", "ms", TIMING, 1.0, note="longest mean pool wait of a sweep point"),
-    _data("capacity_rate_qps", "queries/s", "the arrival rate the wait was measured at (set from the throughput)"),
-    _data("capacity_knee_pgbench", "connections", "where more connections stop adding throughput: neither way is better"),
-    _data("capacity_knee_python", "connections", "the same through psycopg_pool"),
-    Metric("capacity_wait_p95_ms", "lower", "ms", TIMING, 1.0,
-           note="arrival to a free connection at the rate, p95, per engine and pool size"),
-    # 04 · query plans
-    _data("queries", "queries", "how many queries were compared"),
-    Metric("faster", "higher", "queries", 0.0, 1.0, note="queries faster with config b; one flips with noise"),
-    Metric("slower", "lower", "queries", 0.0, 1.0, note="queries slower with config b; one flips with noise"),
-    _data("plans_changed", "plans", "how many plans config b changed: neither direction is better"),
-    _data("biggest_change_query", "", "the query whose plan changed most (a name)"),
-    Metric("biggest_speedup", "higher", "x", RATIO, note="that query's p50 a / b"),
-    Metric("worst_q_error", "lower", "x", ESTIMATE, note="the planner's worst row estimate (q-error)"),
-    _data("random_page_cost_plans_changed", "plans", "how many plans a setting changed: neither direction is better"),
-    # 05 · TimescaleDB
-    _data("compression", "", "whether the server's edition has compression (text)"),
-    _data("caggs_available", "", "whether the server's edition has continuous aggregates"),
-    _data("most_chunks_layout", "", "the chunk interval with the most chunks (a name)"),
-    _data("chunks_total", "chunks", "set by the data and the chunk interval"),
-    Metric("chunks_scanned_bounded", "lower", "chunks", note="a time-bounded lookup: more chunks means less exclusion"),
-    _data("chunks_scanned_unbounded", "chunks", "an unbounded lookup scans every chunk by design"),
-    Metric("point_lookup_ratio_many_chunks_vs_plain", "lower", "x", THROUGHPUT,
-           note="point lookup latency, most chunks / plain table"),
-    Metric("rollup_matches_raw", "higher", "", note="True expected: the rollup equals the raw GROUP BY"),
-    Metric("refresh_ms", "lower", "ms", TIMING, 5.0, note="rollup refresh time per method"),
-    _data("cagg_stale_rows_materialized_only", "rows", "new packets a materialized-only answer misses: by design"),
-    Metric("cagg_stale_rows_real_time", "lower", "rows", note="0 expected: real-time aggregation adds the new rows"),
-    Metric("cagg_hierarchical_matches_hourly", "higher", "", note="True expected: the daily aggregate sums the hourly"),
-    _data("cagg_policy_runs", "runs", "runs of the refresh policy job seen"),
-    Metric("cagg_policy_failures", "lower", "runs", note="failed runs of the refresh policy job"),
-    _data("cagg_policy_status", "", "the policy job's last run status (text)"),
-    Metric("retention_ms", "lower", "ms", TIMING, 5.0, note="retention time per method"),
-    _data("columnstore", "", "'measured', or why the columnstore was not (the edition)"),
-    _data("columnstore_setting", "", "the recommended segmentby setting (a name)"),
-    Metric("compression_ratio", "higher", "x", 0.1, 0.05, note="bytes before / after, compressed chunks, per setting"),
-    Metric("compression_ratio_recommended", "higher", "x", 0.1, 0.05, note="that ratio for the recommended setting"),
-    Metric("analytics_speedup", "higher", "x", RATIO, note="rowstore p50 / columnstore p50 per analytics query"),
-    Metric("point_lookup_slowdown", "lower", "x", RATIO, note="columnstore p50 / rowstore p50 per point lookup"),
-    Metric("ingest_rows_per_s_rowstore", "higher", "rows/s", TIMING, note="INSERT of a new hour, rowstore copy"),
-    Metric("ingest_rows_per_s_columnstore", "higher", "rows/s", TIMING,
-           note="INSERT of a new hour, older chunks in the columnstore"),
-    Metric("backfill_rows_per_s_compressed_chunk", "higher", "rows/s", TIMING,
-           note="INSERT into a compressed chunk's time range"),
-    _data("columnstore_policy_runs", "runs", "runs of the columnstore policy job seen"),
-    Metric("columnstore_policy_failures", "lower", "runs", note="failed runs of the columnstore policy job"),
-    _data("columnstore_recommendation", "", "the recommendation, in words"),
-    Metric("retention_wal_bytes", "lower", "bytes", 1.0, 8192.0,
-           note="WAL written by retention per method; full-page images after a checkpoint moved it x1.5"),
-    # 06 · maintenance
-    _data("cron_jobs_scheduled", "jobs", "how many demo jobs were scheduled"),
-    # 06 · incidents planted by the generator and what the monitors found (bench/incidents.py)
-    _data("incidents_planted", "incidents", "set by the seed and the span"),
-    *(_data(f"incidents_{kind}", "incidents", "set by the seed and the span")
-      for kind in ("chain_halt", "relayer_outage", "congestion", "client_expiry")),
-    *(Metric(f"monitor_{m}_hits", "higher", "incidents", note=f"incidents the {m} monitor found")
-      for m in ("health_score", "stuck_packets", "long_running_queries")),
-    *(Metric(f"monitor_{m}_misses", "lower", "incidents", note=f"incidents the {m} monitor missed")
-      for m in ("health_score", "stuck_packets", "long_running_queries")),
-    *(Metric(f"monitor_{m}_false_alarms", "lower", "alerts", note=f"{m} alerts about no incident")
-      for m in ("health_score", "stuck_packets", "long_running_queries")),
-    _data("health_best", "points", "the healthiest chain's score"),
-    _data("health_best_chain", "", "a chain id"),
-    _data("health_worst", "points", "the least healthy chain's score"),
-    _data("health_worst_chain", "", "a chain id"),
-    Metric("health_spread", "higher", "points", 0.25, 2.0,
-           note="best minus worst health score: the score separates incident chains from the rest"),
-    _data("incident_chains", "chains", "chains that had an incident"),
-    _data("incident_chain_ranks", "", "their ranks from the bottom (a list)"),
-    Metric("incident_chains_rank_lowest", "higher", "", note="True expected: incident chains score lowest"),
-    Metric("cron_jobs_seen", "higher", "runs", note="succeeded pg_cron runs: fewer means a job failed or never ran"),
-    Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
-    _data("leaf_density_before", "%", "the bloated index, bloated on purpose"),
-    Metric("leaf_density_after", "higher", "%", 0.1, 1.0, note="leaf density after REINDEX"),
-    _data("index_bytes_before", "bytes", "the bloated index, bloated on purpose"),
-    Metric("index_bytes_after", "lower", "bytes", 0.1, 8192.0, note="index size after REINDEX"),
-    _lookup("lookup_p50_ms_before", "an index lookup on the bloated index"),
-    _lookup("lookup_p50_ms_after", "the same lookup after REINDEX"),
-    Metric("bloat_detected", "higher", "", note="True expected: the monitoring query finds the planted bloat"),
-    _data("health_scores", "rows", "rows of the network health table"),
-    # 07 · replicas and PgBouncer (bench/replicas.py, bench/pgbouncer.py)
-    Metric("lag_peak_bytes", "lower", "bytes", TIMING, 1e6, note="WAL the standby had not replayed, at worst"),
-    Metric("lag_p95_bytes", "lower", "bytes", TIMING, 1e6, note="WAL not replayed, 95th percentile of the samples"),
-    Metric("lag_peak_s", "lower", "s", TIMING, 0.1, note="replay_lag (pg_stat_replication) at worst during the load"),
-    Metric("lag_p95_s", "lower", "s", TIMING, 0.1, note="replay_lag, 95th percentile"),
-    Metric("staleness_peak_s", "none", "s", note="age of the newest commit the standby showed: the load's length"),
-    Metric("lag_catch_up_s", "lower", "s", TIMING, 0.1, note="from the load's commit until the standby replayed it"),
-    Metric("lag_load_s", "lower", "s", TIMING, note="the load itself, while the standby streamed"),
-    _data("lag_samples", "samples", "how many lag samples were taken"),
-    _data("lag_sample_interval_ms", "ms", "the median interval between lag samples"),
-    *(Metric(f"analytics_{t}_{p}_ms", "lower", "ms", TIMING, 0.05, note=f"the analytics mix on the {t}")
-      for t in ("primary", "standby") for p in ("p50", "p95")),
-    Metric("analytics_standby_over_primary_p50", "none", "", note="standby p50 / primary p50 (1: the same)"),
-    Metric("service_p95_ms_alone", "lower", "ms", TIMING, 0.05, note="the service mix on the primary alone"),
-    Metric("service_p95_ms_standby_busy", "lower", "ms", TIMING, 0.05,
-           note="the service mix while the standby runs the analytics (same machine: shared CPUs)"),
-    Metric("service_qps_alone", "higher", "queries/s", THROUGHPUT),
-    Metric("service_qps_standby_busy", "higher", "queries/s", THROUGHPUT),
-    Metric("analytics_errors", "lower", "errors", note="0 expected"),
-    Metric("cancelled_feedback_off", "none", "queries", note="standby queries cancelled by vacuum: expected > 0"),
-    Metric("cancelled_feedback_on", "lower", "queries", note="cancelled with hot_standby_feedback: 0 expected"),
-    _data("standby_queries_feedback_off", "queries", "standby queries that completed"),
-    _data("standby_queries_feedback_on", "queries", "standby queries that completed"),
-    _data("dead_tuples_kept_feedback_off", "rows", "dead rows vacuum could not remove"),
-    Metric("dead_tuples_kept_feedback_on", "none", "rows", note="what feedback costs the primary: dead rows kept"),
-    _data("table_mb_feedback_off", "MB", "the demo table after the rounds"),
-    Metric("table_mb_feedback_on", "none", "MB", note="the demo table, dead rows kept for the standby"),
-    Metric("restart_primary_errors", "lower", "errors", note="0 expected: the primary keeps serving"),
-    Metric("restart_primary_qps", "higher", "queries/s", THROUGHPUT),
-    Metric("restart_read_errors", "lower", "errors", 1.0, 2.0, note="reads on the standby as it went down"),
-    Metric("restart_reads_fell_back", "none", "reads", note="routed reads sent to the primary meanwhile"),
-    Metric("restart_reads_on_standby", "none", "reads"),
-    Metric("restart_s", "lower", "s", TIMING, 1.0, note="the standby's stop and start"),
-    *(Metric(f"{path}_{n}c_qps", "higher", "queries/s", THROUGHPUT, note=f"{path}, {n} clients")
-      for path in ("direct_python", "direct_pgbench", "pgb_txn_pgbench", "pgb_session_pgbench",
-                   "pgb_txn_python", "pgb_session_python") for n in (1, 25, 200)),
-    *(Metric(f"{path}_{n}c_p99_ms", "lower", "ms", TIMING, 1.0, note=f"{path}, {n} clients")
-      for path in ("direct_python", "direct_pgbench", "pgb_txn_pgbench", "pgb_session_pgbench",
-                   "pgb_txn_python", "pgb_session_python") for n in (1, 25, 200)),
-    Metric("prepared_errors_threshold_5", "none", "errors", note="prepare_threshold=5 through transaction pooling"),
-    Metric("prepared_errors_threshold_none", "lower", "errors", note="the fix, prepare_threshold=None: 0 expected"),
-)}  # fmt: skip
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        # 01 · generate and load
+        _data("dataset", "", "the dataset's database name"),
+        _data("created", "", "whether this run generated the dataset or reused an existing one"),
+        _data(
+            "dataset_seconds",
+            "s",
+            "generation and load when created, a lookup when reused: not comparable",
+        ),
+        Metric(
+            "load_rows_per_s",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="binary COPY throughput (only when created)",
+        ),
+        _data("rows_packet_flow", "rows", _DATA),
+        _data("rows_clearing_operations", "rows", _DATA),
+        _data("rows_network_stats", "rows", _DATA),
+        _data("rows_channel_performance", "rows", _DATA),
+        _data("rows_relayer_performance", "rows", _DATA),
+        _data("chain_pairs", "pairs", _DATA),
+        _data("chains", "chains", _DATA),
+        _data("stuck_pct", "%", _DATA),
+        _data("timeout_pct", "%", _DATA),
+        _data("acknowledged_pct", "%", _DATA),
+        _data(
+            "clear_time_p50_s",
+            "s",
+            "simulated clear times of the generated packets, not the server's speed",
+        ),
+        _data(
+            "clear_time_p99_s",
+            "s",
+            "simulated clear times of the generated packets, not the server's speed",
+        ),
+        _data("relayers_on_busiest_channel", "relayers", _DATA),
+        _data("redundant_relay_pct", "%", _DATA),
+        # 02 · index strategies
+        Metric(
+            "wallet_history_p50_ms_none",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="wallet history p50 without secondary indexes: a scan",
+        ),
+        _lookup("wallet_history_p50_ms_seed", "wallet history p50 with the seed's indexes"),
+        Metric(
+            "wallet_history_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="p50 without indexes / with the seed's",
+        ),
+        Metric(
+            "packet_lookup_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="p50 without indexes / with the seed's",
+        ),
+        _data("winners", "", "the fastest strategy per query (names)"),
+        Metric(
+            "ingest_rows_per_s", "higher", "rows/s", TIMING, note="bulk insert rate per strategy"
+        ),
+        # 03 · pool settings
+        _data(
+            "knee_max_size",
+            "connections",
+            "where throughput stops growing: neither direction is better",
+        ),
+        Metric("best_qps", "higher", "queries/s", THROUGHPUT, note="the sweep's best throughput"),
+        Metric(
+            "errors", "lower", "errors", note="failed queries in the sweep: any increase counts"
+        ),
+        Metric(
+            "client_bound_points",
+            "lower",
+            "points",
+            0.0,
+            1.0,
+            note="sweep points limited by the Python client, whose figures are the client's; one point flips with noise",
+        ),
+        Metric(
+            "prepared_gain", "higher", "x", THROUGHPUT, note="throughput prepared / not prepared"
+        ),
+        Metric(
+            "max_wait_ms_per_request",
+            "lower",
+            "ms",
+            TIMING,
+            1.0,
+            note="longest mean pool wait of a sweep point",
+        ),
+        _data(
+            "capacity_rate_qps",
+            "queries/s",
+            "the arrival rate the wait was measured at (set from the throughput)",
+        ),
+        _data(
+            "capacity_knee_pgbench",
+            "connections",
+            "where more connections stop adding throughput: neither way is better",
+        ),
+        _data("capacity_knee_python", "connections", "the same through psycopg_pool"),
+        Metric(
+            "capacity_wait_p95_ms",
+            "lower",
+            "ms",
+            TIMING,
+            1.0,
+            note="arrival to a free connection at the rate, p95, per engine and pool size",
+        ),
+        # 04 · query plans
+        _data("queries", "queries", "how many queries were compared"),
+        Metric(
+            "faster",
+            "higher",
+            "queries",
+            0.0,
+            1.0,
+            note="queries faster with config b; one flips with noise",
+        ),
+        Metric(
+            "slower",
+            "lower",
+            "queries",
+            0.0,
+            1.0,
+            note="queries slower with config b; one flips with noise",
+        ),
+        _data(
+            "plans_changed", "plans", "how many plans config b changed: neither direction is better"
+        ),
+        _data("biggest_change_query", "", "the query whose plan changed most (a name)"),
+        Metric("biggest_speedup", "higher", "x", RATIO, note="that query's p50 a / b"),
+        Metric(
+            "worst_q_error",
+            "lower",
+            "x",
+            ESTIMATE,
+            note="the planner's worst row estimate (q-error)",
+        ),
+        _data(
+            "random_page_cost_plans_changed",
+            "plans",
+            "how many plans a setting changed: neither direction is better",
+        ),
+        # 05 · TimescaleDB
+        _data("compression", "", "whether the server's edition has compression (text)"),
+        _data("caggs_available", "", "whether the server's edition has continuous aggregates"),
+        _data("most_chunks_layout", "", "the chunk interval with the most chunks (a name)"),
+        _data("chunks_total", "chunks", "set by the data and the chunk interval"),
+        Metric(
+            "chunks_scanned_bounded",
+            "lower",
+            "chunks",
+            note="a time-bounded lookup: more chunks means less exclusion",
+        ),
+        _data(
+            "chunks_scanned_unbounded", "chunks", "an unbounded lookup scans every chunk by design"
+        ),
+        Metric(
+            "point_lookup_ratio_many_chunks_vs_plain",
+            "lower",
+            "x",
+            THROUGHPUT,
+            note="point lookup latency, most chunks / plain table",
+        ),
+        Metric(
+            "rollup_matches_raw",
+            "higher",
+            "",
+            note="True expected: the rollup equals the raw GROUP BY",
+        ),
+        Metric("refresh_ms", "lower", "ms", TIMING, 5.0, note="rollup refresh time per method"),
+        _data(
+            "cagg_stale_rows_materialized_only",
+            "rows",
+            "new packets a materialized-only answer misses: by design",
+        ),
+        Metric(
+            "cagg_stale_rows_real_time",
+            "lower",
+            "rows",
+            note="0 expected: real-time aggregation adds the new rows",
+        ),
+        Metric(
+            "cagg_hierarchical_matches_hourly",
+            "higher",
+            "",
+            note="True expected: the daily aggregate sums the hourly",
+        ),
+        _data("cagg_policy_runs", "runs", "runs of the refresh policy job seen"),
+        Metric(
+            "cagg_policy_failures", "lower", "runs", note="failed runs of the refresh policy job"
+        ),
+        _data("cagg_policy_status", "", "the policy job's last run status (text)"),
+        Metric("retention_ms", "lower", "ms", TIMING, 5.0, note="retention time per method"),
+        _data("columnstore", "", "'measured', or why the columnstore was not (the edition)"),
+        _data("columnstore_setting", "", "the recommended segmentby setting (a name)"),
+        Metric(
+            "compression_ratio",
+            "higher",
+            "x",
+            0.1,
+            0.05,
+            note="bytes before / after, compressed chunks, per setting",
+        ),
+        Metric(
+            "compression_ratio_recommended",
+            "higher",
+            "x",
+            0.1,
+            0.05,
+            note="that ratio for the recommended setting",
+        ),
+        Metric(
+            "analytics_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="rowstore p50 / columnstore p50 per analytics query",
+        ),
+        Metric(
+            "point_lookup_slowdown",
+            "lower",
+            "x",
+            RATIO,
+            note="columnstore p50 / rowstore p50 per point lookup",
+        ),
+        Metric(
+            "ingest_rows_per_s_rowstore",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT of a new hour, rowstore copy",
+        ),
+        Metric(
+            "ingest_rows_per_s_columnstore",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT of a new hour, older chunks in the columnstore",
+        ),
+        Metric(
+            "backfill_rows_per_s_compressed_chunk",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT into a compressed chunk's time range",
+        ),
+        _data("columnstore_policy_runs", "runs", "runs of the columnstore policy job seen"),
+        Metric(
+            "columnstore_policy_failures",
+            "lower",
+            "runs",
+            note="failed runs of the columnstore policy job",
+        ),
+        _data("columnstore_recommendation", "", "the recommendation, in words"),
+        Metric(
+            "retention_wal_bytes",
+            "lower",
+            "bytes",
+            1.0,
+            8192.0,
+            note="WAL written by retention per method; full-page images after a checkpoint moved it x1.5",
+        ),
+        # 06 · maintenance
+        _data("cron_jobs_scheduled", "jobs", "how many demo jobs were scheduled"),
+        # 06 · incidents planted by the generator and what the monitors found (bench/incidents.py)
+        _data("incidents_planted", "incidents", "set by the seed and the span"),
+        *(
+            _data(f"incidents_{kind}", "incidents", "set by the seed and the span")
+            for kind in ("chain_halt", "relayer_outage", "congestion", "client_expiry")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_hits", "higher", "incidents", note=f"incidents the {m} monitor found"
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_misses",
+                "lower",
+                "incidents",
+                note=f"incidents the {m} monitor missed",
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_false_alarms", "lower", "alerts", note=f"{m} alerts about no incident"
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        _data("health_best", "points", "the healthiest chain's score"),
+        _data("health_best_chain", "", "a chain id"),
+        _data("health_worst", "points", "the least healthy chain's score"),
+        _data("health_worst_chain", "", "a chain id"),
+        Metric(
+            "health_spread",
+            "higher",
+            "points",
+            0.25,
+            2.0,
+            note="best minus worst health score: the score separates incident chains from the rest",
+        ),
+        _data("incident_chains", "chains", "chains that had an incident"),
+        _data("incident_chain_ranks", "", "their ranks from the bottom (a list)"),
+        Metric(
+            "incident_chains_rank_lowest",
+            "higher",
+            "",
+            note="True expected: incident chains score lowest",
+        ),
+        Metric(
+            "cron_jobs_seen",
+            "higher",
+            "runs",
+            note="succeeded pg_cron runs: fewer means a job failed or never ran",
+        ),
+        Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
+        _data("leaf_density_before", "%", "the bloated index, bloated on purpose"),
+        Metric("leaf_density_after", "higher", "%", 0.1, 1.0, note="leaf density after REINDEX"),
+        _data("index_bytes_before", "bytes", "the bloated index, bloated on purpose"),
+        Metric("index_bytes_after", "lower", "bytes", 0.1, 8192.0, note="index size after REINDEX"),
+        _lookup("lookup_p50_ms_before", "an index lookup on the bloated index"),
+        _lookup("lookup_p50_ms_after", "the same lookup after REINDEX"),
+        Metric(
+            "bloat_detected",
+            "higher",
+            "",
+            note="True expected: the monitoring query finds the planted bloat",
+        ),
+        _data("health_scores", "rows", "rows of the network health table"),
+        # 07 · replicas and PgBouncer (bench/replicas.py, bench/pgbouncer.py)
+        Metric(
+            "lag_peak_bytes",
+            "lower",
+            "bytes",
+            TIMING,
+            1e6,
+            note="WAL the standby had not replayed, at worst",
+        ),
+        Metric(
+            "lag_p95_bytes",
+            "lower",
+            "bytes",
+            TIMING,
+            1e6,
+            note="WAL not replayed, 95th percentile of the samples",
+        ),
+        Metric(
+            "lag_peak_s",
+            "lower",
+            "s",
+            TIMING,
+            0.1,
+            note="replay_lag (pg_stat_replication) at worst during the load",
+        ),
+        Metric("lag_p95_s", "lower", "s", TIMING, 0.1, note="replay_lag, 95th percentile"),
+        Metric(
+            "staleness_peak_s",
+            "none",
+            "s",
+            note="age of the newest commit the standby showed: the load's length",
+        ),
+        Metric(
+            "lag_catch_up_s",
+            "lower",
+            "s",
+            TIMING,
+            0.1,
+            note="from the load's commit until the standby replayed it",
+        ),
+        Metric(
+            "lag_load_s", "lower", "s", TIMING, note="the load itself, while the standby streamed"
+        ),
+        _data("lag_samples", "samples", "how many lag samples were taken"),
+        _data("lag_sample_interval_ms", "ms", "the median interval between lag samples"),
+        *(
+            Metric(
+                f"analytics_{t}_{p}_ms",
+                "lower",
+                "ms",
+                TIMING,
+                0.05,
+                note=f"the analytics mix on the {t}",
+            )
+            for t in ("primary", "standby")
+            for p in ("p50", "p95")
+        ),
+        Metric(
+            "analytics_standby_over_primary_p50",
+            "none",
+            "",
+            note="standby p50 / primary p50 (1: the same)",
+        ),
+        Metric(
+            "service_p95_ms_alone",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="the service mix on the primary alone",
+        ),
+        Metric(
+            "service_p95_ms_standby_busy",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="the service mix while the standby runs the analytics (same machine: shared CPUs)",
+        ),
+        Metric("service_qps_alone", "higher", "queries/s", THROUGHPUT),
+        Metric("service_qps_standby_busy", "higher", "queries/s", THROUGHPUT),
+        Metric("analytics_errors", "lower", "errors", note="0 expected"),
+        Metric(
+            "cancelled_feedback_off",
+            "none",
+            "queries",
+            note="standby queries cancelled by vacuum: expected > 0",
+        ),
+        Metric(
+            "cancelled_feedback_on",
+            "lower",
+            "queries",
+            note="cancelled with hot_standby_feedback: 0 expected",
+        ),
+        _data("standby_queries_feedback_off", "queries", "standby queries that completed"),
+        _data("standby_queries_feedback_on", "queries", "standby queries that completed"),
+        _data("dead_tuples_kept_feedback_off", "rows", "dead rows vacuum could not remove"),
+        Metric(
+            "dead_tuples_kept_feedback_on",
+            "none",
+            "rows",
+            note="what feedback costs the primary: dead rows kept",
+        ),
+        _data("table_mb_feedback_off", "MB", "the demo table after the rounds"),
+        Metric(
+            "table_mb_feedback_on",
+            "none",
+            "MB",
+            note="the demo table, dead rows kept for the standby",
+        ),
+        Metric(
+            "restart_primary_errors",
+            "lower",
+            "errors",
+            note="0 expected: the primary keeps serving",
+        ),
+        Metric("restart_primary_qps", "higher", "queries/s", THROUGHPUT),
+        Metric(
+            "restart_read_errors",
+            "lower",
+            "errors",
+            1.0,
+            2.0,
+            note="reads on the standby as it went down",
+        ),
+        Metric(
+            "restart_reads_fell_back",
+            "none",
+            "reads",
+            note="routed reads sent to the primary meanwhile",
+        ),
+        Metric("restart_reads_on_standby", "none", "reads"),
+        Metric("restart_s", "lower", "s", TIMING, 1.0, note="the standby's stop and start"),
+        *(
+            Metric(
+                f"{path}_{n}c_qps", "higher", "queries/s", THROUGHPUT, note=f"{path}, {n} clients"
+            )
+            for path in (
+                "direct_python",
+                "direct_pgbench",
+                "pgb_txn_pgbench",
+                "pgb_session_pgbench",
+                "pgb_txn_python",
+                "pgb_session_python",
+            )
+            for n in (1, 25, 200)
+        ),
+        *(
+            Metric(f"{path}_{n}c_p99_ms", "lower", "ms", TIMING, 1.0, note=f"{path}, {n} clients")
+            for path in (
+                "direct_python",
+                "direct_pgbench",
+                "pgb_txn_pgbench",
+                "pgb_session_pgbench",
+                "pgb_txn_python",
+                "pgb_session_python",
+            )
+            for n in (1, 25, 200)
+        ),
+        Metric(
+            "prepared_errors_threshold_5",
+            "none",
+            "errors",
+            note="prepare_threshold=5 through transaction pooling",
+        ),
+        Metric(
+            "prepared_errors_threshold_none",
+            "lower",
+            "errors",
+            note="the fix, prepare_threshold=None: 0 expected",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)

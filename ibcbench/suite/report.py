@@ -98,13 +98,21 @@ def _notebook_sections(run: Run) -> list[dict[str, Any]]:
         except (KeyError, IndexError, json.JSONDecodeError):
             intro = ""
         owners = RESULT_OWNERS.get(prefix)
-        sections.append({
-            "id": f"nb{prefix}", "prefix": prefix, "title": f"{prefix} · {title}", "path": nb,
-            "recorded": read_recorded(nb), "ok": info.get("ok", True), "error": info.get("error"),
-            "elapsed_s": info.get("elapsed_s"), "intro": intro,
-            "figures": sorted((run.path / "figures").glob(f"{prefix}_*.png")),
-            "results": [n for n in run.frames() if n.startswith(owners)] if owners else [],
-        })  # fmt: skip
+        sections.append(
+            {
+                "id": f"nb{prefix}",
+                "prefix": prefix,
+                "title": f"{prefix} · {title}",
+                "path": nb,
+                "recorded": read_recorded(nb),
+                "ok": info.get("ok", True),
+                "error": info.get("error"),
+                "elapsed_s": info.get("elapsed_s"),
+                "intro": intro,
+                "figures": sorted((run.path / "figures").glob(f"{prefix}_*.png")),
+                "results": [n for n in run.frames() if n.startswith(owners)] if owners else [],
+            }
+        )
     return sections
 
 
@@ -209,14 +217,24 @@ def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
 
 def _baseline_context(diff: BaselineDiff) -> dict[str, Any]:
     def row(d: MetricDiff) -> dict[str, Any]:
-        return {"notebook": d.notebook, "value": d.key, "baseline": d.baseline,
-                "this run": d.current, "unit": d.unit}  # fmt: skip
+        return {
+            "notebook": d.notebook,
+            "value": d.key,
+            "baseline": d.baseline,
+            "this run": d.current,
+            "unit": d.unit,
+        }
 
     compared = [
-        {**row(d), "change": d.detail, "noise": d.metric.noise_text if d.metric else "",
-         "better": d.metric.better if d.metric else "", "flag": d.verdict if d.verdict != "same" else ""}
+        {
+            **row(d),
+            "change": d.detail,
+            "noise": d.metric.noise_text if d.metric else "",
+            "better": d.metric.better if d.metric else "",
+            "flag": d.verdict if d.verdict != "same" else "",
+        }
         for d in diff.compared
-    ]  # fmt: skip
+    ]
     classes = [
         {"regression": "regression", "improvement": "improvement"}.get(d.verdict, "")
         for d in diff.compared
@@ -277,15 +295,19 @@ def build_report(
                 value = s["recorded"][key]
                 cards.append((label, f"{value:,.1f}" if isinstance(value, float) else _fmt(value)))
     server_rows = [
-        {"item": "run", "value": run.id}, {"item": "target", "value": manifest.get("target")},
+        {"item": "run", "value": run.id},
+        {"item": "target", "value": manifest.get("target")},
         {"item": "PostgreSQL", "value": manifest.get("server_version")},
         {"item": "TimescaleDB", "value": manifest.get("timescaledb")},
         {"item": "extensions", "value": manifest.get("extensions")},
         {"item": "schema version", "value": manifest.get("schema_version")},
         {"item": "machine", "value": manifest.get("machine")},
-        {"item": "ibcbench", "value": f"{manifest.get('ibcbench_version', __version__)} ({manifest.get('git_commit') or 'no git'})"},
+        {
+            "item": "ibcbench",
+            "value": f"{manifest.get('ibcbench_version', __version__)} ({manifest.get('git_commit') or 'no git'})",
+        },
         {"item": "parameters", "value": manifest.get("parameters")},
-    ]  # fmt: skip
+    ]
     settings = manifest.get("settings") or {}
     plans_html = run.path / DIFF_HTML
     context = {

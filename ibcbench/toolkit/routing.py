@@ -113,8 +113,17 @@ class RoutedPool:
         self._lock = threading.Lock()
         self._next = itertools.count()
         self._counts = dict.fromkeys(
-            ("writes", "reads_replica", "reads_primary", "skipped_lagging", "skipped_behind_write",
-             "skipped_unavailable", "lag_checks"), 0)  # fmt: skip
+            (
+                "writes",
+                "reads_replica",
+                "reads_primary",
+                "skipped_lagging",
+                "skipped_behind_write",
+                "skipped_unavailable",
+                "lag_checks",
+            ),
+            0,
+        )
         self._per_replica = [0] * len(self.replicas)
 
     # ---- lag -------------------------------------------------------------------------------------
