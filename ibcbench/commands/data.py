@@ -94,6 +94,27 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     add_dsn_argument(p)
     p.set_defaults(func=_bench_load)
 
+    g = bench.add_parser(
+        "generate",
+        help="the generator alone: wall time, rows/s and peak memory of `ibcbench generate` "
+        "(a child process per round, into a temporary folder)",
+    )
+    g.add_argument(
+        "--scale", default="default", help="tiny, small, default, large (default: default)"
+    )
+    g.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    g.add_argument("--rounds", type=int, default=1, help="rounds, each a fresh process (default 1)")
+    g.set_defaults(func=_bench_generate)
+
+
+def _bench_generate(args: argparse.Namespace) -> int:
+    from ibcbench.bench.generation import benchmark_generation
+
+    result = benchmark_generation(args.scale, seed=args.seed, rounds=args.rounds)
+    print(result.frame.to_string(index=False))
+    print(result.summary())
+    return 0
+
 
 def _params(args: argparse.Namespace, resume=None):
     from data_gen import GenerationParams, ParamError

@@ -152,6 +152,31 @@ METRICS: dict[str, Metric] = {
         Metric(
             "ingest_rows_per_s", "higher", "rows/s", TIMING, note="bulk insert rate per strategy"
         ),
+        # ibcbench bench generate (the generator alone)
+        _data("generate_scale", "", "the preset generated"),
+        Metric(
+            "generate_seconds_median",
+            "lower",
+            "s",
+            TIMING,
+            0.5,
+            note="wall time of `ibcbench generate`",
+        ),
+        Metric(
+            "generate_rows_per_s_median",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="rows generated and written per second",
+        ),
+        Metric(
+            "generate_peak_rss_mb",
+            "lower",
+            "MB",
+            0.25,
+            20.0,
+            note="peak resident memory of the generate process",
+        ),
         # 03 · pool settings
         _data(
             "knee_max_size",
