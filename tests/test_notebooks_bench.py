@@ -67,6 +67,7 @@ def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
             "max_sizes": [1, 4],
             "clients": [1, 4],
             "duration_s": 0.5,
+            "path_clients": [1, 4, 60],
         },
     )
     assert result.ok, result.error
@@ -84,6 +85,21 @@ def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
     assert rec["max_wait_ms_per_request"] == sweep.wait_ms_per_request.max()
     assert rec["client_bound_points"] == sweep.client_bound.sum()
     assert (run.path / "figures" / "03_pool_sweep.png").exists()
+    # the server's side: pgbench's capacity points, and the three connection paths
+    capacity = run.read_frame("pool_capacity")
+    assert set(capacity.engine) == {"pgbench", "python"} and set(capacity.max_size) == {1, 4}
+    assert rec["capacity_knee_pgbench"] in (1, 4)
+    paths = run.read_frame("connection_paths")
+    assert set(paths.path) == {
+        "client pool -> server",
+        "pgbouncer transaction",
+        "pgbouncer session",
+    }
+    assert rec["pgb_txn_pgbench_60c_qps"] > 0 and rec["prepared_errors_threshold_none"] == 0
+    assert (
+        rec["prepared_errors_threshold_5"] > 0
+    )  # PgBouncer 1.18 does not track prepared statements
+    assert (run.path / "figures" / "03_connection_paths.png").exists()
 
 
 def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
     result = run_notebook(
         notebooks_dir() / "07_replicas.ipynb",
         run,
-        {"dsn": _primary_postgres_dsn(topology), "scale": "tiny", "path_clients": [1, 4, 60]},
+        {"dsn": _primary_postgres_dsn(topology), "scale": "tiny"},
     )
     assert result.ok, result.error
     rec = result.recorded
@@ -68,9 +68,6 @@ def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
     assert rec["dead_tuples_kept_feedback_on"] > rec["dead_tuples_kept_feedback_off"]
     assert rec["restart_primary_errors"] == 0  # the runner keeps going on the primary
     assert rec["restart_reads_on_standby"] > 0 and rec["restart_s"] > 0
-    assert rec["pgb_txn_pgbench_60c_qps"] > 0 and rec["prepared_errors_threshold_none"] == 0
-    assert rec["prepared_errors_threshold_5"] > 0
     assert (run.path / "figures" / "07_replication_lag.png").exists()
-    assert (run.path / "figures" / "07_connection_paths.png").exists()
     # what the notebook started is gone; the session's standby and PgBouncer are still there
     assert [r.index for r in topology.read_state().replicas] == [1] and topology.pgbouncer_running()

@@ -36,7 +36,7 @@ from ibcbench.bench.runner import run_pgbench, run_python
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.results.recorded import run_folder, save_frame
+from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.topology import admin_console_url, embedded_topology, pgbouncer_url, show_pools
 
@@ -88,6 +88,7 @@ class ConnectionPathsResult:
         run = run_folder(run_dir)
         if run is not None:
             run.update_manifest(connection_paths=self.manifest)
+            save_figure(plot_connection_paths(self), "03_connection_paths", run, close=True)
 
 
 class _Sampler:

@@ -37,11 +37,11 @@ from ibcbench.results.runs import Run
 RESULT_OWNERS = {
     "01": (),
     "02": ("index_",),
-    "03": ("pool_",),
+    "03": ("pool_", "connection_paths"),
     "04": ("plan",),
     "05": ("ts_",),
     "06": ("maint_",),
-    "07": ("replica_", "connection_paths"),
+    "07": ("replica_",),
 }
 #: recorded numbers shown as summary cards, with their labels
 HIGHLIGHTS = {
