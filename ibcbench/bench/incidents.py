@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from ibcbench.data.load import INCIDENT_FIELDS
 from ibcbench.db import connect, query_frame
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
@@ -59,18 +60,7 @@ def incident_timeline(dsn: str | None) -> pd.DataFrame:
     return frame
 
 
-_INCIDENT_COLUMNS = [
-    "id",
-    "kind",
-    "chain_id",
-    "channel_id",
-    "counterparty_chain_id",
-    "counterparty_channel_id",
-    "relayer",
-    "started_at",
-    "ended_at",
-    "hours",
-]
+_INCIDENT_COLUMNS = ["id", *INCIDENT_FIELDS, "started_at", "ended_at", "hours"]
 
 
 @dataclass(frozen=True)

@@ -519,7 +519,8 @@ def _check_incident_table(conn: psycopg.Connection, wanted: bool) -> None:
         )
 
 
-_INCIDENT_COLUMNS = (
+#: the manifest's fields of a planted incident, as ibcbench_incidents stores them (with its times)
+INCIDENT_FIELDS = (
     "kind",
     "chain_id",
     "channel_id",
@@ -557,15 +558,11 @@ def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> 
             [
                 (
                     load_id,
-                    *(i.get(c) for c in _INCIDENT_COLUMNS),
+                    *(i.get(c) for c in INCIDENT_FIELDS),
                     i["start"],
                     i["end"],
                     json.dumps(
-                        {
-                            k: v
-                            for k, v in i.items()
-                            if k not in (*_INCIDENT_COLUMNS, "start", "end")
-                        }
+                        {k: v for k, v in i.items() if k not in (*INCIDENT_FIELDS, "start", "end")}
                     ),
                 )
                 for i in incidents
