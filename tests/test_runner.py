@@ -245,3 +245,12 @@ def test_pgbench_engine_gives_the_same_frames(loaded_dsn: str) -> None:
     assert list(result.summary.columns) == list(
         summarize(result.latencies, engine="x", clients=1, duration_s=1).columns
     )
+
+
+def test_a_run_that_logged_no_transaction_summarizes_as_zero_throughput() -> None:
+    # what an empty pgbench log becomes (a run whose clients were still connecting when -T ended)
+    empty = pd.DataFrame(columns=["query", "latency_ms", "ok", "t_s"])
+    empty["query"] = pd.Categorical(empty["query"], categories=["a", "b"])
+    summary = summarize(empty, engine="pgbench", clients=200, duration_s=1).set_index("query")
+    assert summary.loc["ALL", "count"] == 0 and summary.loc["ALL", "throughput_qps"] == 0
+    assert np.isnan(summary.loc["ALL", "p50_ms"])

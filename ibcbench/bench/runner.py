@@ -85,7 +85,9 @@ def summarize(
     groups.append(("ALL", latencies))
     parts = [c for c in ("lag_ms", "wait_ms", "exec_ms") if c in latencies.columns]
     for name, g in groups:
-        ok = g[g.ok]
+        # .loc with a boolean mask: an empty log's 'ok' column has dtype object, and g[...] would
+        # take it as a list of column names
+        ok = g.loc[g["ok"].astype(bool)]
         lat = ok.latency_ms.to_numpy()
         split = {}
         for column in parts:
@@ -100,7 +102,7 @@ def summarize(
                 "engine": engine,
                 "clients": clients,
                 "count": len(ok),
-                "errors": int((~g.ok).sum()),
+                "errors": int((~g["ok"].astype(bool)).sum()),
                 "throughput_qps": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
                 **latency_summary(lat, digits=3),
                 **split,
