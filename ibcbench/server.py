@@ -604,6 +604,34 @@ class LocalServer:
         )
         return True
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE`` (smart, fast or immediate) of the running server, waiting for it."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ServerError(f"shutdown mode {mode!r} is unknown: use smart, fast or immediate")
+        if not self.is_running():
+            raise ServerError(
+                f"the embedded server {self.settings.name!r} is not running: run `ibcbench db up`"
+            )
+        state = self.read_state()
+        bindir = Path(state.bindir) if state else find_pg_bindir(self.settings.pg_bindir)
+        self._run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.settings.data_dir),
+                "-l",
+                str(self.settings.log_file),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "120",
+                "restart",
+            ],
+            self._server_user(),
+            timeout=180,
+        )
+
     def url(self) -> str:
         """The connection URL of the running server."""
         state = self.read_state()

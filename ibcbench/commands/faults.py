@@ -1,0 +1,58 @@
+"""``ibcbench bench faults``: the fault suite's table and its last line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    p = bench.add_parser(
+        "faults",
+        help="inject faults (interrupted loads, server restarts, disk full, bad input, races) "
+        "on a cluster of its own; prints what happened",
+    )
+    p.add_argument(
+        "--scale",
+        default="small",
+        help="tiny (the fast faults only), small (default: every fault) or default",
+    )
+    p.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    p.add_argument("--only", default=None, help="comma-separated faults or groups (see --list)")
+    p.add_argument("--list", action="store_true", help="list the faults and exit")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the suite's cluster and folders (for a look)"
+    )
+    p.set_defaults(func=_faults)
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from ibcbench.errors import ConfigError
+    from ibcbench.results.runs import started_run
+    from ibcbench.suite.faults import FAULT_SCALES, registered_faults, run_fault_suite
+
+    if args.list:
+        for f in registered_faults():
+            print(f"{f.group:<12} {f.name:<32} {'fast' if f.fast else 'small and up'}")
+        return 0
+    if args.scale not in FAULT_SCALES:
+        raise ConfigError(
+            f"--scale {args.scale!r} is unknown: use one of {', '.join(FAULT_SCALES)}"
+        )
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    print(f"fault suite at scale {args.scale} (seed {args.seed}), on a cluster of its own:")
+    result = run_fault_suite(args.scale, seed=args.seed, only=only, keep=args.keep)
+    with started_run(f"faults-{args.scale}") as run:
+        run.update_manifest(
+            scale=args.scale,
+            seed=args.seed,
+            faults={"elapsed_s": round(result.elapsed_s, 1), **result.server},
+            key_numbers=result.key_numbers(),
+        )
+        result.save(run)
+    print(result.table())
+    longest = result.longest_recovery()
+    if longest is not None:
+        print(f"longest recovery: {longest.recovery_s:.1f} s ({longest.group}/{longest.fault})")
+    print(f"run folder: {run.path}")
+    print(result.summary_line())
+    return 0 if result.ok else 1
