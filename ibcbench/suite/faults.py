@@ -463,6 +463,13 @@ class FaultSuiteResult:
         save_frame(self.frame, "faults", run_dir)
 
 
+def suite_scale(dataset_scale: str) -> str:
+    """The fault suite's scale for a run at ``dataset_scale``: tiny stays tiny (the fast faults), any
+    larger run gets every fault at ``small`` (loads of a small folder are long enough to interrupt
+    mid-COPY; larger ones add minutes and no new fault)."""
+    return "tiny" if dataset_scale == "tiny" else "small"
+
+
 def run_fault_suite(
     scale: str = "small",
     *,
