@@ -671,7 +671,10 @@ class _Attempt:
 
     def _end(self, status: str, message: str | None, checksums: Any = None) -> None:
         if self.journal is not None:
-            self.journal.end(status, message, checksums)
+            # what stops it after COMMIT returned does not undo the load
+            self.journal.end(
+                "committed" if self.phase == "committed" else status, message, checksums
+            )
 
     def end(self, status: str, checksums: dict[str, Any] | None = None) -> None:
         self._end(status, None, checksums)
@@ -684,10 +687,11 @@ class _Attempt:
     def settled(self) -> tuple[SettledAttempt, ...]:
         return tuple(self.journal.settled) if self.journal else ()
 
-    def _kept(self) -> str:
+    def _kept(self, *, unknown: bool = True) -> str:
+        """What was kept; ``unknown``: the stop came without the server's answer to COMMIT."""
         if self.phase == "committed":
             return "the load was committed before that"
-        if self.phase == "committing":
+        if self.phase == "committing" and unknown:
             return (
                 "it happened during COMMIT, so the load may have been committed: see "
                 f"ibcbench_loads, then {self.again}"
@@ -703,14 +707,15 @@ class _Attempt:
             return LoadError(
                 f"the connection to the server was lost during the load ({detail}): {self._kept()}"
             )
-        name = exc.sqlstate and type(exc).__name__
+        name = type(exc).__name__
         if exc.sqlstate and exc.sqlstate.startswith("22"):  # a data exception: the input
             return LoadError(
-                f"the server refused the data ({name}: {detail}): {self._kept().split(';')[0]}; "
+                f"the server refused the data ({name}: {detail}): nothing was committed; "
                 "the folder or generator output is damaged: generate it again"
             )
+        # the server answered (a refused COMMIT rolls back)
         return LoadError(
-            f"the load failed on the server ({name or 'error'}: {detail}): {self._kept()}"
+            f"the load failed on the server ({name}: {detail}): {self._kept(unknown=False)}"
         )
 
 

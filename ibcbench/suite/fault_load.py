@@ -113,7 +113,6 @@ def _empty_tables(lab: FaultLab, dsn: str) -> list[str]:
     return [t for t, (count, _) in lab.digest(dsn).items() if t in DATA_TABLES and count]
 
 
-_INJECT = ("sigint", "sigkill", "terminate")
 #: per injection: the exit code, the stderr line's start (None: no line, the process was killed),
 #: and the journal's state of the attempt before the rerun and after it
 _EXPECT: dict[str, tuple[int, str | None, str, str]] = {
@@ -129,6 +128,13 @@ _EXPECT: dict[str, tuple[int, str | None, str, str]] = {
         "ibcbench: error: the connection to the server was lost during the load",
         "failed",
         "failed",
+    ),
+    # the journal's own connection goes down with the server: the next load settles the attempt
+    "restart": (
+        1,
+        "ibcbench: error: the connection to the server was lost during the load",
+        "running",
+        "abandoned",
     ),
 }
 
@@ -163,11 +169,14 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
             proc.send_signal(signal.SIGINT)
         elif inject == "sigkill":
             os.killpg(proc.pid, signal.SIGKILL)
-        else:
+        elif inject == "terminate":
             with connect(lab.admin_dsn, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        else:
+            lab.restart("immediate")  # the held lock goes with its session
         result = lab.finish(proc, args, started, timeout=WAIT_S)
-        release()
+        with contextlib.suppress(Exception):
+            release()
     backend_gone = bool(lab.wait_for(lambda: _gone(lab, pid), timeout=WAIT_S))
     rows_left = lab.rows(dsn)
     filled = _empty_tables(lab, dsn)
@@ -233,6 +242,12 @@ def fault_load_sigkill(lab: FaultLab) -> FaultOutcome:
 @fault(GROUP, fast=True)
 def fault_load_terminated(lab: FaultLab) -> FaultOutcome:
     return _interrupt(lab, "load_terminated", "load", "terminate")
+
+
+@fault(GROUP, fast=True)
+def fault_load_server_restart(lab: FaultLab) -> FaultOutcome:
+    """The server restarted (immediate shutdown: a crash and its recovery) under a load's COPY."""
+    return _interrupt(lab, "load_server_restart", "load", "restart")
 
 
 @fault(GROUP, fast=True)
