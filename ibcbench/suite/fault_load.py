@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,6 +140,36 @@ _EXPECT: dict[str, tuple[int, str | None, str, str]] = {
 }
 
 
+#: a command still running this long after its fault is stuck
+STUCK_S = 30.0
+
+
+def _stuck(lab: FaultLab, proc: subprocess.Popen[str], dbname: str) -> str:
+    """'' when ``proc`` ends within STUCK_S; else one line of what it was doing (its database
+    sessions, and the innermost frame faulthandler dumps on SIGABRT), and it is killed."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STUCK_S)
+        return ""
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        sessions = admin.execute(
+            "SELECT pid, state, wait_event_type, wait_event, left(query, 40) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGABRT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    frames = [line.strip() for line in err.splitlines() if line.strip().startswith("File ")]
+    return (
+        f"still running {STUCK_S:g} s after the fault, at {frames[0] if frames else '?'}; "
+        f"sessions of its database: {sessions}"
+    )
+
+
 def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutcome:
     code, line_start, journal_now, journal_later = _EXPECT[inject]
     expected = (
@@ -153,7 +184,7 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
     args = _args(lab, command, dsn)
     with _held(dsn, table) as release:
         started = time.perf_counter()
-        proc = lab.spawn(*args)
+        proc = lab.spawn(*args, env=lab.env(PYTHONFAULTHANDLER="1"))  # SIGABRT dumps its stacks
         pid = lab.wait_for(
             lambda: proc.poll() is not None or _waiting_backend(lab, dbname, like),
             timeout=WAIT_S,
@@ -174,7 +205,10 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         else:
             lab.restart("immediate")  # the held lock goes with its session
+        stuck = _stuck(lab, proc, dbname)
         result = lab.finish(proc, args, started, timeout=WAIT_S)
+        if stuck:
+            result = CliResult(result.args, result.returncode, "", stuck, result.elapsed_s)
         with contextlib.suppress(Exception):
             release()
     backend_gone = bool(lab.wait_for(lambda: _gone(lab, pid), timeout=WAIT_S))
@@ -204,7 +238,7 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
         and lost == 0
         and [s for s, _ in journal] == [journal_later, "committed"]
     )
-    said = f"'{lines[0][:100]}'" if lines else "no stderr"
+    said = f"'{lines[0] if stuck else lines[0][:100]}'" if lines else "no stderr"
     happened = (
         f"{rows_left} rows left"
         + (f" in {', '.join(filled)}" if filled else "")
