@@ -45,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IbcbenchError as exc:
         print(f"ibcbench: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("ibcbench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # an Interrupted says what was kept
+        detail = str(exc).strip()
+        print(f"ibcbench: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
 
 

@@ -49,3 +49,7 @@ class PlanError(IbcbenchError):
 
 class RunError(IbcbenchError):
     """A run folder, notebook run or report cannot be found or built."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command; the message says what was kept (the CLI exits 130 with it)."""

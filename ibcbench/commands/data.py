@@ -155,6 +155,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _print_load(result) -> None:
+    from ibcbench.data.journal import settled_line
+
+    line = settled_line(list(result.settled))
+    if line:
+        print(line)
     if result.skipped:
         print("already loaded (same checksums): nothing to do")
         return

@@ -160,6 +160,7 @@ class FaultLab:
         self.server = LocalServer(self.settings)
         self._cleanups: list[Callable[[], None]] = []
         self._folders: dict[tuple[str, bool], Path] = {}
+        self._memo: dict[str, Any] = {}
         self.admin_dsn = ""
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -303,6 +304,12 @@ class FaultLab:
             self._folders[key] = out
         return self._folders[key]
 
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per lab under ``key`` (a reference database several faults compare with)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
     def copy_folder(self, name: str, *, incidents: bool = True) -> Path:
         """A private copy of :meth:`folder`, to damage."""
         target = self.workdir / "copies" / name
@@ -315,18 +322,23 @@ class FaultLab:
         return sum(count for count, _ in self.digest(dsn).values())
 
     def digest(self, dsn: str) -> dict[str, tuple[int, str]]:
-        """Per data table: row count and an order-independent md5 of its rows."""
+        """Per data table: row count and an order-independent md5 of its rows, over the columns the
+        generator writes (not the server's defaults: the derived tables' identity ids and their
+        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads)."""
+        from data_gen.tables import TABLES
+
         out: dict[str, tuple[int, str]] = {}
         with connect(dsn) as conn:
             for table in DATA_TABLES:
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:  # type: ignore[index]
                     out[table] = (0, "")
                     continue
+                columns = sql.SQL(", ").join(sql.Identifier(c) for c, _ in TABLES[table])
                 count, digest = conn.execute(
                     sql.SQL(
                         "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                        "FROM (SELECT md5(t::text) AS h FROM {} t) s"
-                    ).format(sql.Identifier(table))
+                        "FROM (SELECT md5(ROW({})::text) AS h FROM {}) s"
+                    ).format(columns, sql.Identifier(table))
                 ).fetchone()  # type: ignore[misc]
                 out[table] = (int(count), str(digest))
         return out
