@@ -75,7 +75,13 @@ class _AdvisoryHold:
 
 
 def _briefs(results: list[CliResult]) -> str:
-    return "; ".join(r.brief() for r in results)
+    """Each command's exit, whether it said it waited, and its error line when it failed."""
+    return "; ".join(
+        f"exit {r.returncode}"
+        + (" (waited)" if "ibcbench: waiting for" in r.stderr else "")
+        + (f", {r.error_lines[-1][:160]}" if r.returncode != 0 and r.error_lines else "")
+        for r in results
+    )
 
 
 @fault(GROUP, fast=True)
@@ -169,7 +175,6 @@ def _two_runs(
     changed = sorted(n for n in set(clean) & set(after) if clean[n] != after[n])
     ok_runs = [r for r in results if r.returncode == 0]
     refused = [r for r in results if r.one_line_error()]
-    told = sum("ibcbench: waiting for run" in r.stderr for r in results)
     survived = (
         seen
         and len(ok_runs) + len(refused) == 2
@@ -183,7 +188,7 @@ def _two_runs(
         "indexes exactly the clean set, none INVALID",
         f"{_briefs(results)}"
         + ("" if seen else " (never both waiting on the run lock)")
-        + f"; {told} printed 'waiting for run'; indexes: {len(after)} of {len(clean)}"
+        + f"; indexes: {len(after)} of {len(clean)}"
         + (f", missing {', '.join(missing)}" if missing else "")
         + (f", extra {', '.join(extra)}" if extra else "")
         + (f", changed {', '.join(changed)}" if changed else "")

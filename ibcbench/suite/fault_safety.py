@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from psycopg import sql
@@ -100,85 +101,91 @@ def _outcome(
     )
 
 
-def _user_with_network_stats(lab: FaultLab, name: str) -> str:
-    dsn = lab.user_database(name)
-    _own_network_stats(dsn)
-    return dsn
-
-
 @fault(GROUP, fast=True)
 def destructive_commands_on_user_database(lab: FaultLab) -> list[FaultOutcome]:
-    outcomes = []
-    # bench load drops and re-creates its scratch database: a user's of that name is refused
-    name = "ibcbench_bench_load"
-    dsn = lab.user_database(name)
-    r = lab.cli("bench", "load", "--packets", "2000", "--rounds", "1", "--scenarios", "overlap")
-    outcomes.append(_outcome(lab, "bench_load_scratch_name", "bench load", dsn, [r]))
-    _drop(lab, name)
-
-    # the schema commands on a user database with its own network_stats
-    for fault_name, argv in (
-        ("schema_down_all", ["schema", "down", "--all"]),
-        ("schema_down_1", ["schema", "down", "1"]),
-        ("schema_force_1", ["schema", "force", "1"]),
-    ):
-        db = f"safety_{fault_name}"
-        dsn = _user_with_network_stats(lab, db)
-        r = lab.cli(*argv, "--dsn", dsn)
-        outcomes.append(_outcome(lab, fault_name, " ".join(argv), dsn, [r], network_stats=True))
-    # schema up refuses to adopt network_stats; then the advice the old code printed (force 3, down)
-    dsn = _user_with_network_stats(lab, "safety_schema_up")
-    results = [
-        lab.cli("schema", "up", "--dsn", dsn),
-        lab.cli("schema", "force", "3", "--dsn", dsn),
-        lab.cli("schema", "down", "3", "--dsn", dsn),
-    ]
-    outcomes.append(
-        _outcome(
-            lab,
+    """Each command (or the sequence a user would type) on a user's database of its own; the cases
+    run side by side (four at a time: their databases are apart, the commands mostly wait)."""
+    folder = str(lab.folder())
+    dataset_seed = 4242
+    # (case, what was typed, the user's database, own network_stats, the commands, drop it after)
+    cases: list[tuple[str, str, str, bool, list[list[str]], bool]] = [
+        # bench load drops and re-creates its scratch database: a user's of that name is refused
+        (
+            "bench_load_scratch_name",
+            "bench load",
+            "ibcbench_bench_load",
+            False,
+            [["bench", "load", "--packets", "2000", "--rounds", "1", "--scenarios", "overlap"]],
+            True,
+        ),
+        ("schema_down_all", "schema down --all", "safety_down_all", True, [["schema", "down", "--all"]], False),
+        ("schema_down_1", "schema down 1", "safety_down_1", True, [["schema", "down", "1"]], False),
+        ("schema_force_1", "schema force 1", "safety_force_1", True, [["schema", "force", "1"]], False),
+        # schema up refuses to adopt network_stats; then the advice the old code printed (force 3, down)
+        (
             "schema_up_then_force_down",
             "schema up, then force 3 and down 3",
-            dsn,
-            results,
-            network_stats=True,
-        )
-    )
-
-    # load and seed into a user database (no kit schema) refuse before any COPY
-    dsn = _user_with_network_stats(lab, "safety_load")
-    results = [
-        lab.cli("load", str(lab.folder()), "--quiet", "--dsn", dsn),
-        lab.cli("seed", "--scale", "tiny", "--quiet", "--dsn", dsn),
-    ]
-    outcomes.append(_outcome(lab, "load_and_seed", "load, seed", dsn, results, network_stats=True))
-
-    # the dataset database a benchmark builds (and drops when it is stale): a user's of that name
-    seed = 4242
-    name = f"ibcbench_tiny_s{seed}"
-    dsn = lab.user_database(name)
-    r = lab.cli(
-        "bench", "workload", "--scale", "tiny", "--seed", str(seed), "--duration", "1",
-        "--engine", "python", "--clients", "1",
-    )  # fmt: skip
-    outcomes.append(_outcome(lab, "dataset_name_taken", "bench workload", dsn, [r]))
-    _drop(lab, name)
-
-    # emergency procedures on a database that is not the kit's
-    dsn = lab.user_database("safety_emergency")
-    results = [
-        lab.cli("emergency", "terminate", "--execute", "--min-duration-s", "0", "--dsn", dsn),
-        lab.cli("emergency", "vacuum", "precious", "--execute", "--dsn", dsn),
-        lab.cli("db", "jobs", "--scheduler", "timescaledb", "--dsn", dsn),
-    ]
-    outcomes.append(
-        _outcome(
-            lab,
+            "safety_schema_up",
+            True,
+            [["schema", "up"], ["schema", "force", "3"], ["schema", "down", "3"]],
+            False,
+        ),
+        # load and seed into a user database (no kit schema) refuse before any COPY
+        (
+            "load_and_seed",
+            "load, seed",
+            "safety_load",
+            True,
+            [["load", folder, "--quiet"], ["seed", "--scale", "tiny", "--quiet"]],
+            False,
+        ),
+        # the dataset database a benchmark builds (and drops when stale): a user's of that name
+        (
+            "dataset_name_taken",
+            "bench workload",
+            f"ibcbench_tiny_s{dataset_seed}",
+            False,
+            [
+                ["bench", "workload", "--scale", "tiny", "--seed", str(dataset_seed), "--duration",
+                 "1", "--engine", "python", "--clients", "1"],
+            ],
+            True,
+        ),
+        # emergency procedures and the job scheduler on a database that is not the kit's
+        (
             "emergency_and_jobs",
             "emergency terminate/vacuum --execute, db jobs --scheduler",
-            dsn,
-            results,
-        )
-    )
+            "safety_emergency",
+            False,
+            [
+                ["emergency", "terminate", "--execute", "--min-duration-s", "0"],
+                ["emergency", "vacuum", "precious", "--execute"],
+                ["db", "jobs", "--scheduler", "timescaledb"],
+            ],
+            False,
+        ),
+    ]  # fmt: skip
+    dsns = {}
+    for case, _, db, own, _, _ in cases:
+        dsns[case] = lab.user_database(db)
+        if own:
+            _own_network_stats(dsns[case])
+
+    def run(case: str, commands: list[list[str]], db: str) -> list[CliResult]:
+        # a command aimed at a database takes it by --dsn; the scratch-name ones use the server
+        aimed = not db.startswith("ibcbench_")
+        return [lab.cli(*argv, *(["--dsn", dsns[case]] if aimed else [])) for argv in commands]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {c[0]: pool.submit(run, c[0], c[4], c[2]) for c in cases}
+        results = {case: future.result() for case, future in futures.items()}
+    outcomes = [
+        _outcome(lab, case, typed, dsns[case], results[case], network_stats=own)
+        for case, typed, _, own, _, _ in cases
+    ]
+    for _, _, db, _, _, drop in cases:
+        if drop:
+            _drop(lab, db)
     return outcomes
 
 

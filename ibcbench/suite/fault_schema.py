@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ibcbench.db import connect
@@ -127,10 +128,18 @@ class _Case:
         self.advice = int(match.group(1)) if match else None
 
 
+_VERSIONS = (4, 8)
+
+
 def _case(lab: FaultLab, version: int) -> _Case:
+    """The failure at ``version`` (both cases are made at once, in two threads: their databases and
+    commands are apart, and each waits mostly on the server)."""
     cases: dict[int, _Case] = lab.__dict__.setdefault("_schema_cases", {})
     if version not in cases:
-        cases[version] = _Case(lab, version)
+        lab.folder()  # generated once, before the threads share it
+        with ThreadPoolExecutor(max_workers=len(_VERSIONS)) as pool:
+            made = dict(zip(_VERSIONS, pool.map(lambda v: _Case(lab, v), _VERSIONS), strict=True))
+        cases.update(made)
     return cases[version]
 
 
@@ -141,7 +150,7 @@ def _label(version: int) -> str:
 @fault(GROUP, fast=True)
 def migration_fails_halfway(lab: FaultLab) -> list[FaultOutcome]:
     outcomes = []
-    for version in (4, 8):
+    for version in _VERSIONS:
         case = _case(lab, version)
         label = _label(version)
         concurrent = version == 8
@@ -183,53 +192,55 @@ def migration_fails_halfway(lab: FaultLab) -> list[FaultOutcome]:
 
 @fault(GROUP, fast=True)
 def schema_force_recovers(lab: FaultLab) -> list[FaultOutcome]:
-    outcomes = []
     latest = _latest()
-    for version in (4, 8):
-        case = _case(lab, version)
-        started = time.perf_counter()
-        rows_after: int | None = None
-        lost = 0
-        recovery = 0.0
-        if case.advice is None:
-            happened = f"no advice to follow in: {case.failed.brief()}"
-            ok = False
-        else:
-            force = lab.cli("schema", "force", str(case.advice), "--dsn", case.dsn)
-            up = lab.cli("schema", "up", "--dsn", case.dsn)  # the good migrations
-            recovery = time.perf_counter() - started
-            state = _schema_state(lab, case.dsn)
-            invalid = invalid_indexes(case.dsn)
-            digest = lab.digest(case.dsn)
-            lost = lab.digest_difference(digest, case.digest_before)
-            rows_after = sum(c for c, _ in digest.values())
-            ok = (
-                force.returncode == 0
-                and up.returncode == 0
-                and state == str(latest)
-                and not invalid
-                and lost == 0
-            )
-            happened = (
-                f"force {case.advice}: exit {force.returncode}; up: {up.brief()}; version: {state}; "
-                f"INVALID: {', '.join(invalid) or 'none'}; the data: "
-                + ("unchanged" if lost == 0 else f"{lost} rows differ")
-            )
-        outcomes.append(
-            FaultOutcome(
-                GROUP,
-                f"schema_force_recovers_{version:06d}",
-                f"the printed advice (force {version - 1}, then up) gives version {latest}, clean, "
-                "no INVALID index, the data intact",
-                happened,
-                ok,
-                rows_before=case.rows_before,
-                rows_after=rows_after,
-                rows_lost=lost,
-                recovery_s=round(recovery, 2) if ok else None,
-            )
+    cases = [_case(lab, v) for v in _VERSIONS]
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        return list(pool.map(lambda case: _recover(lab, case, latest), cases))
+
+
+def _recover(lab: FaultLab, case: _Case, latest: int) -> FaultOutcome:
+    """Follow the advice the failure printed: ``schema force V``, then ``schema up``."""
+    version = case.version
+    started = time.perf_counter()
+    rows_after: int | None = None
+    lost = 0
+    recovery = 0.0
+    if case.advice is None:
+        happened = f"no advice to follow in: {case.failed.brief()}"
+        ok = False
+    else:
+        force = lab.cli("schema", "force", str(case.advice), "--dsn", case.dsn)
+        up = lab.cli("schema", "up", "--dsn", case.dsn)  # the good migrations
+        recovery = time.perf_counter() - started
+        state = _schema_state(lab, case.dsn)
+        invalid = invalid_indexes(case.dsn)
+        digest = lab.digest(case.dsn)
+        lost = lab.digest_difference(digest, case.digest_before)
+        rows_after = sum(c for c, _ in digest.values())
+        ok = (
+            force.returncode == 0
+            and up.returncode == 0
+            and state == str(latest)
+            and not invalid
+            and lost == 0
         )
-    return outcomes
+        happened = (
+            f"force {case.advice}: exit {force.returncode}; up: {up.brief()}; version: {state}; "
+            f"INVALID: {', '.join(invalid) or 'none'}; the data: "
+            + ("unchanged" if lost == 0 else f"{lost} rows differ")
+        )
+    return FaultOutcome(
+        GROUP,
+        f"schema_force_recovers_{version:06d}",
+        f"the printed advice (force {version - 1}, then up) gives version {latest}, clean, "
+        "no INVALID index, the data intact",
+        happened,
+        ok,
+        rows_before=case.rows_before,
+        rows_after=rows_after,
+        rows_lost=lost,
+        recovery_s=round(recovery, 2) if ok else None,
+    )
 
 
 @fault(GROUP, fast=True)
