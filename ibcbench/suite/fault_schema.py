@@ -243,6 +243,21 @@ def _recover(lab: FaultLab, case: _Case, latest: int) -> FaultOutcome:
     )
 
 
+def _waiting_for_lock(lab: FaultLab, dbname: str, lock_id: int) -> int:
+    """Sessions of ``dbname`` waiting for the migration lock: polling it (the kit's way: their last
+    query a failed ``pg_try_advisory_lock``) or queued on it in pg_locks (a blocking
+    ``pg_advisory_lock``, golang-migrate's way and the kit's old one)."""
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity a WHERE a.datname = %s"
+            " AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()"
+            " AND (a.query LIKE %s OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid"
+            " AND l.locktype = 'advisory' AND NOT l.granted AND l.objid = %s))",
+            (dbname, "%pg_try_advisory_lock%", lock_id & 0xFFFFFFFF),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 @fault(GROUP, fast=True)
 def concurrent_schema_up(lab: FaultLab) -> FaultOutcome:
     """Three ``schema up`` on a fresh database, released at once: the lab holds the migration lock
@@ -256,9 +271,7 @@ def concurrent_schema_up(lab: FaultLab) -> FaultOutcome:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         started = time.perf_counter()
         procs = [lab.spawn(*args) for _ in range(3)]
-        waiting = lab.wait_for(
-            lambda: len(lab.backend_pids(name, like="%pg_try_advisory_lock%")) >= 3, timeout=60
-        )
+        waiting = lab.wait_for(lambda: _waiting_for_lock(lab, name, lock_id) >= 3, timeout=60)
         holder.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
     results = [lab.finish(p, args, started, timeout=300) for p in procs]
     applied = [
