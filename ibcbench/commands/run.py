@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--label", default=None, help="run folder label (default: the notebook's name)"
     )
+    _no_wait_argument(run)
     add_dsn_argument(run)
     run.set_defaults(func=_run)
 
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar=("KEY", "VALUE"),
         help="extra parameter passed to every notebook",
     )
+    _no_wait_argument(run_all)
     add_dsn_argument(run_all)
     run_all.set_defaults(func=_run_all)
 
@@ -53,6 +55,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--no-browser", action="store_true")
     add_dsn_argument(lab)
     lab.set_defaults(func=_lab)
+
+
+def _no_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="one run at a time per server (runs share its datasets): while another `run` or "
+        "`run-all` works, refuse at once instead of waiting for it (a line on stderr names it)",
+    )
+
+
+def _waiting(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _params(pairs: list[list[str]]) -> dict[str, object]:
@@ -67,13 +82,18 @@ def _run(args: argparse.Namespace) -> int:
     from ibcbench.data.datasets import validate_dataset
     from ibcbench.results.runs import build_manifest, started_run
     from ibcbench.suite.notebook import run_notebook
+    from ibcbench.suite.runlock import run_lock
 
     params = _params(args.parameter)
     if args.dsn:
         params["dsn"] = args.dsn
     if "scale" in params or "seed" in params:
         validate_dataset(params.get("scale", "tiny"), params.get("seed", 42))  # type: ignore[arg-type]
-    with started_run(args.label or Path(args.notebook).stem) as run:
+    with (
+        run_lock(params.get("dsn"), wait=not args.no_wait, on_wait=_waiting) as lock,  # type: ignore[arg-type]
+        started_run(args.label or Path(args.notebook).stem) as run,
+    ):
+        lock.name_run(run.id)
         run.update_manifest(
             **build_manifest(
                 params.get("dsn"),  # type: ignore[arg-type]
@@ -102,9 +122,14 @@ def _run_all(args: argparse.Namespace) -> int:
     from ibcbench.data.datasets import validate_dataset
     from ibcbench.results.runs import started_run
     from ibcbench.suite.notebook import run_all
+    from ibcbench.suite.runlock import run_lock
 
     validate_dataset(args.scale, args.seed)  # before a run folder exists
-    with started_run(f"all-{args.scale}") as run:
+    with (
+        run_lock(args.dsn, wait=not args.no_wait, on_wait=_waiting) as lock,
+        started_run(f"all-{args.scale}") as run,
+    ):
+        lock.name_run(run.id)
         result = run_all(
             run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
         )

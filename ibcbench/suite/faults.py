@@ -321,10 +321,12 @@ class FaultLab:
         """Rows in the kit's data tables (missing tables count 0)."""
         return sum(count for count, _ in self.digest(dsn).values())
 
-    def digest(self, dsn: str) -> dict[str, tuple[int, str]]:
+    def digest(self, dsn: str, *, ignore: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
         """Per data table: row count and an order-independent md5 of its rows, over the columns the
         generator writes (not the server's defaults: the derived tables' identity ids and their
-        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads)."""
+        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads).
+
+        ``ignore`` leaves more columns out, as ``table.column`` (or ``column`` for every table)."""
         from data_gen.tables import TABLES
 
         out: dict[str, tuple[int, str]] = {}
@@ -333,7 +335,12 @@ class FaultLab:
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:  # type: ignore[index]
                     out[table] = (0, "")
                     continue
-                columns = sql.SQL(", ").join(sql.Identifier(c) for c, _ in TABLES[table])
+                skip = {
+                    c.split(".", 1)[-1] for c in ignore if "." not in c or c.startswith(f"{table}.")
+                }
+                columns = sql.SQL(", ").join(
+                    sql.Identifier(c) for c, _ in TABLES[table] if c not in skip
+                )
                 count, digest = conn.execute(
                     sql.SQL(
                         "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
