@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ibcbench.commands import dataset_scale, non_negative_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a setting, e.g. random_page_cost=1.1",
     )
-    cap.add_argument("--scale", default="tiny")
-    cap.add_argument("--seed", type=int, default=42)
+    cap.add_argument("--scale", type=dataset_scale, default="tiny")
+    cap.add_argument("--seed", type=non_negative_int, default=42)
     cap.add_argument(
         "--run", default=None, help="run folder or id to store into (default: a new run)"
     )

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ibcbench.commands import dataset_scale, non_negative_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
@@ -31,9 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run-all", help="run the numbered notebooks in order into one run folder + report"
     )
     run_all.add_argument(
-        "--scale", default="tiny", help="dataset scale: tiny, small, default, large"
+        "--scale",
+        type=dataset_scale,
+        default="tiny",
+        help="dataset scale: tiny, small, default, large",
     )
-    run_all.add_argument("--seed", type=int, default=42)
+    run_all.add_argument("--seed", type=non_negative_int, default=42)
     run_all.add_argument(
         "-p",
         "--parameter",
@@ -64,15 +69,13 @@ def _params(pairs: list[list[str]]) -> dict[str, object]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ibcbench.data.datasets import validate_dataset
     from ibcbench.results.runs import build_manifest, started_run
-    from ibcbench.suite.notebook import run_notebook
+    from ibcbench.suite.notebook import run_notebook, validate_parameters
 
     params = _params(args.parameter)
     if args.dsn:
         params["dsn"] = args.dsn
-    if "scale" in params or "seed" in params:
-        validate_dataset(params.get("scale", "tiny"), params.get("seed", 42))  # type: ignore[arg-type]
+    validate_parameters(args.notebook, params)  # before a run folder exists
     with started_run(args.label or Path(args.notebook).stem) as run:
         run.update_manifest(
             **build_manifest(
@@ -99,15 +102,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from ibcbench.data.datasets import validate_dataset
     from ibcbench.results.runs import started_run
-    from ibcbench.suite.notebook import run_all
+    from ibcbench.suite.notebook import run_all, validate_run_all
 
-    validate_dataset(args.scale, args.seed)  # before a run folder exists
+    extra = _params(args.parameter)
+    validate_run_all(args.scale, args.seed, extra)  # before a run folder exists
     with started_run(f"all-{args.scale}") as run:
-        result = run_all(
-            run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
-        )
+        result = run_all(run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra)
     print(f"run-all finished in {result.elapsed_s:.0f} s")
     failed = [nb for nb in result.notebooks if not nb.ok]
     for nb in failed:
