@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _capture(args: argparse.Namespace) -> int:
     from ibcbench.bench.explain import PlanConfig, capture_configuration
     from ibcbench.bench.workload import workload_queries
-    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.data.datasets import ensure_dataset_info
     from ibcbench.db import connect
     from ibcbench.errors import ConfigError
     from ibcbench.results.runs import find_run, new_run
@@ -71,10 +71,13 @@ def _capture(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r} must look like name=value")
         k, v = item.split("=", 1)
         settings[k.strip()] = v.strip()
-    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    dsn = info.dsn
     with connect(dsn) as conn:
         queries = workload_queries(conn, seed=args.seed)
     run = find_run(args.run) if args.run else new_run(f"plans-{args.config}")
+    if info.state is not None:
+        run.update_manifest(dataset=info.state.manifest())
     plans = capture_configuration(
         dsn,
         queries,

@@ -86,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
         result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+        if result.dataset is not None:
+            run.update_manifest(dataset=result.dataset)
         if not result.ok:
             run.update_manifest(status="failed")
     for key, value in result.recorded.items():

@@ -15,6 +15,7 @@ from ibcbench.commands import (
 
 if TYPE_CHECKING:
     from ibcbench.bench.workload import Workload
+    from ibcbench.data.datasets import DatasetInfo
     from ibcbench.results.runs import Run
 
 
@@ -172,23 +173,24 @@ def _capacity(args: argparse.Namespace) -> int:
 
 def _workload(args: argparse.Namespace) -> int:
     from ibcbench.bench.workload import default_workload
-    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.data.datasets import ensure_dataset_info
     from ibcbench.errors import BenchmarkError
 
     if args.repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
-    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
-    ids = [_workload_once(args, dsn, wl).id for _ in range(args.repeat)]
+    info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    ids = [_workload_once(args, info, wl).id for _ in range(args.repeat)]
     if len(ids) > 1:
         print(f"runs (compare them as one side): {','.join(ids)}")
     return 0
 
 
-def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
+def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
     from ibcbench.bench.runner import run_workload
     from ibcbench.results.runs import build_manifest, started_run
 
+    dsn = info.dsn
     result = run_workload(
         dsn,
         wl,
@@ -201,7 +203,11 @@ def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
     with started_run(f"workload-{args.engine}") as run:
         run.update_manifest(
             **build_manifest(
-                dsn, seed=args.seed, scale=args.scale, parameters=vars(args) | {"func": None}
+                dsn,
+                seed=args.seed,
+                scale=args.scale,
+                parameters=vars(args) | {"func": None},
+                dataset=info.state.manifest() if info.state else None,
             )
         )
         result.save(run)
