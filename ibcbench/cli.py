@@ -18,15 +18,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import IbcbenchError
+from ibcbench.errors import IbcbenchError, redact_dsn
 
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose errors are one line, like the kit's, pointing at ``--help``."""
 
     def error(self, message: str) -> NoReturn:
-        from ibcbench.db import redact_dsn
-
         self.exit(1, f"ibcbench: error: {redact_dsn(message)}; see `{self.prog} --help`\n")
 
 
