@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _params(pairs: list[list[str]]) -> dict[str, object]:
-    from ibcbench.suite.notebook import parse_parameter
+    from ibcbench.suite.parameters import parse_parameter
 
     return {key: parse_parameter(value) for key, value in pairs}
 
@@ -69,13 +69,16 @@ def _params(pairs: list[list[str]]) -> dict[str, object]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ibcbench.results.runs import build_manifest, started_run
-    from ibcbench.suite.notebook import run_notebook, validate_parameters
+    from ibcbench.suite.parameters import validate_parameters
 
     params = _params(args.parameter)
     if args.dsn:
         params["dsn"] = args.dsn
-    validate_parameters(args.notebook, params)  # before a run folder exists
+    validate_parameters(args.notebook, params)  # before a run folder exists (and pandas)
+
+    from ibcbench.results.runs import build_manifest, started_run
+    from ibcbench.suite.notebook import run_notebook
+
     with started_run(args.label or Path(args.notebook).stem) as run:
         run.update_manifest(
             **build_manifest(
@@ -104,11 +107,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from ibcbench.results.runs import started_run
-    from ibcbench.suite.notebook import run_all, validate_run_all
+    from ibcbench.suite.parameters import validate_run_all
 
     extra = _params(args.parameter)
-    validate_run_all(args.scale, args.seed, extra)  # before a run folder exists
+    validate_run_all(args.scale, args.seed, extra)  # before a run folder exists (and pandas)
+
+    from ibcbench.results.runs import started_run
+    from ibcbench.suite.notebook import run_all
+
     with started_run(f"all-{args.scale}") as run:
         result = run_all(run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra)
     print(f"run-all finished in {result.elapsed_s:.0f} s")

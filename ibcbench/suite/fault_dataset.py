@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,21 @@ def kill_tree(proc: subprocess.Popen[str]) -> None:
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.communicate(timeout=30)
+
+
+def gate(
+    lab: FaultLab,
+    proc: subprocess.Popen[str],
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    every: float = 0.05,
+) -> bool:
+    """Whether ``predicate`` was observed while ``proc`` still ran (polling stops when it exits)."""
+    got = lab.wait_for(
+        lambda: "exited" if proc.poll() is not None else predicate(), timeout=timeout, every=every
+    )
+    return bool(got) and not (isinstance(got, str) and got == "exited")
 
 
 def wait_no_sessions(lab: FaultLab, dbname: str, timeout: float = 30) -> bool:
@@ -218,10 +234,8 @@ def fault_dataset_killed_index_strategies(lab: FaultLab) -> FaultOutcome:
     started = time.perf_counter()
     proc = lab.spawn(*args)
     try:
-        damaged = lab.wait_for(
-            lambda: proc.poll() is None and any(differences(index_facts(dsn), clean).values()),
-            timeout=300,
-            every=0.05,
+        damaged = gate(
+            lab, proc, lambda: any(differences(index_facts(dsn), clean).values()), timeout=300
         )
     finally:
         kill_tree(proc)
@@ -261,14 +275,14 @@ def fault_dataset_invalid_index(lab: FaultLab) -> FaultOutcome:
         args = ("plans", "capture", "--config", "dataset_fault", "--strategy", "covering")
         proc = lab.spawn(*args, "--scale", lab.scale, "--seed", str(lab.seed))
         try:
-            invalid = lab.wait_for(
+            invalid = gate(
+                lab,
+                proc,
                 lambda: (
-                    proc.poll() is None
-                    and differences(index_facts(dsn), clean)["invalid"]
+                    differences(index_facts(dsn), clean)["invalid"]
                     and lab.backend_pids(dbname, like="%INDEX CONCURRENTLY%")
                 ),
                 timeout=120,
-                every=0.05,
             )
         finally:
             kill_tree(proc)
@@ -319,7 +333,7 @@ def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
 
     proc = lab.spawn(*args)
     try:
-        caught = lab.wait_for(lambda: proc.poll() is None and copying(), timeout=120, every=0.02)
+        caught = gate(lab, proc, copying, timeout=120, every=0.02)
     finally:
         kill_tree(proc)
     gone = wait_no_sessions(lab, dbname)
