@@ -3,7 +3,9 @@
 Each module in :mod:`ibcbench.commands` defines ``register(subparsers)`` and adds its commands with
 ``set_defaults(func=...)``; ``func(args)`` returns the exit code. A module that adds a benchmark
 defines ``register_bench(bench_subparsers)`` instead (or too): ``ibcbench bench NAME``. Errors the kit raises on purpose
-(:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1.
+(:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1, and so does a
+command line the parser refuses (an unknown option, a value of the wrong kind): one line
+``ibcbench: error: ...; see `ibcbench CMD --help```, exit code 1 (not argparse's usage block and 2).
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import IbcbenchError
+from ibcbench.errors import IbcbenchError, redact_dsn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, like the kit's, pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"ibcbench: error: {redact_dsn(message)}; see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ibcbench",
         description="Benchmarking kit for an IBC clearing and relayer analytics database "
         "(PostgreSQL + TimescaleDB).",

@@ -6,6 +6,16 @@ and exits non-zero. The library never calls ``sys.exit``.
 
 from __future__ import annotations
 
+import re
+
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
+_KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_dsn(text: str) -> str:
+    """``text`` with the password of any DSN in it (URL or key=value form) replaced by ``***``."""
+    return _KEY_PASSWORD_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1***@", text))
+
 
 class IbcbenchError(Exception):
     """Base class of every error the kit raises on purpose."""

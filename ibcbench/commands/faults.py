@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ibcbench.commands import non_negative_int
+
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser(
@@ -16,7 +18,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         default="small",
         help="tiny (the fast faults only), small (default: every fault) or default",
     )
-    p.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
     p.add_argument("--only", default=None, help="comma-separated faults or groups (see --list)")
     p.add_argument("--list", action="store_true", help="list the faults and exit")
     p.add_argument(

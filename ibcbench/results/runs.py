@@ -221,8 +221,10 @@ def build_manifest(
     seed: int | None = None,
     scale: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete manifest for a result: the run's inputs plus what the server and kit were."""
+    """A complete manifest for a result: the run's inputs plus what the server and kit were, and
+    ``dataset``: the state the run found its dataset in (``DatasetState.manifest()``)."""
     from ibcbench.db import connect, describe_dsn, redact_dsn, resolve_dsn
 
     target = resolve_dsn(dsn)
@@ -243,4 +245,5 @@ def build_manifest(
         "target": describe_dsn(target),
         "recorded_at": datetime.now(UTC).isoformat(),
         **server,
+        **({"dataset": dict(dataset)} if dataset is not None else {}),
     }
