@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ibcbench import __version__, commands
-from ibcbench.errors import IbcbenchError
+from ibcbench.errors import DISK_FULL_ERRNOS, IbcbenchError, write_failure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except IbcbenchError as exc:
         print(f"ibcbench: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        # a full disk the command did not expect: one line, not a traceback
+        where = exc.filename or "the disk"
+        print(
+            f"ibcbench: error: {write_failure(exc, where)}: free space and run the command again",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("ibcbench: interrupted", file=sys.stderr)

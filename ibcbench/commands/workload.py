@@ -150,9 +150,11 @@ def _workload(args: argparse.Namespace) -> int:
     from ibcbench.bench.workload import default_workload
     from ibcbench.data.datasets import ensure_dataset
     from ibcbench.errors import BenchmarkError
+    from ibcbench.results.runs import check_runs_root
 
     if args.repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
+    check_runs_root()  # a full runs folder fails now, not after the workload ran
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
     ids = [_workload_once(args, dsn, wl).id for _ in range(args.repeat)]

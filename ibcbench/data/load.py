@@ -39,6 +39,7 @@ from psycopg import sql
 from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
 from ibcbench.data.pgcopy import HEADER, TRAILER, encode_rows_view
+from ibcbench.data.space import output_folder, server_disk_full
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, LoadError
 
@@ -610,7 +611,7 @@ def _load_generated(
 ) -> LoadResult:
     per_table = {t: [0, 0, 0.0] for t in TABLES}  # rows, bytes, seconds
     manifest: dict[str, Any] = {}
-    with connect(dsn) as conn, conn.cursor() as cur:
+    with server_disk_full(dsn), connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
         _check_incident_table(conn, params.incidents)
         _lock(conn)
@@ -654,15 +655,11 @@ def generate_dataset(
     ``params.resume`` (see :func:`resume_state`) makes the folder a continuation of a database.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise LoadError(
-            f"{out} is not empty: choose a new folder (the kit never overwrites files it did not write)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     manifest: dict[str, Any] = {}
-    handles = {t: open(out / f"{t}.pgcopy", "wb") for t in TABLES}  # noqa: SIM115
-    try:
+    # a full disk or an interrupt removes what was written (one LoadError line for an OSError)
+    with output_folder(out) as folder:
+        handles = {t: folder.open(f"{t}.pgcopy") for t in TABLES}
         for h in handles.values():
             h.write(HEADER)
         with _progress(None, quiet, "generate") as bar:
@@ -675,15 +672,13 @@ def generate_dataset(
                     bar.update(item.rows)
         for h in handles.values():
             h.write(TRAILER)
-    finally:
-        for h in handles.values():
-            h.close()
-    files: dict[str, dict[str, Any]] = {}
-    for t in TABLES:
-        path = out / f"{t}.pgcopy"
-        files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    manifest["files"] = files
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        folder.close()
+        files: dict[str, dict[str, Any]] = {}
+        for t in TABLES:
+            path = out / f"{t}.pgcopy"
+            files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        manifest["files"] = files
+        folder.write_text("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerateResult(
         out, manifest, time.perf_counter() - started, {t: f["bytes"] for t, f in files.items()}
     )
@@ -733,7 +728,7 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
     span_start = datetime.fromisoformat(manifest["span_start"])
     span_end = datetime.fromisoformat(manifest["span_end"])
     tables = []
-    with connect(dsn) as conn, conn.cursor() as cur:
+    with server_disk_full(dsn), connect(dsn) as conn, conn.cursor() as cur:
         check_schema(conn)
         _check_incident_table(conn, bool(manifest.get("incidents")))
         _lock(conn)

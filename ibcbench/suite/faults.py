@@ -73,9 +73,14 @@ class FaultOutcome:
     #: from the fault to the kit working again (a rerun converged, the runner reconnected), seconds
     recovery_s: float | None = None
     bad_input: bool = False
+    #: False when the fault could not be injected here (``happened`` says why): neither survived
+    #: nor failed, and counted apart in the summary line
+    ran: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.ran:
+            return "not run"
         return "survived" if self.survived else "FAILED"
 
 
@@ -400,11 +405,16 @@ class FaultSuiteResult:
 
     @property
     def injected(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if not o.bad_input]
+        return [o for o in self.outcomes if o.ran and not o.bad_input]
 
     @property
     def bad_inputs(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.bad_input]
+        return [o for o in self.outcomes if o.ran and o.bad_input]
+
+    @property
+    def not_run(self) -> list[FaultOutcome]:
+        """Faults that could not be injected on this machine (say, mounting needs root)."""
+        return [o for o in self.outcomes if not o.ran]
 
     @property
     def rows_lost(self) -> int:
@@ -412,7 +422,8 @@ class FaultSuiteResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.survived for o in self.outcomes)
+        """Every fault that ran survived (the summary line counts those that did not run)."""
+        return all(o.survived for o in self.outcomes if o.ran)
 
     def longest_recovery(self) -> FaultOutcome | None:
         timed = [o for o in self.outcomes if o.recovery_s is not None]
@@ -428,6 +439,7 @@ class FaultSuiteResult:
                 if not all(o.survived for o in self.bad_inputs)
                 else ""
             )
+            + (f", {len(self.not_run)} not run" if self.not_run else "")
         )
 
     def table(self, width: int = 60) -> str:
