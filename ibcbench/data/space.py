@@ -20,7 +20,9 @@ from typing import IO, Any
 
 import psycopg
 import psycopg.errors
+from psycopg import sql
 
+from data_gen.tables import TABLES
 from ibcbench.db import connect
 from ibcbench.errors import IbcbenchError, LoadError, write_advice, write_failure
 
@@ -155,10 +157,33 @@ def server_disk_full(dsn: str | None) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.DiskFull as exc:
-        raise LoadError(disk_full_message(dsn, exc)) from exc
+        reclaimed = reclaim_space(dsn)
+        raise LoadError(disk_full_message(dsn, exc, reclaimed=reclaimed)) from exc
 
 
-def disk_full_message(dsn: str | None, exc: psycopg.Error) -> str:
+def reclaim_space(dsn: str | None) -> bool:
+    """VACUUM the kit's data tables after a rolled-back load: the pages the load added to tables
+    that existed before it (a plain table's file grows in place) hold only dead rows, and stay on
+    disk until a VACUUM truncates them. (New relations, the load's chunks, are truncated by the
+    rollback itself.) Returns whether it ran; it never waits for a lock."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '2s'")
+            conn.execute(
+                sql.SQL("VACUUM {}").format(
+                    sql.SQL(", ").join(
+                        sql.Identifier(t)
+                        for t in (*TABLES, "ibcbench_loads", "ibcbench_incidents")
+                        if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone() != (None,)
+                    )
+                )
+            )
+        return True
+    except (psycopg.Error, IbcbenchError):
+        return False
+
+
+def disk_full_message(dsn: str | None, exc: psycopg.Error, *, reclaimed: bool = True) -> str:
     """``the server ran out of disk space ...: nothing was committed ...; free space ...``."""
     primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
     table = _COPY.search(exc.diag.context or "")
@@ -166,9 +191,10 @@ def disk_full_message(dsn: str | None, exc: psycopg.Error) -> str:
     dbname, where, advice = _where(dsn, file.group(1) if file else "")
     into = f" into database {dbname!r}" if dbname else ""
     loading = f" loading {table.group(1)}" if table else ""
+    vacuum = "" if reclaimed else " (run VACUUM on its tables to return the space it took)"
     return (
         f"the server ran out of disk space{loading}{into}: {where} is full ({primary}); nothing "
-        f"was committed (the load rolled back): {advice}, then run the load again"
+        f"was committed, the load rolled back{vacuum}: {advice}, then run the load again"
     )
 
 
@@ -189,8 +215,8 @@ def _where(dsn: str | None, file: str) -> tuple[str | None, str, str]:
                     return (
                         dbname,
                         f"tablespace {row[0]!r} ({row[1]})",
-                        f"free space on the filesystem of {row[1]}, or move the database to a "
-                        "larger tablespace (ALTER DATABASE ... SET TABLESPACE)",
+                        "free space on that filesystem or move the database to a larger "
+                        "tablespace (ALTER DATABASE ... SET TABLESPACE)",
                     )
             else:
                 row = conn.execute(
@@ -200,7 +226,7 @@ def _where(dsn: str | None, file: str) -> tuple[str | None, str, str]:
                     return (
                         dbname,
                         f"the server's data directory ({row[0]})",
-                        f"free space on the filesystem of {row[0]}",
+                        "free space on that filesystem",
                     )
     except (psycopg.Error, IbcbenchError):
         pass
