@@ -128,7 +128,6 @@ def test_a_runs_folder_on_a_full_filesystem_is_one_line_and_leaves_no_stub(
     small_filesystem, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ibcbench.cli import main
-    from ibcbench.results.runs import check_runs_root
 
     fs = small_filesystem(256 * 1024)
     runs = fs.path / "runs"
@@ -137,14 +136,16 @@ def test_a_runs_folder_on_a_full_filesystem_is_one_line_and_leaves_no_stub(
     advice = "free space there or set IBCBENCH_RUNS_DIR to another folder"
     with pytest.raises(RunError, match=f"^no space left on {runs}: {advice}$"):
         new_run("full", root=runs)
-    with pytest.raises(RunError, match=f"^no space left on {runs}: {advice}$"):
-        check_runs_root(runs)
     assert list(runs.iterdir()) == []
     monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(runs))
     # before any work: no dataset is built, no workload runs
     assert main(["bench", "workload", "--scale", "tiny", "--duration", "1"]) == 1
     assert capsys.readouterr().err == f"ibcbench: error: no space left on {runs}: {advice}\n"
     assert list(runs.iterdir()) == []
+    from ibcbench.results.runs import check_runs_root
+
+    with pytest.raises(RunError, match=f"^no space left on {runs}: {advice}$"):
+        check_runs_root(runs)
     # a run that fills the disk half-way: one line, and the folder that cannot say it failed goes
     ballast.unlink()
     with (

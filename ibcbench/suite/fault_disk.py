@@ -27,6 +27,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from ibcbench.data.ownership import KIT_MARK
 from ibcbench.db import connect
 from ibcbench.migrate import migrate_up
 from ibcbench.suite.faults import DATA_TABLES, FaultLab, FaultOutcome, fault
@@ -170,13 +171,18 @@ def load_disk_full(lab: FaultLab) -> FaultOutcome:
         )
     lab.on_close(lambda: _drop_tablespace(lab, tablespace))
     lab.on_close(lambda: _drop_database(lab, name))
-    dsn = lab.new_database(name, schema=False)
-    with connect(lab.admin_dsn, autocommit=True) as admin:
+    with connect(lab.admin_dsn, autocommit=True) as admin:  # a kit database, in the tablespace
         admin.execute(
-            sql.SQL("ALTER DATABASE {} SET TABLESPACE {}").format(
+            sql.SQL("CREATE DATABASE {} TABLESPACE {}").format(
                 sql.Identifier(name), sql.Identifier(tablespace)
             )
         )
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(KIT_MARK)
+            )
+        )
+    dsn = lab.dsn(name)
     migrate_up(dsn)
     with connect(dsn, autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # the schema's files written out: what is used now stays used
@@ -216,13 +222,14 @@ def load_disk_full(lab: FaultLab) -> FaultOutcome:
     survived = (
         one_line and rows_zero and space_back and again.returncode == 0 and lost == 0 and not left
     )
+    said = "exit 1, one line naming the tablespace" if one_line else failed.brief()
     happened = (
-        f"{failed.brief()}; rows after: {sum(c for c, _ in after_fail.values())}, load log rows: "
-        f"{loads_after_fail}; tmpfs used {base / _MB:.1f} MB before, "
-        f"{used_after_fail / _MB:.1f} MB after the rollback, {used_after_checkpoint / _MB:.1f} MB "
-        f"after a checkpoint (the load takes {load_bytes / _MB:.1f} MB); after growing: "
-        f"{again.brief()}, {lost} rows off the reference"
-        + ("; the tablespace or its mount is left" if left else "")
+        f"{said}; {sum(c for c, _ in after_fail.values())} rows, "
+        f"{loads_after_fail} load log rows; tmpfs used {base / _MB:.1f} MB before, "
+        f"{used_after_fail / _MB:.1f} MB after the rollback ({used_after_checkpoint / _MB:.1f} MB "
+        f"after a checkpoint; the load needs {load_bytes / _MB:.1f} MB, it had room for half); "
+        f"after growing: exit {again.returncode} in {again.elapsed_s:.1f} s, {lost} rows off a "
+        "clean load" + ("; the tablespace or its mount is left" if left else "")
     )
     return FaultOutcome(
         GROUP,
@@ -276,7 +283,12 @@ def generate_disk_full(lab: FaultLab) -> list[FaultOutcome]:
                 GROUP,
                 name,
                 expected,
-                f"{result.brief()}; left on the tmpfs: {left or 'nothing'} ({used} bytes used)",
+                (
+                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
+                    if result.one_line_error()
+                    else result.brief()
+                )
+                + f"; left on the tmpfs: {left or 'nothing'} ({used} bytes used)",
                 survived,
             )
         )
@@ -310,8 +322,12 @@ def runs_disk_full(lab: FaultLab) -> list[FaultOutcome]:
                 GROUP,
                 name,
                 expected,
-                f"{result.brief()} after {result.elapsed_s:.1f} s; in the runs folder: "
-                f"{left or 'nothing'}",
+                (
+                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
+                    if result.one_line_error()
+                    else result.brief()
+                )
+                + f" after {result.elapsed_s:.1f} s; in the runs folder: {left or 'nothing'}",
                 survived,
             )
         )
