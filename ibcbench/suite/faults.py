@@ -40,7 +40,7 @@ from data_gen.tables import TABLES
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError
+from ibcbench.errors import ConfigError, ServerError
 from ibcbench.server import LocalServer
 from ibcbench.settings import ServerSettings
 
@@ -171,7 +171,7 @@ class FaultLab:
     # ---- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> FaultLab:
         try:
-            result = self.server.up()
+            result = self._up()
         except BaseException:
             self.close()
             raise
@@ -180,6 +180,22 @@ class FaultLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _up(self, attempts: int = 3) -> Any:
+        """Start the lab's server; another cluster starting at the same moment can take the free
+        port it chose (its log says 'Address already in use'), then it tries the next one."""
+        for attempt in range(attempts):
+            try:
+                return self.server.up()
+            except ServerError:
+                try:
+                    taken = "Address already in use" in self.settings.log_file.read_text()
+                except OSError:
+                    taken = False
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.settings.log_file.unlink()
+        raise AssertionError("unreachable")
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the lab closes (last registered, first run)."""
