@@ -173,11 +173,17 @@ def _size(dsn: str) -> int:
 
 
 @pytest.mark.db
+@pytest.mark.parametrize("source", ["folder", "generated"])
 def test_a_load_into_a_full_tablespace_rolls_back_in_one_line_and_converges_after(
-    server_dsn: str, make_database, small_filesystem: Callable[..., SmallFilesystem], tmp_path: Path
+    server_dsn: str,
+    make_database,
+    small_filesystem: Callable[..., SmallFilesystem],
+    tmp_path: Path,
+    source: str,
 ) -> None:
     folder = tmp_path / "data"
     generate_dataset(SMALL, folder, quiet=True)
+    what = folder if source == "folder" else SMALL  # `load DIR`, or `seed` (generated as it loads)
     ref = make_database("space_ref")
     migrate_up(ref)
     empty = _size(ref)
@@ -188,8 +194,8 @@ def test_a_load_into_a_full_tablespace_rolls_back_in_one_line_and_converges_afte
         data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
     owner = pwd.getpwuid(os.stat(data_dir).st_uid).pw_name
     fs = small_filesystem(2 * empty + 3 * load_bytes + 64_000_000, owner=owner)
-    name = f"t_space_full_{os.getpid()}"
-    space = f"t_space_{os.getpid()}"
+    name = f"t_space_full_{source}_{os.getpid()}"
+    space = f"t_space_{source}_{os.getpid()}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(
             sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
@@ -209,7 +215,7 @@ def test_a_load_into_a_full_tablespace_rolls_back_in_one_line_and_converges_afte
         base = fs.used_bytes()
         fs.resize(base + load_bytes // 2)  # room for half the load
         with pytest.raises(LoadError) as failed:
-            load_dataset(dsn, folder, quiet=True)
+            load_dataset(dsn, what, quiet=True)
         message = str(failed.value)
         assert "\n" not in message
         assert message.startswith(
@@ -227,7 +233,7 @@ def test_a_load_into_a_full_tablespace_rolls_back_in_one_line_and_converges_afte
         assert fs.used_bytes() - base < 1_000_000  # the load's new chunks went with the rollback
 
         fs.resize(base + 3 * load_bytes + 64_000_000)  # space freed: the same load converges
-        again = load_dataset(dsn, folder, quiet=True)
+        again = load_dataset(dsn, what, quiet=True)
         assert not again.skipped
         assert _digest(dsn) == want
     finally:
