@@ -242,3 +242,37 @@ def test_a_load_into_a_full_tablespace_rolls_back_in_one_line_and_converges_afte
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
             admin.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(space)))
+
+
+@pytest.mark.db
+def test_a_full_disk_no_command_expected_is_still_one_line(
+    make_database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    import ibcbench.commands.data as data_commands
+    from ibcbench.cli import _disk_full, main
+
+    def full(*_: object, **__: object) -> None:  # a write the command did not expect to fail
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.txt"))
+
+    folder = tmp_path / "d"
+    generate_dataset(SMALL, folder, quiet=True)
+    dsn = make_database("space_cli")
+    migrate_up(dsn)
+    monkeypatch.setattr(data_commands, "_print_load", full)
+    assert main(["load", str(folder), "--dsn", dsn]) == 1
+    assert capsys.readouterr().err == (
+        f"ibcbench: error: no space left on {tmp_path / 'out.txt'}: free space and run the "
+        "command again\n"
+    )
+    raised = psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device')
+    assert _disk_full(raised) == (
+        'the database server ran out of disk space (could not extend file "base/1/2": No space '
+        "left on device); the statement that needed it failed and its transaction rolled back: "
+        "free space on the server's disk and run the command again"
+    )
+    assert _disk_full(ValueError("no")) is None
