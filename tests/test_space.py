@@ -254,7 +254,7 @@ def test_a_full_disk_no_command_expected_is_still_one_line(
     import errno
 
     import ibcbench.commands.data as data_commands
-    from ibcbench.cli import _disk_full, main
+    from ibcbench.cli import main
 
     def full(*_: object, **__: object) -> None:  # a write the command did not expect to fail
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.txt"))
@@ -269,6 +269,8 @@ def test_a_full_disk_no_command_expected_is_still_one_line(
         f"ibcbench: error: no space left on {tmp_path / 'out.txt'}: free space and run the "
         "command again\n"
     )
+    from ibcbench.cli import _disk_full
+
     raised = psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device')
     assert _disk_full(raised) == (
         'the database server ran out of disk space (could not extend file "base/1/2": No space '
