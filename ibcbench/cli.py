@@ -45,19 +45,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IbcbenchError as exc:
         print(f"ibcbench: error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        if exc.errno not in DISK_FULL_ERRNOS:
+    except Exception as exc:
+        line = _disk_full(exc)
+        if line is None:
             raise
-        # a full disk the command did not expect: one line, not a traceback
-        where = exc.filename or "the disk"
-        print(
-            f"ibcbench: error: {write_failure(exc, where)}: free space and run the command again",
-            file=sys.stderr,
-        )
+        print(f"ibcbench: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ibcbench: interrupted", file=sys.stderr)
         return 130
+
+
+def _disk_full(exc: Exception) -> str | None:
+    """A full disk that the command did not turn into an error of its own: one line, not a
+    traceback (an OSError ENOSPC/EDQUOT/EFBIG here, PostgreSQL's DiskFull, SQLSTATE 53100, on the
+    server)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = exc.filename or "the disk"
+        return f"{write_failure(exc, where)}: free space and run the command again"
+    if getattr(exc, "sqlstate", None) == "53100":
+        primary = str(exc).strip().splitlines()[0] if str(exc).strip() else "disk full"
+        return (
+            f"the database server ran out of disk space ({primary}); the statement that needed it "
+            "failed and its transaction rolled back: free space on the server's disk and run the "
+            "command again"
+        )
+    return None
 
 
 if __name__ == "__main__":
