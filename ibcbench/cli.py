@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import IbcbenchError, redact_dsn
+from ibcbench.errors import DISK_FULL_ERRNOS, IbcbenchError, redact_dsn, write_failure
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,6 +59,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = str(exc).strip()
         print(f"ibcbench: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        line = _disk_full(exc)
+        if line is None:
+            raise
+        print(f"ibcbench: error: {line}", file=sys.stderr)
+        return 1
+
+
+def _disk_full(exc: Exception) -> str | None:
+    """A full disk that the command did not turn into an error of its own: one line, not a
+    traceback (an OSError ENOSPC/EDQUOT/EFBIG here, PostgreSQL's DiskFull, SQLSTATE 53100, on the
+    server)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = exc.filename or "the disk"
+        return f"{write_failure(exc, where)}: free space and run the command again"
+    if getattr(exc, "sqlstate", None) == "53100":
+        primary = str(exc).strip().splitlines()[0] if str(exc).strip() else "disk full"
+        return (
+            f"the database server ran out of disk space ({primary}); the statement that needed it "
+            "failed and its transaction rolled back: free space on the server's disk and run the "
+            "command again"
+        )
+    return None
 
 
 if __name__ == "__main__":

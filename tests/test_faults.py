@@ -116,3 +116,38 @@ def test_bench_faults_tiny_every_fault_survives(tmp_path: Path) -> None:
     assert len(table) == injected + rejected
     leftovers = [line for line in lines if "ibcbench-faults." in line]
     assert not leftovers
+
+
+def test_a_fault_that_could_not_run_is_neither_survived_nor_failed() -> None:
+    result = FaultSuiteResult(
+        "tiny",
+        [
+            _outcome("a"),
+            _outcome("b", False, ran=False),  # say, mounting a tmpfs needs root
+            _outcome("c", bad_input=True),
+        ],
+        1.0,
+    )
+    assert list(result.frame.verdict) == ["survived", "not run", "survived"]
+    assert result.summary_line() == (
+        "faults: 1 injected, 1 survived, 0 rows lost, 1 bad inputs rejected, 1 not run"
+    )
+    assert result.ok and [o.fault for o in result.not_run] == ["b"]
+    assert result.key_numbers()["faults_injected"] == 1
+
+
+def test_the_disk_faults_say_they_did_not_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ibcbench.suite import fault_disk
+
+    monkeypatch.setattr(fault_disk, "can_mount", lambda: False)
+    outcomes = [
+        fault_disk.load_disk_full(None),  # type: ignore[arg-type]
+        *fault_disk.generate_disk_full(None),  # type: ignore[arg-type]
+        *fault_disk.runs_disk_full(_NoLab()),  # type: ignore[arg-type]
+    ]
+    assert {o.verdict for o in outcomes} == {"not run"}
+    assert {o.happened for o in outcomes} == {"not run: mounting a small filesystem needs root"}
+
+
+class _NoLab:
+    scale = "tiny"

@@ -175,9 +175,11 @@ def _workload(args: argparse.Namespace) -> int:
     from ibcbench.bench.workload import default_workload
     from ibcbench.data.datasets import ensure_dataset_info
     from ibcbench.errors import BenchmarkError
+    from ibcbench.results.runs import check_runs_root
 
     if args.repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
+    check_runs_root()  # a full runs folder fails now, not after the workload ran
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
     info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     ids = [_workload_once(args, info, wl).id for _ in range(args.repeat)]

@@ -36,10 +36,11 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
+from data_gen.tables import TABLES
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError
+from ibcbench.errors import ConfigError, ServerError
 from ibcbench.server import LocalServer
 from ibcbench.settings import ServerSettings
 
@@ -73,9 +74,14 @@ class FaultOutcome:
     #: from the fault to the kit working again (a rerun converged, the runner reconnected), seconds
     recovery_s: float | None = None
     bad_input: bool = False
+    #: False when the fault could not be injected here (``happened`` says why): neither survived
+    #: nor failed, and counted apart in the summary line
+    ran: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.ran:
+            return "not run"
         return "survived" if self.survived else "FAILED"
 
 
@@ -166,7 +172,7 @@ class FaultLab:
     # ---- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> FaultLab:
         try:
-            result = self.server.up()
+            result = self._up()
         except BaseException:
             self.close()
             raise
@@ -175,6 +181,22 @@ class FaultLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _up(self, attempts: int = 3) -> Any:
+        """Start the lab's server; another cluster starting at the same moment can take the free
+        port it chose (its log says 'Address already in use'), then it tries the next one."""
+        for attempt in range(attempts):
+            try:
+                return self.server.up()
+            except ServerError:
+                try:
+                    taken = "Address already in use" in self.settings.log_file.read_text()
+                except OSError:
+                    taken = False
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.settings.log_file.unlink()
+        raise AssertionError("unreachable")
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the lab closes (last registered, first run)."""
@@ -327,8 +349,6 @@ class FaultLab:
         ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads).
 
         ``ignore`` leaves more columns out, as ``table.column`` (or ``column`` for every table)."""
-        from data_gen.tables import TABLES
-
         out: dict[str, tuple[int, str]] = {}
         with connect(dsn) as conn:
             for table in DATA_TABLES:
@@ -419,11 +439,16 @@ class FaultSuiteResult:
 
     @property
     def injected(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if not o.bad_input]
+        return [o for o in self.outcomes if o.ran and not o.bad_input]
 
     @property
     def bad_inputs(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.bad_input]
+        return [o for o in self.outcomes if o.ran and o.bad_input]
+
+    @property
+    def not_run(self) -> list[FaultOutcome]:
+        """Faults that could not be injected on this machine (say, mounting needs root)."""
+        return [o for o in self.outcomes if not o.ran]
 
     @property
     def rows_lost(self) -> int:
@@ -431,7 +456,8 @@ class FaultSuiteResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.survived for o in self.outcomes)
+        """Every fault that ran survived (the summary line counts those that did not run)."""
+        return all(o.survived for o in self.outcomes if o.ran)
 
     def longest_recovery(self) -> FaultOutcome | None:
         timed = [o for o in self.outcomes if o.recovery_s is not None]
@@ -447,6 +473,7 @@ class FaultSuiteResult:
                 if not all(o.survived for o in self.bad_inputs)
                 else ""
             )
+            + (f", {len(self.not_run)} not run" if self.not_run else "")
         )
 
     def table(self, width: int = 60) -> str:
