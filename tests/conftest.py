@@ -13,10 +13,17 @@ database, as a superuser), and ``IBCBENCH_TEST_APACHE_ADMIN_DSN`` at one running
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -252,3 +259,76 @@ def small_filesystem() -> Iterator[Callable[..., object]]:
     for fs in mounted:
         fs.unmount()
     root.rmdir()
+
+
+# ---- the fault suite, beside the rest ---------------------------------------------------------
+#: the end-to-end fault suite test: its command starts when collection ends and runs on a cluster of
+#: its own beside the other tests (they share nothing with it); the test itself runs last and waits
+FAULT_SUITE_TEST = "test_bench_faults_tiny_every_fault_survives"
+
+
+@dataclass
+class BackgroundCommand:
+    proc: subprocess.Popen[str]
+    runs_dir: Path
+    log: Path
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        """Its exit code, stdout and stderr (killed with its group after ``timeout`` seconds)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+        out = self.log.with_suffix(".out").read_text()
+        err = self.log.with_suffix(".err").read_text()
+        return self.proc.returncode, out, err
+
+    def stop(self) -> None:
+        """SIGINT first (the suite then removes its cluster and folders), SIGKILL after a minute."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    last = [i for i in items if i.name == FAULT_SUITE_TEST]
+    if not last:
+        return
+    items[:] = [i for i in items if i.name != FAULT_SUITE_TEST] + last
+    folder = Path(tempfile.mkdtemp(prefix="ibcbench-faults-test."))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["IBCBENCH_RUNS_DIR"] = str(folder / "runs")
+    log = folder / "faults"
+    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ibcbench.cli", "bench", "faults", "--scale", "tiny"],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+    config.stash[_FAULTS_KEY] = BackgroundCommand(proc, folder / "runs", log)
+
+
+_FAULTS_KEY = pytest.StashKey[BackgroundCommand]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    command = config.stash.get(_FAULTS_KEY, None)
+    if command is not None:
+        command.stop()
+        shutil.rmtree(command.runs_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def fault_suite_tiny(request: pytest.FixtureRequest) -> BackgroundCommand:
+    """``ibcbench bench faults --scale tiny``, started when collection ended (see above)."""
+    return request.config.stash[_FAULTS_KEY]

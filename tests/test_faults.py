@@ -7,10 +7,8 @@ survived, 0 rows lost, every bad input rejected, and nothing left behind (no clu
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +17,7 @@ import pytest
 from ibcbench.errors import ConfigError
 from ibcbench.suite import faults
 from ibcbench.suite.faults import FaultOutcome, FaultSuiteResult, run_fault_suite, suite_scale
+from tests.conftest import BackgroundCommand
 
 #: every group the issue lists must be in the tiny suite's table
 GROUPS = {"load", "server", "schema", "concurrency", "safety", "disk", "inputs", "dataset"}
@@ -91,63 +90,23 @@ def test_a_fault_that_breaks_counts_as_failed_and_the_lab_is_removed(
 
 
 @pytest.mark.db
-def test_bench_faults_tiny_every_fault_survives(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["IBCBENCH_RUNS_DIR"] = str(tmp_path / "runs")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ibcbench.cli", "bench", "faults", "--scale", "tiny"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
-    lines = proc.stdout.strip().splitlines()
-    assert lines, proc.stderr
+def test_bench_faults_tiny_every_fault_survives(fault_suite_tiny: BackgroundCommand) -> None:
+    # started when collection ended, on a cluster of its own, beside the other tests (conftest.py)
+    returncode, stdout, stderr = fault_suite_tiny.wait(timeout=1200)
+    lines = stdout.strip().splitlines()
+    assert lines, stderr
     match = SUMMARY_RE.match(lines[-1])
-    assert match, f"last line {lines[-1]!r}\n{proc.stdout}\n{proc.stderr}"
+    assert match, f"last line {lines[-1]!r}\n{stdout}\n{stderr}"
     injected, survived, lost, rejected = map(int, match.groups())
-    assert proc.returncode == 0, proc.stdout
+    assert returncode == 0, stdout
     assert injected > 0 and survived == injected and lost == 0 and rejected > 0
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = fault_suite_tiny.runs_dir.iterdir()
     table = pd.read_csv(run / "results" / "faults.csv")
     assert set(table.group) >= GROUPS, set(table.group)
     assert (table.verdict == "survived").all(), table[table.verdict != "survived"]
     assert int(table.bad_input.sum()) == rejected
     assert len(table) == injected + rejected
-    leftovers = [line for line in lines if "ibcbench-faults." in line]
-    assert not leftovers
-
-
-def test_a_fault_that_could_not_run_is_neither_survived_nor_failed() -> None:
-    result = FaultSuiteResult(
-        "tiny",
-        [
-            _outcome("a"),
-            _outcome("b", False, ran=False),  # say, mounting a tmpfs needs root
-            _outcome("c", bad_input=True),
-        ],
-        1.0,
-    )
-    assert list(result.frame.verdict) == ["survived", "not run", "survived"]
-    assert result.summary_line() == (
-        "faults: 1 injected, 1 survived, 0 rows lost, 1 bad inputs rejected, 1 not run"
-    )
-    assert result.ok and [o.fault for o in result.not_run] == ["b"]
-    assert result.key_numbers()["faults_injected"] == 1
-
-
-def test_the_disk_faults_say_they_did_not_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ibcbench.suite import fault_disk
-
-    monkeypatch.setattr(fault_disk, "can_mount", lambda: False)
-    outcomes = [
-        fault_disk.load_disk_full(None),  # type: ignore[arg-type]
-        *fault_disk.generate_disk_full(None),  # type: ignore[arg-type]
-        *fault_disk.runs_disk_full(_NoLab()),  # type: ignore[arg-type]
-    ]
-    assert {o.verdict for o in outcomes} == {"not run"}
-    assert {o.happened for o in outcomes} == {"not run: mounting a small filesystem needs root"}
-
-
-class _NoLab:
-    scale = "tiny"
+    # the suite removed its cluster and folders: no server of its own is left running
+    (workdir,) = re.findall(r"^the suite's cluster and folders: (\S+) \(removed\)$", stdout, re.M)
+    assert not Path(workdir).exists()
+    assert workdir not in subprocess.run(["ps", "axww"], capture_output=True, text=True).stdout

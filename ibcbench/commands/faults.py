@@ -56,6 +56,9 @@ def _faults(args: argparse.Namespace) -> int:
     longest = result.longest_recovery()
     if longest is not None:
         print(f"longest recovery: {longest.recovery_s:.1f} s ({longest.group}/{longest.fault})")
+    if result.workdir is not None:
+        kept = "kept: look, then remove it" if result.workdir.exists() else "removed"
+        print(f"the suite's cluster and folders: {result.workdir} ({kept})")
     print(f"run folder: {run.path}")
     print(result.summary_line())
     return 0 if result.ok else 1

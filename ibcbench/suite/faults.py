@@ -430,6 +430,8 @@ class FaultSuiteResult:
     outcomes: list[FaultOutcome]
     elapsed_s: float
     server: dict[str, Any] = field(default_factory=dict)
+    #: the lab's workspace (its cluster, folders and runs), removed at the end unless kept
+    workdir: Path | None = None
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -573,7 +575,9 @@ def run_fault_suite(
                     "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
                 ).fetchone(),
             }
-    return FaultSuiteResult(scale, outcomes, time.perf_counter() - started, server)
+    return FaultSuiteResult(
+        scale, outcomes, time.perf_counter() - started, server, workdir=lab.workdir
+    )
 
 
 def file_sha256(path: Path) -> str:
