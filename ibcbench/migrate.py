@@ -320,9 +320,10 @@ class Migrator:
     def force(self, version: int) -> bool:
         """Set the version without running anything and clear the dirty flag (golang-migrate's force).
 
-        Returns False when nothing changed (``-1`` on a database that was never migrated: no
-        ``schema_migrations`` table is created for it). A forced version is not one the kit applied:
-        ``down`` will not revert it."""
+        A database that was never migrated (no ``schema_migrations`` table) is refused: forcing a
+        version there would claim a schema of the kit's in a database that may be a user's own, and
+        a ``schema_migrations`` table would be created in it. A forced version is not one the kit
+        applied: ``down`` will not revert it. Returns True (the version was set)."""
         if version != NIL_VERSION and version not in self._by_version:
             known = ", ".join(str(v) for v in self._by_version) or "none"
             raise ConfigError(
@@ -331,9 +332,7 @@ class Migrator:
         with self._connect() as conn:
             lock_id = self._lock(conn)
             try:
-                exists = conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0]  # type: ignore[index]
-                if exists is None and version == NIL_VERSION:
-                    return False
+                self._refuse_never_migrated(conn, "nothing was changed; run `ibcbench schema up`")
                 current, _ = self._read_version(conn)
                 if (
                     current is not None
@@ -357,6 +356,20 @@ class Migrator:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         return True
+
+    @staticmethod
+    def _refuse_never_migrated(conn: psycopg.Connection, advice: str) -> None:
+        """One line when the database has no ``schema_migrations`` table (it was never migrated)."""
+        if conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+            raise MigrationError(
+                f"database {conn.info.dbname!r} was never migrated (it has no {MIGRATIONS_TABLE} "
+                f"table), so it may not be the kit's: {advice}"
+            )
+
+    def require_migrated(self, advice: str) -> None:
+        """Refuse (one line ending in ``advice``) a database that was never migrated."""
+        with self._connect() as conn:
+            self._refuse_never_migrated(conn, advice)
 
     def _last_clean(self, conn: psycopg.Connection, dirty_at: int | None) -> int:
         """The last version fully applied when ``dirty_at`` is marked dirty: the one before it after a
@@ -440,6 +453,20 @@ class Migrator:
                 f"ibcbench: index {name} was INVALID (a failed CONCURRENTLY build): rebuilt"
             )
         return notes
+
+    def _left_invalid(self, conn: psycopg.Connection, migration: Migration) -> list[str]:
+        """The indexes ``migration`` creates that a failed ``CONCURRENTLY`` build left INVALID."""
+        names = [n for n, kind in migration.creates.items() if kind == "index"]
+        try:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()"
+                " WHERE NOT i.indisvalid AND c.relname = ANY(%s) ORDER BY 1",
+                (names,),
+            ).fetchall()
+        except psycopg.Error:  # the connection itself failed: nothing more to learn from it
+            return []
+        return [r[0] for r in rows]
 
     def _run(self, direction: str, steps: int | None) -> MigrateResult:
         started = time.perf_counter()
@@ -542,6 +569,20 @@ class Migrator:
             still_at = (
                 _previous(migration.version, self) if direction == "up" else migration.version
             )
+            if _is_concurrent(text):
+                # outside a transaction: a failed CREATE INDEX CONCURRENTLY leaves its index INVALID
+                left = self._left_invalid(conn, migration)
+                raise MigrationError(
+                    f"migration {migration.label}.{direction}.sql failed: {detail}; "
+                    + (
+                        f"it left index {', '.join(left)} INVALID and "
+                        if left
+                        else "nothing of it stayed but "
+                    )
+                    + "the version is marked dirty: fix the file, then run "
+                    f"`ibcbench schema force {still_at}` and `ibcbench schema up`"
+                    + (" (which rebuilds the INVALID index)" if left else "")
+                ) from exc
             raise MigrationError(
                 f"migration {migration.label}.{direction}.sql failed: {detail}; nothing of it was applied "
                 f"but the version is marked dirty: fix the file, then run `ibcbench schema force {still_at}`"

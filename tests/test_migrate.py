@@ -502,21 +502,26 @@ def _has_table(dsn: str, name: str) -> bool:
 @pytest.mark.parametrize(
     ("argv", "code", "out"),
     [
-        (["schema", "down", "1"], 1, ""),
-        (["schema", "down", "--all"], 0, "no change"),
-        (["schema", "force", "-1"], 0, "no change: the database has no schema_migrations table"),
+        (["schema", "down", "1"], 1, "nothing was changed"),
+        (["schema", "down", "--all"], 1, "was never migrated (it has no schema_migrations table)"),
+        (["schema", "force", "-1"], 1, "was never migrated (it has no schema_migrations table)"),
+        (["schema", "force", "1"], 1, "was never migrated (it has no schema_migrations table)"),
         (["schema", "version"], 0, "none"),
     ],
 )
 def test_read_only_and_no_op_commands_create_nothing(
     make_database, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, out: str
 ) -> None:
+    """On a user's database, a destructive schema command refuses in one line (the old ``down --all``
+    and ``force -1`` said 'no change' and exited 0; the old ``force 1`` created schema_migrations)."""
     dsn = _user_database(make_database, "noop")
     assert main([*argv, "--dsn", dsn]) == code
     captured = capsys.readouterr()
-    assert out in captured.out
     if code:
-        assert "nothing was changed" in captured.err and captured.err.count("\n") == 1
+        assert out in captured.err and "nothing" in captured.err
+        assert captured.err.count("\n") == 1
+    else:
+        assert out in captured.out
     assert not _has_table(dsn, "schema_migrations")
     assert not _has_table(dsn, "ibcbench_schema_applied")
 
@@ -533,14 +538,35 @@ def test_up_refuses_a_user_table_of_a_kit_name_and_the_old_advice_keeps_its_row(
     assert not _has_table(dsn, "schema_migrations")
     assert not _has_table(dsn, "clearing_operations")
     # the advice the old code printed after its failure at 000004: force 3, then down
-    assert main(["schema", "force", "3", "--dsn", dsn]) == 0
+    assert main(["schema", "force", "3", "--dsn", dsn]) == 1
+    assert "was never migrated" in capsys.readouterr().err
     for argv in (["schema", "down", "1"], ["schema", "down", "3"], ["schema", "down", "--all"]):
+        assert main([*argv, "--dsn", dsn]) == 1
+        assert "nothing" in capsys.readouterr().err
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT id, note FROM network_stats").fetchall() == [(1, "mine")]
+        assert conn.execute("SELECT to_regclass('my_notes')").fetchone() != (None,)
+    assert not _has_table(dsn, "schema_migrations")
+
+
+@pytest.mark.db
+def test_a_forced_version_is_not_reverted(
+    make_database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version forced on a migrated database (one it did not apply) is never reverted by down."""
+    dsn = make_database("forced")
+    migrator = Migrator(dsn)
+    migrator.up(1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE network_stats (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO network_stats VALUES (1, 'mine')")
+    assert main(["schema", "force", "3", "--dsn", dsn]) == 0
+    for argv in (["schema", "down", "1"], ["schema", "down", "--all"]):
         capsys.readouterr()
         assert main([*argv, "--dsn", dsn]) == 1
         assert "was not applied by ibcbench" in capsys.readouterr().err
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT id, note FROM network_stats").fetchall() == [(1, "mine")]
-        assert conn.execute("SELECT to_regclass('my_notes')").fetchone() != (None,)
     assert Migrator(dsn).version() == (3, False)
 
 
@@ -611,7 +637,7 @@ def test_three_concurrent_ups_take_turns(make_database) -> None:
         assert conn.execute("SELECT bool_and(indisvalid) FROM pg_index").fetchone() == (True,)
 
 
-def _fail_concurrent_index(dsn: str) -> None:
+def _fail_concurrent_index(dsn: str) -> BaseException:
     """Run 000008 (CREATE INDEX CONCURRENTLY) while a writer holds clearing_operations, and cancel
     the build while it waits: the index stays behind INVALID, the version dirty at 8."""
     import threading
@@ -650,6 +676,18 @@ def _fail_concurrent_index(dsn: str) -> None:
         assert conn.execute(
             "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid"
         ).fetchall() == [("idx_clearing_operations_open",)]
+    return errors[0]
+
+
+@pytest.mark.db
+def test_a_failed_concurrent_migration_names_the_invalid_index_it_left(make_database) -> None:
+    """The old message said 'nothing of it was applied' while an INVALID index stayed behind."""
+    error = _fail_concurrent_index(make_database("invalidmsg"))
+    message = str(error)
+    assert isinstance(error, MigrationError) and "\n" not in message
+    assert "it left index idx_clearing_operations_open INVALID" in message
+    assert "nothing of it was applied" not in message
+    assert "`ibcbench schema force 7` and `ibcbench schema up` (which rebuilds" in message
 
 
 @pytest.mark.db

@@ -71,3 +71,22 @@ def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
     assert (run.path / "figures" / "07_replication_lag.png").exists()
     # what the notebook started is gone; the session's standby and PgBouncer are still there
     assert [r.index for r in topology.read_state().replicas] == [1] and topology.pgbouncer_running()
+
+
+@pytest.mark.db
+def test_recovery_conflicts_refuse_a_users_schema_of_the_scratch_name(make_database) -> None:
+    """The old code took ``ibcbench_replicas`` with CREATE SCHEMA IF NOT EXISTS and dropped it
+    (CASCADE) at the end, a user's schema of that name with it."""
+    import psycopg
+
+    from ibcbench.bench.replicas import SCHEMA, ReplicaSetup, measure_recovery_conflicts
+    from ibcbench.errors import ConfigError
+
+    dsn = make_database("replscratch")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(f"CREATE TABLE {SCHEMA}.mine AS SELECT 'keep me' AS note")
+    with pytest.raises(ConfigError, match=f"schema '{SCHEMA}' .* was not created by ibcbench"):
+        measure_recovery_conflicts(ReplicaSetup(dsn, dsn, None))
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT note FROM {SCHEMA}.mine").fetchall() == [("keep me",)]

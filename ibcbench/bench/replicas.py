@@ -34,6 +34,7 @@ from psycopg import sql
 from ibcbench.bench.runner import run_python
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.data.datasets import with_database
+from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import save_frame
@@ -473,7 +474,11 @@ def measure_recovery_conflicts(
     ``max_standby_streaming_delay`` is set to ``max_standby_delay_s`` for the measurement (the default,
     30 s, lets replay wait that long before cancelling, so only longer queries are cancelled and the
     standby falls behind instead). Needs the embedded standby (its settings are changed and restored).
+    The table lives in the kit's scratch schema ``ibcbench_replicas``: a same-named schema the kit did
+    not create is refused before anything is done, never dropped.
     """
+    with connect(setup.dsn, autocommit=True) as conn:
+        drop_kit_schema(conn, SCHEMA)  # a leftover of a killed run; never a user's schema
     if setup.topology is None:
         raise BenchmarkError(
             "conflicts are measured by changing the standby's hot_standby_feedback: that needs the embedded "
@@ -484,6 +489,8 @@ def measure_recovery_conflicts(
     table = sql.Identifier(SCHEMA, "conflict_demo")
     out_rows = []
     messages: set[str] = set()
+    with connect(setup.dsn, autocommit=True) as conn:
+        create_kit_schema(conn, SCHEMA)
     try:
         for fb in feedback:
             topo.configure_replica(
@@ -492,10 +499,7 @@ def measure_recovery_conflicts(
                 max_standby_streaming_delay=f"{int(max_standby_delay_s * 1000)}ms",
             )
             with connect(setup.dsn, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA))
-                )
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))  # the kit's schema
                 conn.execute(
                     sql.SQL(
                         "CREATE TABLE {} (id bigint PRIMARY KEY, grp int NOT NULL, payload text NOT NULL)"
@@ -609,7 +613,7 @@ def measure_recovery_conflicts(
             },
         )
         with connect(setup.dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+            drop_kit_schema(conn, SCHEMA)
     return ConflictResult(pd.DataFrame(out_rows), sorted(messages))
 
 

@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     version.set_defaults(func=_version)
 
     force = ssub.add_parser(
-        "force", help="set the version without running migrations; clears dirty"
+        "force",
+        help="set the version without running migrations; clears dirty (refuses a database that "
+        "was never migrated)",
     )
     force.add_argument("version", type=int, help="a migration version, or -1 for none")
     common(force)
@@ -70,6 +72,7 @@ def _down(args: argparse.Namespace) -> int:
 
     migrator = Migrator(args.dsn, args.path)
     if args.all:
+        migrator.require_migrated("nothing to revert, nothing was changed")
         current, _ = migrator.version()
         steps = len(
             [m for m in migrator.migrations if current is not None and m.version <= current]
@@ -106,8 +109,6 @@ def _version(args: argparse.Namespace) -> int:
 def _force(args: argparse.Namespace) -> int:
     from ibcbench.migrate import Migrator
 
-    if Migrator(args.dsn, args.path).force(args.version):
-        print(f"version forced to {args.version}")
-    else:
-        print("no change: the database has no schema_migrations table (it was never migrated)")
+    Migrator(args.dsn, args.path).force(args.version)
+    print(f"version forced to {args.version}")
     return 0

@@ -40,6 +40,7 @@ from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
 from ibcbench.data.journal import LoadJournal, SettledAttempt
 from ibcbench.data.pgcopy import HEADER, TRAILER, encode_rows_view
+from ibcbench.data.space import disk_full_message, output_folder, reclaim_space
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, Interrupted, LoadError
 
@@ -703,6 +704,8 @@ class _Attempt:
 
     def _server_error(self, exc: psycopg.Error, conn: psycopg.Connection) -> LoadError:
         detail = _first_line(exc)
+        if isinstance(exc, psycopg.errors.DiskFull):  # the connection is closed: rolled back
+            return LoadError(disk_full_message(self.dsn, exc, reclaimed=reclaim_space(self.dsn)))
         if conn.broken or isinstance(exc, psycopg.InterfaceError):
             return LoadError(
                 f"the connection to the server was lost during the load ({detail}): {self._kept()}"
@@ -789,15 +792,11 @@ def generate_dataset(
     ``params.resume`` (see :func:`resume_state`) makes the folder a continuation of a database.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise LoadError(
-            f"{out} is not empty: choose a new folder (the kit never overwrites files it did not write)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     manifest: dict[str, Any] = {}
-    handles = {t: open(out / f"{t}.pgcopy", "wb") for t in TABLES}  # noqa: SIM115
-    try:
+    # a full disk or an interrupt removes what was written (one LoadError line for an OSError)
+    with output_folder(out) as folder:
+        handles = {t: folder.open(f"{t}.pgcopy") for t in TABLES}
         for h in handles.values():
             h.write(HEADER)
         with _progress(None, quiet, "generate") as bar:
@@ -810,15 +809,13 @@ def generate_dataset(
                     bar.update(item.rows)
         for h in handles.values():
             h.write(TRAILER)
-    finally:
-        for h in handles.values():
-            h.close()
-    files: dict[str, dict[str, Any]] = {}
-    for t in TABLES:
-        path = out / f"{t}.pgcopy"
-        files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    manifest["files"] = files
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        folder.close()
+        files: dict[str, dict[str, Any]] = {}
+        for t in TABLES:
+            path = out / f"{t}.pgcopy"
+            files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        manifest["files"] = files
+        folder.write_text("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerateResult(
         out, manifest, time.perf_counter() - started, {t: f["bytes"] for t, f in files.items()}
     )

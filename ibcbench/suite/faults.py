@@ -36,10 +36,11 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
+from data_gen.tables import TABLES
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError
+from ibcbench.errors import ConfigError, ServerError
 from ibcbench.server import LocalServer
 from ibcbench.settings import ServerSettings
 
@@ -73,9 +74,14 @@ class FaultOutcome:
     #: from the fault to the kit working again (a rerun converged, the runner reconnected), seconds
     recovery_s: float | None = None
     bad_input: bool = False
+    #: False when the fault could not be injected here (``happened`` says why): neither survived
+    #: nor failed, and counted apart in the summary line
+    ran: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.ran:
+            return "not run"
         return "survived" if self.survived else "FAILED"
 
 
@@ -193,6 +199,22 @@ class FaultLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _up(self, attempts: int = 3) -> Any:
+        """Start the lab's server; another cluster starting at the same moment can take the free
+        port it chose (its log says 'Address already in use'), then it tries the next one."""
+        for attempt in range(attempts):
+            try:
+                return self.server.up()
+            except ServerError:
+                try:
+                    taken = "Address already in use" in self.settings.log_file.read_text()
+                except OSError:
+                    taken = False
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.settings.log_file.unlink()
+        raise AssertionError("unreachable")
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the lab closes (last registered, first run)."""
@@ -339,19 +361,24 @@ class FaultLab:
         """Rows in the kit's data tables (missing tables count 0)."""
         return sum(count for count, _ in self.digest(dsn).values())
 
-    def digest(self, dsn: str) -> dict[str, tuple[int, str]]:
+    def digest(self, dsn: str, *, ignore: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
         """Per data table: row count and an order-independent md5 of its rows, over the columns the
         generator writes (not the server's defaults: the derived tables' identity ids and their
-        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads)."""
-        from data_gen.tables import TABLES
+        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads).
 
+        ``ignore`` leaves more columns out, as ``table.column`` (or ``column`` for every table)."""
         out: dict[str, tuple[int, str]] = {}
         with connect(dsn) as conn:
             for table in DATA_TABLES:
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:  # type: ignore[index]
                     out[table] = (0, "")
                     continue
-                columns = sql.SQL(", ").join(sql.Identifier(c) for c, _ in TABLES[table])
+                skip = {
+                    c.split(".", 1)[-1] for c in ignore if "." not in c or c.startswith(f"{table}.")
+                }
+                columns = sql.SQL(", ").join(
+                    sql.Identifier(c) for c, _ in TABLES[table] if c not in skip
+                )
                 count, digest = conn.execute(
                     sql.SQL(
                         "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
@@ -430,11 +457,16 @@ class FaultSuiteResult:
 
     @property
     def injected(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if not o.bad_input]
+        return [o for o in self.outcomes if o.ran and not o.bad_input]
 
     @property
     def bad_inputs(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.bad_input]
+        return [o for o in self.outcomes if o.ran and o.bad_input]
+
+    @property
+    def not_run(self) -> list[FaultOutcome]:
+        """Faults that could not be injected on this machine (say, mounting needs root)."""
+        return [o for o in self.outcomes if not o.ran]
 
     @property
     def rows_lost(self) -> int:
@@ -442,7 +474,8 @@ class FaultSuiteResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.survived for o in self.outcomes)
+        """Every fault that ran survived (the summary line counts those that did not run)."""
+        return all(o.survived for o in self.outcomes if o.ran)
 
     def longest_recovery(self) -> FaultOutcome | None:
         timed = [o for o in self.outcomes if o.recovery_s is not None]
@@ -458,6 +491,7 @@ class FaultSuiteResult:
                 if not all(o.survived for o in self.bad_inputs)
                 else ""
             )
+            + (f", {len(self.not_run)} not run" if self.not_run else "")
         )
 
     def table(self, width: int = 60) -> str:
@@ -491,6 +525,13 @@ class FaultSuiteResult:
         from ibcbench.results.recorded import save_frame
 
         save_frame(self.frame, "faults", run_dir)
+
+
+def suite_scale(dataset_scale: str) -> str:
+    """The fault suite's scale for a run at ``dataset_scale``: tiny stays tiny (the fast faults), any
+    larger run gets every fault at ``small`` (loads of a small folder are long enough to interrupt
+    mid-COPY; larger ones add minutes and no new fault)."""
+    return "tiny" if dataset_scale == "tiny" else "small"
 
 
 def run_fault_suite(
