@@ -179,24 +179,6 @@ class FaultLab:
         self.admin_dsn = result.state.url
         return self
 
-    def _up(self, tries: int = 3) -> Any:
-        """Start the lab's server; a port another cluster took between the kit's choice and the
-        start (several clusters starting at once on a shared machine) is chosen again."""
-        from ibcbench.errors import ServerError
-
-        for attempt in range(tries):
-            try:
-                return self.server.up()
-            except ServerError:
-                log = self.settings.log_file
-                lost_port = log.exists() and "Address already in use" in log.read_text(
-                    errors="replace"
-                )
-                if not lost_port or attempt == tries - 1:
-                    raise
-                log.unlink()
-        raise AssertionError("unreachable")
-
     def __exit__(self, *exc: object) -> None:
         self.close()
 
