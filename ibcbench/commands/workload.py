@@ -220,7 +220,7 @@ def _workload(args: argparse.Namespace) -> int:
 
 def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
     from ibcbench.bench.runner import run_workload
-    from ibcbench.errors import BenchmarkError
+    from ibcbench.errors import BenchmarkError, IbcbenchError
     from ibcbench.results.runs import build_manifest, started_run
 
     dsn = info.dsn
@@ -248,15 +248,23 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
                 retries=result.retries,
                 unavailable_s=result.unavailable_s,
             )
-        run.update_manifest(
-            **build_manifest(
-                dsn,
-                seed=args.seed,
-                scale=args.scale,
-                parameters=vars(args) | {"func": None},
-                dataset=info.state.manifest() if info.state else None,
+        try:
+            run.update_manifest(
+                **build_manifest(
+                    dsn,
+                    seed=args.seed,
+                    scale=args.scale,
+                    parameters=vars(args) | {"func": None},
+                    dataset=info.state.manifest() if info.state else None,
+                )
             )
-        )
+        except IbcbenchError as exc:
+            if not trouble:
+                raise
+            # the server is still away: the run says so, without the server's part
+            unreachable = f"the server was unreachable after the run ({exc})"
+            run.update_manifest(manifest_error=unreachable)
+            trouble = f"{trouble}; {unreachable.split(' (')[0]}"
     print(result.summary.to_string(index=False))
     if trouble:
         print("client_bound: not judged (the run had errors or retries)")
