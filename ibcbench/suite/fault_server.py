@@ -8,7 +8,7 @@ ended within its stated bound, exited 1 with one line that says the run was dist
 folder that looks healthy (the run folder it kept is marked ``failed`` with the errors, retries and
 outage in its manifest), claimed no ``client_bound``, and the dataset's rows are unchanged (the
 runner's writes roll back). ``recovery_s`` is the time from the restart until the runner's first
-successful request after it (from its latencies file), else the restart's own duration.
+successful request after the outage (from its latencies file), else the restart's own duration.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from psycopg import sql
 
@@ -28,7 +29,7 @@ from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault
 
 GROUP = "server"
 #: the measured window of the workload faults, and the pool timeout they set (--pool-timeout)
-WINDOW_S = 6.0
+WINDOW_S = 4.0
 POOL_TIMEOUT_S = 10.0
 #: on top of warm-up + window + pool timeout: the CLI's start, the dataset check, sampling the
 #: parameters, opening and closing the pool, the manifest
@@ -89,17 +90,23 @@ def _brief(result: CliResult) -> str:
 
 
 def _recovery_s(run: Path | None, manifest: dict[str, Any], down_at: float, up_at: float) -> float:
-    """From ``down_at`` (epoch s, the restart began) to the first successful request that ended
-    after ``up_at`` (pg_ctl returned), read from the run's latencies; else ``up_at - down_at``."""
+    """From ``down_at`` (epoch s, the restart began) to the first successful request after the
+    outage: the end of the longest stretch without a success that ends after ``down_at``, read
+    from the run's latencies (pg_ctl returns a while after the server accepts connections again);
+    without a success after ``down_at``, the restart's duration ``up_at - down_at``."""
     started = manifest.get("workload", {}).get("window_started_at")
     path = run / "results" / "workload_latencies.parquet" if run else None
     if started is None or path is None or not path.exists():
         return up_at - down_at
     lat = pd.read_parquet(path)
     ok = lat.loc[lat["ok"].astype(bool)]
-    ends = float(started) + ok.t_s + ok.latency_ms / 1000.0
-    after = ends[ends >= up_at]
-    return float(after.min()) - down_at if len(after) else up_at - down_at
+    ends = np.sort((float(started) + ok.t_s + ok.latency_ms / 1000.0).to_numpy())
+    after = ends[ends > down_at]
+    if not len(after):
+        return up_at - down_at
+    before = ends[ends <= down_at]
+    edges = np.concatenate(([before[-1] if len(before) else down_at], after))
+    return float(after[int(np.argmax(np.diff(edges)))]) - down_at
 
 
 def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
