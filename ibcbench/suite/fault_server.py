@@ -25,7 +25,7 @@ from psycopg import sql
 
 from ibcbench.data.datasets import dataset_database_name, ensure_dataset
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault
+from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault, nothing_written
 
 GROUP = "server"
 #: the measured window of the workload faults, and the pool timeout they set (--pool-timeout)
@@ -357,3 +357,29 @@ def fault_notebook_restart(lab: FaultLab) -> FaultOutcome:
         rows_lost=lost,
         recovery_s=round(took, 2),
     )
+
+
+@fault(GROUP, fast=True)
+def fault_workload_bad_retry_settings(lab: FaultLab) -> list[FaultOutcome]:
+    """``bench workload`` with retry settings that cannot work: one line each, nothing written."""
+    outcomes = []
+    cases = (
+        ("workload_max_tries_0", "--max-tries", "0"),
+        ("workload_pool_timeout_negative", "--pool-timeout", "-1"),
+    )
+    for name, flag, value in cases:
+        with nothing_written(lab) as state:
+            result = lab.cli("bench", "workload", "--scale", lab.scale, flag, value)
+        line = _last_line(result)
+        survived = result.one_line_error() and flag in line and state["runs_added"] == 0
+        outcomes.append(
+            FaultOutcome(
+                GROUP,
+                name,
+                "one line naming the option, before any work; no run folder",
+                f"{_brief(result)}; run folders added {state['runs_added']}",
+                survived,
+                bad_input=True,
+            )
+        )
+    return outcomes
