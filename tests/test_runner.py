@@ -468,6 +468,7 @@ def test_a_disturbed_workload_run_exits_1_in_one_line_and_its_folder_is_failed(
     from ibcbench.results.runs import find_run
 
     dataset = ensure_dataset(server_dsn, scale="tiny", seed=42)
+    capsys.readouterr()  # what building (or repairing) the dataset said is not the command's
     runs = tmp_path / "runs"
     monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(runs))
     # the runner's pool (application 'ibcbench') loses both connections once it is measuring
