@@ -196,3 +196,66 @@ def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
     for path in files:
         assert PASSWORD not in path.read_text(errors="replace"), path
     assert "DATABASE_URL" not in os.environ
+
+
+@pytest.mark.db
+def test_a_server_restart_during_a_notebook_fails_its_run_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Every cell runs, but the server restarted in between: the run is failed, and says why.
+    The restart is of a cluster of the test's own (the shared test server stays up)."""
+    import threading
+
+    from ibcbench.cli import main
+    from ibcbench.suite.faults import FaultLab
+
+    marker, go = tmp_path / "in-the-cell", tmp_path / "go-on"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "ibcbench",
+        "display_name": "ibcbench",
+        "language": "python",
+    }
+    params = nbformat.v4.new_code_cell("dsn = None\nrun_dir = None\nmarker = ''\ngo = ''")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "import pathlib, time\npathlib.Path(marker).write_text('in')\n"
+            "deadline = time.time() + 120\n"
+            "while not pathlib.Path(go).exists() and time.time() < deadline:\n"
+            "    time.sleep(0.05)"
+        ),
+        nbformat.v4.new_code_cell(
+            "from ibcbench.results.recorded import record\nrecord(done=True)"
+        ),
+    ]
+    source = tmp_path / "99_restart.ipynb"
+    nbformat.write(nb, source)
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(runs))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with FaultLab("tiny") as lab:
+
+        def restart_in_the_cell() -> None:
+            try:
+                if FaultLab.wait_for(marker.exists, timeout=120):
+                    lab.restart("fast")
+            finally:
+                go.write_text("go")
+
+        restarter = threading.Thread(target=restart_in_the_cell, daemon=True)
+        restarter.start()
+        args = ["run", str(source), "--dsn", lab.admin_dsn, "-p", "marker", str(marker)]
+        rc = main([*args, "-p", "go", str(go)])
+        restarter.join()
+    out = capsys.readouterr()
+    assert rc == 1
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ibcbench: error: 99_restart.ipynb failed: the server restarted")
+    (run,) = runs.iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["error"].startswith("the server restarted while 99_restart.ipynb ran")
+    assert read_recorded(run / "99_restart.ipynb") == {"done": True}  # every cell did run

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import PoolTimeout
 
+from ibcbench.bench import runner
 from ibcbench.bench.runner import (
     measured_part,
     pgbench_scripts,
@@ -20,6 +28,7 @@ from ibcbench.bench.runner import (
     window_pool_stats,
 )
 from ibcbench.bench.workload import Workload, WorkloadQuery, default_workload
+from ibcbench.errors import BenchmarkError
 from ibcbench.toolkit.pool import PoolConfig
 
 
@@ -254,3 +263,232 @@ def test_a_run_that_logged_no_transaction_summarizes_as_zero_throughput() -> Non
     summary = summarize(empty, engine="pgbench", clients=200, duration_s=1).set_index("query")
     assert summary.loc["ALL", "count"] == 0 and summary.loc["ALL", "throughput_qps"] == 0
     assert np.isnan(summary.loc["ALL", "p50_ms"])
+
+
+# ---- a lost connection: retries, errors, outage, no client_bound claim ------------------------------
+def _terminate_when_busy(
+    dsn: str, application: str, at_least: int, *, like: str = "%"
+) -> tuple[threading.Thread, list[int]]:
+    """A thread that waits until ``at_least`` backends of ``application`` have run a query matching
+    ``like``, then terminates them all once (the pids it ended are in the list)."""
+    ended: list[int] = []
+    dbname = conninfo_to_dict(dsn)["dbname"]
+
+    def terminate() -> None:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            while time.monotonic() < deadline:
+                rows = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
+                    " AND pid <> pg_backend_pid() AND query LIKE %s",
+                    (dbname, application, like),
+                ).fetchall()
+                if len(rows) >= at_least:
+                    for (pid,) in rows:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                        ended.append(pid)
+                    return
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=terminate, daemon=True)
+    thread.start()
+    return thread, ended
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("max_tries", [3, 1])
+def test_terminated_backends_are_retried_or_counted_and_never_called_client_bound(
+    loaded_dsn: str, max_tries: int
+) -> None:
+    wl, params = _sleeps(0.02)
+    cfg = PoolConfig(
+        min_size=2,
+        max_size=2,
+        health_check_period_s=None,
+        slow_query_ms=None,
+        application_name="ibcbench-terminated",
+    )
+    killer, ended = _terminate_when_busy(loaded_dsn, "ibcbench-terminated", 2, like="%pg_sleep%")
+    result = run_python(
+        loaded_dsn,
+        wl,
+        clients=2,
+        duration_s=1.5,
+        warmup_s=0.0,
+        pool_config=cfg,
+        params=params,
+        max_tries=max_tries,
+    )
+    killer.join()
+    assert len(ended) == 2
+    s = result.summary.set_index("query").loc["ALL"]
+    # each terminated connection fails the next request sent on it (at least one of them)
+    if max_tries == 3:  # tried again on a new connection, and succeeded
+        assert result.retries >= 1 and result.errors == 0
+        assert result.latencies.tries.max() >= 2
+    else:  # no retries: those requests failed
+        assert result.retries == 0 and result.errors >= 1
+        assert (result.latencies.tries == 1).all()
+    assert (s["retries"], s["errors"]) == (result.retries, result.errors)
+    assert s["count"] > 10  # the run went on after the loss
+    # the round-trip floor of a disturbed run means nothing: not judged, not measured
+    assert result.client_bound is None and result.client_floor_qps is None
+    assert result.disturbed and result.trouble() is not None
+    m = result.manifest
+    assert (m["errors"], m["retries"], m["max_tries"]) == (result.errors, result.retries, max_tries)
+    assert m["client_bound"].startswith("not judged")
+    assert 0 < m["unavailable_s"] == result.unavailable_s <= 1.5
+
+
+@pytest.mark.db
+def test_an_undisturbed_run_records_no_trouble(loaded_dsn: str) -> None:
+    wl, params = _sleeps(0.001)
+    result = run_python(loaded_dsn, wl, clients=1, duration_s=0.5, warmup_s=0.1, params=params)
+    assert (result.errors, result.retries, result.trouble()) == (0, 0, None)
+    assert result.client_bound is not None and result.manifest["client_bound"] is not None
+    assert (result.latencies.tries == 1).all()
+    assert result.unavailable_s is not None and result.unavailable_s < 0.5
+
+
+@pytest.mark.db
+def test_a_statement_timeout_is_an_error_not_retried(loaded_dsn: str) -> None:
+    wl, params = _sleeps(0.5)
+
+    def short(conn: psycopg.Connection) -> None:
+        conn.execute("SET statement_timeout = '50ms'")
+
+    from ibcbench.toolkit.pool import create_pool
+
+    # QueryCanceled would only time out again: one try, counted as an error
+    with create_pool(PoolConfig(min_size=1, max_size=1), loaded_dsn, configure=short) as pool:
+        ok, tries = runner._request(
+            pool, sql.SQL(wl.queries[0].sql), params["sleep"][0], False, 3, 1e12
+        )
+    assert not ok and tries.count == 1
+
+
+@pytest.mark.parametrize(
+    ("ends", "window", "gap"),
+    [
+        ([0.1, 0.2, 0.9], 1.0, 0.7),
+        ([], 2.0, 2.0),
+        ([0.5], 1.0, 0.5),
+        ([0.2, 0.4, 1.5], 1.0, 0.6),  # an end after the window counts at its end
+    ],
+)
+def test_longest_gap_without_a_success(ends: list[float], window: float, gap: float) -> None:
+    assert runner.longest_gap_s(ends, window) == pytest.approx(gap)
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.AdminShutdown(), True),
+        (psycopg.errors.SerializationFailure(), True),
+        (psycopg.errors.DeadlockDetected(), True),
+        (PoolTimeout("couldn't get a connection after 30.00 sec"), True),
+        (psycopg.errors.QueryCanceled(), False),
+        (psycopg.errors.DivisionByZero(), False),
+        (psycopg.errors.UndefinedTable(), False),
+    ],
+)
+def test_what_is_retried(exc: Exception, retry: bool) -> None:
+    assert runner.retryable(exc) is retry
+
+
+def test_summary_counts_retries_from_the_tries_column() -> None:
+    lat = pd.DataFrame(
+        {
+            "query": ["a", "a", "b", "b"],
+            "latency_ms": [1.0, 5.0, 2.0, 9.0],
+            "ok": [True, True, True, False],
+            "tries": [1, 3, 2, 3],
+        }
+    )
+    s = summarize(lat, engine="python", clients=1, duration_s=1.0).set_index("query")
+    assert s.loc["a", "retries"] == 2 and s.loc["b", "retries"] == 3
+    assert s.loc["ALL", "retries"] == 5 and s.loc["ALL", "errors"] == 1
+
+
+# ---- pgbench: aborted clients, retries in the log --------------------------------------------------
+PGBENCH_ABORTS = """\
+FATAL:  terminating connection due to administrator command
+pgbench: error: client 1 aborted in command 1 (SQL) of script 0; perhaps the backend died while processing
+pgbench: error: client 3 script 0 aborted in command 1 query 0: FATAL:  terminating connection due to administrator command
+pgbench: error: client 0 script 0 aborted in command 1 query 0: FATAL:  terminating connection due to administrator command
+pgbench: error: client 2 aborted while establishing connection
+pgbench: error: Run was aborted; the above results are incomplete.
+"""
+
+
+def test_pgbench_aborted_clients_are_read_from_its_stderr() -> None:
+    assert runner.pgbench_aborted(PGBENCH_ABORTS) == {
+        1: "perhaps the backend died while processing",
+        3: "FATAL: terminating connection due to administrator command",
+        0: "FATAL: terminating connection due to administrator command",
+        2: "while establishing connection",
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "lag_ms", "tries"),
+    [
+        ("0 1 421 0 1796116961 324520 0", np.nan, 1),  # --max-tries 3: retries last
+        ("0 2 766 0 1796116962 388623 125 2", 0.125, 3),  # --rate too: lag, then retries
+        ("1 1 failed 0 1796116962 402516 2", np.nan, 3),
+    ],
+)
+def test_pgbench_log_retries(tmp_path: Path, line: str, lag_ms: float, tries: int) -> None:
+    log = tmp_path / "log.1"
+    log.write_text(line + "\n")
+    got = runner._read_pgbench_log(log, ["a"], retries=True).iloc[0]
+    assert got.tries == tries
+    assert np.isnan(got.lag_ms) if np.isnan(lag_ms) else got.lag_ms == lag_ms
+
+
+@pytest.mark.db
+def test_pgbench_clients_that_lose_their_connection_end_in_one_line(loaded_dsn: str) -> None:
+    wl, params = _sleeps(0.01)
+    killer, ended = _terminate_when_busy(loaded_dsn, "pgbench", 2, like="%pg_sleep%")
+    with pytest.raises(BenchmarkError, match=r"^pgbench: 2 of 2 clients aborted \(.+\): the run"):
+        run_pgbench(loaded_dsn, wl, clients=2, duration_s=3.0, warmup_s=0.0, params=params)
+    killer.join()
+    assert len(ended) == 2
+
+
+# ---- bench workload: a disturbed run ---------------------------------------------------------------
+@pytest.mark.db
+def test_a_disturbed_workload_run_exits_1_in_one_line_and_its_folder_is_failed(
+    server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from ibcbench.cli import main
+    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.errors import RunError
+    from ibcbench.results.runs import find_run
+
+    dataset = ensure_dataset(server_dsn, scale="tiny", seed=42)
+    capsys.readouterr()  # what building (or repairing) the dataset said is not the command's
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(runs))
+    # the runner's pool (application 'ibcbench') loses both connections once it is measuring
+    killer, ended = _terminate_when_busy(dataset, "ibcbench", 2, like="%packet_flow%")
+    args = ["bench", "workload", "--engine", "python", "--scale", "tiny", "--clients", "2"]
+    args += ["--duration", "2", "--warmup", "0", "--queries", "packet_by_channel_sequence"]
+    rc = main([*args, "--dsn", server_dsn])
+    killer.join()
+    out = capsys.readouterr()
+    assert rc == 1 and len(ended) == 2
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert re.match(r"ibcbench: error: the run was disturbed: \d+ requests failed", lines[0])
+    assert lines[0].endswith("is marked failed")
+    assert "client_bound: not judged" in out.out and "is the limit" not in out.out
+    (run,) = runs.iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"].startswith("the run was disturbed")
+    assert manifest["retries"] + manifest["errors"] >= 1 and manifest["unavailable_s"] > 0
+    assert manifest["workload"]["retries"] == manifest["retries"]
+    assert manifest["schema_version"] is not None  # the rest of the manifest is there too
+    with pytest.raises(RunError, match="no complete run"):
+        find_run("latest", root=runs)

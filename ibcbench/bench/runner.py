@@ -11,17 +11,28 @@ moment. When the workload reaches half that rate or more, over half of each requ
 client needs for an empty round trip, and the figures describe the client, not the query on the server.
 On a 2-core VM the second measure is the one that fires: at 8 and 16 threads the Python runner's
 SELECT 1 rate falls (GIL contention) while the process uses only 20-40% of a core.
+
+A request that fails on a lost or refused connection (a server restart, a terminated backend, the
+pool's timeout waiting for a connection) or on a serialization failure or deadlock is tried again, up
+to ``max_tries`` in all, as pgbench's ``--max-tries`` does: the runner's reads are safe to repeat and its
+writes roll back, so a retry never doubles a write. Its latency counts from its first try. The summary
+counts per query ``retries`` (tries after the first) and ``errors`` (requests that failed after all
+their tries), and ``unavailable_s`` is the longest stretch of the window without a successful request.
+A run with errors or retries is *disturbed*: its throughput and latencies include the outage, and its
+round-trip floor is not measured, so ``client_bound`` is None ("not judged"), never a claim.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +46,7 @@ from psycopg import sql
 from ibcbench.bench.timing import latency_summary
 from ibcbench.bench.workload import Workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
-from ibcbench.errors import BenchmarkError
+from ibcbench.errors import BenchmarkError, IbcbenchError
 from ibcbench.toolkit.pool import PoolConfig, create_pool
 
 #: share of one core above which the Python client is the bottleneck (one process, one GIL)
@@ -45,6 +56,28 @@ CLIENT_BOUND_FLOOR = 0.5
 _DRAWS = 1 << 16  # random draws made up front per client thread
 #: open loop: a request sent more than this after its scheduled start is late
 LATE_MS = 1.0
+#: tries of a request in all (the first and its retries), as pgbench's --max-tries
+MAX_TRIES = 3
+#: the runner's own pool: seconds a request waits for a connection before that try fails
+POOL_TIMEOUT_S = 30.0
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a failed try may be tried again: a lost, refused or timed-out connection (psycopg's
+    ``OperationalError``, the pool's ``PoolTimeout`` among them), a serialization failure or a
+    deadlock (``TransactionRollback``, an ``OperationalError`` too). A cancelled statement
+    (``QueryCanceled``: a statement timeout) would only time out again."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled
+    )
+
+
+def longest_gap_s(ends_s: Any, window_s: float) -> float:
+    """The longest stretch of ``[0, window_s]`` in which no request ended successfully, given the
+    end times (seconds from the window's start) of the successful ones."""
+    ends = np.clip(np.sort(np.asarray(ends_s, dtype=float)), 0.0, window_s)
+    edges = np.concatenate(([0.0], ends, [window_s]))
+    return round(float(np.diff(edges).max()), 3)
 
 
 @dataclass
@@ -64,6 +97,27 @@ class WorkloadResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: open loop: scheduled, issued, not_issued, late, backlog_at_stop, drain_s
     open_loop: dict[str, Any] | None = None
+    #: requests that failed after all their tries, and the retries made (the summary's ALL row)
+    errors: int = 0
+    retries: int = 0
+    #: the longest stretch of the window without a successful request (Python runner), seconds
+    unavailable_s: float | None = None
+
+    @property
+    def disturbed(self) -> bool:
+        """Requests failed or were retried: the figures include an outage or failures."""
+        return bool(self.errors or self.retries)
+
+    def trouble(self) -> str | None:
+        """One line on what disturbed the run (None: nothing did)."""
+        if not self.disturbed:
+            return None
+        tries = self.manifest.get("max_tries", 1)
+        parts = [f"{self.errors} requests failed ({tries} tries each at most)"]
+        parts.append(f"{self.retries} retries")
+        if self.unavailable_s is not None:
+            parts.append(f"{self.unavailable_s:g} s without a successful request")
+        return ", ".join(parts)
 
     def save(self, run: Any, name: str = "workload") -> None:
         run.write_frame(f"{name}_summary", self.summary)
@@ -74,7 +128,9 @@ class WorkloadResult:
 def summarize(
     latencies: pd.DataFrame, *, engine: str, clients: int, duration_s: float
 ) -> pd.DataFrame:
-    """Per query: executions, errors, throughput and latency percentiles (ms), plus an ALL row.
+    """Per query: executions, errors, retries, throughput and latency percentiles (ms), plus an
+    ALL row. ``count`` is the successful requests, ``errors`` the ones that failed after all their
+    tries, ``retries`` the tries after the first (from a ``tries`` column; 0 without one).
 
     Where the frame has them (the Python runner), the parts of each latency get their own
     percentiles too: ``lag`` (open loop: scheduled start to sending), ``wait`` (for a pool
@@ -88,6 +144,7 @@ def summarize(
         # .loc with a boolean mask: an empty log's 'ok' column has dtype object, and g[...] would
         # take it as a list of column names
         ok = g.loc[g["ok"].astype(bool)]
+        retries = int((g["tries"].astype(int) - 1).clip(lower=0).sum()) if "tries" in g else 0
         lat = ok.latency_ms.to_numpy()
         split = {}
         for column in parts:
@@ -103,6 +160,7 @@ def summarize(
                 "clients": clients,
                 "count": len(ok),
                 "errors": int((~g["ok"].astype(bool)).sum()),
+                "retries": retries,
                 "throughput_qps": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
                 **latency_summary(lat, digits=3),
                 **split,
@@ -129,9 +187,50 @@ def paused_cron_jobs(dsn: str) -> Iterator[list[str]]:
         yield [name for _, name in paused]
     finally:
         if paused:
+            _resume_cron_jobs(dsn, paused)
+
+
+def _resume_cron_jobs(dsn: str, paused: list[tuple[int, str]], tries: int = 5) -> None:
+    """Reactivate the paused jobs; a server that is restarting gets a few seconds to come back."""
+    for attempt in range(tries):
+        try:
             with connect(dsn, autocommit=True) as conn:
                 for jobid, _ in paused:
                     conn.execute("SELECT cron.alter_job(%s, active := true)", (jobid,))
+            return
+        except (psycopg.Error, IbcbenchError) as exc:
+            if attempt == tries - 1:
+                names = ", ".join(name for _, name in paused)
+                raise BenchmarkError(
+                    f"the pg_cron jobs paused for the run ({names}) are still paused: the server "
+                    f"was unreachable ({_first_line(exc)}); "
+                    "reactivate them with SELECT cron.alter_job(jobid, active := true)"
+                ) from exc
+            time.sleep(1.0 + attempt)
+
+
+class _QuietPool(logging.Filter):
+    """Keeps psycopg's warnings about a lost server (the pool's failed reconnections and discarded
+    connections, a rollback that could not be sent) off stderr while a run counts its failures
+    itself; logging's last resort would print each one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING
+
+
+@contextlib.contextmanager
+def _quiet_pool_log() -> Iterator[None]:
+    loggers = [
+        logging.getLogger(name) for name in ("psycopg", "psycopg.pool", "psycopg.transaction")
+    ]
+    quiet = _QuietPool()
+    for log in loggers:
+        log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for log in loggers:
+            log.removeFilter(quiet)
 
 
 # ---- the Python runner ---------------------------------------------------------------------------
@@ -155,6 +254,8 @@ def run_python(
     params: dict[str, list[tuple]] | None = None,
     seed: int = 42,
     drain_timeout_s: float | None = None,
+    max_tries: int = MAX_TRIES,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
 ) -> WorkloadResult:
     """``clients`` threads over a psycopg_pool; closed loop, or open loop at ``rate_qps`` in total.
 
@@ -167,17 +268,35 @@ def run_python(
     scheduled start, so queueing behind a slow server is in the percentiles (``lag_ms`` is the
     part before it was sent). A backlog not drained within ``drain_timeout_s`` (default: the
     duration, at least 10 s) is counted as not issued.
+
+    A try that fails :func:`retryable` is tried again, up to ``max_tries`` in all (a lost
+    connection first sends the pool to check its idle ones, so the retry gets a live connection or
+    waits for a new one). Each try waits at most the pool's timeout for a connection
+    (``pool_timeout_s`` for the runner's own pool, else ``pool_config.timeout_s``), and no try
+    starts after the window (closed loop) or the drain (open loop) has ended; so the run ends
+    within ``warmup_s + duration_s`` (+ the drain, open loop) + one pool timeout + one
+    execution, plus the pool's opening and closing. Per request, ``tries`` says how many it took;
+    a closed-loop request that ended after the window is kept when it failed or was retried (its
+    trouble is counted), else left out as before.
     """
     if clients < 1 or duration_s <= 0 or warmup_s < 0:
         raise BenchmarkError("clients must be >= 1, duration_s > 0 and warmup_s >= 0")
     if rate_qps is not None and rate_qps <= 0:
         raise BenchmarkError("rate_qps must be greater than 0 (or None for a closed loop)")
+    if max_tries < 1:
+        raise BenchmarkError(f"max_tries must be at least 1 (1: no retries), not {max_tries}")
+    if pool_timeout_s <= 0:
+        raise BenchmarkError(f"pool_timeout_s must be greater than 0, not {pool_timeout_s:g}")
     target = resolve_dsn(dsn)
     if params is None:
         with connect(target) as conn:
             params = sample_parameters(conn, workload, seed=seed)
     cfg = pool_config or PoolConfig(
-        min_size=clients, max_size=clients, health_check_period_s=None, slow_query_ms=None
+        min_size=clients,
+        max_size=clients,
+        health_check_period_s=None,
+        slow_query_ms=None,
+        timeout_s=pool_timeout_s,
     )
     drain_s = max(10.0, duration_s) if drain_timeout_s is None else drain_timeout_s
     names = workload.names
@@ -185,18 +304,27 @@ def run_python(
     weights /= weights.sum()
     queries = [sql.SQL(q.sql) for q in workload.queries]
     writes = [q.kind == "write" for q in workload.queries]
-    # per request: query, latency, ok, start (from the window start), lag, wait, exec (ms)
-    records: list[list[tuple[int, float, bool, float, float, float, float]]] = [
+    # per request: query, latency, ok, start (from the window start), lag, wait, exec (ms), tries
+    records: list[list[tuple[int, float, bool, float, float, float, float, int]]] = [
         [] for _ in range(clients)
     ]
     not_issued = [0] * clients
-    with paused_cron_jobs(target) as paused:
-        pool = create_pool(cfg, target)
+    with paused_cron_jobs(target) as paused, _quiet_pool_log():
+        try:
+            pool = create_pool(cfg, target)
+        except psycopg.Error as exc:
+            raise BenchmarkError(
+                f"the runner's pool could not open {cfg.min_size} connections within "
+                f"{cfg.timeout_s:g} s ({_first_line(exc)}): is the server up? `ibcbench db status`"
+            ) from exc
         try:
             start = time.perf_counter()
+            window_epoch_s = time.time() + warmup_s
             measure_from = start + warmup_s
             stop_at = measure_from + duration_s
             drain_until = stop_at + drain_s
+            # no try starts after this: the window's end, or the drain's in an open loop
+            retry_until = drain_until if rate_qps else stop_at
             cpu_start = [0.0]
             stats_start: list[dict[str, Any]] = [{}]
 
@@ -230,19 +358,13 @@ def run_python(
                     i = picks[k % _DRAWS]
                     values = param_lists[i][slots[k % _DRAWS] % len(param_lists[i])]
                     k += 1
-                    ok = True
-                    sent = time.perf_counter()
-                    got = done = sent
-                    try:
-                        with pool.connection() as conn:
-                            got = time.perf_counter()
-                            _execute(conn, queries[i], values, writes[i])
-                            done = time.perf_counter()
-                    except psycopg.Error:
-                        ok = False
-                        done = time.perf_counter()
+                    ok, tries = _request(
+                        pool, queries[i], values, writes[i], max_tries, retry_until
+                    )
+                    sent, got, done = tries.sent, tries.got, tries.done
                     ended = time.perf_counter()
-                    if began >= measure_from and (interval or ended <= stop_at):
+                    troubled = not ok or tries.count > 1
+                    if began >= measure_from and (interval or ended <= stop_at or troubled):
                         out.append(
                             (
                                 i,
@@ -252,6 +374,7 @@ def run_python(
                                 (sent - began) * 1000.0,
                                 (got - sent) * 1000.0,
                                 (done - got) * 1000.0,
+                                tries.count,
                             )
                         )
 
@@ -274,15 +397,17 @@ def run_python(
                 t.join()
             cpu_used = time.process_time() - cpu_start[0]
             stats = window_pool_stats(stats_start[0], pool.stats().as_dict())
+            disturbed = any(not r[2] or r[7] > 1 for rs in records for r in rs)
+            # a disturbed run's floor means nothing (and the server may still be away)
             floor_qps = (
                 None
-                if rate_qps
+                if rate_qps or disturbed
                 else _round_trip_qps(pool, clients, min(1.0, max(0.2, duration_s / 10)))
             )
         finally:
             pool.close()
     flat = sorted((r for rs in records for r in rs), key=lambda r: r[3])
-    columns = list(zip(*flat, strict=True)) if flat else [()] * 7
+    columns = list(zip(*flat, strict=True)) if flat else [()] * 8
     latencies = pd.DataFrame(
         {
             "query": pd.Categorical([names[i] for i in columns[0]], categories=names),
@@ -291,6 +416,7 @@ def run_python(
             "t_s": np.array(columns[3], dtype=float),
             "wait_ms": np.array(columns[5], dtype=float),
             "exec_ms": np.array(columns[6], dtype=float),
+            "tries": np.array(columns[7], dtype=np.int64),
         }
     )
     window_s = duration_s
@@ -318,8 +444,21 @@ def run_python(
         }
     cpu_share = cpu_used / window_s
     summary = summarize(latencies, engine="python", clients=clients, duration_s=window_s)
-    total_qps = float(summary.set_index("query").loc["ALL", "throughput_qps"])
+    total = summary.set_index("query").loc["ALL"]
+    total_qps = float(total["throughput_qps"])
+    errors, retries = int(total["errors"]), int(total["retries"])
+    succeeded = latencies.loc[latencies["ok"]]
+    unavailable_s = longest_gap_s(
+        succeeded.t_s + succeeded.latency_ms / 1000.0,
+        window_s if rate_qps else duration_s,
+    )
     floor_share = round(total_qps / floor_qps, 3) if floor_qps else None
+    client_bound = (
+        None
+        if disturbed
+        else cpu_share >= CLIENT_BOUND_CPU
+        or (floor_share is not None and floor_share >= CLIENT_BOUND_FLOOR)
+    )
     return WorkloadResult(
         summary=summary,
         latencies=latencies,
@@ -327,12 +466,14 @@ def run_python(
         clients=clients,
         duration_s=duration_s,
         client_cpu_pct=round(100 * cpu_share, 1),
-        client_bound=cpu_share >= CLIENT_BOUND_CPU
-        or (floor_share is not None and floor_share >= CLIENT_BOUND_FLOOR),
+        client_bound=client_bound,
         client_floor_qps=round(floor_qps, 1) if floor_qps else None,
         client_floor_share=floor_share,
         pool_stats=stats,
         open_loop=open_loop,
+        errors=errors,
+        retries=retries,
+        unavailable_s=unavailable_s,
         manifest={
             "engine": "python",
             "workload": f"{workload.name}/{workload.version}",
@@ -345,9 +486,61 @@ def run_python(
             "pool_stats": "over the measured window",
             "paused_cron_jobs": paused,
             "writes": "in rolled-back transactions",
+            "max_tries": max_tries,
+            "errors": errors,
+            "retries": retries,
+            "unavailable_s": unavailable_s,
+            "client_bound": "not judged (the run had errors or retries)"
+            if client_bound is None
+            else client_bound,
+            # the measured window's start (seconds since the epoch): t_s counts from it
+            "window_started_at": round(window_epoch_s, 3),
             **({"open_loop": open_loop} if open_loop else {}),
         },
     )
+
+
+@dataclass
+class _Tries:
+    """One request's tries: how many, when the first was sent, when the last got a connection
+    and when it ended."""
+
+    count: int
+    sent: float
+    got: float
+    done: float
+
+
+def _request(
+    pool: Any, query: Any, values: tuple, write: bool, max_tries: int, retry_until: float
+) -> tuple[bool, _Tries]:
+    """Execute one request, trying again after a :func:`retryable` failure (at most ``max_tries``
+    tries; none starts after ``retry_until``)."""
+    sent = time.perf_counter()
+    tries = _Tries(0, sent, sent, sent)
+    while True:
+        tries.count += 1
+        tries.got = time.perf_counter()
+        try:
+            with pool.connection() as conn:
+                tries.got = time.perf_counter()
+                _execute(conn, query, values, write)
+                tries.done = time.perf_counter()
+            return True, tries
+        except psycopg.Error as exc:
+            tries.done = time.perf_counter()
+            if tries.count >= max_tries or not retryable(exc) or tries.done >= retry_until:
+                return False, tries
+            if not isinstance(exc, psycopg.errors.TransactionRollback):
+                # a lost connection: the idle ones likely went with it; check them, so that the
+                # retry gets a live one or waits for the pool to make a new one
+                with contextlib.suppress(Exception):
+                    pool.check()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 #: pool counters that accumulate from the pool's opening (the rest are gauges)
@@ -488,15 +681,19 @@ def pgbench_scripts(
 #: clients: 93% zeros). A meta command first makes pgbench read the clock when the transaction begins.
 _CLOCK_TICK = "\\set ibcbench_tick 1\n"
 
-_LOG_COLUMNS = ["query", "latency_ms", "ok", "ended_us", "lag_ms"]
-_LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)(?: (\d+))?")
+_LOG_COLUMNS = ["query", "latency_ms", "ok", "ended_us", "lag_ms", "tries"]
+_LOG_RE = re.compile(r"^(\d+) (\d+) (\d+|failed|skipped) (\d+) (\d+) (\d+)(?: (\d+))?(?: (\d+))?")
+_ABORTED_RE = re.compile(r"client (\d+) .*?aborted(.*)")
 
 
-def _read_pgbench_log(path: Path, script_names: list[str]) -> pd.DataFrame:
+def _read_pgbench_log(
+    path: Path, script_names: list[str], *, retries: bool = False
+) -> pd.DataFrame:
     """Per-transaction log lines (client_id transaction_no time_us script_no epoch_s epoch_us
-    [schedule_lag_us]) to a frame of query, latency_ms, ok, ended_us (when the transaction ended)
-    and lag_ms (under ``--rate`` only, else NaN). Under ``--rate`` pgbench's time counts from the
-    scheduled start, so it includes the lag."""
+    [schedule_lag_us] [retries]) to a frame of query, latency_ms, ok, ended_us (when the
+    transaction ended), lag_ms (under ``--rate`` only, else NaN) and tries (1 + retries; pgbench
+    logs its retries when ``--max-tries`` is above 1: ``retries=True``). Under ``--rate``
+    pgbench's time counts from the scheduled start, so it includes the lag."""
     rows = []
     for line in path.read_text().splitlines():
         m = _LOG_RE.match(line)
@@ -505,9 +702,30 @@ def _read_pgbench_log(path: Path, script_names: list[str]) -> pd.DataFrame:
         latency, script = m.group(3), int(m.group(4))
         ended = int(m.group(5)) * 1_000_000 + int(m.group(6))
         ok = latency.isdigit()
-        lag = int(m.group(7)) / 1000.0 if m.group(7) is not None else np.nan
-        rows.append((script_names[script], int(latency) / 1000.0 if ok else np.nan, ok, ended, lag))
+        extra = [int(g) for g in m.groups()[6:] if g is not None]
+        tries = 1 + extra.pop() if retries and extra else 1
+        lag = extra[0] / 1000.0 if extra else np.nan
+        rows.append(
+            (script_names[script], int(latency) / 1000.0 if ok else np.nan, ok, ended, lag, tries)
+        )
     return pd.DataFrame(rows, columns=_LOG_COLUMNS)
+
+
+def pgbench_aborted(stderr: str) -> dict[int, str]:
+    """pgbench's aborted clients (client id -> the reason it gave) from its stderr."""
+    out: dict[int, str] = {}
+    for line in stderr.splitlines():
+        m = _ABORTED_RE.search(line)
+        if m:
+            # "... aborted in command 1 query 0: FATAL: ...", "... of script 0; perhaps the
+            # backend died while processing", "... aborted while establishing connection"
+            rest = m.group(2)
+            for sep in (":", ";"):
+                if sep in rest:
+                    rest = rest.split(sep, 1)[1]
+                    break
+            out.setdefault(int(m.group(1)), " ".join(rest.split()))
+    return out
 
 
 def measured_part(logged: pd.DataFrame, measured_s: float | None) -> pd.DataFrame:
@@ -538,9 +756,17 @@ def run_pgbench(
     seed: int = 42,
     per_query: int | None = None,
     protocol: str = "prepared",
+    max_tries: int = MAX_TRIES,
 ) -> WorkloadResult:
     """pgbench -M prepared (``protocol``: or extended, simple) with scripts generated from the
-    workload; its logs parsed into our frames."""
+    workload; its logs parsed into our frames.
+
+    ``--max-tries`` retries a transaction after a serialization failure or a deadlock (pgbench's
+    own retries; the log's count goes into ``tries``). A lost connection ends a pgbench client:
+    when any aborted (a server restart, a terminated backend), this raises a one-line
+    :class:`BenchmarkError` naming how many and why, and records nothing."""
+    if max_tries < 1:
+        raise BenchmarkError(f"max_tries must be at least 1 (1: no retries), not {max_tries}")
     target = resolve_dsn(dsn)
     if params is None:
         with connect(target) as conn:
@@ -565,6 +791,8 @@ def run_pgbench(
             str(threads),
             "--random-seed",
             str(seed),
+            "--max-tries",
+            str(max_tries),
             *generated.define_args(),
         ]
         names = []
@@ -585,10 +813,21 @@ def run_pgbench(
             text=True,
         )
         if proc.returncode != 0:
+            aborted = pgbench_aborted(proc.stderr)
+            if aborted:
+                reason = Counter(aborted.values()).most_common(1)[0][0]
+                raise BenchmarkError(
+                    f"pgbench: {len(aborted)} of {clients} clients aborted ({reason}): the run was "
+                    "cut short and nothing was recorded; run it again once the server is up "
+                    "(`ibcbench db status`)"
+                )
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
             raise BenchmarkError(
-                f"pgbench failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1]}"
+                f"pgbench failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
             )
-        frames = [_read_pgbench_log(p, names) for p in sorted(folder.glob("log.*"))]
+        frames = [
+            _read_pgbench_log(p, names, retries=max_tries > 1) for p in sorted(folder.glob("log.*"))
+        ]
     logged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_LOG_COLUMNS)
     # one run: the measured part is its last `measured` seconds (the warm-up's are left out)
     logged = measured_part(logged, measured if warm else None)
@@ -596,7 +835,9 @@ def run_pgbench(
         logged = logged.drop(columns="lag_ms")
     latencies = logged.drop(columns="ended_us").reset_index(drop=True)
     latencies["query"] = pd.Categorical(latencies["query"], categories=workload.names)
+    latencies["tries"] = latencies["tries"].astype(np.int64)
     summary = summarize(latencies, engine="pgbench", clients=clients, duration_s=round(duration_s))
+    total = summary.set_index("query").loc["ALL"]
     open_loop = None
     if rate_qps:  # pgbench issues its backlog too, but stops at -T: the lag says how far behind
         open_loop = {
@@ -610,6 +851,8 @@ def run_pgbench(
         engine="pgbench",
         clients=clients,
         duration_s=duration_s,
+        errors=int(total["errors"]),
+        retries=int(total["retries"]),
         manifest={
             "engine": "pgbench",
             "workload": f"{workload.name}/{workload.version}",
@@ -623,6 +866,9 @@ def run_pgbench(
             "protocol": protocol,
             "paused_cron_jobs": paused,
             "writes": "in BEGIN ... ROLLBACK",
+            "max_tries": max_tries,
+            "errors": int(total["errors"]),
+            "retries": int(total["retries"]),
         },
         open_loop=open_loop,
     )
@@ -636,6 +882,7 @@ def run_workload(
         return run_python(dsn, workload, **kwargs)
     if engine == "pgbench":
         kwargs.pop("pool_config", None)
+        kwargs.pop("pool_timeout_s", None)
         return run_pgbench(dsn, workload, **kwargs)
     raise BenchmarkError(f"engine {engine!r} is unknown: use python or pgbench")
 

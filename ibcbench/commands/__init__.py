@@ -57,6 +57,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number of 0 or more (``--warmup``)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number: give one of 0 or more"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of 0 or more")
+    return value
+
+
 def positive_ints(text: str) -> tuple[int, ...]:
     """A comma-separated list of integers of at least 1 (``--sizes 1,2,4``, ``--clients 1,4``)."""
     parts = [x.strip() for x in text.split(",") if x.strip()]

@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         if result.dataset is not None:
             run.update_manifest(dataset=result.dataset)
         if not result.ok:
-            run.update_manifest(status="failed")
+            run.update_manifest(status="failed", error=result.error)
     for key, value in result.recorded.items():
         print(f"{key}: {value}")
     if not result.ok:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ibcbench.commands import (
     dataset_scale,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -87,12 +88,41 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     add_dsn_argument(cap)
     cap.set_defaults(func=_capacity)
 
-    wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
+    wl = bench.add_parser(
+        "workload",
+        help="run the workload mix and save it into a run folder",
+        description="Run the workload mix and save it into a run folder. A request that fails on a "
+        "lost connection, the pool's timeout, a serialization failure or a deadlock is tried again "
+        "(--max-tries); a run in which any request failed after its tries or was retried (a "
+        "server restart, terminated backends) is kept with its errors, retries and longest outage "
+        "in its manifest, marked failed (`report latest` skips it), and the command exits 1 with "
+        "one line saying so; pgbench clients that lose their connection abort, and the command "
+        "exits 1 with one line, recording nothing. The Python runner ends within warm-up + "
+        "duration + --pool-timeout (+ the drain of an open loop) and a few seconds.",
+    )
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
     wl.add_argument(
         "--clients", type=positive_int, default=4, help="concurrent clients (default 4)"
     )
     wl.add_argument("--duration", type=positive_float, default=10.0, help="seconds (default 10)")
+    wl.add_argument(
+        "--warmup",
+        type=non_negative_float,
+        default=2.0,
+        help="seconds before the measured window (default 2)",
+    )
+    wl.add_argument(
+        "--max-tries",
+        type=positive_int,
+        default=3,
+        help="tries per request in all, as pgbench's --max-tries (default 3; 1: no retries)",
+    )
+    wl.add_argument(
+        "--pool-timeout",
+        type=positive_float,
+        default=30.0,
+        help="Python runner: seconds a try waits for a pool connection (default 30)",
+    )
     wl.add_argument(
         "--rate",
         type=positive_float,
@@ -190,6 +220,7 @@ def _workload(args: argparse.Namespace) -> int:
 
 def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
     from ibcbench.bench.runner import run_workload
+    from ibcbench.errors import BenchmarkError, IbcbenchError
     from ibcbench.results.runs import build_manifest, started_run
 
     dsn = info.dsn
@@ -199,21 +230,48 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
         engine=args.engine,
         clients=args.clients,
         duration_s=args.duration,
+        warmup_s=args.warmup,
         rate_qps=args.rate,
         seed=args.seed,
+        max_tries=args.max_tries,
+        pool_timeout_s=args.pool_timeout,
     )
+    trouble = result.trouble()
     with started_run(f"workload-{args.engine}") as run:
-        run.update_manifest(
-            **build_manifest(
-                dsn,
-                seed=args.seed,
-                scale=args.scale,
-                parameters=vars(args) | {"func": None},
-                dataset=info.state.manifest() if info.state else None,
-            )
-        )
+        # the figures first: a server still away for the manifest leaves them in a failed run
         result.save(run)
+        if trouble:
+            run.update_manifest(
+                status="failed",
+                error=f"the run was disturbed: {trouble}",
+                errors=result.errors,
+                retries=result.retries,
+                unavailable_s=result.unavailable_s,
+            )
+        try:
+            run.update_manifest(
+                **build_manifest(
+                    dsn,
+                    seed=args.seed,
+                    scale=args.scale,
+                    parameters=vars(args) | {"func": None},
+                    dataset=info.state.manifest() if info.state else None,
+                )
+            )
+        except IbcbenchError as exc:
+            if not trouble:
+                raise
+            # the server is still away: the run says so, without the server's part
+            unreachable = f"the server was unreachable after the run ({exc})"
+            run.update_manifest(manifest_error=unreachable)
+            trouble = f"{trouble}; {unreachable.split(' (')[0]}"
     print(result.summary.to_string(index=False))
+    if trouble:
+        print("client_bound: not judged (the run had errors or retries)")
+        raise BenchmarkError(
+            f"the run was disturbed: {trouble}; its figures are not healthy, run folder "
+            f"{run.path} is marked failed"
+        )
     if result.client_bound:
         floor = (
             f" and ran at {result.client_floor_share} of its own SELECT 1 rate"

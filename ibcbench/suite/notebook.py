@@ -95,6 +95,9 @@ def run_notebook(
     """Execute ``notebook`` with papermill into the run folder; failures are returned, not raised.
 
     Like papermill, a failed notebook is still written (with the error in place) and its path returned.
+    A server that restarted while the notebook ran (its ``pg_postmaster_start_time()`` moved) or
+    that cannot be reached after it fails the notebook too, even when every cell ran: its figures
+    span an outage (the error says so).
     """
     import papermill as pm
 
@@ -110,6 +113,7 @@ def run_notebook(
         params["dsn"] = None
     else:
         secret = None
+    started_at = server_started_at(secret)
     started = time.perf_counter()
     error: str | None = None
     saved = os.environ.get("DATABASE_URL")
@@ -136,6 +140,20 @@ def run_notebook(
             else:
                 os.environ["DATABASE_URL"] = saved
     elapsed = time.perf_counter() - started
+    if started_at is not None:
+        # a failed cell may have met a server that is still coming back: give it a few seconds
+        now_started_at = server_started_at(secret, wait_s=RESTART_WAIT_S)
+        if now_started_at is None:
+            outage = f"the server was unreachable after {source.name} ran"
+        elif now_started_at != started_at:
+            outage = (
+                f"the server restarted while {source.name} ran (up again since {now_started_at}): "
+                "its figures span an outage"
+            )
+        else:
+            outage = None
+        if outage:
+            error = f"{error} ({outage})" if error else outage
     recorded = read_recorded(output) if output.exists() else {}
     if dataset is not None and dataset.get("state") == "absent":
         dataset = _dataset_after(source, parameters or {}) or dataset
@@ -185,6 +203,30 @@ def _dataset_after(source: Path, parameters: Mapping[str, Any]) -> dict[str, Any
     if info is None or info.state is None:
         return None
     return info.state.manifest() | {"created": True}
+
+
+#: after a notebook, seconds to wait for a server that is unreachable (restarting) before saying so
+RESTART_WAIT_S = 15.0
+
+
+def server_started_at(dsn: str | None = None, *, wait_s: float = 0.0) -> str | None:
+    """The server's ``pg_postmaster_start_time()`` (ISO text), or None when it cannot be reached
+    (tried again for up to ``wait_s`` seconds): a changed value means the server restarted."""
+    import psycopg
+
+    from ibcbench.db import connect
+    from ibcbench.errors import IbcbenchError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with connect(dsn, connect_timeout=5) as conn:
+                row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+            return row[0].isoformat() if row else None
+        except (IbcbenchError, psycopg.Error, OSError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
 
 
 def _local_kernel_manager() -> type:
