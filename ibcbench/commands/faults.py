@@ -34,7 +34,7 @@ def _faults(args: argparse.Namespace) -> int:
 
     if args.list:
         for f in registered_faults():
-            print(f"{f.group:<12} {f.name:<32} {'fast' if f.fast else 'small and up'}")
+            print(f"{f.group:<12} {f.name:<40} {'fast' if f.fast else 'small and up'}")
         return 0
     if args.scale not in FAULT_SCALES:
         raise ConfigError(
