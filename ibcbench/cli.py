@@ -3,7 +3,9 @@
 Each module in :mod:`ibcbench.commands` defines ``register(subparsers)`` and adds its commands with
 ``set_defaults(func=...)``; ``func(args)`` returns the exit code. A module that adds a benchmark
 defines ``register_bench(bench_subparsers)`` instead (or too): ``ibcbench bench NAME``. Errors the kit raises on purpose
-(:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1.
+(:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1, and so does a
+command line the parser refuses (an unknown option, a value of the wrong kind): one line
+``ibcbench: error: ...; see `ibcbench CMD --help```, exit code 1 (not argparse's usage block and 2).
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import IbcbenchError
+from ibcbench.errors import DISK_FULL_ERRNOS, IbcbenchError, redact_dsn, write_failure
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, like the kit's, pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"ibcbench: error: {redact_dsn(message)}; see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ibcbench",
         description="Benchmarking kit for an IBC clearing and relayer analytics database "
         "(PostgreSQL + TimescaleDB).",
@@ -45,9 +55,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IbcbenchError as exc:
         print(f"ibcbench: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("ibcbench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # an Interrupted says what was kept
+        detail = str(exc).strip()
+        print(f"ibcbench: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        line = _disk_full(exc)
+        if line is None:
+            raise
+        print(f"ibcbench: error: {line}", file=sys.stderr)
+        return 1
+
+
+def _disk_full(exc: Exception) -> str | None:
+    """A full disk that the command did not turn into an error of its own: one line, not a
+    traceback (an OSError ENOSPC/EDQUOT/EFBIG here, PostgreSQL's DiskFull, SQLSTATE 53100, on the
+    server)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = exc.filename or "the disk"
+        return f"{write_failure(exc, where)}: free space and run the command again"
+    if getattr(exc, "sqlstate", None) == "53100":
+        primary = str(exc).strip().splitlines()[0] if str(exc).strip() else "disk full"
+        return (
+            f"the database server ran out of disk space ({primary}); the statement that needed it "
+            "failed and its transaction rolled back: free space on the server's disk and run the "
+            "command again"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy
 
-from ibcbench.errors import ConnectionFailed
+from ibcbench.errors import ConnectionFailed, redact_dsn
 from ibcbench.settings import ServerSettings, explicit_dsn
 
 
@@ -26,15 +25,6 @@ def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) 
     from ibcbench.server import LocalServer
 
     return LocalServer(settings).url()
-
-
-_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
-_KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-
-
-def redact_dsn(text: str) -> str:
-    """``text`` with the password of any DSN in it (URL or key=value form) replaced by ``***``."""
-    return _KEY_PASSWORD_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1***@", text))
 
 
 def describe_dsn(dsn: str) -> str:

@@ -6,6 +6,17 @@ and exits non-zero. The library never calls ``sys.exit``.
 
 from __future__ import annotations
 
+import errno
+import re
+
+_URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]*:)\S*@")
+_KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_dsn(text: str) -> str:
+    """``text`` with the password of any DSN in it (URL or key=value form) replaced by ``***``."""
+    return _KEY_PASSWORD_RE.sub(r"\1***", _URL_PASSWORD_RE.sub(r"\1***@", text))
+
 
 class IbcbenchError(Exception):
     """Base class of every error the kit raises on purpose."""
@@ -49,3 +60,39 @@ class PlanError(IbcbenchError):
 
 class RunError(IbcbenchError):
     """A run folder, notebook run or report cannot be found or built."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command; the message says what was kept (the CLI exits 130 with it)."""
+
+
+def write_failure(exc: OSError, path: object) -> str:
+    """What an OSError writing under ``path`` means, in the words of a one-line message.
+
+    ``no space left on PATH``, ``permission denied writing PATH``, ...; the caller adds what was
+    written and what to do next."""
+    reasons = {
+        errno.ENOSPC: "no space left on {}",
+        errno.EDQUOT: "the disk quota is exceeded on {}",
+        errno.EFBIG: "a file in {} reached the file size limit (ulimit -f)",
+        errno.EACCES: "permission denied writing {}",
+        errno.EPERM: "permission denied writing {}",
+        errno.EROFS: "{} is on a read-only filesystem",
+    }
+    reason = reasons.get(exc.errno or 0)
+    if reason is None:
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return reason.format(path)
+
+
+def write_advice(exc: OSError) -> str:
+    """What to do about an OSError writing a folder: ``free space``, ``raise the limit``, ..."""
+    if exc.errno == errno.EFBIG:
+        return "raise the limit"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make it writable"
+    return "free space"
+
+
+#: errno values that mean the filesystem is full (or a limit on it was reached)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

@@ -222,3 +222,33 @@ def topology() -> Iterator[object]:
     with topo.started(replicas=1, pgbouncer=True):
         yield topo
     topo.down()
+
+
+@pytest.fixture
+def small_filesystem() -> Iterator[Callable[..., object]]:
+    """Factory: ``small_filesystem(size_bytes, owner=None)``, a tmpfs (``fault_disk.SmallFilesystem``)
+    under /var/tmp, unmounted after the test. Mounting needs root (CI runs as root): as another
+    user the test fails with a message that says so, it never passes unseen."""
+    import tempfile
+    from pathlib import Path
+
+    from ibcbench.suite.fault_disk import SmallFilesystem, can_mount
+
+    if not can_mount():
+        pytest.fail(
+            "this test mounts a small tmpfs to fill it up, which needs root: run it as root "
+            "(CI does)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="ibcbench-space.", dir="/var/tmp"))
+    os.chmod(root, 0o755)  # the server user reaches a tablespace below it
+    mounted: list[SmallFilesystem] = []
+
+    def mount(size_bytes: int, owner: str | None = None) -> SmallFilesystem:
+        fs = SmallFilesystem(root / f"fs{len(mounted)}", size_bytes, owner=owner)
+        mounted.append(fs)
+        return fs
+
+    yield mount
+    for fs in mounted:
+        fs.unmount()
+    root.rmdir()

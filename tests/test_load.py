@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -124,13 +126,23 @@ def test_a_failed_load_leaves_nothing(make_database, tmp_path: Path) -> None:
     data = bytearray(damaged.read_bytes())
     data[1000:1100] = b"\x7f" * 100  # same size, broken tuples: fails after packet_flow went in
     damaged.write_bytes(bytes(data))
+    manifest_path = (
+        tmp_path / "d" / "manifest.json"
+    )  # a manifest that agrees: the server refuses it
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["clearing_operations"]["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
     dsn = make_database("failed")
     migrate_up(dsn)
-    with pytest.raises(psycopg.Error):
+    with pytest.raises(
+        LoadError,
+        match=r"the server refused the data \(.*\): nothing was committed; .* generate it again",
+    ):
         load_dataset(dsn, tmp_path / "d", quiet=True)
     assert _counts(dsn)["packet_flow"] == 0
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone() == (0,)
+        assert conn.execute("SELECT status FROM ibcbench_load_attempts").fetchall() == [("failed",)]
 
 
 @pytest.mark.parametrize(

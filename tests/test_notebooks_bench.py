@@ -220,3 +220,20 @@ def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
     assert (run.path / "figures" / "06_network_health.png").exists()
     assert rec["incidents_planted"] == 4 and rec["monitor_long_running_queries_hits"] == 1
     assert rec["health_worst_chain"] == "secret-4"  # the halted chain of the tiny dataset
+
+
+def test_08_faults_runs_the_suite_and_records_its_numbers(tmp_path: Path) -> None:
+    run = new_run("nb08", root=tmp_path / "runs")
+    result = run_notebook(
+        notebooks_dir() / "08_faults.ipynb", run, {"scale": "tiny", "only": ["safety"]}
+    )
+    assert result.ok, result.error
+    table = run.read_frame("faults")
+    assert set(table.group) == {"safety"} and len(table) > 0
+    assert result.recorded["faults_injected"] == int((~table.bad_input).sum())
+    assert result.recorded["faults_survived"] == int(
+        ((table.verdict == "survived") & ~table.bad_input).sum()
+    )
+    assert result.recorded["faults_rows_lost"] == int(table.rows_lost.sum())
+    page = build_report(run).read_text()
+    assert "faults survived" in page and "result table faults" in page

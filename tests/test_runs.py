@@ -115,10 +115,50 @@ def test_a_bad_scale_or_an_unreachable_server_leaves_no_run_folder(
     from ibcbench.cli import main
 
     monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(tmp_path / "runs"))
-    assert main(["run-all", "--scale", "bogus"]) == 1
+    with pytest.raises(SystemExit) as refused:  # the parser refuses it: one line, exit 1
+        main(["run-all", "--scale", "bogus"])
+    assert refused.value.code == 1
     out = capsys.readouterr()
     assert out.err.count("\n") == 1 and "scale 'bogus' is unknown: use one of" in out.err
     assert "running" not in out.out  # no notebook ran
     assert main(["run-all", "--dsn", "postgresql://nobody@127.0.0.1:1/none"]) == 1
     assert "cannot connect to nobody@127.0.0.1:1/none" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_runs_folder_on_a_full_filesystem_is_one_line_and_leaves_no_stub(
+    small_filesystem, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    fs = small_filesystem(256 * 1024)
+    runs = fs.path / "runs"
+    runs.mkdir()
+    ballast = fs.fill()
+    advice = "free space there or set IBCBENCH_RUNS_DIR to another folder"
+    with pytest.raises(RunError, match=f"^no space left on {runs}: {advice}$"):
+        new_run("full", root=runs)
+    assert list(runs.iterdir()) == []
+    monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(runs))
+    # before any work: no dataset is built, no workload runs
+    assert main(["bench", "workload", "--scale", "tiny", "--duration", "1"]) == 1
+    assert capsys.readouterr().err == f"ibcbench: error: no space left on {runs}: {advice}\n"
+    assert list(runs.iterdir()) == []
+    from ibcbench.results.runs import check_runs_root
+
+    with pytest.raises(RunError, match=f"^no space left on {runs}: {advice}$"):
+        check_runs_root(runs)
+    # a run that fills the disk half-way: one line, and the folder that cannot say it failed goes
+    ballast.unlink()
+    with (
+        pytest.raises(
+            RunError,
+            match=r"^no space left on .* writing run \S+-filling \(its folder was removed\)",
+        ),
+        started_run("filling", root=runs) as run,
+    ):
+        run.write_frame("big", pd.DataFrame({"x": ["y" * 1000] * 1000}))
+        with open(run.path / "more.bin", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 65536)
+    assert list(runs.iterdir()) == []

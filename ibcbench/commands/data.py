@@ -7,18 +7,35 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from ibcbench.commands import (
+    dataset_scale,
+    iso_datetime,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--scale", default="tiny", help="tiny, small, default (>= 1M packets), large (>= 10M)"
+        "--scale",
+        type=dataset_scale,
+        default="tiny",
+        help="tiny, small, default (>= 1M packets), large (>= 10M)",
     )
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--packets", type=int, default=None, help="packet count (overrides the scale's)")
+    p.add_argument("--seed", type=non_negative_int, default=42)
     p.add_argument(
-        "--days", type=float, default=None, help="time span in days (overrides the scale's)"
+        "--packets", type=positive_int, default=None, help="packet count (overrides the scale's)"
+    )
+    p.add_argument(
+        "--days",
+        type=positive_float,
+        default=None,
+        help="time span in days (overrides the scale's)",
     )
     p.add_argument(
         "--start",
+        type=iso_datetime,
         default=None,
         help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
         "or right after the data already loaded)",
@@ -75,9 +92,12 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "with and without secondary indexes",
     )
     p.add_argument(
-        "--packets", type=int, default=1_000_000, help="packets per round (default 1000000)"
+        "--packets",
+        type=positive_int,
+        default=1_000_000,
+        help="packets per round (default 1000000)",
     )
-    p.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default 42)")
     p.add_argument(
         "--scenarios",
         choices=("all", "overlap"),
@@ -87,7 +107,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rounds",
-        type=int,
+        type=positive_int,
         default=3,
         help="times each scenario runs, interleaved; the median round is reported (default 3)",
     )
@@ -100,10 +120,15 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "(a child process per round, into a temporary folder)",
     )
     g.add_argument(
-        "--scale", default="default", help="tiny, small, default, large (default: default)"
+        "--scale",
+        type=dataset_scale,
+        default="default",
+        help="tiny, small, default, large (default: default)",
     )
-    g.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
-    g.add_argument("--rounds", type=int, default=1, help="rounds, each a fresh process (default 1)")
+    g.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default 42)")
+    g.add_argument(
+        "--rounds", type=positive_int, default=1, help="rounds, each a fresh process (default 1)"
+    )
     g.set_defaults(func=_bench_generate)
 
 
@@ -155,6 +180,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _print_load(result) -> None:
+    from ibcbench.data.journal import settled_line
+
+    line = settled_line(list(result.settled))
+    if line:
+        print(line)
     if result.skipped:
         print("already loaded (same checksums): nothing to do")
         return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ibcbench.commands import non_negative_int
+
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
     p = bench.add_parser(
@@ -16,7 +18,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         default="small",
         help="tiny (the fast faults only), small (default: every fault) or default",
     )
-    p.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
     p.add_argument("--only", default=None, help="comma-separated faults or groups (see --list)")
     p.add_argument("--list", action="store_true", help="list the faults and exit")
     p.add_argument(
@@ -27,7 +29,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 def _faults(args: argparse.Namespace) -> int:
     from ibcbench.errors import ConfigError
-    from ibcbench.results.runs import started_run
+    from ibcbench.results.runs import check_runs_root, started_run
     from ibcbench.suite.faults import FAULT_SCALES, registered_faults, run_fault_suite
 
     if args.list:
@@ -39,6 +41,7 @@ def _faults(args: argparse.Namespace) -> int:
             f"--scale {args.scale!r} is unknown: use one of {', '.join(FAULT_SCALES)}"
         )
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    check_runs_root()  # a full runs folder fails now, not after the suite ran
     print(f"fault suite at scale {args.scale} (seed {args.seed}), on a cluster of its own:")
     result = run_fault_suite(args.scale, seed=args.seed, only=only, keep=args.keep)
     with started_run(f"faults-{args.scale}") as run:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ibcbench.commands import dataset_scale, non_negative_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
@@ -30,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a setting, e.g. random_page_cost=1.1",
     )
-    cap.add_argument("--scale", default="tiny")
-    cap.add_argument("--seed", type=int, default=42)
+    cap.add_argument("--scale", type=dataset_scale, default="tiny")
+    cap.add_argument("--seed", type=non_negative_int, default=42)
     cap.add_argument(
         "--run", default=None, help="run folder or id to store into (default: a new run)"
     )
@@ -58,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _capture(args: argparse.Namespace) -> int:
     from ibcbench.bench.explain import PlanConfig, capture_configuration
     from ibcbench.bench.workload import workload_queries
-    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.data.datasets import ensure_dataset_info
     from ibcbench.db import connect
     from ibcbench.errors import ConfigError
     from ibcbench.results.runs import find_run, new_run
@@ -69,10 +71,13 @@ def _capture(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r} must look like name=value")
         k, v = item.split("=", 1)
         settings[k.strip()] = v.strip()
-    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    dsn = info.dsn
     with connect(dsn) as conn:
         queries = workload_queries(conn, seed=args.seed)
     run = find_run(args.run) if args.run else new_run(f"plans-{args.config}")
+    if info.state is not None:
+        run.update_manifest(dataset=info.state.manifest())
     plans = capture_configuration(
         dsn,
         queries,

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ibcbench.commands import dataset_scale, non_negative_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
@@ -32,9 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run-all", help="run the numbered notebooks in order into one run folder + report"
     )
     run_all.add_argument(
-        "--scale", default="tiny", help="dataset scale: tiny, small, default, large"
+        "--scale",
+        type=dataset_scale,
+        default="tiny",
+        help="dataset scale: tiny, small, default, large",
     )
-    run_all.add_argument("--seed", type=int, default=42)
+    run_all.add_argument("--seed", type=non_negative_int, default=42)
     run_all.add_argument(
         "-p",
         "--parameter",
@@ -71,7 +76,7 @@ def _waiting(line: str) -> None:
 
 
 def _params(pairs: list[list[str]]) -> dict[str, object]:
-    from ibcbench.suite.notebook import parse_parameter
+    from ibcbench.suite.parameters import parse_parameter
 
     return {key: parse_parameter(value) for key, value in pairs}
 
@@ -79,16 +84,17 @@ def _params(pairs: list[list[str]]) -> dict[str, object]:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ibcbench.data.datasets import validate_dataset
-    from ibcbench.results.runs import build_manifest, started_run
-    from ibcbench.suite.notebook import run_notebook
-    from ibcbench.suite.runlock import run_lock
+    from ibcbench.suite.parameters import validate_parameters
 
     params = _params(args.parameter)
     if args.dsn:
         params["dsn"] = args.dsn
-    if "scale" in params or "seed" in params:
-        validate_dataset(params.get("scale", "tiny"), params.get("seed", 42))  # type: ignore[arg-type]
+    validate_parameters(args.notebook, params)  # before a run folder exists (and pandas)
+
+    from ibcbench.results.runs import build_manifest, started_run
+    from ibcbench.suite.notebook import run_notebook
+    from ibcbench.suite.runlock import run_lock
+
     with (
         run_lock(params.get("dsn"), wait=not args.no_wait, on_wait=_waiting) as lock,  # type: ignore[arg-type]
         started_run(args.label or Path(args.notebook).stem) as run,
@@ -103,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
         result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+        if result.dataset is not None:
+            run.update_manifest(dataset=result.dataset)
         if not result.ok:
             run.update_manifest(status="failed")
     for key, value in result.recorded.items():
@@ -119,20 +127,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from ibcbench.data.datasets import validate_dataset
+    from ibcbench.suite.parameters import validate_run_all
+
+    extra = _params(args.parameter)
+    validate_run_all(args.scale, args.seed, extra)  # before a run folder exists (and pandas)
+
     from ibcbench.results.runs import started_run
     from ibcbench.suite.notebook import run_all
     from ibcbench.suite.runlock import run_lock
 
-    validate_dataset(args.scale, args.seed)  # before a run folder exists
     with (
         run_lock(args.dsn, wait=not args.no_wait, on_wait=_waiting) as lock,
         started_run(f"all-{args.scale}") as run,
     ):
         lock.name_run(run.id)
-        result = run_all(
-            run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=_params(args.parameter)
-        )
+        result = run_all(run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra)
     print(f"run-all finished in {result.elapsed_s:.0f} s")
     failed = [nb for nb in result.notebooks if not nb.ok]
     for nb in failed:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from ibcbench.commands import (
+    dataset_scale,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_ints,
+)
+
 if TYPE_CHECKING:
     from ibcbench.bench.workload import Workload
+    from ibcbench.data.datasets import DatasetInfo
     from ibcbench.results.runs import Run
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,16 +38,21 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     fid.add_argument(
         "--clients",
-        type=_ints,
+        type=positive_ints,
         default=(1, 4, 8, 16),
         help="comma-separated client counts (default 1,4,8,16)",
     )
-    fid.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    fid.add_argument(
+        "--duration", type=positive_float, default=10.0, help="seconds per run (default 10)"
+    )
     fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
     fid.add_argument(
-        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+        "--scale",
+        type=dataset_scale,
+        default="small",
+        help="dataset scale, loaded if missing (default small)",
     )
-    fid.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    fid.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
 
@@ -52,41 +62,54 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     cap.add_argument(
         "--sizes",
-        type=_ints,
+        type=positive_ints,
         default=(1, 2, 4, 8, 25),
         help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)",
     )
     cap.add_argument(
         "--rate",
-        type=float,
+        type=positive_float,
         default=None,
         help="arrival rate for the wait (default: half the best pgbench throughput)",
     )
     cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
-    cap.add_argument("--duration", type=float, default=3.0, help="seconds per run (default 3)")
+    cap.add_argument(
+        "--duration", type=positive_float, default=3.0, help="seconds per run (default 3)"
+    )
     cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
     cap.add_argument(
-        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+        "--scale",
+        type=dataset_scale,
+        default="small",
+        help="dataset scale, loaded if missing (default small)",
     )
-    cap.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    cap.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
     add_dsn_argument(cap)
     cap.set_defaults(func=_capacity)
 
     wl = bench.add_parser("workload", help="run the workload mix and save it into a run folder")
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
-    wl.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
-    wl.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     wl.add_argument(
-        "--rate", type=float, default=None, help="open loop at this many queries/s in total"
+        "--clients", type=positive_int, default=4, help="concurrent clients (default 4)"
+    )
+    wl.add_argument("--duration", type=positive_float, default=10.0, help="seconds (default 10)")
+    wl.add_argument(
+        "--rate",
+        type=positive_float,
+        default=None,
+        help="open loop at this many queries/s in total",
     )
     wl.add_argument(
-        "--scale", default="small", help="dataset scale, loaded if missing (default small)"
+        "--scale",
+        type=dataset_scale,
+        default="small",
+        help="dataset scale, loaded if missing (default small)",
     )
-    wl.add_argument("--seed", type=int, default=42, help="dataset seed (default 42)")
+    wl.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
     wl.add_argument(
         "--repeat",
-        type=int,
+        type=positive_int,
         default=1,
         help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
     )
@@ -96,8 +119,10 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 def _fidelity(args: argparse.Namespace) -> int:
     from ibcbench.bench.runner import run_fidelity
+    from ibcbench.bench.workload import default_workload
     from ibcbench.data.datasets import ensure_dataset
 
+    default_workload().subset([args.query])  # an unknown query is refused before any work
     dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
     result = run_fidelity(
         dsn, query=args.query, clients=args.clients, duration_s=args.duration, seed=args.seed
@@ -148,23 +173,26 @@ def _capacity(args: argparse.Namespace) -> int:
 
 def _workload(args: argparse.Namespace) -> int:
     from ibcbench.bench.workload import default_workload
-    from ibcbench.data.datasets import ensure_dataset
+    from ibcbench.data.datasets import ensure_dataset_info
     from ibcbench.errors import BenchmarkError
+    from ibcbench.results.runs import check_runs_root
 
     if args.repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
-    dsn = ensure_dataset(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    check_runs_root()  # a full runs folder fails now, not after the workload ran
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
-    ids = [_workload_once(args, dsn, wl).id for _ in range(args.repeat)]
+    info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
+    ids = [_workload_once(args, info, wl).id for _ in range(args.repeat)]
     if len(ids) > 1:
         print(f"runs (compare them as one side): {','.join(ids)}")
     return 0
 
 
-def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
+def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
     from ibcbench.bench.runner import run_workload
     from ibcbench.results.runs import build_manifest, started_run
 
+    dsn = info.dsn
     result = run_workload(
         dsn,
         wl,
@@ -177,7 +205,11 @@ def _workload_once(args: argparse.Namespace, dsn: str, wl: Workload) -> Run:
     with started_run(f"workload-{args.engine}") as run:
         run.update_manifest(
             **build_manifest(
-                dsn, seed=args.seed, scale=args.scale, parameters=vars(args) | {"func": None}
+                dsn,
+                seed=args.seed,
+                scale=args.scale,
+                parameters=vars(args) | {"func": None},
+                dataset=info.state.manifest() if info.state else None,
             )
         )
         result.save(run)

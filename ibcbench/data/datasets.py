@@ -5,16 +5,29 @@ on the same server as ``dsn``: created, migrated and loaded on first use, reused
 that drop indexes or rebuild tables work there, never in the user's own database, and the pg_cron jobs
 of the main database add no noise to their timings.
 
-A marker table ``ibcbench_dataset`` says the database is the kit's and whether its load completed; a
-database of that name without the marker is refused, never dropped.
+The database is created with the kit's mark (a comment, :data:`~ibcbench.data.ownership.KIT_MARK`);
+the marker table ``ibcbench_dataset`` is written once, in the transaction that ends the build, with
+the dataset's clean state: its indexes (name, ``pg_get_indexdef``, the constraint an index backs) and
+its rows per table (from ``ibcbench_loads``). A database of that name with neither mark is a user's:
+refused, never dropped. One with the kit's comment but no marker was left half-built by a killed run
+(or built by other code): dropped and built again.
+
+Every use checks the dataset against its clean state (:func:`check_dataset`): a missing index is
+recreated from its definition, an INVALID one or one the clean state does not have (a killed index
+strategy's leftover) is dropped, each said in one line on stderr; rows that differ from the load's
+are refused (the benchmark would measure other data). :class:`DatasetState` is what a run's
+manifest records (``dataset: {name, state, repairs, indexes, rows}``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +35,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ibcbench.data.ownership import KIT_MARK, MARKER_TABLE, create_kit_database
 from ibcbench.db import connect, redact_dsn, resolve_dsn
 from ibcbench.errors import ConfigError
 
-MARKER_TABLE = "ibcbench_dataset"
+#: the schema whose indexes the clean state records (the kit's tables; scratch schemas and
+#: TimescaleDB's chunk indexes follow their own rules)
+DATASET_SCHEMA = "public"
 
 
 def dataset_fingerprint() -> str:
@@ -60,6 +76,29 @@ def with_database(dsn: str, dbname: str) -> str:
 
 
 @dataclass(frozen=True)
+class DatasetState:
+    """A dataset as a run found it: ``intact`` (as built), ``repaired`` (``repairs`` says how)."""
+
+    name: str
+    state: str
+    repairs: tuple[str, ...] = ()
+    indexes: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    created: bool = False
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's ``dataset`` entry."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "repairs": list(self.repairs),
+            "indexes": self.indexes,
+            "rows": dict(self.rows),
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     dsn: str
     database: str
@@ -68,6 +107,7 @@ class DatasetInfo:
     created: bool
     elapsed_s: float
     load: Any = None
+    state: DatasetState | None = None
 
     def key_numbers(self) -> dict[str, Any]:
         """What notebook 01 records about the dataset: its database, whether it was built, how fast."""
@@ -93,21 +133,72 @@ def validate_dataset(scale: str, seed: int) -> None:
     _validate(scale, seed)
 
 
-def _marker(conn: psycopg.Connection) -> tuple[str, int, str, str] | None:
+def _marker(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The marker row (scale, seed, status, fingerprint, clean state), or None without one."""
     if conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
         return None
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+            " AND NOT attisdropped",
+            (MARKER_TABLE,),
+        ).fetchall()
+    }
+    if not {"indexes", "rows"} <= columns:  # a marker of older code, without the clean state
+        return {"scale": "?", "seed": -1, "status": "old", "fingerprint": ""}
     row = conn.execute(
-        sql.SQL("SELECT scale, seed, status, fingerprint FROM {} LIMIT 1").format(
+        sql.SQL("SELECT scale, seed, status, fingerprint, indexes, rows FROM {} LIMIT 1").format(
             sql.Identifier(MARKER_TABLE)
         )
     ).fetchone()
-    return (row[0], int(row[1]), row[2], row[3]) if row else ("?", -1, "empty", "")
+    if row is None:
+        return {"scale": "?", "seed": -1, "status": "empty", "fingerprint": ""}
+    keys = ("scale", "seed", "status", "fingerprint", "indexes", "rows")
+    return dict(zip(keys, row, strict=True))
+
+
+def _stderr(line: str) -> None:
+    print(f"ibcbench: {line}", file=sys.stderr, flush=True)
 
 
 def ensure_dataset_info(
-    dsn: str | None = None, *, scale: str = "tiny", seed: int = 42, quiet: bool = True
+    dsn: str | None = None,
+    *,
+    scale: str = "tiny",
+    seed: int = 42,
+    quiet: bool = True,
+    report: Callable[[str], None] | None = _stderr,
 ) -> DatasetInfo:
-    """Create (or reuse) the dataset database for ``scale``/``seed``; see :func:`ensure_dataset`."""
+    """Create (or reuse, checked and repaired) the dataset database for ``scale``/``seed``; see
+    :func:`ensure_dataset`. ``report`` gets one line per repair or rebuild (default: stderr);
+    ``info.state`` is what the run's manifest records."""
+    info = _ensure(dsn, scale, seed, quiet=quiet, create=True, report=report)
+    assert info is not None  # create=True always gives a dataset
+    return info
+
+
+def find_dataset(
+    dsn: str | None = None,
+    *,
+    scale: str = "tiny",
+    seed: int = 42,
+    report: Callable[[str], None] | None = _stderr,
+) -> DatasetInfo | None:
+    """The complete dataset for ``scale``/``seed``, checked and repaired like
+    :func:`ensure_dataset_info`; None (and nothing built) when there is none yet."""
+    return _ensure(dsn, scale, seed, quiet=True, create=False, report=report)
+
+
+def _ensure(
+    dsn: str | None,
+    scale: str,
+    seed: int,
+    *,
+    quiet: bool,
+    create: bool,
+    report: Callable[[str], None] | None,
+) -> DatasetInfo | None:
     _validate(scale, seed)
     started = time.perf_counter()
     base = resolve_dsn(dsn)
@@ -117,68 +208,264 @@ def ensure_dataset_info(
     with connect(base, autocommit=True) as admin:
         admin.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
         try:
-            exists = admin.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            found = admin.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                (name,),
             ).fetchone()
-            if exists:
+            if found:
                 with connect(target, autocommit=True) as conn:
                     marker = _marker(conn)
-                if marker is None:
-                    raise ConfigError(
-                        f"database {name!r} exists but was not created by ibcbench: drop or rename it, "
-                        "or point --dsn at another server"
-                    )
-                if marker == (scale, seed, "complete", dataset_fingerprint()):
-                    return DatasetInfo(
-                        target, name, scale, seed, False, time.perf_counter() - started
-                    )
-                # the kit's own database, left half-loaded by an interrupted run or built by another
-                # version of the generator or schema: build it again
+                    if marker is None and found[0] != KIT_MARK:
+                        raise ConfigError(
+                            f"database {name!r} exists but was not created by ibcbench: drop or "
+                            "rename it, or point --dsn at another server"
+                        )
+                    wanted = (scale, seed, "complete", dataset_fingerprint())
+                    if (
+                        marker is not None
+                        and (
+                            marker["scale"],
+                            int(marker["seed"]),
+                            marker["status"],
+                            marker["fingerprint"],
+                        )
+                        == wanted
+                    ):
+                        state = check_dataset(conn, marker, repair=True, report=report)
+                        return DatasetInfo(
+                            target,
+                            name,
+                            scale,
+                            seed,
+                            False,
+                            time.perf_counter() - started,
+                            state=state,
+                        )
+                if not create:
+                    return None
+                # the kit's own database, left half-built by a killed run or built by other code
+                why = (
+                    "was left half-built (no complete marker)"
+                    if marker is None or marker["status"] != "complete"
+                    else "was built by other code (generator or schema changed)"
+                )
+                if report:
+                    report(f"dataset {name} {why}: dropping it and building it again")
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            elif not create:
+                return None
             try:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                create_kit_database(admin, name)
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise ConfigError(
                     f"cannot create the dataset database {name!r}: the role needs CREATEDB "
                     "(or use the embedded server: unset DATABASE_URL)"
                 ) from exc
             load = _populate(target, scale, seed, quiet)
+            with connect(target, autocommit=True) as conn:
+                marker = _marker(conn)
+                assert marker is not None  # _populate wrote it
+                state = check_dataset(conn, marker, repair=False, report=None)
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
-    return DatasetInfo(target, name, scale, seed, True, time.perf_counter() - started, load)
+    state = DatasetState(name, "intact", (), state.indexes, state.rows, created=True)
+    return DatasetInfo(
+        target, name, scale, seed, True, time.perf_counter() - started, load, state=state
+    )
 
 
 def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:
+    """Migrate and load, then write the marker with the clean state, in one transaction at the end:
+    a build killed before that leaves no marker (and the next use builds again)."""
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
     from ibcbench.data.views import refresh_views
     from ibcbench.migrate import migrate_up
 
-    with connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {} (scale text NOT NULL, seed bigint NOT NULL, status text NOT NULL,"
-                " fingerprint text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
-                " completed_at timestamptz)"
-            ).format(sql.Identifier(MARKER_TABLE))
-        )
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (scale, seed, status, fingerprint) VALUES (%s, %s, 'loading', %s)"
-            ).format(sql.Identifier(MARKER_TABLE)),
-            (scale, seed, dataset_fingerprint()),
-        )
     migrate_up(dsn)
     load = load_dataset(dsn, GenerationParams(seed=seed, scale=scale), quiet=quiet)
     with connect(dsn, autocommit=True) as conn:
         refresh_views(conn)
         conn.execute("VACUUM ANALYZE")
+        with conn.transaction():
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (scale text NOT NULL, seed bigint NOT NULL, status text NOT NULL,"
+                    " fingerprint text NOT NULL, indexes jsonb NOT NULL, rows jsonb NOT NULL,"
+                    " created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz)"
+                ).format(sql.Identifier(MARKER_TABLE))
+            )
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (scale, seed, status, fingerprint, indexes, rows, completed_at)"
+                    " VALUES (%s, %s, 'complete', %s, %s, %s, now())"
+                ).format(sql.Identifier(MARKER_TABLE)),
+                (
+                    scale,
+                    seed,
+                    dataset_fingerprint(),
+                    json.dumps(current_indexes(conn)),
+                    json.dumps(loaded_rows(conn)),
+                ),
+            )
+    return load
+
+
+# ---- the dataset's clean state, and the check of every use ---------------------------------------
+def current_indexes(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """The indexes of the dataset's schema: name -> table, ``pg_get_indexdef``, validity and the
+    constraint it backs (primary key, unique), with that constraint's definition."""
+    rows = conn.execute(
+        "SELECT ic.relname, tc.relname, pg_get_indexdef(i.indexrelid), i.indisvalid,"
+        " con.conname, pg_get_constraintdef(con.oid)"
+        " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
+        " JOIN pg_class tc ON tc.oid = i.indrelid"
+        " JOIN pg_namespace n ON n.oid = ic.relnamespace"
+        " LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
+        " WHERE n.nspname = %s AND ic.relname <> %s ORDER BY 1",
+        (DATASET_SCHEMA, MARKER_TABLE),
+    ).fetchall()
+    return {
+        name: {
+            "table": table,
+            "definition": definition,
+            "valid": bool(valid),
+            "constraint": conname,
+            "constraint_definition": condef,
+        }
+        for name, table, definition, valid, conname, condef in rows
+    }
+
+
+def loaded_rows(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows per table that the loads recorded in ``ibcbench_loads`` (summed over spans)."""
+    rows: dict[str, int] = {}
+    for (counts,) in conn.execute("SELECT rows FROM ibcbench_loads ORDER BY id").fetchall():
+        for table, n in (counts or {}).items():
+            rows[table] = rows.get(table, 0) + int(n)
+    return rows
+
+
+def _count_rows(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
+    """Rows per table now (-1: the table is gone)."""
+    out: dict[str, int] = {}
+    for table in tables:
+        found = conn.execute("SELECT to_regclass(%s)", (f"{DATASET_SCHEMA}.{table}",)).fetchone()
+        if found is None or found[0] is None:
+            out[table] = -1
+            continue
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(DATASET_SCHEMA), sql.Identifier(table)
+            )
+        ).fetchone()
+        out[table] = int(row[0]) if row else -1
+    return out
+
+
+def _drop_index(conn: psycopg.Connection, name: str, info: dict[str, Any]) -> None:
+    if info.get("constraint"):
         conn.execute(
-            sql.SQL("UPDATE {} SET status = 'complete', completed_at = now()").format(
-                sql.Identifier(MARKER_TABLE)
+            sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT IF EXISTS {}").format(
+                sql.Identifier(DATASET_SCHEMA),
+                sql.Identifier(info["table"]),
+                sql.Identifier(info["constraint"]),
             )
         )
-    return load
+    conn.execute(
+        sql.SQL("DROP INDEX IF EXISTS {}.{}").format(
+            sql.Identifier(DATASET_SCHEMA), sql.Identifier(name)
+        )
+    )
+
+
+def _create_index(conn: psycopg.Connection, info: dict[str, Any]) -> None:
+    if info.get("constraint"):  # a key or unique constraint: its index comes back with it
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
+                sql.Identifier(DATASET_SCHEMA),
+                sql.Identifier(info["table"]),
+                sql.Identifier(info["constraint"]),
+            )
+            + sql.SQL(info["constraint_definition"])  # the catalog's own text, recorded at build
+        )
+        return
+    conn.execute(sql.SQL(info["definition"]))  # pg_get_indexdef's text, recorded at build
+
+
+def check_dataset(
+    conn: psycopg.Connection,
+    marker: dict[str, Any],
+    *,
+    repair: bool = True,
+    report: Callable[[str], None] | None = _stderr,
+) -> DatasetState:
+    """Compare the dataset (``conn``: its database, autocommit) with its clean state in ``marker``.
+
+    Rows that differ from the load's are refused (:class:`ConfigError`). With ``repair``, INVALID
+    indexes and indexes the clean state does not have are dropped and missing ones recreated, in
+    one line to ``report``; without it, what a repair would do is only listed."""
+    name = conn.info.dbname
+    clean: dict[str, dict[str, Any]] = marker["indexes"]
+    want_rows: dict[str, int] = marker["rows"]
+    got_rows = _count_rows(conn, sorted(want_rows))
+    changed = {t: (got_rows[t], n) for t, n in want_rows.items() if got_rows[t] != n}
+    if changed:
+        detail = ", ".join(
+            f"{t} {'is missing' if got < 0 else f'holds {got:,} rows'} (loaded: {n:,})"
+            for t, (got, n) in sorted(changed.items())
+        )
+        raise ConfigError(
+            f"the dataset {name} was changed: {detail}; drop it (`DROP DATABASE {name}` on the "
+            "server of --dsn/DATABASE_URL) and the next run builds it again"
+        )
+    present = current_indexes(conn)
+    invalid = sorted(n for n, i in present.items() if not i["valid"])
+    extra = sorted(n for n in present if n not in clean and n not in invalid)
+    other = sorted(
+        n
+        for n, i in present.items()
+        if n in clean and i["valid"] and i["definition"] != clean[n]["definition"]
+    )
+    missing = sorted(n for n in clean if n not in present)
+    repairs: list[str] = []
+    if invalid:
+        repairs.append(f"dropped {len(invalid)} INVALID index(es): {', '.join(invalid)}")
+    if extra:
+        repairs.append(f"dropped {len(extra)} index(es) not in the dataset: {', '.join(extra)}")
+    if other:
+        repairs.append(f"rebuilt {len(other)} index(es) of another definition: {', '.join(other)}")
+    recreate = sorted(set(missing) | {n for n in invalid if n in clean} | set(other))
+    if missing:
+        repairs.append(f"recreated {len(missing)} missing index(es): {', '.join(missing)}")
+    elif recreate:
+        repairs.append(f"recreated {', '.join(recreate)}")
+    if repairs and repair:
+        others = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY pid"
+        ).fetchall()
+        if others:  # another run may be in the middle of an index strategy: not a leftover
+            raise ConfigError(
+                f"the dataset {name} differs from its clean state ({'; '.join(repairs)}) while "
+                f"{len(others)} other session(s) use it (pids {', '.join(str(r[0]) for r in others)}):"
+                " run again when the other run has finished (or stop it)"
+            )
+        for n in invalid + extra + other:
+            _drop_index(conn, n, present[n])
+        for n in recreate:
+            _create_index(conn, clean[n])
+        if missing or invalid or other:
+            conn.execute("ANALYZE")
+        if report:
+            report(f"dataset {name} was damaged (a killed run?), repaired: {'; '.join(repairs)}")
+    return DatasetState(
+        name,
+        ("repaired" if repair else "damaged") if repairs else "intact",
+        tuple(repairs),
+        len(current_indexes(conn)) if repairs and repair else len(present),
+        got_rows,
+    )
 
 
 def ensure_dataset(

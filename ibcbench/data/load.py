@@ -38,9 +38,11 @@ from psycopg import sql
 
 from data_gen import GenerationParams, ResumeState, generate
 from data_gen.tables import DERIVED_KEYS, FACT_TABLES, TABLES
+from ibcbench.data.journal import LoadJournal, SettledAttempt
 from ibcbench.data.pgcopy import HEADER, TRAILER, encode_rows_view
+from ibcbench.data.space import disk_full_message, output_folder, reclaim_space
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError, LoadError
+from ibcbench.errors import ConfigError, Interrupted, LoadError
 
 COPY_CHUNK = 8 * 1024 * 1024
 OVERLAP_MODES = ("process", "thread", "none")
@@ -73,6 +75,10 @@ class LoadResult:
     span_start: datetime | None = None
     span_end: datetime | None = None
     skipped: bool = False
+    #: earlier attempts this load found cut off (killed) and settled in the load journal
+    settled: tuple[SettledAttempt, ...] = ()
+    #: this load's row in ibcbench_load_attempts
+    attempt_id: int | None = None
 
     @property
     def rows(self) -> int:
@@ -155,8 +161,9 @@ def check_schema(conn: psycopg.Connection) -> None:
                     f"{table}.{name} is {actual[name]} on the server but the generator writes {pg_type}: "
                     "run `ibcbench schema up` or fix data_gen/tables.py"
                 )
-    if conn.execute("SELECT to_regclass('ibcbench_loads')").fetchone()[0] is None:  # type: ignore[index]
-        raise LoadError("table ibcbench_loads does not exist: run `ibcbench schema up` first")
+    for log in ("ibcbench_loads", "ibcbench_load_attempts"):
+        if conn.execute("SELECT to_regclass(%s)", (log,)).fetchone()[0] is None:  # type: ignore[index]
+            raise LoadError(f"table {log} does not exist: run `ibcbench schema up` first")
 
 
 def resume_state(conn: psycopg.Connection) -> ResumeState | None:
@@ -431,9 +438,12 @@ def batch_stream(body: bytes | memoryview) -> tuple[bytes, memoryview, bytes]:
     return (HEADER, memoryview(body), TRAILER)
 
 
-def _upsert_derived(cur: psycopg.Cursor, table: str, stream: Iterable[bytes | memoryview]) -> int:
+def _upsert_derived(
+    cur: psycopg.Cursor, table: str, stream: Iterable[bytes | memoryview]
+) -> tuple[int, int]:
     """COPY into a temp table, then merge on the natural key: counts add up (a day split across two
-    spans), rates and averages are recomputed, distinct counts keep the larger value."""
+    spans), rates and averages are recomputed, distinct counts keep the larger value. Returns the
+    bytes written and the rows the COPY took."""
     temp = f"_load_{table}"
     cols = [c for c, _ in TABLES[table]]
     cur.execute(
@@ -444,6 +454,7 @@ def _upsert_derived(cur: psycopg.Cursor, table: str, stream: Iterable[bytes | me
         )
     )
     written = copy_stream(cur, table, stream, into=temp)
+    copied = cur.rowcount
     keys = DERIVED_KEYS[table]
     cur.execute(
         sql.SQL(
@@ -457,7 +468,7 @@ def _upsert_derived(cur: psycopg.Cursor, table: str, stream: Iterable[bytes | me
         )
     )
     cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(temp)))
-    return written
+    return written, copied
 
 
 _MERGE = {
@@ -530,11 +541,14 @@ INCIDENT_FIELDS = (
 )
 
 
-def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> None:
+def _record(
+    cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float, attempt_id: int | None = None
+) -> None:
     """The span in ibcbench_loads, and its planted incidents (the manifest's list) in ibcbench_incidents."""
     cur.execute(
         "INSERT INTO ibcbench_loads (seed, scale, span_start, span_end, first_packet_id, last_packet_id, rows,"
-        " checksums, params, elapsed_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " checksums, params, elapsed_s, attempt_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
         (
             manifest["seed"],
             manifest["scale"],
@@ -546,6 +560,7 @@ def _record(cur: psycopg.Cursor, manifest: dict[str, Any], elapsed_s: float) -> 
             json.dumps(manifest["checksums"], sort_keys=True),
             json.dumps(manifest["params"], default=str),
             elapsed_s,
+            attempt_id,
         ),
     )
     load_id = cur.fetchone()[0]  # type: ignore[index]
@@ -605,14 +620,134 @@ def _continue(conn: psycopg.Connection, params: GenerationParams) -> GenerationP
     return replace(params, resume=state)
 
 
+class _Attempt:
+    """One load attempt: its connection, its journal row, and one line for whatever stops it.
+
+    A lost connection, a server error, Ctrl-C or a refusal ends the attempt in the journal
+    (``failed`` with the line, ``interrupted``) and reaches the caller as one line: a LoadError, or
+    an :class:`~ibcbench.errors.Interrupted` (exit 130) that says nothing was committed. The load's
+    connection is closed, not rolled back, when anything goes wrong: the server drops the open
+    transaction, and a COPY stuck on a dead socket cannot hang the rollback.
+    """
+
+    def __init__(self, dsn: str | None, source: str, *, again: str) -> None:
+        self.dsn = dsn
+        self.source = source
+        self.again = again  # what to do next, after "nothing was committed; "
+        self.journal: LoadJournal | None = None
+        self.phase = "loading"  # then "committing", "committed"
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        conn = connect(self.dsn)
+        try:
+            with conn:
+                try:
+                    yield conn
+                except BaseException:
+                    conn.close()  # the server rolls the open transaction back
+                    raise
+        except KeyboardInterrupt:
+            line = self._interrupted()
+            self._end("interrupted", line)
+            raise Interrupted(line) from None
+        except LoadError as exc:
+            self._end("failed", str(exc))
+            raise
+        except psycopg.Error as exc:
+            error = self._server_error(exc, conn)
+            self._end("failed", str(error))
+            raise error from exc
+        except BaseException as exc:
+            self._end("failed", f"{type(exc).__name__}: {_first_line(exc)}")
+            raise
+
+    def start_journal(self, conn: psycopg.Connection, checksums: dict[str, Any] | None) -> None:
+        self.journal = LoadJournal.start(self.dsn, conn, self.source, checksums)
+
+    def commit(self, conn: psycopg.Connection) -> None:
+        self.phase = "committing"
+        conn.commit()
+        self.phase = "committed"
+
+    def _end(self, status: str, message: str | None, checksums: Any = None) -> None:
+        if self.journal is not None:
+            # what stops it after COMMIT returned does not undo the load
+            self.journal.end(
+                "committed" if self.phase == "committed" else status, message, checksums
+            )
+
+    def end(self, status: str, checksums: dict[str, Any] | None = None) -> None:
+        self._end(status, None, checksums)
+
+    @property
+    def attempt_id(self) -> int | None:
+        return self.journal.attempt_id if self.journal else None
+
+    @property
+    def settled(self) -> tuple[SettledAttempt, ...]:
+        return tuple(self.journal.settled) if self.journal else ()
+
+    def _kept(self, *, unknown: bool = True) -> str:
+        """What was kept; ``unknown``: the stop came without the server's answer to COMMIT."""
+        if self.phase == "committed":
+            return "the load was committed before that"
+        if self.phase == "committing" and unknown:
+            return (
+                "it happened during COMMIT, so the load may have been committed: see "
+                f"ibcbench_loads, then {self.again}"
+            )
+        return f"nothing was committed; {self.again}"
+
+    def _interrupted(self) -> str:
+        return f"the load was interrupted: {self._kept()}"
+
+    def _server_error(self, exc: psycopg.Error, conn: psycopg.Connection) -> LoadError:
+        detail = _first_line(exc)
+        if isinstance(exc, psycopg.errors.DiskFull):  # the connection is closed: rolled back
+            return LoadError(disk_full_message(self.dsn, exc, reclaimed=reclaim_space(self.dsn)))
+        if conn.broken or isinstance(exc, psycopg.InterfaceError):
+            return LoadError(
+                f"the connection to the server was lost during the load ({detail}): {self._kept()}"
+            )
+        name = type(exc).__name__
+        if exc.sqlstate and exc.sqlstate.startswith("22"):  # a data exception: the input
+            return LoadError(
+                f"the server refused the data ({name}: {detail}): nothing was committed; "
+                "the folder or generator output is damaged: generate it again"
+            )
+        # the server answered (a refused COMMIT rolls back)
+        return LoadError(
+            f"the load failed on the server ({name}: {detail}): {self._kept(unknown=False)}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _seed_source(params: GenerationParams) -> str:
+    sizes = "".join(
+        f", {name} {value}"
+        for name, value in (("packets", params.packets), ("days", params.days))
+        if value is not None
+    )
+    return f"generated: seed {params.seed}, scale {params.scale}{sizes}"
+
+
 def _load_generated(
     dsn: str | None, params: GenerationParams, *, quiet: bool, overlap: str
 ) -> LoadResult:
     per_table = {t: [0, 0, 0.0] for t in TABLES}  # rows, bytes, seconds
     manifest: dict[str, Any] = {}
-    with connect(dsn) as conn, conn.cursor() as cur:
+    attempt = _Attempt(
+        dsn, _seed_source(params), again="run the seed again (it continues the data committed)"
+    )
+    with attempt.connection() as conn, conn.cursor() as cur:
         check_schema(conn)
         _check_incident_table(conn, params.incidents)
+        attempt.start_journal(conn, None)
         _lock(conn)
         params = _continue(conn, params)
         _check_span(conn, params.start_time, params.resume.next_packet_id if params.resume else 1)
@@ -627,14 +762,15 @@ def _load_generated(
                     written = copy_stream(cur, item.table, batch_stream(item.body))
                     bar.update(item.rows)
                 else:
-                    written = _upsert_derived(cur, item.table, batch_stream(item.body))
+                    written, _ = _upsert_derived(cur, item.table, batch_stream(item.body))
                 acc = per_table[item.table]
                 acc[0] += item.rows
                 acc[1] += written
                 acc[2] += time.perf_counter() - t0
-            _record(cur, manifest, time.perf_counter() - started)  # (the log row: before COMMIT)
-        conn.commit()
+            _record(cur, manifest, time.perf_counter() - started, attempt.attempt_id)
+        attempt.commit(conn)
         elapsed = time.perf_counter() - started  # the load's clock includes COMMIT
+    attempt.end("committed", manifest.get("checksums"))
     tables = [TableLoad(t, int(v[0]), int(v[1]), float(v[2])) for t, v in per_table.items()]
     return LoadResult(
         tables,
@@ -642,6 +778,8 @@ def _load_generated(
         manifest,
         datetime.fromisoformat(manifest["span_start"]),
         datetime.fromisoformat(manifest["span_end"]),
+        settled=attempt.settled,
+        attempt_id=attempt.attempt_id,
     )
 
 
@@ -654,15 +792,11 @@ def generate_dataset(
     ``params.resume`` (see :func:`resume_state`) makes the folder a continuation of a database.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise LoadError(
-            f"{out} is not empty: choose a new folder (the kit never overwrites files it did not write)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     manifest: dict[str, Any] = {}
-    handles = {t: open(out / f"{t}.pgcopy", "wb") for t in TABLES}  # noqa: SIM115
-    try:
+    # a full disk or an interrupt removes what was written (one LoadError line for an OSError)
+    with output_folder(out) as folder:
+        handles = {t: folder.open(f"{t}.pgcopy") for t in TABLES}
         for h in handles.values():
             h.write(HEADER)
         with _progress(None, quiet, "generate") as bar:
@@ -675,15 +809,13 @@ def generate_dataset(
                     bar.update(item.rows)
         for h in handles.values():
             h.write(TRAILER)
-    finally:
-        for h in handles.values():
-            h.close()
-    files: dict[str, dict[str, Any]] = {}
-    for t in TABLES:
-        path = out / f"{t}.pgcopy"
-        files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    manifest["files"] = files
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        folder.close()
+        files: dict[str, dict[str, Any]] = {}
+        for t in TABLES:
+            path = out / f"{t}.pgcopy"
+            files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        manifest["files"] = files
+        folder.write_text("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerateResult(
         out, manifest, time.perf_counter() - started, {t: f["bytes"] for t, f in files.items()}
     )
@@ -706,26 +838,98 @@ def _file_stream(path: Path) -> Iterator[memoryview]:
             yield view[:n]
 
 
+#: what a folder's manifest must hold for a load, and the type of each
+_MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
+    "seed": int,
+    "scale": str,
+    "span_start": str,
+    "span_end": str,
+    "first_packet_id": int,
+    "next_packet_id": int,
+    "rows": dict,
+    "checksums": dict,
+    "params": dict,
+    "files": dict,
+}
+
+
 def read_manifest(folder: Path | str) -> dict[str, Any]:
-    """A generated folder's manifest, after checking every table file is there with its size."""
+    """A generated folder's manifest, after checking it is whole and every table file is the one it
+    names: there, of its size and SHA-256, a binary COPY stream. Every problem is one LoadError,
+    raised before any database work."""
     folder = Path(folder)
+    again = "generate it again with `ibcbench generate --out NEW_FOLDER`"
+    if not folder.is_dir():
+        raise LoadError(
+            f"{folder} is not a folder: generate one with `ibcbench generate --out {folder}`"
+        )
+    path = folder / "manifest.json"
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise LoadError(
             f"{folder} holds no manifest.json: generate it with `ibcbench generate --out {folder}`"
         ) from exc
-    for t in TABLES:
-        path = folder / f"{t}.pgcopy"
-        if not path.exists():
-            raise LoadError(f"{path} is missing: generate the folder again")
-        expected = manifest["files"][t]["bytes"]
-        if path.stat().st_size != expected:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LoadError(f"{path} is not a JSON manifest ({_first_line(exc)}): {again}") from exc
+    if not isinstance(manifest, dict):
+        raise LoadError(f"{path} is not a manifest (a JSON object): {again}")
+    for key, kind in _MANIFEST_KEYS.items():
+        if key not in manifest:
+            raise LoadError(f"{path} has no {key!r}: the folder is damaged; {again}")
+        if not isinstance(manifest[key], kind) or isinstance(manifest[key], bool):
             raise LoadError(
-                f"{path} has {path.stat().st_size} bytes but the manifest says {expected}: "
-                "the folder is damaged; generate it again"
+                f"{path} has a {key!r} of the wrong type: the folder is damaged; {again}"
             )
+    for key in ("span_start", "span_end"):
+        try:
+            datetime.fromisoformat(manifest[key])
+        except ValueError as exc:
+            raise LoadError(f"{path} has a {key!r} that is not a time: {again}") from exc
+    for t in TABLES:
+        rows = manifest["rows"].get(t)
+        entry = manifest["files"].get(t)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise LoadError(f"{path} has no row count for {t}: the folder is damaged; {again}")
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            raise LoadError(
+                f"{path} has no size and SHA-256 for {t}: the folder is damaged; {again}"
+            )
+    incidents = manifest.get("incidents") or []
+    if not isinstance(incidents, list) or not all(
+        isinstance(i, dict) and {"kind", "chain_id", "start", "end"} <= i.keys() for i in incidents
+    ):
+        raise LoadError(f"{path} has a damaged list of incidents: {again}")
+    for t in TABLES:
+        _check_file(folder / f"{t}.pgcopy", manifest["files"][t], again)
     return manifest
+
+
+def _check_file(path: Path, entry: dict[str, Any], again: str) -> None:
+    """One table file against its manifest entry: there, its size, a COPY stream, its SHA-256."""
+    if not path.is_file():
+        raise LoadError(f"{path} is missing: generate the folder again")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise LoadError(
+            f"{path} has {size} bytes but the manifest says {entry['bytes']}: "
+            "the folder is damaged; generate it again"
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(len(HEADER))
+        fh.seek(max(size - len(TRAILER), 0))
+        tail = fh.read()
+    if head != HEADER or tail != TRAILER:
+        raise LoadError(f"{path} is not a binary COPY file (no PGCOPY header and trailer): {again}")
+    if _sha256(path) != entry["sha256"]:
+        raise LoadError(
+            f"{path} is not the file its manifest names (its SHA-256 differs): the folder is "
+            f"damaged or was edited; {again}"
+        )
 
 
 def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
@@ -733,15 +937,30 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
     span_start = datetime.fromisoformat(manifest["span_start"])
     span_end = datetime.fromisoformat(manifest["span_end"])
     tables = []
-    with connect(dsn) as conn, conn.cursor() as cur:
+    attempt = _Attempt(
+        dsn, f"folder {folder.resolve()}", again=f"run `ibcbench load {folder}` again"
+    )
+    with attempt.connection() as conn, conn.cursor() as cur:
         check_schema(conn)
         _check_incident_table(conn, bool(manifest.get("incidents")))
+        attempt.start_journal(conn, manifest["checksums"])
         _lock(conn)
         if conn.execute(
             "SELECT 1 FROM ibcbench_loads WHERE checksums = %s::jsonb",
             (json.dumps(manifest["checksums"], sort_keys=True),),
         ).fetchone():
-            return LoadResult([], 0.0, manifest, span_start, span_end, skipped=True)
+            conn.rollback()
+            attempt.end("skipped")
+            return LoadResult(
+                [],
+                0.0,
+                manifest,
+                span_start,
+                span_end,
+                skipped=True,
+                settled=attempt.settled,
+                attempt_id=attempt.attempt_id,
+            )
         _check_span(conn, span_start, int(manifest["first_packet_id"]))
         started = time.perf_counter()
         with _progress(sum(manifest["rows"][t] for t in FACT_TABLES), quiet, "load") as bar:
@@ -750,13 +969,26 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
                 path = folder / f"{t}.pgcopy"
                 if t in FACT_TABLES:
                     written = copy_stream(cur, t, _file_stream(path))
+                    copied = cur.rowcount
                     bar.update(manifest["rows"][t])
                 else:
-                    written = _upsert_derived(cur, t, _file_stream(path))
-                tables.append(
-                    TableLoad(t, int(manifest["rows"][t]), written, time.perf_counter() - t0)
-                )
-        _record(cur, manifest, time.perf_counter() - started)  # (the log row: before COMMIT)
-        conn.commit()
+                    written, copied = _upsert_derived(cur, t, _file_stream(path))
+                if copied != manifest["rows"][t]:  # the transaction rolls back
+                    raise LoadError(
+                        f"the manifest says {manifest['rows'][t]:,} rows for {t} but the file holds "
+                        f"{copied:,}: the folder is damaged; generate it again"
+                    )
+                tables.append(TableLoad(t, copied, written, time.perf_counter() - t0))
+        _record(cur, manifest, time.perf_counter() - started, attempt.attempt_id)
+        attempt.commit(conn)
         elapsed = time.perf_counter() - started  # the load's clock includes COMMIT
-    return LoadResult(tables, elapsed, manifest, span_start, span_end)
+    attempt.end("committed")
+    return LoadResult(
+        tables,
+        elapsed,
+        manifest,
+        span_start,
+        span_end,
+        settled=attempt.settled,
+        attempt_id=attempt.attempt_id,
+    )

@@ -15,6 +15,8 @@ from psycopg import sql
 from ibcbench.errors import ConfigError
 
 KIT_MARK = "ibcbench scratch: created by ibcbench, dropped by it when done"
+#: the marker table of a complete dataset database (see :mod:`ibcbench.data.datasets`)
+MARKER_TABLE = "ibcbench_dataset"
 
 
 def _database_comment(admin: psycopg.Connection, name: str) -> tuple[bool, str | None]:
@@ -54,8 +56,6 @@ def drop_kit_database(admin: psycopg.Connection, name: str) -> bool:
 
 
 def _in_dataset_database(conn: psycopg.Connection) -> bool:
-    from ibcbench.data.datasets import MARKER_TABLE
-
     return conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone()[0] is not None  # type: ignore[index]
 
 

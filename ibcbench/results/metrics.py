@@ -438,6 +438,28 @@ METRICS: dict[str, Metric] = {
         Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
         _data("leaf_density_before", "%", "the bloated index, bloated on purpose"),
         Metric("leaf_density_after", "higher", "%", 0.1, 1.0, note="leaf density after REINDEX"),
+        # 08 · the fault suite (suite/faults.py): counts, so any change counts
+        Metric(
+            "faults_injected", "none", "faults", note="faults the suite injected (its scale's set)"
+        ),
+        Metric("faults_survived", "higher", "faults", note="injected faults the kit came through"),
+        Metric(
+            "faults_rows_lost", "lower", "rows", note="rows lost or doubled against a clean load"
+        ),
+        Metric(
+            "faults_bad_inputs_rejected",
+            "higher",
+            "inputs",
+            note="bad inputs refused in one line before any work",
+        ),
+        Metric(
+            "faults_longest_recovery_s",
+            "lower",
+            "s",
+            1.0,
+            5.0,
+            note="the slowest recovery (a rerun, a reconnect): a restart's time varies a lot",
+        ),
         _data("index_bytes_before", "bytes", "the bloated index, bloated on purpose"),
         Metric("index_bytes_after", "lower", "bytes", 0.1, 8192.0, note="index size after REINDEX"),
         _lookup("lookup_p50_ms_before", "an index lookup on the bloated index"),

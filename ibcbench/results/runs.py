@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ibcbench import __version__
-from ibcbench.errors import RunError
+from ibcbench.errors import DISK_FULL_ERRNOS, RunError, write_failure
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -99,10 +100,16 @@ def new_run(label: str = "run", root: Path | None = None) -> Run:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
         run = Run(path)
-        run.update_manifest(
-            run_id=name, created_at=datetime.now(UTC).isoformat(), label=label, status="running"
-        )
+        try:
+            run.update_manifest(
+                run_id=name, created_at=datetime.now(UTC).isoformat(), label=label, status="running"
+            )
+        except OSError as exc:  # a full disk: no stub folder stays
+            shutil.rmtree(path, ignore_errors=True)
+            raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
         return run
     raise RunError(f"cannot create a run folder under {base}: too many runs in one second")
 
@@ -115,14 +122,43 @@ def started_run(label: str = "run", root: Path | None = None) -> Iterator[Run]:
     run = new_run(label, root)
     try:
         yield run
-    except BaseException:
+        if run.manifest().get("status") == "running":
+            run.update_manifest(status="complete")
+    except BaseException as exc:
         if [p.name for p in run.path.iterdir()] == ["manifest.json"]:
             shutil.rmtree(run.path, ignore_errors=True)
         else:
-            run.update_manifest(status="failed")
+            try:
+                run.update_manifest(status="failed")
+            except (
+                OSError
+            ):  # a full disk: a folder that cannot say it failed goes (the kit wrote it all)
+                shutil.rmtree(run.path, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            kept = "marked failed" if run.path.exists() else "removed"
+            raise RunError(
+                f"{write_failure(exc, exc.filename or run.path.parent)} writing run {run.id} (its "
+                f"folder was {kept}): {_RUNS_ADVICE}"
+            ) from exc
         raise
-    if run.manifest().get("status") == "running":
-        run.update_manifest(status="complete")
+
+
+#: what to do when the runs folder cannot be written
+_RUNS_ADVICE = "free space there or set IBCBENCH_RUNS_DIR to another folder"
+
+
+def check_runs_root(root: Path | None = None) -> Path:
+    """Before a command's work: the runs folder can take a file (a full or read-only disk is one
+    :class:`RunError` line now, not after the work). Returns the folder."""
+    base = root or runs_root()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=base, prefix=".ibcbench-probe-") as probe:
+            probe.write("{}\n")
+            probe.flush()
+    except OSError as exc:
+        raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
+    return base
 
 
 def _complete(path: Path) -> bool:
@@ -221,8 +257,10 @@ def build_manifest(
     seed: int | None = None,
     scale: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete manifest for a result: the run's inputs plus what the server and kit were."""
+    """A complete manifest for a result: the run's inputs plus what the server and kit were, and
+    ``dataset``: the state the run found its dataset in (``DatasetState.manifest()``)."""
     from ibcbench.db import connect, describe_dsn, redact_dsn, resolve_dsn
 
     target = resolve_dsn(dsn)
@@ -243,4 +281,5 @@ def build_manifest(
         "target": describe_dsn(target),
         "recorded_at": datetime.now(UTC).isoformat(),
         **server,
+        **({"dataset": dict(dataset)} if dataset is not None else {}),
     }

@@ -36,10 +36,11 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
+from data_gen.tables import TABLES
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError
+from ibcbench.errors import ConfigError, ServerError
 from ibcbench.server import LocalServer
 from ibcbench.settings import ServerSettings
 
@@ -73,9 +74,14 @@ class FaultOutcome:
     #: from the fault to the kit working again (a rerun converged, the runner reconnected), seconds
     recovery_s: float | None = None
     bad_input: bool = False
+    #: False when the fault could not be injected here (``happened`` says why): neither survived
+    #: nor failed, and counted apart in the summary line
+    ran: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.ran:
+            return "not run"
         return "survived" if self.survived else "FAILED"
 
 
@@ -160,12 +166,13 @@ class FaultLab:
         self.server = LocalServer(self.settings)
         self._cleanups: list[Callable[[], None]] = []
         self._folders: dict[tuple[str, bool], Path] = {}
+        self._memo: dict[str, Any] = {}
         self.admin_dsn = ""
 
     # ---- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> FaultLab:
         try:
-            result = self.server.up()
+            result = self._up()
         except BaseException:
             self.close()
             raise
@@ -174,6 +181,22 @@ class FaultLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _up(self, attempts: int = 3) -> Any:
+        """Start the lab's server; another cluster starting at the same moment can take the free
+        port it chose (its log says 'Address already in use'), then it tries the next one."""
+        for attempt in range(attempts):
+            try:
+                return self.server.up()
+            except ServerError:
+                try:
+                    taken = "Address already in use" in self.settings.log_file.read_text()
+                except OSError:
+                    taken = False
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.settings.log_file.unlink()
+        raise AssertionError("unreachable")
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the lab closes (last registered, first run)."""
@@ -303,6 +326,12 @@ class FaultLab:
             self._folders[key] = out
         return self._folders[key]
 
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per lab under ``key`` (a reference database several faults compare with)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
     def copy_folder(self, name: str, *, incidents: bool = True) -> Path:
         """A private copy of :meth:`folder`, to damage."""
         target = self.workdir / "copies" / name
@@ -315,22 +344,28 @@ class FaultLab:
         return sum(count for count, _ in self.digest(dsn).values())
 
     def digest(self, dsn: str, *, ignore: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
-        """Per data table: row count and an order-independent md5 of its rows.
+        """Per data table: row count and an order-independent md5 of its rows, over the columns the
+        generator writes (not the server's defaults: the derived tables' identity ids and their
+        ``created_at``/``updated_at DEFAULT now()`` differ between two clean loads).
 
-        ``ignore`` leaves columns out, as ``table.column`` (or ``column`` for every table): the
-        derived tables' ``created_at`` and ``updated_at`` are the server's now() when a load writes
-        or merges a row, so two equal histories loaded at other moments differ there."""
+        ``ignore`` leaves more columns out, as ``table.column`` (or ``column`` for every table)."""
         out: dict[str, tuple[int, str]] = {}
         with connect(dsn) as conn:
             for table in DATA_TABLES:
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:  # type: ignore[index]
                     out[table] = (0, "")
                     continue
+                skip = {
+                    c.split(".", 1)[-1] for c in ignore if "." not in c or c.startswith(f"{table}.")
+                }
+                columns = sql.SQL(", ").join(
+                    sql.Identifier(c) for c, _ in TABLES[table] if c not in skip
+                )
                 count, digest = conn.execute(
                     sql.SQL(
                         "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') "
-                        "FROM (SELECT md5({}) AS h FROM {} t) s"
-                    ).format(_row_text(table, ignore), sql.Identifier(table))
+                        "FROM (SELECT md5(ROW({})::text) AS h FROM {}) s"
+                    ).format(columns, sql.Identifier(table))
                 ).fetchone()  # type: ignore[misc]
                 out[table] = (int(count), str(digest))
         return out
@@ -382,14 +417,6 @@ class FaultLab:
         return sorted(p for p in self.runs_dir.iterdir() if p.is_dir())
 
 
-def _row_text(table: str, ignore: Sequence[str]) -> sql.Composable:
-    """A row of ``t`` as text, without the ``ignore``d columns of ``table``."""
-    columns = [c.split(".", 1)[-1] for c in ignore if "." not in c or c.startswith(f"{table}.")]
-    if not columns:
-        return sql.SQL("t::text")
-    return sql.SQL("(to_jsonb(t) - {}::text[])::text").format(sql.Literal(columns))
-
-
 def _text(value: str | bytes | None) -> str:
     if value is None:
         return ""
@@ -412,11 +439,16 @@ class FaultSuiteResult:
 
     @property
     def injected(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if not o.bad_input]
+        return [o for o in self.outcomes if o.ran and not o.bad_input]
 
     @property
     def bad_inputs(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.bad_input]
+        return [o for o in self.outcomes if o.ran and o.bad_input]
+
+    @property
+    def not_run(self) -> list[FaultOutcome]:
+        """Faults that could not be injected on this machine (say, mounting needs root)."""
+        return [o for o in self.outcomes if not o.ran]
 
     @property
     def rows_lost(self) -> int:
@@ -424,7 +456,8 @@ class FaultSuiteResult:
 
     @property
     def ok(self) -> bool:
-        return all(o.survived for o in self.outcomes)
+        """Every fault that ran survived (the summary line counts those that did not run)."""
+        return all(o.survived for o in self.outcomes if o.ran)
 
     def longest_recovery(self) -> FaultOutcome | None:
         timed = [o for o in self.outcomes if o.recovery_s is not None]
@@ -440,6 +473,7 @@ class FaultSuiteResult:
                 if not all(o.survived for o in self.bad_inputs)
                 else ""
             )
+            + (f", {len(self.not_run)} not run" if self.not_run else "")
         )
 
     def table(self, width: int = 60) -> str:
@@ -473,6 +507,13 @@ class FaultSuiteResult:
         from ibcbench.results.recorded import save_frame
 
         save_frame(self.frame, "faults", run_dir)
+
+
+def suite_scale(dataset_scale: str) -> str:
+    """The fault suite's scale for a run at ``dataset_scale``: tiny stays tiny (the fast faults), any
+    larger run gets every fault at ``small`` (loads of a small folder are long enough to interrupt
+    mid-COPY; larger ones add minutes and no new fault)."""
+    return "tiny" if dataset_scale == "tiny" else "small"
 
 
 def run_fault_suite(

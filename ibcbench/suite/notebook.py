@@ -5,7 +5,6 @@ What a notebook records is read back with :func:`ibcbench.results.recorded.read_
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,10 +13,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ibcbench.errors import RunError
+from ibcbench.errors import IbcbenchError
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
+from ibcbench.suite.parameters import (
+    KIT_PARAMETERS,
+    notebook_parameters,
+    notebooks_dir,
+    numbered_notebooks,
+    parse_parameter,
+    validate_parameters,
+    validate_run_all,
+)
 from ibcbench.suite.report import build_report
+
+__all__ = [
+    "KIT_PARAMETERS",
+    "NotebookResult",
+    "RunAllResult",
+    "ensure_kernel",
+    "notebook_parameters",
+    "notebooks_dir",
+    "numbered_notebooks",
+    "parse_parameter",
+    "run_all",
+    "run_notebook",
+    "validate_parameters",
+    "validate_run_all",
+]
 
 #: larger settings for the notebooks when run-all runs beyond the tiny scale (notebook defaults are CI-sized)
 FULL_SCALE_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -29,16 +52,6 @@ FULL_SCALE_PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 KERNEL_NAME = "ibcbench"
-
-
-def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "notebooks"
-
-
-def numbered_notebooks(folder: Path | None = None) -> list[Path]:
-    """The benchmark notebooks in reading order: ``NN_name.ipynb``."""
-    base = folder or notebooks_dir()
-    return sorted(p for p in base.glob("[0-9][0-9]_*.ipynb"))
 
 
 def ensure_kernel() -> str:
@@ -57,14 +70,6 @@ def ensure_kernel() -> str:
     return KERNEL_NAME
 
 
-def parse_parameter(raw: str) -> Any:
-    """A ``-p key value`` value: JSON when it parses (numbers, true/false, null, lists), else the string."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
 @dataclass(frozen=True)
 class NotebookResult:
     notebook: str
@@ -72,6 +77,8 @@ class NotebookResult:
     elapsed_s: float
     recorded: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: the state the notebook found its dataset in (the manifest's ``dataset``), when it has one
+    dataset: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,13 +98,8 @@ def run_notebook(
     """
     import papermill as pm
 
-    source = Path(notebook)
-    if not source.exists():
-        candidate = notebooks_dir() / source.name
-        if candidate.exists():
-            source = candidate
-        else:
-            raise RunError(f"notebook {notebook} does not exist: see `ls notebooks/`")
+    source = validate_parameters(notebook, parameters or {}, unknown_ok=True)
+    dataset = _dataset_before(source, parameters or {})
     kernel = ensure_kernel()
     output = run.path / source.name
     params = {"run_dir": str(run.path), **dict(parameters or {})}
@@ -135,7 +137,54 @@ def run_notebook(
                 os.environ["DATABASE_URL"] = saved
     elapsed = time.perf_counter() - started
     recorded = read_recorded(output) if output.exists() else {}
-    return NotebookResult(source.name, output, elapsed, recorded, error)
+    if dataset is not None and dataset.get("state") == "absent":
+        dataset = _dataset_after(source, parameters or {}) or dataset
+    return NotebookResult(source.name, output, elapsed, recorded, error, dataset)
+
+
+def _dataset_params(source: Path, parameters: Mapping[str, Any]) -> tuple[Any, str, int] | None:
+    """(dsn, scale, seed) of the dataset a notebook uses: one with ``scale`` and ``seed``
+    parameters calls ``ensure_dataset`` with them (the kit's notebooks all do)."""
+    defaults = notebook_parameters(source)
+    if "scale" not in defaults or "seed" not in defaults:
+        return None
+    scale = parameters.get("scale", defaults["scale"])
+    seed = parameters.get("seed", defaults["seed"])
+    if not isinstance(scale, str) or not isinstance(seed, int):
+        return None
+    return parameters.get("dsn") or None, scale, seed
+
+
+def _dataset_before(source: Path, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Check (and repair, or refuse) the notebook's dataset before it runs, as ``ensure_dataset``
+    would: what is measured runs on the clean dataset, and the manifest says what was found."""
+    from ibcbench.data.datasets import dataset_database_name, find_dataset
+
+    chosen = _dataset_params(source, parameters)
+    if chosen is None:
+        return None
+    dsn, scale, seed = chosen
+    info = find_dataset(dsn, scale=scale, seed=seed)
+    if info is None or info.state is None:  # not built yet: the notebook builds it
+        return {"name": dataset_database_name(scale, seed), "state": "absent"}
+    return info.state.manifest()
+
+
+def _dataset_after(source: Path, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The dataset a notebook built (it had none before it ran)."""
+    from ibcbench.data.datasets import find_dataset
+
+    chosen = _dataset_params(source, parameters)
+    if chosen is None:
+        return None
+    dsn, scale, seed = chosen
+    try:
+        info = find_dataset(dsn, scale=scale, seed=seed, report=None)
+    except Exception:  # the notebook failed half-way: the next use says what it finds
+        return None
+    if info is None or info.state is None:
+        return None
+    return info.state.manifest() | {"created": True}
 
 
 def _local_kernel_manager() -> type:
@@ -176,13 +225,9 @@ def run_all(
 
     A failing notebook does not stop the others; the result says which failed.
     """
-    from ibcbench.data.datasets import validate_dataset
     from ibcbench.results.runs import build_manifest
 
-    validate_dataset(scale, seed)
-    chosen = list(notebooks) if notebooks is not None else numbered_notebooks()
-    if not chosen:
-        raise RunError(f"no numbered notebooks in {notebooks_dir()}")
+    chosen = validate_run_all(scale, seed, extra, notebooks)
     params: dict[str, Any] = {"scale": scale, "seed": seed, "dsn": dsn, **dict(extra or {})}
     run.update_manifest(**build_manifest(dsn, seed=seed, scale=scale, parameters=params))
     started = time.perf_counter()
@@ -193,7 +238,10 @@ def run_all(
         nb_params = dict(params)
         if scale != "tiny":
             nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
-        result = run_notebook(nb, run, nb_params)
+        try:
+            result = run_notebook(nb, run, nb_params)
+        except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
+            result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
         results.append(result)
         if echo:
             status = "ok" if result.ok else f"FAILED ({result.error})"
@@ -206,9 +254,11 @@ def run_all(
                 "elapsed_s": round(r.elapsed_s, 2),
                 "ok": r.ok,
                 "error": r.error,
+                "dataset": r.dataset,
             }
             for r in results
         ],
+        dataset=next((r.dataset for r in results if r.dataset is not None), None),
         run_all_elapsed_s=round(elapsed, 1),
         status="complete" if all(r.ok for r in results) else "failed",
     )

@@ -42,7 +42,10 @@ RESULT_OWNERS = {
     "05": ("ts_",),
     "06": ("maint_",),
     "07": ("replica_",),
+    "08": ("faults",),
 }
+#: result tables shown open and whole (the others are folded, 40 rows at most)
+OPEN_RESULTS = {"faults"}
 #: recorded numbers shown as summary cards, with their labels
 HIGHLIGHTS = {
     "wallet_history_speedup": "wallet index speed-up",
@@ -290,6 +293,16 @@ def build_report(
         ("timescaledb", str(manifest.get("timescaledb_edition") or "none")),
     ]
     for s in sections:
+        got = s["recorded"]
+        if got.get("faults_injected") is not None:
+            cards.append(
+                (
+                    "faults survived",
+                    f"{got.get('faults_survived')} / {got['faults_injected']} · "
+                    f"{got.get('faults_rows_lost')} rows lost · "
+                    f"{got.get('faults_bad_inputs_rejected')} bad inputs rejected",
+                )
+            )
         for key, label in HIGHLIGHTS.items():
             if s["recorded"].get(key) is not None:
                 value = s["recorded"][key]
@@ -333,6 +346,19 @@ def build_report(
     return out
 
 
+def _result_table(run: Run, name: str) -> tuple[str, dict[str, Any], bool]:
+    """A result table for the template: its name, the table, and whether it is shown open."""
+    frame = run.read_frame(name)
+    if name not in OPEN_RESULTS:
+        return name, _table(frame), False
+    classes = (
+        ["regression" if v != "survived" else "" for v in frame["verdict"]]
+        if "verdict" in frame.columns
+        else None
+    )
+    return name, _table(frame, limit=len(frame), classes=classes), True
+
+
 def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
     figures = [
         {"name": fig.stem, "data": base64.b64encode(fig.read_bytes()).decode()}
@@ -347,6 +373,6 @@ def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
         "intro": s["intro"],
         "recorded": _table([{"name": k, "value": v} for k, v in s["recorded"].items()]),
         "figures": figures,
-        "results": [(name, _table(run.read_frame(name))) for name in s["results"]],
+        "results": [_result_table(run, name) for name in s["results"]],
         "notebook": s["path"].name,
     }

@@ -1,0 +1,338 @@
+"""Faults of group ``disk``: a filesystem that fills up under a load, a generate and a runs folder.
+
+Each fault mounts a small tmpfs of its own under the lab's workdir (root only: a process that is not
+root cannot mount, and then the fault says so and counts as not run), fills it or sizes it below
+what the kit will write, and checks that the kit fails in one line, leaves nothing half-written and
+works again once there is space:
+
+- ``load_disk_full``: a kit database in a tablespace on the tmpfs, sized below what a load of the
+  lab's folder takes (measured on a reference database at the lab's scale). The load fails in one
+  line, the transaction rolls back (0 rows in every data table, no load log row, the filesystem's
+  space back), and after the tmpfs grows (``mount -o remount,size=``) the same load converges to the
+  reference digest.
+- ``generate_disk_full``: ``generate --out`` on a tmpfs half the folder's size, into a new folder
+  (removed) and into the empty mount itself (left empty).
+- ``runs_disk_full``: ``IBCBENCH_RUNS_DIR`` on a full tmpfs for ``bench workload`` and ``run``: one
+  line before any work, no run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from psycopg import sql
+
+from ibcbench.data.ownership import KIT_MARK
+from ibcbench.db import connect
+from ibcbench.migrate import migrate_up
+from ibcbench.suite.faults import DATA_TABLES, FaultLab, FaultOutcome, fault
+from ibcbench.suite.notebook import notebooks_dir
+
+GROUP = "disk"
+#: why a disk fault cannot run as another user than root
+NOT_ROOT = "not run: mounting a small filesystem needs root"
+_MB = 1_000_000
+
+
+def can_mount() -> bool:
+    """Whether this process can mount a tmpfs (root, with ``mount`` on the PATH)."""
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+class SmallFilesystem:
+    """A tmpfs of ``size_bytes`` mounted at ``path`` (made, and removed by :meth:`unmount`).
+
+    ``owner`` (an OS user) owns its root, mode 0700: a tablespace's location for the server user."""
+
+    def __init__(self, path: Path, size_bytes: int, *, owner: str | None = None) -> None:
+        if not can_mount():
+            raise PermissionError(NOT_ROOT)
+        self.path = path
+        options = [f"size={int(size_bytes)}", "mode=0700" if owner else "mode=0755"]
+        if owner:
+            user = pwd.getpwnam(owner)
+            options += [f"uid={user.pw_uid}", f"gid={user.pw_gid}"]
+        path.mkdir(parents=True, exist_ok=False)
+        try:
+            _run("mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path))
+        except BaseException:
+            path.rmdir()
+            raise
+
+    @property
+    def mounted(self) -> bool:
+        return os.path.ismount(self.path)
+
+    def resize(self, size_bytes: int) -> None:
+        _run("mount", "-o", f"remount,size={int(size_bytes)}", str(self.path))
+
+    def used_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def size_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_blocks * st.f_frsize
+
+    def fill(self) -> Path:
+        """Write a file until the filesystem is full; returns it (remove it to free the space)."""
+        ballast = self.path / "ballast"
+        block = b"\0" * (1 << 16)
+        with contextlib.suppress(OSError), open(ballast, "wb", buffering=0) as fh:
+            while True:
+                fh.write(block)
+        return ballast
+
+    def unmount(self) -> None:
+        if self.mounted:
+            _run("umount", str(self.path))
+        with contextlib.suppress(FileNotFoundError):
+            self.path.rmdir()
+
+
+def _run(*argv: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
+
+
+def _not_run(name: str, expected: str) -> FaultOutcome:
+    return FaultOutcome(GROUP, name, expected, NOT_ROOT, False, ran=False)
+
+
+def _database_bytes(dsn: str) -> int:
+    with connect(dsn) as conn:
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+
+
+def _loads(dsn: str) -> int:
+    with connect(dsn) as conn:
+        return int(conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone()[0])  # type: ignore[index]
+
+
+def _drop_database(lab: FaultLab, name: str) -> None:
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _drop_tablespace(lab: FaultLab, name: str) -> None:
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _tablespace_exists(lab: FaultLab, name: str) -> bool:
+    with connect(lab.admin_dsn) as admin:
+        return (
+            admin.execute("SELECT 1 FROM pg_tablespace WHERE spcname = %s", (name,)).fetchone()
+            is not None
+        )
+
+
+@fault(GROUP, fast=True)
+def load_disk_full(lab: FaultLab) -> FaultOutcome:
+    """A load into a database whose tablespace fills up, then the same load after it grows."""
+    expected = (
+        "the load fails in one line (nothing committed, the tablespace named), 0 rows, the space "
+        "back; after the tmpfs grows the same load converges to a clean load"
+    )
+    if not can_mount():
+        return _not_run("load_disk_full", expected)
+    folder = lab.folder()
+    # the reference: a clean load of the folder, and the space it takes in a database
+    ref_name, name, tablespace = "disk_reference", "disk_full", "disk_full_space"
+    ref = lab.new_database(ref_name)
+    empty = _database_bytes(ref)
+    clean = lab.cli("load", str(folder), "--dsn", ref, "--quiet")
+    if clean.returncode != 0:
+        raise RuntimeError(f"the reference load failed: {clean.brief()}")
+    want = lab.digest(ref)
+    load_bytes = _database_bytes(ref) - empty
+    _drop_database(lab, ref_name)
+
+    # a tablespace on a tmpfs of its own (roomy while the database and its schema go in)
+    fs = SmallFilesystem(
+        lab.workdir / "disk-tablespace",
+        2 * empty + 3 * load_bytes + 64 * _MB,
+        owner=lab.settings.os_user,
+    )
+    lab.on_close(fs.unmount)
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+                sql.Identifier(tablespace), sql.Literal(str(fs.path))
+            )
+        )
+    lab.on_close(lambda: _drop_tablespace(lab, tablespace))
+    lab.on_close(lambda: _drop_database(lab, name))
+    with connect(lab.admin_dsn, autocommit=True) as admin:  # a kit database, in the tablespace
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TABLESPACE {}").format(
+                sql.Identifier(name), sql.Identifier(tablespace)
+            )
+        )
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(KIT_MARK)
+            )
+        )
+    dsn = lab.dsn(name)
+    migrate_up(dsn)
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the schema's files written out: what is used now stays used
+    base = fs.used_bytes()
+    # room for half of the load: it cannot fit, whatever order the kit writes in
+    fs.resize(base + load_bytes // 2)
+    failed = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
+    after_fail = lab.digest(dsn)
+    loads_after_fail = _loads(dsn)
+    used_after_fail = fs.used_bytes()
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # unlinks the files of the relations the rollback dropped
+    used_after_checkpoint = fs.used_bytes()
+
+    fs.resize(base + 3 * load_bytes + 64 * _MB)
+    again = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
+    got = lab.digest(dsn)
+    lost = lab.digest_difference(got, want)
+    rows_after = sum(count for count, _ in got.values())
+
+    _drop_database(lab, name)
+    _drop_tablespace(lab, tablespace)
+    fs.unmount()
+    left = _tablespace_exists(lab, tablespace) or fs.path.exists()
+
+    err = failed.error_lines[-1] if failed.error_lines else ""
+    one_line = (
+        failed.one_line_error()
+        and "ran out of disk space" in err
+        and "nothing was committed" in err
+        and repr(tablespace) in err
+    )
+    rows_zero = all(after_fail[t][0] == 0 for t in DATA_TABLES) and loads_after_fail == 0
+    # with room for half the load it fails in packet_flow, whose chunks the load created: the
+    # rollback truncates their files at once (pages added to tables that existed before, as when
+    # it fails in clearing_operations, stay until the kit's VACUUM; their indexes' pages stay
+    # allocated); what is left is catalog pages, well within 1 MB
+    space_back = used_after_fail - base <= _MB
+    survived = (
+        one_line and rows_zero and space_back and again.returncode == 0 and lost == 0 and not left
+    )
+    said = "exit 1, one line naming the tablespace" if one_line else failed.brief()
+    happened = (
+        f"{said}; {sum(c for c, _ in after_fail.values())} rows, "
+        f"{loads_after_fail} load log rows; tmpfs used {base / _MB:.1f} MB before, "
+        f"{used_after_fail / _MB:.1f} MB after the rollback ({used_after_checkpoint / _MB:.1f} MB "
+        f"after a checkpoint; the load needs {load_bytes / _MB:.1f} MB, it had room for half); "
+        f"after growing: exit {again.returncode} in {again.elapsed_s:.1f} s, {lost} rows off a "
+        "clean load" + ("; the tablespace or its mount is left" if left else "")
+    )
+    return FaultOutcome(
+        GROUP,
+        "load_disk_full",
+        expected,
+        happened,
+        survived,
+        rows_before=0,
+        rows_after=rows_after,
+        rows_lost=lost,
+        recovery_s=again.elapsed_s,
+    )
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+@fault(GROUP, fast=True)
+def generate_disk_full(lab: FaultLab) -> list[FaultOutcome]:
+    """``generate --out`` on a tmpfs half the size of the folder: into a new folder, into an empty one."""
+    cases = (
+        ("generate_disk_full", "a new folder", True),
+        ("generate_disk_full_empty_out", "the empty mount itself", False),
+    )
+    if not can_mount():
+        return [_not_run(n, f"one line, exit 1, nothing left in {what}") for n, what, _ in cases]
+    size = _folder_bytes(lab.folder()) // 2
+    outcomes = []
+    for n, (name, what, new) in enumerate(cases):
+        expected = (
+            f"--out {what}: exit 1, one line (no space left on ...), nothing left on the tmpfs"
+        )
+        fs = SmallFilesystem(lab.workdir / f"disk-generate-{n}", size)
+        lab.on_close(fs.unmount)
+        out = fs.path / "data" if new else fs.path
+        args = ["generate", "--scale", lab.scale, "--seed", str(lab.seed), "--out", str(out)]
+        result = lab.cli(*args, "--quiet")
+        err = result.error_lines[-1] if result.error_lines else ""
+        left = sorted(p.name for p in fs.path.iterdir())
+        used = fs.used_bytes()
+        fs.unmount()
+        survived = (
+            result.one_line_error()
+            and f"no space left on {out}" in err
+            and left == []
+            and used == 0
+        )
+        outcomes.append(
+            FaultOutcome(
+                GROUP,
+                name,
+                expected,
+                (
+                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
+                    if result.one_line_error()
+                    else result.brief()
+                )
+                + f"; left on the tmpfs: {left or 'nothing'} ({used} bytes used)",
+                survived,
+            )
+        )
+    return outcomes
+
+
+@fault(GROUP, fast=True)
+def runs_disk_full(lab: FaultLab) -> list[FaultOutcome]:
+    """``IBCBENCH_RUNS_DIR`` on a full filesystem: ``bench workload`` and ``run`` fail in one line."""
+    notebook = str(notebooks_dir() / "01_generate_and_load.ipynb")
+    commands = (
+        ("runs_disk_full_workload", ("bench", "workload", "--scale", lab.scale, "--duration", "1")),
+        ("runs_disk_full_run", ("run", notebook, "-p", "scale", lab.scale)),
+    )
+    expected = "exit 1, one line (no space left on the runs folder) before any work, no run folder"
+    if not can_mount():
+        return [_not_run(n, expected) for n, _ in commands]
+    fs = SmallFilesystem(lab.workdir / "disk-runs", 256 * 1024)
+    lab.on_close(fs.unmount)
+    runs = fs.path / "runs"
+    runs.mkdir()
+    ballast = fs.fill()
+    outcomes = []
+    for name, args in commands:
+        result = lab.cli(*args, env=lab.env(IBCBENCH_RUNS_DIR=str(runs)))
+        err = result.error_lines[-1] if result.error_lines else ""
+        left = sorted(p.name for p in runs.iterdir())
+        survived = result.one_line_error() and f"no space left on {runs}" in err and left == []
+        outcomes.append(
+            FaultOutcome(
+                GROUP,
+                name,
+                expected,
+                (
+                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
+                    if result.one_line_error()
+                    else result.brief()
+                )
+                + f" after {result.elapsed_s:.1f} s; in the runs folder: {left or 'nothing'}",
+                survived,
+            )
+        )
+    ballast.unlink()
+    fs.unmount()
+    return outcomes
