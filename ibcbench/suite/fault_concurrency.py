@@ -9,6 +9,7 @@ one after the other: the same rows as two seeds in a row, the dataset's indexes 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -50,7 +51,13 @@ def _polling_run_lock(lab: FaultLab) -> int:
     return int(row[0]) if row else 0
 
 
-def _spawn_pair(lab: FaultLab, args: tuple[str, ...], hold: Any, waiting: Any, timeout: float):
+def _spawn_pair(
+    lab: FaultLab,
+    args: tuple[str, ...],
+    hold: Any,
+    waiting: Callable[[], bool],
+    timeout: float,
+) -> tuple[list[CliResult], bool]:
     """Spawn ``args`` twice while ``hold`` (a context manager) holds the lock; release once
     ``waiting()`` is true. Returns the two results and whether both were seen waiting."""
     with hold:
