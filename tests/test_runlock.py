@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ibcbench.cli import main
+from ibcbench.errors import ConnectionFailed
 from ibcbench.suite.runlock import RunLockBusy, holder, run_lock
 
 
@@ -103,3 +104,43 @@ def test_nobody_holds_a_free_lock(server_dsn: str) -> None:
 
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         assert holder(conn) is None
+
+
+@pytest.mark.db
+def test_a_waiter_that_loses_its_session_says_so_in_one_line(server_dsn: str) -> None:
+    """A waiting run whose session ends (a server restart, pg_terminate_backend) gives a one-line
+    error, not psycopg's traceback."""
+    import psycopg
+
+    errors: list[BaseException] = []
+
+    def wait_for_it() -> None:
+        try:
+            with run_lock(server_dsn, poll_s=0.05):
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    with run_lock(server_dsn) as held:
+        held.name_run("holder")
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (f"ibcbench run (starting, pid {os.getpid()})",),
+                ).fetchone()
+                if row:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    break
+                time.sleep(0.05)
+        waiter.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionFailed)
+    message = str(errors[0])
+    assert "\n" not in message
+    assert message.startswith("the connection to the server was lost while taking the run lock")
+    assert message.endswith(
+        "nothing was started; check the server (`ibcbench db status`) and run the command again"
+    )

@@ -9,6 +9,8 @@ one after the other: the same rows as two seeds in a row, the dataset's indexes 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ibcbench.data.datasets import ensure_dataset_info
@@ -49,7 +51,13 @@ def _polling_run_lock(lab: FaultLab) -> int:
     return int(row[0]) if row else 0
 
 
-def _spawn_pair(lab: FaultLab, args: tuple[str, ...], hold: Any, waiting: Any, timeout: float):
+def _spawn_pair(
+    lab: FaultLab,
+    args: tuple[str, ...],
+    hold: Any,
+    waiting: Callable[[], bool],
+    timeout: float,
+) -> tuple[list[CliResult], bool]:
     """Spawn ``args`` twice while ``hold`` (a context manager) holds the lock; release once
     ``waiting()`` is true. Returns the two results and whether both were seen waiting."""
     with hold:
@@ -90,21 +98,26 @@ def concurrent_seed(lab: FaultLab) -> FaultOutcome:
     and the second appends after the first, exactly as two seeds one after the other."""
     reference = lab.new_database("concurrency_seed_ref")
     seed_args = ("seed", "--scale", "tiny", "--seed", str(lab.seed), "--quiet")
-    for _ in range(2):
-        ref = lab.cli(*seed_args, "--dsn", reference)
-        if ref.returncode != 0:
-            raise RuntimeError(f"the reference seed failed: {ref.brief()}")
-    want = lab.digest(reference, ignore=_MERGED)
+
+    def two_in_a_row() -> list[CliResult]:  # the reference, in a database of its own
+        return [lab.cli(*seed_args, "--dsn", reference) for _ in range(2)]
+
     name = "concurrency_seed"
     dsn = lab.new_database(name)
     args = (*seed_args, "--dsn", dsn)
-    results, seen = _spawn_pair(
-        lab,
-        args,
-        _AdvisoryHold(dsn, _LOAD_LOCK),
-        lambda: _waiting_on_advisory(lab, name, _LOAD_LOCK) >= 2,
-        timeout=300,
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the reference beside the pair
+        refs = pool.submit(two_in_a_row)
+        results, seen = _spawn_pair(
+            lab,
+            args,
+            _AdvisoryHold(dsn, _LOAD_LOCK),
+            lambda: _waiting_on_advisory(lab, name, _LOAD_LOCK) >= 2,
+            timeout=300,
+        )
+        failed = [r for r in refs.result() if r.returncode != 0]
+    if failed:
+        raise RuntimeError(f"the reference seed failed: {failed[0].brief()}")
+    want = lab.digest(reference, ignore=_MERGED)
     got = lab.digest(dsn, ignore=_MERGED)
     diff = lab.digest_difference(got, want)
     with connect(dsn) as conn:

@@ -14,7 +14,8 @@ connect to ``postgres`` by default, whichever database its DSN names (the DSN's 
 may not). The session is idle while it holds the lock, and a waiter polls with ``pg_try_advisory_lock``
 from an idle session, so neither holds a snapshot a ``CREATE INDEX CONCURRENTLY`` would wait for. The
 holder names itself in ``application_name`` (``ibcbench run <id> (pid N)``), which is what a waiter
-prints. When the server restarts mid-run the lock goes with the session; the run goes on.
+prints. When the server restarts mid-run the lock goes with the session and the run goes on (a run
+waiting at that moment may then start beside it); a waiter that loses its session says so in one line.
 """
 
 from __future__ import annotations
@@ -79,6 +80,31 @@ def holder(conn: psycopg.Connection) -> str | None:
     return f"a session of server pid {backend} ({name or 'no application_name'})"
 
 
+def _take(
+    conn: psycopg.Connection,
+    *,
+    wait: bool,
+    on_wait: Callable[[str], None] | None,
+    poll_s: float,
+) -> None:
+    _set_name(conn, f"{APPLICATION_PREFIX} (starting, pid {os.getpid()})")
+    told = False
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
+        who = holder(conn) or "another run"
+        if not wait:
+            raise RunLockBusy(
+                f"{who} holds the run lock of this server: nothing was started; wait for it to "
+                "finish, or run without --no-wait to wait for it"
+            )
+        if not told and on_wait is not None:
+            on_wait(
+                f"ibcbench: waiting for {who} to finish (one run at a time per server; "
+                "Ctrl-C to give up)"
+            )
+            told = True
+        time.sleep(poll_s)
+
+
 @contextlib.contextmanager
 def run_lock(
     dsn: str | None = None,
@@ -94,22 +120,14 @@ def run_lock(
     """
     conn = _lock_connection(dsn)
     try:
-        _set_name(conn, f"{APPLICATION_PREFIX} (starting, pid {os.getpid()})")
-        told = False
-        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
-            who = holder(conn) or "another run"
-            if not wait:
-                raise RunLockBusy(
-                    f"{who} holds the run lock of this server: nothing was started; wait for it to "
-                    "finish, or run without --no-wait to wait for it"
-                )
-            if not told and on_wait is not None:
-                on_wait(
-                    f"ibcbench: waiting for {who} to finish (one run at a time per server; "
-                    "Ctrl-C to give up)"
-                )
-                told = True
-            time.sleep(poll_s)
+        try:
+            _take(conn, wait=wait, on_wait=on_wait, poll_s=poll_s)
+        except psycopg.OperationalError as exc:  # the server restarted, or ended the session
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConnectionFailed(
+                f"the connection to the server was lost while taking the run lock ({first}): "
+                "nothing was started; check the server (`ibcbench db status`) and run the command again"
+            ) from exc
         yield RunLock(conn)
     finally:
         with contextlib.suppress(psycopg.Error):  # a server restarted mid-run took the lock with it
