@@ -72,6 +72,8 @@ BAD_INPUTS = [
     ),
     (["run", "02_index_strategies.ipynb", "-p", "seed", "-4"], "must be 0 or more"),
     (["run-all", "-p", "nosuch", "1"], "no notebook has a parameter 'nosuch'"),
+    (["run-all", "--notebooks", "09"], "--notebooks: no numbered notebook '09': use one of 01_"),
+    (["run-all", "--notebooks", ","], "--notebooks is empty: give one or more"),
     (["run-all", "-p", "repetitions", "0"], "parameter repetitions of 02_index_strategies"),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from ibcbench.commands import dataset_scale, non_negative_int
 
@@ -48,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar=("KEY", "VALUE"),
         help="extra parameter passed to every notebook",
+    )
+    run_all.add_argument(
+        "--notebooks",
+        default=None,
+        help="comma-separated numbers or names of the notebooks to run (default: all; e.g. 01,02,04)",
     )
     _no_wait_argument(run_all)
     add_dsn_argument(run_all)
@@ -130,7 +136,9 @@ def _run_all(args: argparse.Namespace) -> int:
     from ibcbench.suite.parameters import validate_run_all
 
     extra = _params(args.parameter)
-    validate_run_all(args.scale, args.seed, extra)  # before a run folder exists (and pandas)
+    chosen = _chosen_notebooks(args.notebooks)
+    # before a run folder exists (and pandas)
+    notebooks = validate_run_all(args.scale, args.seed, extra, chosen)
 
     from ibcbench.results.runs import started_run
     from ibcbench.suite.notebook import run_all
@@ -141,7 +149,9 @@ def _run_all(args: argparse.Namespace) -> int:
         started_run(f"all-{args.scale}") as run,
     ):
         lock.name_run(run.id)
-        result = run_all(run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra)
+        result = run_all(
+            run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra, notebooks=notebooks
+        )
     print(f"run-all finished in {result.elapsed_s:.0f} s")
     failed = [nb for nb in result.notebooks if not nb.ok]
     for nb in failed:
@@ -152,6 +162,28 @@ def _run_all(args: argparse.Namespace) -> int:
     if result.report is not None:
         print(f"report: {result.report}")
     return 1 if failed else 0
+
+
+def _chosen_notebooks(text: str | None) -> list[Path] | None:
+    """``--notebooks 01,02_index_strategies``: the numbered notebooks named by number or name."""
+    from ibcbench.errors import ConfigError
+    from ibcbench.suite.notebook import numbered_notebooks
+
+    if text is None:
+        return None
+    every = numbered_notebooks()
+    chosen: list[Path] = []
+    for item in (x.strip().removesuffix(".ipynb") for x in text.split(",") if x.strip()):
+        found = [nb for nb in every if nb.stem == item or nb.stem.split("_", 1)[0] == item]
+        if not found:
+            raise ConfigError(
+                f"--notebooks: no numbered notebook {item!r}: use one of "
+                f"{', '.join(nb.stem for nb in every)}"
+            )
+        chosen.extend(nb for nb in found if nb not in chosen)
+    if not chosen:
+        raise ConfigError("--notebooks is empty: give one or more, e.g. 01,02")
+    return sorted(chosen)
 
 
 def _lab(args: argparse.Namespace) -> int:
