@@ -388,6 +388,6 @@ def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
         f"{matches}",
         survived,
         rows_before=rows_left,
-        rows_after=sum(counted.values()),
+        rows_after=sum(count for count, _ in digest.values()),  # every data table, as elsewhere
         recovery_s=round(result.elapsed_s, 2),
     )
