@@ -16,7 +16,7 @@ from typing import Any
 from ibcbench.data.datasets import ensure_dataset_info
 from ibcbench.data.load import _LOAD_LOCK
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault
+from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, digest_rows, fault
 from ibcbench.suite.runlock import APPLICATION_PREFIX, RUN_LOCK_KEY
 
 GROUP = "concurrency"
@@ -127,8 +127,8 @@ def concurrent_seed(lab: FaultLab) -> FaultOutcome:
             " ORDER BY span_start"
         ).fetchall()
     apart = len(spans) == 2 and spans[0][1] <= spans[1][0] and spans[0][3] < spans[1][2]
-    rows_want = sum(c for c, _ in want.values())
-    rows_got = sum(c for c, _ in got.values())
+    rows_want = digest_rows(want)
+    rows_got = digest_rows(got)
     survived = (
         seen and all(r.returncode == 0 for r in results) and diff == 0 and dupes == 0 and apart
     )

@@ -26,7 +26,7 @@ from ibcbench.data.datasets import (
     ensure_dataset_info,
 )
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault
+from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, digest_rows, fault
 
 GROUP = "dataset"
 #: a dataset of this group's own for the half-built fault (the shared one stays whole)
@@ -147,7 +147,7 @@ def repaired_outcome(
 ) -> FaultOutcome:
     """Run ``bench workload`` on the damaged dataset and judge what it did."""
     clean, _ = clean_state(dsn)
-    rows_before = sum(c for c, _ in digest_before.values())
+    rows_before = digest_rows(digest_before)
     result, manifest = workload(lab)
     after = index_facts(dsn)
     left = differences(after, clean)
@@ -179,7 +179,7 @@ def repaired_outcome(
         happened,
         survived,
         rows_before=rows_before,
-        rows_after=sum(c for c, _ in digest_after.values()),
+        rows_after=digest_rows(digest_after),
         rows_lost=lab.digest_difference(digest_after, digest_before),
         recovery_s=round(result.elapsed_s, 2),
     )
@@ -388,6 +388,6 @@ def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
         f"{matches}",
         survived,
         rows_before=rows_left,
-        rows_after=sum(count for count, _ in digest.values()),  # every data table, as elsewhere
+        rows_after=digest_rows(digest),
         recovery_s=round(result.elapsed_s, 2),
     )

@@ -30,7 +30,7 @@ from psycopg import sql
 from ibcbench.data.ownership import KIT_MARK
 from ibcbench.db import connect
 from ibcbench.migrate import migrate_up
-from ibcbench.suite.faults import DATA_TABLES, FaultLab, FaultOutcome, fault
+from ibcbench.suite.faults import DATA_TABLES, FaultLab, FaultOutcome, digest_rows, fault
 from ibcbench.suite.notebook import notebooks_dir
 
 GROUP = "disk"
@@ -201,7 +201,7 @@ def load_disk_full(lab: FaultLab) -> FaultOutcome:
     again = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
     got = lab.digest(dsn)
     lost = lab.digest_difference(got, want)
-    rows_after = sum(count for count, _ in got.values())
+    rows_after = digest_rows(got)
 
     _drop_database(lab, name)
     _drop_tablespace(lab, tablespace)
@@ -226,7 +226,7 @@ def load_disk_full(lab: FaultLab) -> FaultOutcome:
     )
     said = "exit 1, one line naming the tablespace" if one_line else failed.brief()
     happened = (
-        f"{said}; {sum(c for c, _ in after_fail.values())} rows, "
+        f"{said}; {digest_rows(after_fail)} rows, "
         f"{loads_after_fail} load log rows; tmpfs used {base / _MB:.1f} MB before, "
         f"{used_after_fail / _MB:.1f} MB after the rollback ({used_after_checkpoint / _MB:.1f} MB "
         f"after a checkpoint; the load needs {load_bytes / _MB:.1f} MB, it had room for half); "

@@ -34,6 +34,7 @@ from ibcbench.suite.faults import (
     CliResult,
     FaultLab,
     FaultOutcome,
+    digest_rows,
     fault,
     file_sha256,
     nothing_written,
@@ -261,7 +262,7 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
         happened,
         survived,
         rows_before=rows_left,
-        rows_after=sum(count for count, _ in digest.values()),
+        rows_after=digest_rows(digest),
         rows_lost=lost,
         recovery_s=rerun.elapsed_s,
     )

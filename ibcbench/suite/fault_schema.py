@@ -29,7 +29,7 @@ from ibcbench.migrate import (
     load_migrations,
     migrate_up,
 )
-from ibcbench.suite.faults import FaultLab, FaultOutcome, fault
+from ibcbench.suite.faults import FaultLab, FaultOutcome, digest_rows, fault
 
 GROUP = "schema"
 #: what the broken copies change: version -> (file, the text in it to replace, what replaces it)
@@ -110,7 +110,7 @@ class _Case:
         migrate_up(self.dsn, steps=version - 1)  # set-up: the good migrations before the broken one
         copy_folder_in(self.dsn, lab.folder())
         self.digest_before = lab.digest(self.dsn)
-        self.rows_before = sum(c for c, _ in self.digest_before.values())
+        self.rows_before = digest_rows(self.digest_before)
         self.failed = lab.cli(
             "schema", "up", "--path", str(broken_migrations(lab, version)), "--dsn", self.dsn
         )
@@ -216,7 +216,7 @@ def _recover(lab: FaultLab, case: _Case, latest: int) -> FaultOutcome:
         invalid = invalid_indexes(case.dsn)
         digest = lab.digest(case.dsn)
         lost = lab.digest_difference(digest, case.digest_before)
-        rows_after = sum(c for c, _ in digest.values())
+        rows_after = digest_rows(digest)
         ok = (
             force.returncode == 0
             and up.returncode == 0

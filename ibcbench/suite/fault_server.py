@@ -25,7 +25,14 @@ from psycopg import sql
 
 from ibcbench.data.datasets import dataset_database_name, ensure_dataset
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault, nothing_written
+from ibcbench.suite.faults import (
+    CliResult,
+    FaultLab,
+    FaultOutcome,
+    digest_rows,
+    fault,
+    nothing_written,
+)
 
 GROUP = "server"
 #: the measured window of the workload faults, and the pool timeout they set (--pool-timeout)
@@ -189,8 +196,8 @@ def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
         expected,
         happened,
         recorded and no_claim and in_bound and said and failed and lost == 0,
-        rows_before=sum(c for c, _ in before.values()),
-        rows_after=sum(c for c, _ in after.values()),
+        rows_before=digest_rows(before),
+        rows_after=digest_rows(after),
         rows_lost=lost,
         recovery_s=round(recovery, 2),
     )
@@ -264,8 +271,8 @@ def fault_pgbench_restart(lab: FaultLab) -> FaultOutcome:
         expected,
         happened,
         said and in_bound and no_healthy_run and lost == 0,
-        rows_before=sum(c for c, _ in before.values()),
-        rows_after=sum(c for c, _ in after.values()),
+        rows_before=digest_rows(before),
+        rows_after=digest_rows(after),
         rows_lost=lost,
         recovery_s=round(took, 2),
     )
@@ -352,8 +359,8 @@ def fault_notebook_restart(lab: FaultLab) -> FaultOutcome:
         expected,
         happened,
         said and recorded and in_bound and lost == 0,
-        rows_before=sum(c for c, _ in before.values()),
-        rows_after=sum(c for c, _ in after.values()),
+        rows_before=digest_rows(before),
+        rows_after=digest_rows(after),
         rows_lost=lost,
         recovery_s=round(took, 2),
     )

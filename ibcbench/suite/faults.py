@@ -341,7 +341,7 @@ class FaultLab:
     # ---- what the kit's tables hold ------------------------------------------------------
     def rows(self, dsn: str) -> int:
         """Rows in the kit's data tables (missing tables count 0)."""
-        return sum(count for count, _ in self.digest(dsn).values())
+        return digest_rows(self.digest(dsn))
 
     def digest(self, dsn: str, *, ignore: Sequence[str] = ()) -> dict[str, tuple[int, str]]:
         """Per data table: row count and an order-independent md5 of its rows, over the columns the
@@ -415,6 +415,11 @@ class FaultLab:
 
     def run_folders(self) -> list[Path]:
         return sorted(p for p in self.runs_dir.iterdir() if p.is_dir())
+
+
+def digest_rows(digest: dict[str, tuple[int, str]]) -> int:
+    """The rows a :meth:`FaultLab.digest` counted, over every data table."""
+    return sum(count for count, _ in digest.values())
 
 
 def _text(value: str | bytes | None) -> str:
