@@ -813,7 +813,7 @@ def generate_dataset(
         files: dict[str, dict[str, Any]] = {}
         for t in TABLES:
             path = out / f"{t}.pgcopy"
-            files[t] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+            files[t] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         manifest["files"] = files
         folder.write_text("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return GenerateResult(
@@ -821,7 +821,8 @@ def generate_dataset(
     )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, as a generated folder's manifest records it."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -925,7 +926,7 @@ def _check_file(path: Path, entry: dict[str, Any], again: str) -> None:
         tail = fh.read()
     if head != HEADER or tail != TRAILER:
         raise LoadError(f"{path} is not a binary COPY file (no PGCOPY header and trailer): {again}")
-    if _sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         raise LoadError(
             f"{path} is not the file its manifest names (its SHA-256 differs): the folder is "
             f"damaged or was edited; {again}"

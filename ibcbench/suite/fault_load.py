@@ -28,6 +28,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from ibcbench.data.load import file_sha256
 from ibcbench.db import connect
 from ibcbench.suite.faults import (
     DATA_TABLES,
@@ -36,7 +37,6 @@ from ibcbench.suite.faults import (
     FaultOutcome,
     digest_rows,
     fault,
-    file_sha256,
     nothing_written,
 )
 

@@ -20,7 +20,6 @@ two ``run-all`` at once) only from ``small`` up. The test suite runs the fast on
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
@@ -583,14 +582,6 @@ def run_fault_suite(
     return FaultSuiteResult(
         scale, outcomes, time.perf_counter() - started, server, workdir=lab.workdir
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
