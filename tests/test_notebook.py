@@ -259,3 +259,16 @@ def test_a_server_restart_during_a_notebook_fails_its_run_in_one_line(
     assert manifest["status"] == "failed"
     assert manifest["error"].startswith("the server restarted while 99_restart.ipynb ran")
     assert read_recorded(run / "99_restart.ipynb") == {"done": True}  # every cell did run
+
+
+def test_the_kernels_own_output_goes_to_its_log_not_the_commands_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # a kernel stopped while a cell fails logs on its own stderr (fd 2): that must not become a
+    # second line of the command's one-line error
+    source = _notebook(tmp_path, ["import os\nos.write(2, b'kernel fd2 noise\\n')"])
+    run = new_run("kernel-log", root=tmp_path / "runs")
+    result = run_notebook(source, run)
+    assert result.ok, result.error
+    assert "kernel fd2 noise" not in capfd.readouterr().err
+    assert "kernel fd2 noise" in (run.path / "logs" / f"{source.stem}.kernel.log").read_text()

@@ -129,7 +129,9 @@ def run_notebook(
             progress_bar=progress,
             log_output=False,
             request_save_on_cell_execute=True,
-            kernel_manager_class=_local_kernel_manager(),
+            kernel_manager_class=_local_kernel_manager(
+                run.subdir("logs") / f"{source.stem}.kernel.log"
+            ),
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
@@ -229,14 +231,21 @@ def server_started_at(dsn: str | None = None, *, wait_s: float = 0.0) -> str | N
             time.sleep(0.5)
 
 
-def _local_kernel_manager() -> type:
+def _local_kernel_manager(log: Path) -> type:
     """papermill's kernel manager on unix sockets: the kernel never listens on TCP (and ipykernel
-    has no reason to warn that it does so unencrypted)."""
+    has no reason to warn that it does so unencrypted). The kernel's own output goes to ``log``, not
+    to this command's stderr: a kernel stopped while a cell fails logs its KeyboardInterrupt there,
+    and the command's error stays one line (the notebook's error is in the executed notebook)."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with open(log, "ab") as out:  # the kernel keeps its own copy of the descriptor
+                kw.update(stdout=out, stderr=out)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return LocalKernelManager
 
