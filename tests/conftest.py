@@ -239,7 +239,7 @@ def small_filesystem() -> Iterator[Callable[..., object]]:
     import tempfile
     from pathlib import Path
 
-    from ibcbench.suite.fault_disk import SmallFilesystem, can_mount
+    from ibcbench.faults.tmpfs import SmallFilesystem, can_mount
 
     if not can_mount():
         pytest.fail(

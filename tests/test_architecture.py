@@ -32,8 +32,9 @@ LAYERS: dict[str, int] = {
     "ibcbench.results": 3,
     "ibcbench.bench": 4,
     "ibcbench.suite": 5,
-    "ibcbench.commands": 6,
-    "ibcbench.cli": 7,
+    "ibcbench.faults": 6,
+    "ibcbench.commands": 7,
+    "ibcbench.cli": 8,
 }
 
 

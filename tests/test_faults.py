@@ -15,8 +15,11 @@ import pandas as pd
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.suite import faults
-from ibcbench.suite.faults import FaultOutcome, FaultSuiteResult, run_fault_suite, suite_scale
+from ibcbench.faults import registry
+from ibcbench.faults import run as suite_run
+from ibcbench.faults.lab import FaultLab
+from ibcbench.faults.registry import FaultOutcome
+from ibcbench.faults.run import FaultSuiteResult, run_fault_suite, suite_scale
 from tests.conftest import BackgroundCommand
 
 #: every group the issue lists must be in the tiny suite's table
@@ -62,7 +65,7 @@ def test_unknown_scales_and_names_are_refused_before_any_cluster_starts() -> Non
 
 
 def test_every_group_of_the_issue_has_a_registered_fault() -> None:
-    registered = faults.registered_faults()
+    registered = registry.registered_faults()
     assert {f.group for f in registered} >= GROUPS
     assert {f.group for f in registered if f.fast} >= GROUPS, "tiny must cover every group"
     assert len({f.name for f in registered}) == len(registered)
@@ -74,15 +77,14 @@ def test_a_fault_that_breaks_counts_as_failed_and_the_lab_is_removed(
 ) -> None:
     seen: dict[str, Path] = {}
 
-    def broken(lab: faults.FaultLab) -> FaultOutcome:
+    def broken(lab: FaultLab) -> FaultOutcome:
         seen["workdir"] = lab.workdir
         lab.new_database("broken_fault")
         raise RuntimeError("the injection went wrong")
 
     monkeypatch.setattr(
-        faults, "_REGISTRY", {"broken": faults.Fault("broken", "test", True, broken)}
+        suite_run, "registered_faults", lambda: [registry.Fault("broken", "test", True, broken)]
     )
-    monkeypatch.setattr(faults, "registered_faults", lambda: list(faults._REGISTRY.values()))
     result = run_fault_suite("tiny", progress=None)
     assert [o.verdict for o in result.outcomes] == ["FAILED"]
     assert "RuntimeError: the injection went wrong" in result.outcomes[0].happened

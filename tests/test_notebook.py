@@ -207,7 +207,7 @@ def test_a_server_restart_during_a_notebook_fails_its_run_in_one_line(
     import threading
 
     from ibcbench.cli import main
-    from ibcbench.suite.faults import FaultLab
+    from ibcbench.faults.lab import FaultLab
 
     marker, go = tmp_path / "in-the-cell", tmp_path / "go-on"
     nb = nbformat.v4.new_notebook()

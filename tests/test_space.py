@@ -27,8 +27,8 @@ from data_gen import GenerationParams
 from data_gen.tables import TABLES
 from ibcbench.data.load import generate_dataset, load_dataset
 from ibcbench.errors import LoadError
+from ibcbench.faults.tmpfs import SmallFilesystem
 from ibcbench.migrate import migrate_up
-from ibcbench.suite.fault_disk import SmallFilesystem
 
 SMALL = GenerationParams(seed=11, scale="tiny", packets=6_000)
 ONE_LINE = r"^ibcbench: error: [^\n]+\n$"

@@ -29,8 +29,10 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
 
 def _faults(args: argparse.Namespace) -> int:
     from ibcbench.errors import ConfigError
+    from ibcbench.faults.lab import FAULT_SCALES
+    from ibcbench.faults.registry import registered_faults
+    from ibcbench.faults.run import run_fault_suite
     from ibcbench.results.runs import check_runs_root, started_run
-    from ibcbench.suite.faults import FAULT_SCALES, registered_faults, run_fault_suite
 
     if args.list:
         for f in registered_faults():

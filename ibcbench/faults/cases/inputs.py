@@ -18,7 +18,8 @@ from pathlib import Path
 from psycopg import sql
 
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault, nothing_written
+from ibcbench.faults.lab import CliResult, FaultLab, nothing_written
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "inputs"
 ROLE = "inputs_pw_role"

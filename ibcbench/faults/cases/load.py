@@ -30,15 +30,8 @@ from psycopg import sql
 
 from ibcbench.data.load import file_sha256
 from ibcbench.db import connect
-from ibcbench.suite.faults import (
-    DATA_TABLES,
-    CliResult,
-    FaultLab,
-    FaultOutcome,
-    digest_rows,
-    fault,
-    nothing_written,
-)
+from ibcbench.faults.lab import DATA_TABLES, CliResult, FaultLab, digest_rows, nothing_written
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "load"
 #: how long a load may take to reach the held lock, and to end after the fault

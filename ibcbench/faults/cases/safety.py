@@ -42,7 +42,8 @@ from typing import Any
 from psycopg import sql
 
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, fault
+from ibcbench.faults.lab import CliResult, FaultLab
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "safety"
 

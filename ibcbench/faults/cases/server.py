@@ -25,14 +25,8 @@ from psycopg import sql
 
 from ibcbench.data.datasets import dataset_database_name, ensure_dataset
 from ibcbench.db import connect
-from ibcbench.suite.faults import (
-    CliResult,
-    FaultLab,
-    FaultOutcome,
-    digest_rows,
-    fault,
-    nothing_written,
-)
+from ibcbench.faults.lab import CliResult, FaultLab, digest_rows, nothing_written
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "server"
 #: the measured window of the workload faults, and the pool timeout they set (--pool-timeout)

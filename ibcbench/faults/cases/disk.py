@@ -18,87 +18,20 @@ works again once there is space:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
-import shutil
-import subprocess
 from pathlib import Path
 
 from psycopg import sql
 
 from ibcbench.data.ownership import KIT_MARK
 from ibcbench.db import connect
+from ibcbench.faults.lab import DATA_TABLES, FaultLab, digest_rows
+from ibcbench.faults.registry import FaultOutcome, fault
+from ibcbench.faults.tmpfs import NOT_ROOT, SmallFilesystem, can_mount
 from ibcbench.migrate import migrate_up
-from ibcbench.suite.faults import DATA_TABLES, FaultLab, FaultOutcome, digest_rows, fault
 from ibcbench.suite.notebook import notebooks_dir
 
 GROUP = "disk"
-#: why a disk fault cannot run as another user than root
-NOT_ROOT = "not run: mounting a small filesystem needs root"
 _MB = 1_000_000
-
-
-def can_mount() -> bool:
-    """Whether this process can mount a tmpfs (root, with ``mount`` on the PATH)."""
-    return os.geteuid() == 0 and shutil.which("mount") is not None
-
-
-class SmallFilesystem:
-    """A tmpfs of ``size_bytes`` mounted at ``path`` (made, and removed by :meth:`unmount`).
-
-    ``owner`` (an OS user) owns its root, mode 0700: a tablespace's location for the server user."""
-
-    def __init__(self, path: Path, size_bytes: int, *, owner: str | None = None) -> None:
-        if not can_mount():
-            raise PermissionError(NOT_ROOT)
-        self.path = path
-        options = [f"size={int(size_bytes)}", "mode=0700" if owner else "mode=0755"]
-        if owner:
-            user = pwd.getpwnam(owner)
-            options += [f"uid={user.pw_uid}", f"gid={user.pw_gid}"]
-        path.mkdir(parents=True, exist_ok=False)
-        try:
-            _run("mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path))
-        except BaseException:
-            path.rmdir()
-            raise
-
-    @property
-    def mounted(self) -> bool:
-        return os.path.ismount(self.path)
-
-    def resize(self, size_bytes: int) -> None:
-        _run("mount", "-o", f"remount,size={int(size_bytes)}", str(self.path))
-
-    def used_bytes(self) -> int:
-        st = os.statvfs(self.path)
-        return (st.f_blocks - st.f_bfree) * st.f_frsize
-
-    def size_bytes(self) -> int:
-        st = os.statvfs(self.path)
-        return st.f_blocks * st.f_frsize
-
-    def fill(self) -> Path:
-        """Write a file until the filesystem is full; returns it (remove it to free the space)."""
-        ballast = self.path / "ballast"
-        block = b"\0" * (1 << 16)
-        with contextlib.suppress(OSError), open(ballast, "wb", buffering=0) as fh:
-            while True:
-                fh.write(block)
-        return ballast
-
-    def unmount(self) -> None:
-        if self.mounted:
-            _run("umount", str(self.path))
-        with contextlib.suppress(FileNotFoundError):
-            self.path.rmdir()
-
-
-def _run(*argv: str) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.returncode}")
 
 
 def _not_run(name: str, expected: str) -> FaultOutcome:

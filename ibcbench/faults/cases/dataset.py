@@ -26,7 +26,8 @@ from ibcbench.data.datasets import (
     ensure_dataset_info,
 )
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, digest_rows, fault
+from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "dataset"
 #: a dataset of this group's own for the half-built fault (the shared one stays whole)

@@ -16,7 +16,8 @@ from typing import Any
 from ibcbench.data.datasets import ensure_dataset_info
 from ibcbench.data.load import _LOAD_LOCK
 from ibcbench.db import connect
-from ibcbench.suite.faults import CliResult, FaultLab, FaultOutcome, digest_rows, fault
+from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
+from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.suite.runlock import APPLICATION_PREFIX, RUN_LOCK_KEY
 
 GROUP = "concurrency"

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ibcbench.db import connect
+from ibcbench.faults.lab import FaultLab, digest_rows
+from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.migrate import (
     MIGRATIONS_TABLE,
     advisory_lock_id,
@@ -29,7 +31,6 @@ from ibcbench.migrate import (
     load_migrations,
     migrate_up,
 )
-from ibcbench.suite.faults import FaultLab, FaultOutcome, digest_rows, fault
 
 GROUP = "schema"
 #: what the broken copies change: version -> (file, the text in it to replace, what replaces it)

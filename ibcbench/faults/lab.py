@@ -1,20 +1,9 @@
-"""The fault suite (``ibcbench bench faults``): inject faults into the kit and report what happened.
+"""The fault suite's laboratory: an embedded cluster and a workspace of its own.
 
-Each fault is a function registered with :func:`fault`. It gets a :class:`FaultLab`, an embedded
-cluster of the suite's own (its own home folder, port and runs folder, removed at the end), sets up
-what it needs in databases of its own, injects the fault (a signal to the kit's process, a terminated
-backend, a server restart, a full filesystem, a bad input, a second process at the same time) and
-returns one :class:`FaultOutcome` per case: what was expected, what happened, the kit's rows before
-and after, and the verdict. The kit's commands run as child processes (``python -m ibcbench.cli``),
-as a user types them, so a signal hits the real process and its exit code and stderr are what a user
-sees.
-
-A case that is bad input (``bad_input=True``) must be rejected with one line on stderr that says
-what to do next, before any work: no run folder, no rows. The suite's last line counts both kinds:
-``faults: N injected, S survived, R rows lost, M bad inputs rejected``.
-
-``fast`` faults run at every scale; the others (several minutes between them: whole notebook runs,
-two ``run-all`` at once) only from ``small`` up. The test suite runs the fast ones at ``tiny``.
+:class:`FaultLab` starts a cluster in a temporary home (its own port and runs folder, removed at
+the end), runs the kit's commands as child processes (``python -m ibcbench.cli``), as a user types
+them, so a signal hits the real process and its exit code and stderr are what a user sees, and
+measures what the kit's tables hold (an order-independent digest against a clean reference).
 """
 
 from __future__ import annotations
@@ -28,11 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from psycopg import sql
 
 from data_gen.tables import TABLES
@@ -46,80 +34,9 @@ from ibcbench.settings import ServerSettings
 #: scales the suite knows; tiny runs the fast faults only
 FAULT_SCALES = ("tiny", "small", "default")
 #: the kit's data tables whose rows the suite counts (the ones a load writes)
-DATA_TABLES = (
-    "clearing_operations",
-    "network_stats",
-    "channel_performance",
-    "relayer_performance",
-    "packet_flow",
-)
+DATA_TABLES = tuple(TABLES)
 #: no command the suite runs may take longer than this before it is killed (and the fault failed)
 COMMAND_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class FaultOutcome:
-    """One injected fault or bad input, and what the kit did about it."""
-
-    group: str
-    fault: str
-    expected: str
-    happened: str
-    survived: bool
-    rows_before: int | None = None
-    rows_after: int | None = None
-    #: rows of the kit's data that a fault lost (or doubled): compared with a clean reference
-    rows_lost: int = 0
-    #: from the fault to the kit working again (a rerun converged, the runner reconnected), seconds
-    recovery_s: float | None = None
-    bad_input: bool = False
-    #: False when the fault could not be injected here (``happened`` says why): neither survived
-    #: nor failed, and counted apart in the summary line
-    ran: bool = True
-
-    @property
-    def verdict(self) -> str:
-        if not self.ran:
-            return "not run"
-        return "survived" if self.survived else "FAILED"
-
-
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    group: str
-    fast: bool
-    run: Callable[[FaultLab], FaultOutcome | Sequence[FaultOutcome]]
-
-
-_REGISTRY: dict[str, Fault] = {}
-
-
-def fault(group: str, *, fast: bool = True) -> Callable[[Callable], Callable]:
-    """Register a fault function ``f(lab) -> FaultOutcome | list[FaultOutcome]`` under its name."""
-
-    def register(func: Callable) -> Callable:
-        name = func.__name__.removeprefix("fault_")
-        if name in _REGISTRY:
-            raise ValueError(f"fault {name!r} is registered twice")
-        _REGISTRY[name] = Fault(name, group, fast, func)
-        return func
-
-    return register
-
-
-def registered_faults() -> list[Fault]:
-    """Every fault, in registration order; each group's faults live in a ``fault_*`` module of
-    :mod:`ibcbench.suite`, imported here (registration happens on import)."""
-    import importlib
-    import pkgutil
-
-    import ibcbench.suite as suite
-
-    for info in sorted(pkgutil.iter_modules(suite.__path__), key=lambda m: m.name):
-        if info.name.startswith("fault_"):
-            importlib.import_module(f"{suite.__name__}.{info.name}")
-    return list(_REGISTRY.values())
 
 
 @dataclass(frozen=True)
@@ -425,163 +342,6 @@ def _text(value: str | bytes | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-# ---- the suite -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FaultSuiteResult:
-    scale: str
-    outcomes: list[FaultOutcome]
-    elapsed_s: float
-    server: dict[str, Any] = field(default_factory=dict)
-    #: the lab's workspace (its cluster, folders and runs), removed at the end unless kept
-    workdir: Path | None = None
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        rows = [asdict(o) | {"verdict": o.verdict} for o in self.outcomes]
-        columns = [f.name for f in FaultOutcome.__dataclass_fields__.values()] + ["verdict"]
-        return pd.DataFrame(rows, columns=columns)
-
-    @property
-    def injected(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.ran and not o.bad_input]
-
-    @property
-    def bad_inputs(self) -> list[FaultOutcome]:
-        return [o for o in self.outcomes if o.ran and o.bad_input]
-
-    @property
-    def not_run(self) -> list[FaultOutcome]:
-        """Faults that could not be injected on this machine (say, mounting needs root)."""
-        return [o for o in self.outcomes if not o.ran]
-
-    @property
-    def rows_lost(self) -> int:
-        return sum(o.rows_lost for o in self.outcomes)
-
-    @property
-    def ok(self) -> bool:
-        """Every fault that ran survived (the summary line counts those that did not run)."""
-        return all(o.survived for o in self.outcomes if o.ran)
-
-    def longest_recovery(self) -> FaultOutcome | None:
-        timed = [o for o in self.outcomes if o.recovery_s is not None]
-        return max(timed, key=lambda o: o.recovery_s or 0.0) if timed else None
-
-    def summary_line(self) -> str:
-        return (
-            f"faults: {len(self.injected)} injected, {sum(o.survived for o in self.injected)} "
-            f"survived, {self.rows_lost} rows lost, "
-            f"{sum(o.survived for o in self.bad_inputs)} bad inputs rejected"
-            + (
-                f" (of {len(self.bad_inputs)})"
-                if not all(o.survived for o in self.bad_inputs)
-                else ""
-            )
-            + (f", {len(self.not_run)} not run" if self.not_run else "")
-        )
-
-    def table(self, width: int = 60) -> str:
-        """The fault table as text: fault, expected, happened, rows before/after, verdict."""
-        frame = self.frame[
-            ["group", "fault", "expected", "happened", "rows_before", "rows_after", "verdict"]
-        ].copy()
-        for column in ("expected", "happened"):
-            frame[column] = frame[column].map(
-                lambda s: s if len(s) <= width else s[: width - 1] + "…"
-            )
-        for column in ("rows_before", "rows_after"):
-            frame[column] = frame[column].map(
-                lambda v: "" if v is None or pd.isna(v) else f"{int(v):,}"
-            )
-        return frame.to_string(index=False)
-
-    def key_numbers(self) -> dict[str, Any]:
-        longest = self.longest_recovery()
-        return {
-            "faults_injected": len(self.injected),
-            "faults_survived": sum(o.survived for o in self.injected),
-            "faults_rows_lost": self.rows_lost,
-            "faults_bad_inputs_rejected": sum(o.survived for o in self.bad_inputs),
-            "faults_longest_recovery_s": round(longest.recovery_s or 0.0, 2) if longest else None,
-        }
-
-    def save(self, run_dir: Any) -> None:
-        if run_dir is None:
-            return
-        from ibcbench.results.recorded import save_frame
-
-        save_frame(self.frame, "faults", run_dir)
-
-
-def suite_scale(dataset_scale: str) -> str:
-    """The fault suite's scale for a run at ``dataset_scale``: tiny stays tiny (the fast faults), any
-    larger run gets every fault at ``small`` (loads of a small folder are long enough to interrupt
-    mid-COPY; larger ones add minutes and no new fault)."""
-    return "tiny" if dataset_scale == "tiny" else "small"
-
-
-def run_fault_suite(
-    scale: str = "small",
-    *,
-    seed: int = 42,
-    only: Sequence[str] | None = None,
-    keep: bool = False,
-    progress: Callable[[str], None] | None = print,
-) -> FaultSuiteResult:
-    """Run every fault for ``scale`` (at ``tiny`` the fast ones) on a lab cluster of its own.
-
-    ``only`` names faults or groups to run. A fault function that raises counts as a failed fault
-    (its error in the table), and the suite goes on with the next one.
-    """
-    if scale not in FAULT_SCALES:
-        raise ConfigError(f"scale {scale!r} is unknown: use one of {', '.join(FAULT_SCALES)}")
-    faults = registered_faults()
-    if only:
-        names = {f.name for f in faults} | {f.group for f in faults}
-        unknown = sorted(set(only) - names)
-        if unknown:
-            raise ConfigError(
-                f"no fault or group named {', '.join(unknown)}: choose from "
-                f"{', '.join(sorted(names))}"
-            )
-        faults = [f for f in faults if f.name in only or f.group in only]
-    if scale == "tiny":
-        faults = [f for f in faults if f.fast]
-    started = time.perf_counter()
-    outcomes: list[FaultOutcome] = []
-    with FaultLab(scale, seed=seed, keep=keep) as lab:
-        for f in faults:
-            t0 = time.perf_counter()
-            try:
-                got = f.run(lab)
-                got_list = [got] if isinstance(got, FaultOutcome) else list(got)
-            except Exception as exc:  # a broken fault is a failed fault, with the reason shown
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                got_list = [
-                    FaultOutcome(
-                        f.group,
-                        f.name,
-                        "the fault runs to its end",
-                        f"the fault itself failed: {type(exc).__name__}: {detail}",
-                        False,
-                    )
-                ]
-            outcomes.extend(got_list)
-            if progress:
-                verdicts = ", ".join(o.verdict for o in got_list)
-                progress(f"  {f.group}/{f.name}: {verdicts} ({time.perf_counter() - t0:.1f} s)")
-        with connect(lab.admin_dsn) as conn:
-            server = {
-                "server_version": conn.info.server_version,
-                "timescaledb": conn.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-                ).fetchone(),
-            }
-    return FaultSuiteResult(
-        scale, outcomes, time.perf_counter() - started, server, workdir=lab.workdir
-    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""The faults, one module per group; :func:`ibcbench.faults.registry.registered_faults` imports each."""
