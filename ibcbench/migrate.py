@@ -48,8 +48,10 @@ _CREATES_RE = re.compile(
 
 
 def default_migrations_dir() -> Path:
-    """``schema/migrations`` of the source tree the package is installed from."""
-    return Path(__file__).resolve().parent.parent / "schema" / "migrations"
+    """The migrations the package carries: ``schema/migrations`` in a checkout (``--path`` picks another)."""
+    from ibcbench import _resources
+
+    return _resources.folder("migrations")
 
 
 @dataclass(frozen=True)

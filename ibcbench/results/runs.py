@@ -203,12 +203,17 @@ def find_run(ref: str | Path, root: Path | None = None) -> Run:
 
 
 def _git_commit() -> str | None:
+    """The commit of the checkout the package runs from; None for an installed package (whose
+    site-packages may sit inside some other repository)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if not (checkout / ".git").exists() or not (checkout / "pyproject.toml").is_file():
+        return None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
-            cwd=Path(__file__).resolve().parent,
+            cwd=checkout,
             timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):

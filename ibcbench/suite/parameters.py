@@ -13,7 +13,10 @@ from ibcbench.errors import ConfigError, RunError
 
 
 def notebooks_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "notebooks"
+    """The notebooks the package carries: ``notebooks/`` in a checkout."""
+    from ibcbench import _resources
+
+    return _resources.folder("notebooks")
 
 
 def numbered_notebooks(folder: Path | None = None) -> list[Path]:
