@@ -38,11 +38,14 @@ and they come in bursts); see ``tests/test_data_gen.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from data_gen.chains import HUBS
+
+if TYPE_CHECKING:
+    from data_gen.network import ChainNetwork
 
 US = 1_000_000
 HOUR_US = 3600 * US
@@ -73,9 +76,9 @@ class Incident:
     end_us: int
     factor: float = 1.0  # congestion: the peak delay factor
 
-    def describe(self, topology: Any) -> dict[str, Any]:
+    def describe(self, network: ChainNetwork) -> dict[str, Any]:
         """JSON-ready, as the manifest lists it: names and ISO times instead of indices and µs."""
-        t = topology
+        t = network
         out: dict[str, Any] = {
             "kind": self.kind,
             "chain_id": t.chains[self.chain].chain_id,
@@ -105,11 +108,13 @@ def _iso(us: int) -> str:
     return str(np.datetime64(int(us), "us").astype("datetime64[s]")) + "+00:00"
 
 
-def plan_incidents(topology: Any, seed: int, start_us: int, hours: int) -> tuple[Incident, ...]:
+def plan_incidents(
+    network: ChainNetwork, seed: int, start_us: int, hours: int
+) -> tuple[Incident, ...]:
     """The span's incidents, in start order (none for spans under six hours: no room for them)."""
     if hours < 6:
         return ()
-    t = topology
+    t = network
     rng = np.random.default_rng([seed, 11])
     n_chains = len(t.chains)
     traffic = np.zeros(n_chains)
@@ -151,7 +156,10 @@ def plan_incidents(topology: Any, seed: int, start_us: int, hours: int) -> tuple
 
 
 def reroute_halted(
-    incidents: tuple[Incident, ...], topology: Any, op_route: np.ndarray, op_time: np.ndarray
+    incidents: tuple[Incident, ...],
+    network: ChainNetwork,
+    op_route: np.ndarray,
+    op_time: np.ndarray,
 ) -> np.ndarray:
     """Sends drawn for a halted chain go the other way on their channel (routes come in pairs)."""
     out = op_route
@@ -159,7 +167,7 @@ def reroute_halted(
         if inc.kind != "chain_halt":
             continue
         hit = (
-            (topology.route_src[out] == inc.chain)
+            (network.route_src[out] == inc.chain)
             & (op_time >= inc.start_us)
             & (op_time < inc.end_us)
         )
@@ -188,14 +196,14 @@ class Relay:
 
 def apply_incidents(
     incidents: tuple[Incident, ...],
-    topology: Any,
+    network: ChainNetwork,
     relay: Relay,
     draws: np.ndarray,
     block_time_s: np.ndarray,
 ) -> None:
     """Change ``relay`` in place for the incidents it meets. ``draws``: n x 3 uniforms of the
     incident stream (the same for a packet whatever the batch)."""
-    t = topology
+    t = network
     r = relay
     n = r.created.size
     if n == 0:

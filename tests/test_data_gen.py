@@ -15,7 +15,7 @@ from data_gen import (
     ParamError,
     ResumeState,
     bech32,
-    build_topology,
+    build_network,
     generate,
     voucher_denom,
 )
@@ -88,7 +88,7 @@ def test_bech32_rejects_bad_checksums_and_characters(bad: str) -> None:
 
 def test_every_address_is_valid_bech32_with_its_chains_prefix(tiny) -> None:
     frames, _ = tiny
-    topo = build_topology(42, wallets=2_000, relayers=24)
+    topo = build_network(42, wallets=2_000, relayers=24)
     prefix = {c.chain_id: c.prefix for c in topo.chains}
     pf = frames["packet_flow"].drop_duplicates(["source_chain", "sender"]).head(3000)
     for chain, addr in zip(pf.source_chain, pf.sender, strict=True):
@@ -228,22 +228,22 @@ def test_checksum_covers_categories_and_values() -> None:
 
 
 def test_a_small_address_cache_changes_nothing(monkeypatch) -> None:
-    import data_gen.traffic as traffic
+    import data_gen.vocabulary as vocabulary
 
     params = GenerationParams(seed=3, scale="tiny", batch_packets=2_000)
     reference = generate(params)
     for _ in reference:
         pass
     sizes: list[int] = []
-    original = traffic.Vocabulary.addresses
+    original = vocabulary.Vocabulary.addresses
 
     def watched(self, chain_of_row, wallet_of_row):  # type: ignore[no-untyped-def]
         out = original(self, chain_of_row, wallet_of_row)
         sizes.append(self._cached)
         return out
 
-    monkeypatch.setattr(traffic, "ADDRESS_CACHE_LIMIT", 1_500)
-    monkeypatch.setattr(traffic.Vocabulary, "addresses", watched)
+    monkeypatch.setattr(vocabulary, "ADDRESS_CACHE_LIMIT", 1_500)
+    monkeypatch.setattr(vocabulary.Vocabulary, "addresses", watched)
     bounded = generate(params)
     for _ in bounded:
         pass
