@@ -32,7 +32,7 @@ with it), distinct chains while there are enough. Spans shorter than a week scal
 down by their share of a week (to an hour at least). They start after the first hour and end at least
 two hours before the span ends, so their aftermath is in the data. With these rates the planted
 trouble stays a small share of all packets (the facts: timeouts and stuck packets well under 1%,
-and they come in bursts); see ``tests/test_data_gen.py``.
+and they come in bursts); see ``tests/data_gen/test_incidents.py``.
 """
 
 from __future__ import annotations
