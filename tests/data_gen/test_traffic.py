@@ -76,5 +76,5 @@ def test_lifecycle_invariants(tiny: tuple[Frames, dict]) -> None:
     assert share.get("timeout", 0) + share.get("stuck", 0) < 0.01
     assert share["acknowledged"] > 0.95
     clear = pf.clear_time_seconds.dropna()
-    assert 30 < clear.mean() < 120  # the facts: 55 s average, log-normal, heavy tail
+    assert 30 < clear.mean() < 120  # a relay-time study measured 55 s on average, log-normal
     assert clear.quantile(0.99) > 4 * clear.median()
