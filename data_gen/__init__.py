@@ -6,8 +6,8 @@ No database imports here: the generator hands numpy/pandas column arrays to whoe
 
 from data_gen.errors import ParamError
 from data_gen.generate import GENERATOR_VERSION, Generation, TableBatch, generate
+from data_gen.network import build_network, voucher_denom
 from data_gen.params import DEFAULT_START, PRESETS, GenerationParams, ResumeState
-from data_gen.topology import build_topology, voucher_denom
 
 __all__ = [
     "DEFAULT_START",
@@ -18,7 +18,7 @@ __all__ = [
     "ParamError",
     "ResumeState",
     "TableBatch",
-    "build_topology",
+    "build_network",
     "generate",
     "voucher_denom",
 ]

@@ -1,4 +1,4 @@
-"""Real Cosmos chains and channels (from the chain registry, see shared IBC facts).
+"""Real Cosmos chains and channels: ids, bech32 prefixes and denoms from the Cosmos chain registry.
 
 Prices, block times and the popularity order are modelling choices, not measurements.
 """

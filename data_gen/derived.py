@@ -23,9 +23,8 @@ from data_gen.traffic import (
     TIMEOUT,
     US,
     Traffic,
-    Vocabulary,
-    _from_vocab,
 )
+from data_gen.vocabulary import Vocabulary, from_vocab
 
 DAY_US = 24 * HOUR_US
 FEE_PER_RELAY_USD = 0.004  # modelling choice: fee incentives earned per delivered packet
@@ -33,9 +32,12 @@ GAS_PER_ATTEMPT_USD = 0.0025  # modelling choice: gas per relay transaction, won
 
 
 class DerivedAccumulator:
+    """Sums for network_stats, channel_performance and relayer_performance over the batches of a
+    span; the tables come out once every batch was added."""
+
     def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        t = vocab.topology
+        t = vocab.network
         self.n_chains = len(t.chains)
         self.n_relayers = t.relayer_address.size
         self.n_routes = t.route_src.size
@@ -53,14 +55,21 @@ class DerivedAccumulator:
         self.channel_rows: list[dict[str, np.ndarray]] = []
 
     def add(self, tr: Traffic) -> None:
+        """Count one batch of traffic into the three tables' sums."""
         if tr.n == 0:
             return
-        t = self.vocab.topology
-        src = t.route_src[tr.route]
         day = tr.created_us // DAY_US
         finished = tr.acked_us >= 0
         clear = np.where(finished, (tr.acked_us - tr.created_us) / US, 0.0)
-        # ---- network_stats ----
+        self._add_network_stats(tr, day, finished, clear)
+        self._add_relayer_performance(tr, day)
+        self._add_channel_performance(tr, finished, clear)
+
+    def _add_network_stats(
+        self, tr: Traffic, day: np.ndarray, finished: np.ndarray, clear: np.ndarray
+    ) -> None:
+        """Per (source chain, day): packets, outcomes, volume, clear times, wallets, channels."""
+        src = self.vocab.network.route_src[tr.route]
         key = src * 1_000_000 + day
         uniq, inv = np.unique(key, return_inverse=True)
 
@@ -86,7 +95,9 @@ class DerivedAccumulator:
         for k, r in set(zip(key.tolist(), tr.route.tolist(), strict=True)):
             self.net_channels[(k // 1_000_000, k % 1_000_000)].add(r)
 
-        # ---- relayer_performance ----
+    def _add_relayer_performance(self, tr: Traffic, day: np.ndarray) -> None:
+        """Per (relayer, day): races won (against competition or not), lost, relay times,
+        timeouts relayed and the channel pairs served."""
         won = tr.relayer >= 0
         rkey = tr.relayer[won] * 1_000_000 + day[won]
         has_competition = (tr.competitors[won] >= 0).any(axis=1)
@@ -108,11 +119,15 @@ class DerivedAccumulator:
         u, c = np.unique(lkey, return_counts=True)
         for k, v in zip(u.tolist(), c.tolist(), strict=True):
             self.rel["losses"][(k // 1_000_000, k % 1_000_000)] += v
-        pairs = t.route_pair[tr.route]
+        pairs = self.vocab.network.route_pair[tr.route]
         for k, p in set(zip(rkey.tolist(), pairs[won].tolist(), strict=True)):
             self.rel_channels[(k // 1_000_000, k % 1_000_000)].add(p)
 
-        # ---- channel_performance (hours are whole within a batch) ----
+    def _add_channel_performance(
+        self, tr: Traffic, finished: np.ndarray, clear: np.ndarray
+    ) -> None:
+        """Rows per (sending channel end, hour): hours are whole within a batch, so they are final,
+        p95 included."""
         hour = tr.created_us // HOUR_US
         ckey = tr.route.astype(np.int64) * 10_000_000 + hour
         order = np.lexsort((clear, ckey))
@@ -186,7 +201,7 @@ class DerivedAccumulator:
             [np.unique(np.concatenate(self.net_wallets[k])).size for k in keys], dtype=np.int64
         )
         return {
-            "chain_id": _from_vocab(chain, self.vocab.chain_ids),
+            "chain_id": from_vocab(chain, self.vocab.chain_ids),
             "date": day.astype("datetime64[D]"),
             "total_packets": col("total").astype(np.int64),
             "successful_packets": ok.astype(np.int64),
@@ -203,16 +218,16 @@ class DerivedAccumulator:
         }
 
     def channel_performance(self) -> dict[str, object]:
-        t = self.vocab.topology
+        t = self.vocab.network
         parts = {k: np.concatenate([r[k] for r in self.channel_rows]) for k in self.channel_rows[0]}
         order = np.lexsort((parts["hour"], parts["route"]))
         p = {k: v[order] for k, v in parts.items()}
         route = p["route"].astype(np.int64)
         return {
-            "chain_id": _from_vocab(t.route_src[route], self.vocab.chain_ids),
-            "channel_id": _from_vocab(t.route_src_channel[route], self.vocab.channel),
-            "counterparty_chain_id": _from_vocab(t.route_dst[route], self.vocab.chain_ids),
-            "counterparty_channel_id": _from_vocab(t.route_dst_channel[route], self.vocab.channel),
+            "chain_id": from_vocab(t.route_src[route], self.vocab.chain_ids),
+            "channel_id": from_vocab(t.route_src_channel[route], self.vocab.channel),
+            "counterparty_chain_id": from_vocab(t.route_dst[route], self.vocab.chain_ids),
+            "counterparty_channel_id": from_vocab(t.route_dst_channel[route], self.vocab.channel),
             "hour": (p["hour"].astype(np.int64) * HOUR_US).astype("datetime64[us]"),
             "packets_sent": p["sent"],
             "packets_acknowledged": p["acked"],
@@ -227,7 +242,7 @@ class DerivedAccumulator:
         }
 
     def relayer_performance(self) -> dict[str, object]:
-        t = self.vocab.topology
+        t = self.vocab.network
         keys = sorted(set(self.rel["wins"]) | set(self.rel["losses"]))
         relayer = np.array([k[0] for k in keys], dtype=np.int64)
         day = np.array([k[1] for k in keys], dtype=np.int64)
@@ -246,9 +261,9 @@ class DerivedAccumulator:
             100.0 * (0.35 * win_rate + 0.3 * reliability + 0.2 * speed + 0.15 * activity), 2
         )
         return {
-            "relayer_address": _from_vocab(relayer, t.relayer_address),
-            "relayer_name": _from_vocab(relayer, t.relayer_name),
-            "software": _from_vocab(relayer, t.relayer_software),
+            "relayer_address": from_vocab(relayer, t.relayer_address),
+            "relayer_name": from_vocab(relayer, t.relayer_name),
+            "software": from_vocab(relayer, t.relayer_software),
             "date": day.astype("datetime64[D]"),
             "packets_relayed": wins.astype(np.int64),
             "frontrun_wins": front.astype(np.int64),

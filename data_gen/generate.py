@@ -12,20 +12,13 @@ import pandas as pd
 
 from data_gen.columns import ScaledInt
 from data_gen.derived import DerivedAccumulator, check_columns
+from data_gen.fact_columns import operation_columns, packet_columns
 from data_gen.incidents import Incident, plan_incidents
+from data_gen.network import ChainNetwork, build_network
 from data_gen.params import GenerationParams, ResumeState
 from data_gen.tables import TABLES
-from data_gen.topology import Topology, build_topology
-from data_gen.traffic import (
-    HOUR_US,
-    US,
-    Vocabulary,
-    generate_hour_range,
-    hourly_packet_counts,
-    operation_columns,
-    packet_columns,
-    pause_windows,
-)
+from data_gen.traffic import HOUR_US, US, generate_hour_range, hourly_packet_counts, pause_windows
+from data_gen.vocabulary import Vocabulary
 
 GENERATOR_VERSION = "1"
 
@@ -57,10 +50,10 @@ def column_digest(h: Any, values: Any) -> None:
 class Generation:
     """Iterate for the batches; :meth:`manifest` is complete once iteration ends."""
 
-    def __init__(self, params: GenerationParams, topology: Topology | None = None) -> None:
+    def __init__(self, params: GenerationParams, network: ChainNetwork | None = None) -> None:
         self.params = params
         preset = params.preset
-        self.topology = topology or build_topology(
+        self.network = network or build_network(
             params.seed, wallets=preset.wallets, relayers=preset.relayers
         )
         self._rows: dict[str, int] = dict.fromkeys(TABLES, 0)
@@ -71,7 +64,7 @@ class Generation:
 
     def __iter__(self) -> Iterator[TableBatch]:
         p = self.params
-        t = self.topology
+        t = self.network
         vocab = Vocabulary(t)
         start_us = int(p.start_time.timestamp()) * US
         counts = hourly_packet_counts(p, start_us)
@@ -144,13 +137,13 @@ class Generation:
             "complete": self._done,
             "rows": dict(self._rows),
             "checksums": {t: h.hexdigest() for t, h in self._hashes.items()},
-            "chains": len(self.topology.chains),
-            "channel_pairs": int(self.topology.pair_a.size),
-            "relayers": int(self.topology.relayer_address.size),
-            "wallets": self.topology.n_wallets,
+            "chains": len(self.network.chains),
+            "channel_pairs": int(self.network.pair_a.size),
+            "relayers": int(self.network.relayer_address.size),
+            "wallets": self.network.n_wallets,
         }
         if self.params.incidents:
-            out["incidents"] = [i.describe(self.topology) for i in self.incidents]
+            out["incidents"] = [i.describe(self.network) for i in self.incidents]
         return out
 
 

@@ -5,9 +5,9 @@ Each span gets a plan drawn from its own seeded stream (``(seed, 11)``; per-pack
 ``GenerationParams(incidents=False)``, and the plan does not depend on the batch size. The plan is
 listed in the manifest (kind, chain, channel, start, end) and stored by the loader.
 
-What each kind does to the packets (modelling choices where the shared IBC facts have no number):
+What each kind does to the packets (modelling choices where public sources give no number):
 
-- ``chain_halt`` (1-3 h; the facts: "no blocks for an hour or more"): the chain makes no blocks, so
+- ``chain_halt`` (1-3 h: no blocks for an hour or more): the chain makes no blocks, so
   no packet leaves it: the sends drawn for it during the halt go the other way on the same channel
   (its counterparties' users keep sending to it). Packets to it stall: those with a timeout
   timestamp whose deadline passes during the halt time out once it resumes (the first new header is
@@ -17,7 +17,7 @@ What each kind does to the packets (modelling choices where the shared IBC facts
   channel's busiest relayer (highest skill: it wins most races) stops. The others pick its packets
   up late, at their periodic clear (Hermes clears pending packets every 100 blocks): each waits 1-3
   clear intervals of the sending chain, so many pass the 10-minute timeout; a third are never picked
-  up at all (stuck): the facts say only that stuck packets rise, the share is ours.
+  up at all (stuck): stuck packets rise, by a share that is a modelling choice.
 - ``congestion`` (2-5 h on one chain): full blocks; receive and acknowledgement delays of packets
   from and to the chain are multiplied by a factor that ramps up to 3-8x and back (a sine), so clear
   times, the channels' congestion score and, at the peak, timeouts rise together.
@@ -31,18 +31,21 @@ one day, gets four), on the busiest spokes (never a hub: a halted hub would take
 with it), distinct chains while there are enough. Spans shorter than a week scale the durations
 down by their share of a week (to an hour at least). They start after the first hour and end at least
 two hours before the span ends, so their aftermath is in the data. With these rates the planted
-trouble stays a small share of all packets (the facts: timeouts and stuck packets well under 1%,
-and they come in bursts); see ``tests/test_data_gen.py``.
+trouble stays a small share of all packets (a modelling choice: timeouts and stuck packets well
+under 1%, and they come in bursts); see ``tests/data_gen/test_incidents.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from data_gen.chains import HUBS
+
+if TYPE_CHECKING:
+    from data_gen.network import ChainNetwork
 
 US = 1_000_000
 HOUR_US = 3600 * US
@@ -56,7 +59,7 @@ DURATION_H = {
 }
 INCIDENTS_PER_WEEK = 1  # of each kind
 OUTAGE_STUCK_SHARE = 1 / 3  # packets of the stopped relayer nobody picks up
-CLEAR_INTERVAL_BLOCKS = 100  # Hermes' default clear interval (the facts)
+CLEAR_INTERVAL_BLOCKS = 100  # Hermes' default clear_interval (its configuration reference)
 CONGESTION_FACTOR = (3.0, 8.0)
 BUSY_SPOKES = 10  # incidents fall on the busiest spokes: enough traffic to see them
 
@@ -73,9 +76,9 @@ class Incident:
     end_us: int
     factor: float = 1.0  # congestion: the peak delay factor
 
-    def describe(self, topology: Any) -> dict[str, Any]:
+    def describe(self, network: ChainNetwork) -> dict[str, Any]:
         """JSON-ready, as the manifest lists it: names and ISO times instead of indices and µs."""
-        t = topology
+        t = network
         out: dict[str, Any] = {
             "kind": self.kind,
             "chain_id": t.chains[self.chain].chain_id,
@@ -105,11 +108,13 @@ def _iso(us: int) -> str:
     return str(np.datetime64(int(us), "us").astype("datetime64[s]")) + "+00:00"
 
 
-def plan_incidents(topology: Any, seed: int, start_us: int, hours: int) -> tuple[Incident, ...]:
+def plan_incidents(
+    network: ChainNetwork, seed: int, start_us: int, hours: int
+) -> tuple[Incident, ...]:
     """The span's incidents, in start order (none for spans under six hours: no room for them)."""
     if hours < 6:
         return ()
-    t = topology
+    t = network
     rng = np.random.default_rng([seed, 11])
     n_chains = len(t.chains)
     traffic = np.zeros(n_chains)
@@ -151,7 +156,10 @@ def plan_incidents(topology: Any, seed: int, start_us: int, hours: int) -> tuple
 
 
 def reroute_halted(
-    incidents: tuple[Incident, ...], topology: Any, op_route: np.ndarray, op_time: np.ndarray
+    incidents: tuple[Incident, ...],
+    network: ChainNetwork,
+    op_route: np.ndarray,
+    op_time: np.ndarray,
 ) -> np.ndarray:
     """Sends drawn for a halted chain go the other way on their channel (routes come in pairs)."""
     out = op_route
@@ -159,7 +167,7 @@ def reroute_halted(
         if inc.kind != "chain_halt":
             continue
         hit = (
-            (topology.route_src[out] == inc.chain)
+            (network.route_src[out] == inc.chain)
             & (op_time >= inc.start_us)
             & (op_time < inc.end_us)
         )
@@ -188,14 +196,14 @@ class Relay:
 
 def apply_incidents(
     incidents: tuple[Incident, ...],
-    topology: Any,
+    network: ChainNetwork,
     relay: Relay,
     draws: np.ndarray,
     block_time_s: np.ndarray,
 ) -> None:
     """Change ``relay`` in place for the incidents it meets. ``draws``: n x 3 uniforms of the
     incident stream (the same for a packet whatever the batch)."""
-    t = topology
+    t = network
     r = relay
     n = r.created.size
     if n == 0:

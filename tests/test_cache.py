@@ -90,7 +90,9 @@ def test_fetchall_serves_from_cache_until_invalidated(schema_dsn: str) -> None:
             "INSERT INTO relayer_performance (relayer_address, relayer_name, software, date, reputation_score)"
             " VALUES ('cosmos1x', 'cache-test', 'hermes', '2026-01-01', 50)"
         )
-        assert cache.fetchall(conn, query, ("cache-test",)) == [(0,)]  # stale, as asked
+        assert cache.fetchall(conn, query, ("cache-test",)) == [
+            (0,)
+        ]  # stale: the TTL has not passed
         cache.invalidate_table("relayer_performance")
         assert cache.fetchall(conn, query, ("cache-test",)) == [(1,)]
         conn.execute("DELETE FROM relayer_performance WHERE relayer_name = 'cache-test'")

@@ -1,7 +1,7 @@
 """The fault suite: its frame (pure), and ``ibcbench bench faults --scale tiny`` end to end.
 
 The end-to-end test runs every fast fault on a cluster of the suite's own, as a user types the
-command, and asserts what the issue asks of its output: every group in the table, every fault
+command, and asserts what its output must show: every group in the table, every fault
 survived, 0 rows lost, every bad input rejected, and nothing left behind (no cluster, no workdir).
 """
 
@@ -22,7 +22,7 @@ from ibcbench.faults.registry import FaultOutcome
 from ibcbench.faults.run import FaultSuiteResult, run_fault_suite, suite_scale
 from tests.conftest import BackgroundCommand
 
-#: every group the issue lists must be in the tiny suite's table
+#: every fault group of the suite (ibcbench.suite.fault_*) must be in the tiny suite's table
 GROUPS = {"load", "server", "schema", "concurrency", "safety", "disk", "inputs", "dataset"}
 SUMMARY_RE = re.compile(
     r"^faults: (\d+) injected, (\d+) survived, (\d+) rows lost, (\d+) bad inputs rejected$"

@@ -120,7 +120,7 @@ def test_the_numbered_notebooks_are_stripped_and_use_the_kit_kernel() -> None:
         )
 
 
-#: what a notebook cell must not hold: it is a call and a display (../shared/STYLE.md)
+#: what a notebook cell must not hold: it is a call and a display, the logic lives in the package
 NOT_IN_NOTEBOOKS = {
     "def ": "a function definition",
     "lambda": "a function definition",

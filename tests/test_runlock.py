@@ -84,7 +84,8 @@ def test_run_and_run_all_refuse_in_one_line_while_another_run_works(
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
 ) -> None:
-    """Two runs at once broke each other's notebooks (issue 14): the second now waits, or refuses."""
+    """Two runs at once broke each other's notebooks (four failed, an INVALID index stayed): the
+    second now waits, or refuses."""
     monkeypatch.setenv("IBCBENCH_RUNS_DIR", str(tmp_path))
     with run_lock(server_dsn) as held:
         held.name_run("20261201-000000-all-tiny")

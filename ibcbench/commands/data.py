@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overlap",
         choices=("thread", "process", "none"),
         default="thread",
-        help="what generates while the main thread COPYs (default: a thread; fastest on 2 cores)",
+        help="what generates while the main thread COPYs (default: a thread, the fastest in "
+        "docs/loading.md's measurements)",
     )
     add_dsn_argument(seed)
     seed.set_defaults(func=_seed)

@@ -15,6 +15,7 @@ from ibcbench.commands import (
 )
 
 if TYPE_CHECKING:
+    from ibcbench.bench.runner import WorkloadResult
     from ibcbench.bench.workload import Workload
     from ibcbench.data.datasets import DatasetInfo
     from ibcbench.results.runs import Run
@@ -32,6 +33,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
+    """``bench fidelity``, ``bench capacity`` and ``bench workload``."""
+    _register_fidelity(bench)
+    _register_capacity(bench)
+    _register_workload(bench)
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--scale and --seed: the dataset a benchmark runs on, loaded if missing."""
+    parser.add_argument(
+        "--scale",
+        type=dataset_scale,
+        default="small",
+        help="dataset scale, loaded if missing (default small)",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=42, help="dataset seed (default 42)"
+    )
+
+
+def _register_fidelity(bench: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
 
     fid = bench.add_parser(
@@ -47,15 +68,13 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "--duration", type=positive_float, default=10.0, help="seconds per run (default 10)"
     )
     fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
-    fid.add_argument(
-        "--scale",
-        type=dataset_scale,
-        default="small",
-        help="dataset scale, loaded if missing (default small)",
-    )
-    fid.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
+    _add_dataset_arguments(fid)
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
+
+
+def _register_capacity(bench: argparse._SubParsersAction) -> None:
+    from ibcbench.commands import add_dsn_argument
 
     cap = bench.add_parser(
         "capacity",
@@ -78,15 +97,13 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "--duration", type=positive_float, default=3.0, help="seconds per run (default 3)"
     )
     cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
-    cap.add_argument(
-        "--scale",
-        type=dataset_scale,
-        default="small",
-        help="dataset scale, loaded if missing (default small)",
-    )
-    cap.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
+    _add_dataset_arguments(cap)
     add_dsn_argument(cap)
     cap.set_defaults(func=_capacity)
+
+
+def _register_workload(bench: argparse._SubParsersAction) -> None:
+    from ibcbench.commands import add_dsn_argument
 
     wl = bench.add_parser(
         "workload",
@@ -100,6 +117,21 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "exits 1 with one line, recording nothing. The Python runner ends within warm-up + "
         "duration + --pool-timeout (+ the drain of an open loop) and a few seconds.",
     )
+    _add_runner_arguments(wl)
+    _add_dataset_arguments(wl)
+    wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
+    wl.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
+    )
+    add_dsn_argument(wl)
+    wl.set_defaults(func=_workload)
+
+
+def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
+    """How ``bench workload`` drives the server: engine, clients, window, retries, arrival rate."""
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
     wl.add_argument(
         "--clients", type=positive_int, default=4, help="concurrent clients (default 4)"
@@ -129,22 +161,6 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         default=None,
         help="open loop at this many queries/s in total",
     )
-    wl.add_argument(
-        "--scale",
-        type=dataset_scale,
-        default="small",
-        help="dataset scale, loaded if missing (default small)",
-    )
-    wl.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
-    wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
-    wl.add_argument(
-        "--repeat",
-        type=positive_int,
-        default=1,
-        help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
-    )
-    add_dsn_argument(wl)
-    wl.set_defaults(func=_workload)
 
 
 def _fidelity(args: argparse.Namespace) -> int:
@@ -219,13 +235,13 @@ def _workload(args: argparse.Namespace) -> int:
 
 
 def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
+    """One run of the workload into a new run folder; a disturbed run is saved marked failed and
+    raises :class:`BenchmarkError` after its figures are printed."""
     from ibcbench.bench.runner import run_workload
-    from ibcbench.errors import BenchmarkError, IbcbenchError
-    from ibcbench.results.runs import build_manifest, started_run
+    from ibcbench.errors import BenchmarkError
 
-    dsn = info.dsn
     result = run_workload(
-        dsn,
+        info.dsn,
         wl,
         engine=args.engine,
         clients=args.clients,
@@ -236,6 +252,27 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
         max_tries=args.max_tries,
         pool_timeout_s=args.pool_timeout,
     )
+    run, trouble = _save_run(args, info, result)
+    print(result.summary.to_string(index=False))
+    if trouble:
+        print("client_bound: not judged (the run had errors or retries)")
+        raise BenchmarkError(
+            f"the run was disturbed: {trouble}; its figures are not healthy, run folder "
+            f"{run.path} is marked failed"
+        )
+    _print_run_notes(result)
+    print(f"run folder: {run.path}")
+    return run
+
+
+def _save_run(
+    args: argparse.Namespace, info: DatasetInfo, result: WorkloadResult
+) -> tuple[Run, str | None]:
+    """The run folder with the result and its manifest, and what disturbed the run (None if
+    nothing); a server still away after a disturbed run leaves the manifest without its part."""
+    from ibcbench.errors import IbcbenchError
+    from ibcbench.results.runs import build_manifest, started_run
+
     trouble = result.trouble()
     with started_run(f"workload-{args.engine}") as run:
         # the figures first: a server still away for the manifest leaves them in a failed run
@@ -251,7 +288,7 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
         try:
             run.update_manifest(
                 **build_manifest(
-                    dsn,
+                    info.dsn,
                     seed=args.seed,
                     scale=args.scale,
                     parameters=vars(args) | {"func": None},
@@ -265,13 +302,11 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
             unreachable = f"the server was unreachable after the run ({exc})"
             run.update_manifest(manifest_error=unreachable)
             trouble = f"{trouble}; {unreachable.split(' (')[0]}"
-    print(result.summary.to_string(index=False))
-    if trouble:
-        print("client_bound: not judged (the run had errors or retries)")
-        raise BenchmarkError(
-            f"the run was disturbed: {trouble}; its figures are not healthy, run folder "
-            f"{run.path} is marked failed"
-        )
+    return run, trouble
+
+
+def _print_run_notes(result: WorkloadResult) -> None:
+    """What qualifies a healthy run's figures: a client-bound runner, an open loop's schedule."""
     if result.client_bound:
         floor = (
             f" and ran at {result.client_floor_share} of its own SELECT 1 rate"
@@ -299,8 +334,6 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
             f"open loop: {scheduled}{ol['issued']} issued, {ol['late']} late (sent > 1 ms after "
             f"their scheduled start){backlog}; latencies count from the scheduled start"
         )
-    print(f"run folder: {run.path}")
-    return run
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -26,7 +26,10 @@ def voucher_denom(trace_path: str) -> str:
 
 
 @dataclass(frozen=True)
-class Topology:
+class ChainNetwork:
+    """The IBC network of a seed: chains, the channel pairs between them, directed routes, relayer
+    operators and wallets (not PostgreSQL's standbys: those are :class:`ibcbench.topology.Topology`)."""
+
     chains: tuple[Chain, ...]
     # undirected channel pairs: chain index and channel number on each end
     pair_a: np.ndarray
@@ -96,14 +99,60 @@ def _monikers(seed: int, n: int) -> list[str]:
     return names
 
 
-def build_topology(seed: int, *, wallets: int = 2_000, relayers: int = 24) -> Topology:
-    """The chains, channels, relayers and wallets for ``seed``."""
+def build_network(seed: int, *, wallets: int = 2_000, relayers: int = 24) -> ChainNetwork:
+    """The chains, channels, relayers and wallets for ``seed``.
+
+    One generator, ``(seed, 1)``, feeds every phase in this order (channel pairs, their weights,
+    relayer slots, operators, routes, wallets): the order of the draws is part of the data.
+    """
     rng = np.random.default_rng([seed, 1])
+    popularity = 1.0 / np.arange(1, len(CHAINS) + 1) ** ZIPF_EXPONENT
+    pairs = _channel_pairs(rng, popularity)
+    pair_a = np.array([p[0] for p in pairs], dtype=np.int64)
+    pair_b = np.array([p[1] for p in pairs], dtype=np.int64)
+    pair_ca = np.array([p[2] for p in pairs], dtype=np.int64)
+    pair_cb = np.array([p[3] for p in pairs], dtype=np.int64)
+    pair_weight = popularity[pair_a] * popularity[pair_b] * rng.lognormal(0.0, 0.35, len(pairs))
+    pair_weight /= pair_weight.sum()
+    pair_relayers, k = _relayer_slots(rng, pair_weight, relayers)
+    relayer_address, software, skill = _operators(rng, relayers)
+    route_pair, route_src, route_dst, route_src_channel, route_dst_channel, route_weight = _routes(
+        rng, pair_a, pair_b, pair_ca, pair_cb, pair_weight
+    )
+    wallet_bytes20, wallet_bytes32, wallet_weight = _wallets(rng, wallets)
+    return ChainNetwork(
+        chains=CHAINS,
+        pair_a=pair_a,
+        pair_b=pair_b,
+        pair_channel_a=pair_ca,
+        pair_channel_b=pair_cb,
+        pair_relayers=pair_relayers,
+        # a channel pauses (every relayer idle) less often the more relayers it has
+        pair_pause_rate_per_day=1.2 / k,
+        route_pair=route_pair,
+        route_src=route_src,
+        route_dst=route_dst,
+        route_src_channel=route_src_channel,
+        route_dst_channel=route_dst_channel,
+        route_weight=route_weight,
+        relayer_address=relayer_address,
+        relayer_name=np.array(_monikers(seed, relayers), dtype=object),
+        relayer_software=software,
+        relayer_skill=skill,
+        wallet_bytes20=wallet_bytes20,
+        wallet_bytes32=wallet_bytes32,
+        wallet_weight=wallet_weight,
+    )
+
+
+def _channel_pairs(
+    rng: np.random.Generator, popularity: np.ndarray
+) -> list[tuple[int, int, int, int]]:
+    """Undirected channel pairs (chain a, chain b, channel on a, channel on b): the real channels,
+    every hub to every chain, then spokes to spokes drawn by popularity."""
     chains = CHAINS
     index = {c.chain_id: i for i, c in enumerate(chains)}
     n = len(chains)
-    popularity = 1.0 / np.arange(1, n + 1) ** ZIPF_EXPONENT
-
     used: dict[int, set[int]] = {i: set() for i in range(n)}
     pairs: list[tuple[int, int, int, int]] = []
     linked: set[frozenset[int]] = set()
@@ -133,31 +182,35 @@ def build_topology(seed: int, *, wallets: int = 2_000, relayers: int = 24) -> To
         add_pair(int(a), int(b))
         if len(pairs) == before and len(linked) >= len(spokes) * (len(spokes) - 1) // 2:
             break
+    return pairs
 
-    pair_a = np.array([p[0] for p in pairs], dtype=np.int64)
-    pair_b = np.array([p[1] for p in pairs], dtype=np.int64)
-    pair_ca = np.array([p[2] for p in pairs], dtype=np.int64)
-    pair_cb = np.array([p[3] for p in pairs], dtype=np.int64)
-    pair_weight = popularity[pair_a] * popularity[pair_b] * rng.lognormal(0.0, 0.35, len(pairs))
-    pair_weight /= pair_weight.sum()
 
-    # relayer operators: a few run many channels (Zipf over operator rank)
+def _relayer_slots(
+    rng: np.random.Generator, pair_weight: np.ndarray, relayers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which operators serve each pair (pairs x max_relayers, -1 padded) and how many: several on
+    the busiest quarter of the pairs, one or two on the rest; a few operators run many channels
+    (Zipf over operator rank)."""
+    n_pairs = pair_weight.size
     operator_weight = 1.0 / np.arange(1, relayers + 1) ** 0.9
     operator_weight /= operator_weight.sum()
     order = np.argsort(-pair_weight)
-    busy = np.zeros(len(pairs), dtype=bool)
-    busy[order[: max(1, len(pairs) // 4)]] = True
-    k = np.where(busy, rng.integers(3, 11, len(pairs)), rng.integers(1, 3, len(pairs)))
+    busy = np.zeros(n_pairs, dtype=bool)
+    busy[order[: max(1, n_pairs // 4)]] = True
+    k = np.where(busy, rng.integers(3, 11, n_pairs), rng.integers(1, 3, n_pairs))
     k = np.minimum(k, relayers)
-    max_k = int(k.max())
-    pair_relayers = np.full((len(pairs), max_k), -1, dtype=np.int64)
-    for i in range(len(pairs)):
+    pair_relayers = np.full((n_pairs, int(k.max())), -1, dtype=np.int64)
+    for i in range(n_pairs):
         pair_relayers[i, : k[i]] = rng.choice(
             relayers, size=int(k[i]), replace=False, p=operator_weight
         )
-    # a channel pauses (every relayer idle) less often the more relayers it has
-    pause_rate = 1.2 / k
+    return pair_relayers, k
 
+
+def _operators(
+    rng: np.random.Generator, relayers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The relayer operators' addresses, software and skill (how often each wins a race)."""
     keys = rng.integers(0, 256, size=(relayers, 20), dtype=np.uint8)
     relayer_address = bech32.encode_many("cosmos", keys)
     software = rng.choice(
@@ -166,49 +219,47 @@ def build_topology(seed: int, *, wallets: int = 2_000, relayers: int = 24) -> To
         p=[0.6, 0.35, 0.05],
     )
     skill = rng.lognormal(0.0, 0.6, relayers)
+    return relayer_address, software, skill
 
-    route_pair = np.repeat(np.arange(len(pairs)), 2)
-    forward = np.tile([True, False], len(pairs))
-    route_src = np.where(forward, pair_a[route_pair], pair_b[route_pair])
-    route_dst = np.where(forward, pair_b[route_pair], pair_a[route_pair])
-    route_src_channel = np.where(forward, pair_ca[route_pair], pair_cb[route_pair])
-    route_dst_channel = np.where(forward, pair_cb[route_pair], pair_ca[route_pair])
-    split = rng.uniform(0.4, 0.6, len(pairs))
+
+def _routes(
+    rng: np.random.Generator,
+    pair_a: np.ndarray,
+    pair_b: np.ndarray,
+    pair_ca: np.ndarray,
+    pair_cb: np.ndarray,
+    pair_weight: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The directed routes, two per pair (a->b, b->a): :class:`ChainNetwork`'s ``route_*`` fields in
+    their order; each pair's weight is split 40-60% between its two directions."""
+    n_pairs = pair_a.size
+    route_pair = np.repeat(np.arange(n_pairs), 2)
+    forward = np.tile([True, False], n_pairs)
+    split = rng.uniform(0.4, 0.6, n_pairs)
     route_weight = pair_weight[route_pair] * np.where(
         forward, split[route_pair], 1 - split[route_pair]
     )
     route_weight /= route_weight.sum()
+    return (
+        route_pair,
+        np.where(forward, pair_a[route_pair], pair_b[route_pair]),
+        np.where(forward, pair_b[route_pair], pair_a[route_pair]),
+        np.where(forward, pair_ca[route_pair], pair_cb[route_pair]),
+        np.where(forward, pair_cb[route_pair], pair_ca[route_pair]),
+        route_weight,
+    )
 
+
+def _wallets(rng: np.random.Generator, wallets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wallet keys (20-byte accounts, then 32-byte contracts) and their sampling weights: few heavy
+    wallets, many light ones (Zipf over a random rank order)."""
     n_contracts = round(wallets * CONTRACT_WALLET_SHARE)
     wallet_bytes20 = rng.integers(0, 256, size=(wallets - n_contracts, 20), dtype=np.uint8)
     wallet_bytes32 = rng.integers(0, 256, size=(n_contracts, 32), dtype=np.uint8)
-    # few heavy wallets, many light ones: Zipf over a random rank order
     ranks = rng.permutation(wallets) + 1
     wallet_weight = 1.0 / ranks**1.05
     wallet_weight /= wallet_weight.sum()
-
-    return Topology(
-        chains=chains,
-        pair_a=pair_a,
-        pair_b=pair_b,
-        pair_channel_a=pair_ca,
-        pair_channel_b=pair_cb,
-        pair_relayers=pair_relayers,
-        pair_pause_rate_per_day=pause_rate,
-        route_pair=route_pair,
-        route_src=route_src,
-        route_dst=route_dst,
-        route_src_channel=route_src_channel,
-        route_dst_channel=route_dst_channel,
-        route_weight=route_weight,
-        relayer_address=relayer_address,
-        relayer_name=np.array(_monikers(seed, relayers), dtype=object),
-        relayer_software=software,
-        relayer_skill=skill,
-        wallet_bytes20=wallet_bytes20,
-        wallet_bytes32=wallet_bytes32,
-        wallet_weight=wallet_weight,
-    )
+    return wallet_bytes20, wallet_bytes32, wallet_weight
 
 
 def _free_channel(rng: np.random.Generator, used: set[int], chain_id: str) -> int:
