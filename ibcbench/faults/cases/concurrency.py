@@ -230,7 +230,7 @@ def concurrent_notebook_runs(lab: FaultLab) -> FaultOutcome:
 
 @fault(GROUP, fast=False)
 def concurrent_run_all(lab: FaultLab) -> FaultOutcome:
-    """Two ``run-all --scale tiny`` at once (issue 14: four notebooks broke, an INVALID index stayed).
+    """Two ``run-all --scale tiny`` at once (before the run lock: four notebooks broke, an INVALID index stayed).
 
     The notebooks that build and change the shared dataset (01 loads it, 02 swaps its indexes, 04
     swaps them for its plans); not 08, the fault suite itself."""
