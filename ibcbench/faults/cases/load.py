@@ -276,7 +276,8 @@ def fault_load_terminated(lab: FaultLab) -> FaultOutcome:
     return _interrupt(lab, "load_terminated", "load", "terminate")
 
 
-@fault(GROUP, fast=False)  # a crash recovery: 10-30 s in `bench faults --only load` runs on a loaded 2-core machine
+# a crash recovery: 10-30 s in `bench faults --only load` runs on a loaded 2-core machine
+@fault(GROUP, fast=False)
 def fault_load_server_restart(lab: FaultLab) -> FaultOutcome:
     """The server restarted (immediate shutdown: a crash and its recovery) under a load's COPY."""
     return _interrupt(lab, "load_server_restart", "load", "restart")
