@@ -48,15 +48,17 @@ def connect(
         return psycopg.connect(target, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = redact_dsn(first)
+        first = redact_dsn(first, dsn=target)
         raise ConnectionFailed(
             f"cannot connect to {describe_dsn(target)}: {first}; check DATABASE_URL/--dsn or run "
             "`ibcbench db up`"
         ) from exc
     except psycopg.ProgrammingError as exc:
-        detail = redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        detail = redact_dsn(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else "", dsn=target
+        )
         raise ConnectionFailed(
-            f"invalid DSN {redact_dsn(target)!r}: {detail}; fix DATABASE_URL or --dsn"
+            f"invalid DSN {redact_dsn(target, dsn=target)!r}: {detail}; fix DATABASE_URL or --dsn"
         ) from exc
 
 

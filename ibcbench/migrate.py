@@ -356,7 +356,8 @@ class Migrator:
                         (version,),
                     )
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+                if not _lost(conn):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         return True
 
     @staticmethod
@@ -485,6 +486,8 @@ class Migrator:
                         "version fully applied)"
                     )
                 plan = self._plan(direction, current, steps)
+                if plan:
+                    _refuse_timescaledb_not_preloaded(conn)
                 if direction == "up":
                     # before anything is created: never adopt (and later drop) what the kit did not create
                     pending_invalid = self._refuse_foreign(conn, [m for m, _ in plan])
@@ -499,8 +502,17 @@ class Migrator:
                     self._apply(conn, migration, direction, target)
                     applied.append(migration.label)
                 version, _ = self._read_version(conn)
+            except psycopg.Error as exc:
+                if not _lost(conn):
+                    raise
+                raise MigrationError(
+                    f"the connection to the server was lost ({_first_line(exc)}) before any "
+                    "migration ran: nothing was applied; run the command again once the server is "
+                    "up (`ibcbench db status`)"
+                ) from exc
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+                if not _lost(conn):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         return MigrateResult(
             applied=applied,
             direction=direction,
@@ -545,6 +557,61 @@ class Migrator:
             plan.append((m, versions[idx - 1] if idx > 0 else None))
         return plan
 
+    def _lost_during(
+        self,
+        migration: Migration,
+        direction: str,
+        target: int | None,
+        still_at: int,
+        exc: psycopg.Error,
+    ) -> MigrationError:
+        """The one line for a connection lost while ``migration`` ran, after settling its dirty mark.
+
+        A file that ran in a transaction was rolled back by the server, or committed if the loss came
+        after COMMIT: a new session reads which (the kit's record of the versions it applied is
+        written in the same transaction) and sets the version clean at the one the database is at.
+        A ``CONCURRENTLY`` file, or a server that cannot be reached again, keeps the dirty mark."""
+        label = f"{migration.label}.{direction}.sql"
+        head = (
+            f"the connection to the server was lost while migration {label} ran "
+            f"({_first_line(exc)}): not a problem in the file; "
+        )
+        if not _is_concurrent(migration.text(direction)):
+            try:
+                at = self._settle_lost(migration, direction, target, still_at)
+            except (psycopg.Error, MigrationError):
+                at = None
+            if at is not None:
+                return MigrationError(
+                    head + f"the server rolled back what it had done (or committed all of it) and "
+                    f"the schema is at version {at if at != NIL_VERSION else 'none'}, not dirty: "
+                    "run the command again once the server is up"
+                )
+        return MigrationError(
+            head + f"the version is left marked dirty at {migration.version}: once the server is "
+            f"up, run `ibcbench schema force {still_at}`, then `ibcbench schema up`"
+        )
+
+    def _settle_lost(
+        self, migration: Migration, direction: str, target: int | None, still_at: int
+    ) -> int | None:
+        """In a new session: the version a transactional file cut off left the database at, set
+        clean (None: the state is not the one this run left, and is kept)."""
+        dirty_at = migration.version if direction == "up" else target
+        with self._connect() as conn:
+            lock_id = self._lock(conn)
+            try:
+                current, dirty = self._read_version(conn)
+                if not dirty or current != (dirty_at if dirty_at is not None else NIL_VERSION):
+                    return None
+                recorded = migration.version in self._applied(conn)
+                committed = recorded if direction == "up" else not recorded
+                at = (target if target is not None else NIL_VERSION) if committed else still_at
+                self._set_version(conn, None if at == NIL_VERSION else at, False)
+                return at
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
     def _apply(
         self, conn: psycopg.Connection, migration: Migration, direction: str, target: int | None
     ) -> None:
@@ -571,6 +638,8 @@ class Migrator:
             still_at = (
                 _previous(migration.version, self) if direction == "up" else migration.version
             )
+            if _lost(conn):
+                raise self._lost_during(migration, direction, target, still_at, exc) from exc
             if _is_concurrent(text):
                 # outside a transaction: a failed CREATE INDEX CONCURRENTLY leaves its index INVALID
                 left = self._left_invalid(conn, migration)
@@ -590,6 +659,40 @@ class Migrator:
                 f"but the version is marked dirty: fix the file, then run `ibcbench schema force {still_at}`"
             ) from exc
         self._set_version(conn, target, False)
+
+
+def _lost(conn: psycopg.Connection) -> bool:
+    """Whether the connection is gone (a terminated backend, a server restart, a network cut)."""
+    return bool(conn.closed or conn.broken)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _refuse_timescaledb_not_preloaded(conn: psycopg.Connection) -> None:
+    """One line, before anything is applied, when the server has TimescaleDB installed but does not
+    preload it: ``CREATE EXTENSION timescaledb`` (and any use of it) then ends the session with
+    FATAL "must be preloaded". A server that hides shared_preload_libraries (not a superuser) is
+    not checked."""
+    available = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if not available:
+        return  # the schema's path without TimescaleDB
+    try:
+        row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return
+    preloaded = [name.strip().strip('"') for name in str(row[0] if row else "").split(",")]
+    if "timescaledb" not in preloaded:
+        raise MigrationError(
+            f"the server of database {conn.info.dbname!r} has TimescaleDB installed but not in "
+            "shared_preload_libraries, so the schema cannot create it: nothing was applied; add "
+            "timescaledb to shared_preload_libraries (postgresql.conf), restart the server, then "
+            "run `ibcbench schema up` again"
+        )
 
 
 def _previous(version: int | None, migrator: Migrator) -> int:

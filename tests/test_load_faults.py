@@ -306,3 +306,49 @@ def test_a_manifest_that_lies_about_rows_rolls_back_in_one_line(
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone() == (0,)
     assert _attempts(dsn) == [("failed", err.removeprefix("ibcbench: error: ").strip())]
+
+
+# ---- a file changed after its checksum check --------------------------------------------------
+def test_a_file_changed_while_the_load_waits_is_refused_and_nothing_committed(
+    make_database, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The load checks the folder, then waits on its lock (held here); a letter of a text value in
+    packet_flow.pgcopy changes meanwhile. The hash over the bytes sent catches it before COMMIT."""
+    import shutil
+
+    from ibcbench.data.load import _LOAD_LOCK
+    from ibcbench.suite.fault_security_secrets import flip_letter, put_back, waiting_on_advisory
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    dsn = make_database("changed")
+    migrate_up(dsn)
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    target = copy / "packet_flow.pgcopy"
+    size = target.stat().st_size
+    with ThreadPoolExecutor(1) as pool, psycopg.connect(dsn, autocommit=True) as hold:
+        hold.execute("SELECT pg_advisory_lock(%s)", (_LOAD_LOCK,))
+        future: Future[int] = pool.submit(main, ["load", str(copy), "--quiet", "--dsn", dsn])
+        deadline = time.monotonic() + 60
+        while not waiting_on_advisory(dsn, str(dbname), _LOAD_LOCK):
+            assert time.monotonic() < deadline, "the load never waited on its lock"
+            time.sleep(0.02)
+        flipped = flip_letter(target)
+        hold.execute("SELECT pg_advisory_unlock(%s)", (_LOAD_LOCK,))
+        assert future.result(timeout=60) == 1
+    assert target.stat().st_size == size
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "packet_flow.pgcopy changed while it was being loaded" in err
+    assert "nothing was committed" in err
+    assert _rows(dsn) == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone() == (0,)
+    [(status, message)] = _attempts(dsn)
+    assert status == "failed" and message and "changed while it was being loaded" in message
+    # the folder as generated loads, and is not taken for one already loaded
+    put_back(target, flipped)
+    assert main(["load", str(copy), "--quiet", "--dsn", dsn]) == 0
+    assert "already loaded" not in capsys.readouterr().err
+    assert _attempts(dsn)[-1] == ("committed", None)
+    assert _rows(dsn) == sum(json.loads((copy / "manifest.json").read_text())["rows"].values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import threading
 import time
@@ -492,3 +493,47 @@ def test_a_disturbed_workload_run_exits_1_in_one_line_and_its_folder_is_failed(
     assert manifest["schema_version"] is not None  # the rest of the manifest is there too
     with pytest.raises(RunError, match="no complete run"):
         find_run("latest", root=runs)
+
+
+# ---- secrets: pgbench's command line ----------------------------------------------------------
+PGBENCH_PASSWORD = (
+    "Pgb-S3cret Pw:9\\x"  # a space, a colon and a backslash: the password file escapes
+)
+
+
+def test_pgbench_gets_its_password_from_a_0600_file_not_its_arguments(tmp_path: Path) -> None:
+    from ibcbench.bench.runner import pgbench_connection
+
+    dsn = "postgresql://u:Pgb-S3cret%20Pw%3A9%5Cx@127.0.0.1:5/db?sslmode=disable"
+    conninfo, env = pgbench_connection(dsn, tmp_path)
+    assert "S3cret" not in conninfo and conninfo_to_dict(conninfo) == {
+        "user": "u",
+        "host": "127.0.0.1",
+        "port": "5",
+        "dbname": "db",
+        "sslmode": "disable",
+    }
+    passfile = Path(env["PGPASSFILE"])
+    assert passfile.parent == tmp_path and passfile.stat().st_mode & 0o777 == 0o600
+    assert passfile.read_text() == "*:*:*:*:Pgb-S3cret Pw\\:9\\\\x\n"
+    assert "PGPASSWORD" not in env
+    plain, env = pgbench_connection("host=h dbname=d", tmp_path)  # no password: no file
+    assert conninfo_to_dict(plain) == {"host": "h", "dbname": "d"} and "PGPASSFILE" not in env
+
+
+@pytest.mark.db
+def test_no_process_of_a_pgbench_run_shows_the_dsn_password(
+    server_dsn: str, loaded_dsn: str
+) -> None:
+    from tests.procscan import CmdlineWatch, dbname_of, password_login, with_dbname
+
+    with password_login(server_dsn, "t_runner_pw", PGBENCH_PASSWORD) as login:
+        dsn = with_dbname(login, dbname_of(loaded_dsn))
+        with psycopg.connect(dsn) as conn:  # the password is checked (scram), and right
+            assert conn.execute("SELECT current_user").fetchone() == ("t_runner_pw",)
+        wl = default_workload().subset(["packet_by_channel_sequence"])
+        with CmdlineWatch(os.getpid(), [PGBENCH_PASSWORD, "S3cret"]) as watch:
+            result = run_pgbench(dsn, wl, clients=1, duration_s=1, warmup_s=0)
+    assert result.errors == 0 and len(result.latencies) > 0
+    assert watch.ran("pgbench"), sorted(watch.seen)
+    assert not watch.hits, "the password is on a command line"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -42,11 +43,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ibcbench.bench.timing import latency_summary
 from ibcbench.bench.workload import Workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
-from ibcbench.errors import BenchmarkError, IbcbenchError
+from ibcbench.errors import BenchmarkError, IbcbenchError, redact_dsn
 from ibcbench.toolkit.pool import PoolConfig, create_pool
 
 #: share of one core above which the Python client is the bottleneck (one process, one GIL)
@@ -676,6 +678,33 @@ def pgbench_scripts(
     return PgbenchScripts(scripts, variables)
 
 
+def pgbench_connection(dsn: str, folder: Path) -> tuple[str, dict[str, str]]:
+    """The conninfo for pgbench's command line, without the password, and the environment that
+    carries the password: a password file (``PGPASSFILE``, mode 0600) written in ``folder``.
+
+    Every local user can read a process's arguments (``ps -eo args``), but not its environment or a
+    0600 file. ``PGPASSWORD`` of this process is left out: the DSN's password (or none) decides, as
+    it does for the kit's own connections."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:  # connect() refused it before: the same line
+        detail = redact_dsn(_first_line(exc), dsn=dsn)
+        raise BenchmarkError(f"invalid DSN for pgbench: {detail}; fix --dsn") from exc
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password is None:
+        return make_conninfo("", **params), env
+    env.pop("PGPASSWORD", None)
+    passfile = folder / "pgpass"
+    escaped = str(password).replace("\\", "\\\\").replace(":", "\\:")
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"*:*:*:*:{escaped}\n")
+    params.pop("passfile", None)
+    env["PGPASSFILE"] = str(passfile)
+    return make_conninfo("", **params), env
+
+
 #: pgbench 15 reads its clock lazily: a transaction whose first command is SQL is logged with the
 #: previous one's end as its start, which shows as 0 µs under load (seen here on 15.20 with 4
 #: clients: 93% zeros). A meta command first makes pgbench read the clock when the transaction begins.
@@ -807,10 +836,12 @@ def run_pgbench(
         # prepared statements reach their steady plans), and its transactions are left out
         warm, measured = round(warmup_s), max(1, round(duration_s))
         prefix = folder / "log"
+        conninfo, env = pgbench_connection(target, folder)  # no password among the arguments
         proc = subprocess.run(
-            [*args, "-T", str(warm + measured), "--log", f"--log-prefix={prefix}", target],
+            [*args, "-T", str(warm + measured), "--log", f"--log-prefix={prefix}", conninfo],
             capture_output=True,
             text=True,
+            env=env,
         )
         if proc.returncode != 0:
             aborted = pgbench_aborted(proc.stderr)

@@ -69,7 +69,7 @@ def with_database(dsn: str, dbname: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
-            f"invalid DSN {redact_dsn(dsn)!r}: {redact_dsn(str(exc).strip())}; fix DATABASE_URL or --dsn"
+            f"invalid DSN {redact_dsn(dsn, dsn=dsn)!r}: {redact_dsn(str(exc).strip(), dsn=dsn)}; fix DATABASE_URL or --dsn"
         ) from exc
     params["dbname"] = dbname
     return make_conninfo("", **params)

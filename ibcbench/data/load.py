@@ -830,13 +830,27 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_stream(path: Path) -> Iterator[memoryview]:
-    """A file in COPY_CHUNK pieces, read into one reused buffer (libpq copies each piece at once)."""
+def _file_stream(path: Path, digest: Any = None) -> Iterator[memoryview]:
+    """A file in COPY_CHUNK pieces, read into one reused buffer (libpq copies each piece at once);
+    ``digest`` (a hashlib object) is updated with each piece as it is handed out."""
     buffer = bytearray(COPY_CHUNK)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as fh:
         while n := fh.readinto(buffer):
+            if digest is not None:
+                digest.update(view[:n])
             yield view[:n]
+
+
+def _check_streamed(path: Path, entry: dict[str, Any], digest: Any, streamed: int) -> None:
+    """The bytes a COPY sent against the manifest's size and SHA-256 (the file may have changed
+    since :func:`read_manifest` checked it): a mismatch is a LoadError, raised before COMMIT."""
+    if streamed != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
+        raise LoadError(
+            f"{path} changed while it was being loaded (the bytes sent to the server do not match "
+            "its manifest's SHA-256): nothing was committed; put back the folder as generated (or "
+            "generate it again), then load it again"
+        )
 
 
 #: what a folder's manifest must hold for a load, and the type of each
@@ -968,12 +982,15 @@ def _load_folder(dsn: str | None, folder: Path, *, quiet: bool) -> LoadResult:
             for t in TABLES:
                 t0 = time.perf_counter()
                 path = folder / f"{t}.pgcopy"
+                # the hash is over the bytes sent, not the file as read_manifest saw it
+                digest = hashlib.sha256()
                 if t in FACT_TABLES:
-                    written = copy_stream(cur, t, _file_stream(path))
+                    written = copy_stream(cur, t, _file_stream(path, digest))
                     copied = cur.rowcount
                     bar.update(manifest["rows"][t])
                 else:
-                    written, copied = _upsert_derived(cur, t, _file_stream(path))
+                    written, copied = _upsert_derived(cur, t, _file_stream(path, digest))
+                _check_streamed(path, manifest["files"][t], digest, written)
                 if copied != manifest["rows"][t]:  # the transaction rolls back
                     raise LoadError(
                         f"the manifest says {manifest['rows'][t]:,} rows for {t} but the file holds "
