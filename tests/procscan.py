@@ -1,5 +1,5 @@
 """Test helpers: the command lines of a process and its descendants, scanned from /proc while it
-runs (see :mod:`ibcbench.suite.procscan`), and a role that logs in with a password."""
+runs (see :mod:`ibcbench.faults.procscan`), and a role that logs in with a password."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ibcbench.suite.procscan import CmdlineWatch, cmdline, descendants
+from ibcbench.faults.procscan import CmdlineWatch, cmdline, descendants
 
 __all__ = ["CmdlineWatch", "cmdline", "descendants", "password_login"]
 

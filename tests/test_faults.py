@@ -22,8 +22,18 @@ from ibcbench.faults.registry import FaultOutcome
 from ibcbench.faults.run import FaultSuiteResult, run_fault_suite, suite_scale
 from tests.conftest import BackgroundCommand
 
-#: every fault group of the suite (ibcbench.suite.fault_*) must be in the tiny suite's table
-GROUPS = {"load", "server", "schema", "concurrency", "safety", "disk", "inputs", "dataset"}
+#: every fault group of the suite (ibcbench.faults.cases) must be in the tiny suite's table
+GROUPS = {
+    "load",
+    "server",
+    "schema",
+    "concurrency",
+    "safety",
+    "disk",
+    "inputs",
+    "dataset",
+    "security",
+}
 SUMMARY_RE = re.compile(
     r"^faults: (\d+) injected, (\d+) survived, (\d+) rows lost, (\d+) bad inputs rejected$"
 )

@@ -317,7 +317,7 @@ def test_a_file_changed_while_the_load_waits_is_refused_and_nothing_committed(
     import shutil
 
     from ibcbench.data.load import _LOAD_LOCK
-    from ibcbench.suite.fault_security_secrets import flip_letter, put_back, waiting_on_advisory
+    from ibcbench.faults.cases.security_secrets import flip_letter, put_back, waiting_on_advisory
 
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)

@@ -438,7 +438,7 @@ METRICS: dict[str, Metric] = {
         Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
         _data("leaf_density_before", "%", "the bloated index, bloated on purpose"),
         Metric("leaf_density_after", "higher", "%", 0.1, 1.0, note="leaf density after REINDEX"),
-        # 08 · the fault suite (suite/faults.py): counts, so any change counts
+        # 08 · the fault suite (ibcbench/faults/): counts, so any change counts
         Metric(
             "faults_injected", "none", "faults", note="faults the suite injected (its scale's set)"
         ),

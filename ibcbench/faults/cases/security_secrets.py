@@ -22,9 +22,10 @@ from pathlib import Path
 from ibcbench.data.load import _LOAD_LOCK
 from ibcbench.db import connect
 from ibcbench.errors import redact_dsn
-from ibcbench.suite.fault_inputs import PASSWORD, password_role
-from ibcbench.suite.faults import FaultLab, FaultOutcome, fault, nothing_written
-from ibcbench.suite.procscan import CmdlineWatch
+from ibcbench.faults.cases.inputs import PASSWORD, password_role
+from ibcbench.faults.lab import FaultLab, nothing_written
+from ibcbench.faults.procscan import CmdlineWatch
+from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "security"
 #: how long the suite waits for a command to reach the lock it holds
