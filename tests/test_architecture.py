@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "ibcbench": 0,  # the package root: __version__ and the lazy public names
     "ibcbench.errors": 0,
     "ibcbench.settings": 0,
+    "ibcbench.inputs": 0,
     "ibcbench.server": 1,
     "ibcbench.db": 1,
     "ibcbench.migrate": 1,
