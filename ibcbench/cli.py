@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import DISK_FULL_ERRNOS, IbcbenchError, redact_dsn, write_failure
+from ibcbench.errors import (
+    DISK_FULL_ERRNOS,
+    IbcbenchError,
+    redact_dsn,
+    write_advice,
+    write_failure,
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,7 +79,7 @@ def _disk_full(exc: Exception) -> str | None:
     server)."""
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         where = exc.filename or "the disk"
-        return f"{write_failure(exc, where)}: free space and run the command again"
+        return f"{write_failure(exc, where)}: {write_advice(exc)} and run the command again"
     if getattr(exc, "sqlstate", None) == "53100":
         primary = str(exc).strip().splitlines()[0] if str(exc).strip() else "disk full"
         return (

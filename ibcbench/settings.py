@@ -20,7 +20,7 @@ DEFAULT_ROLE = "ibcbench"
 #: First port tried for a new embedded server; the next free one is taken when it is busy.
 DEFAULT_FIRST_PORT = 54329
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 
 #: ``timescaledb.license`` values: the Community edition (Timescale License) and the Apache edition.
 TIMESCALEDB_LICENSES = ("timescale", "apache")

@@ -237,6 +237,15 @@ def _create_copy(conn: psycopg.Connection, name: str, interval: str, columns: st
     return ms
 
 
+def _columnstore_on(table: str, segmentby: str, orderby: str) -> sql.Composable:
+    """``ALTER TABLE ... SET (timescaledb.enable_columnstore ...)`` with the settings as literals."""
+    schema, name = table.split(".")
+    return sql.SQL(
+        "ALTER TABLE {} SET (timescaledb.enable_columnstore = true,"
+        " timescaledb.segmentby = {}, timescaledb.orderby = {})"
+    ).format(sql.Identifier(schema, name), sql.Literal(segmentby), sql.Literal(orderby))
+
+
 def _compress(
     conn: psycopg.Connection, name: str, segmentby: str, orderby: str
 ) -> tuple[float, int]:
@@ -244,8 +253,7 @@ def _compress(
     table = f"{SCHEMA}.{name}"
     _x(
         conn,
-        f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
-        f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')",
+        _columnstore_on(table, segmentby, orderby),
     )
     chunks = [
         r[0]
@@ -454,8 +462,7 @@ def _policy(conn: psycopg.Connection, name: str, wait_s: float) -> dict[str, Any
     segmentby, orderby = SETTINGS["by_source_chain"]
     _x(
         conn,
-        f"ALTER TABLE {table} SET (timescaledb.enable_columnstore = true,"
-        f" timescaledb.segmentby = '{segmentby}', timescaledb.orderby = '{orderby}')",
+        _columnstore_on(table, segmentby, orderby),
     )
     _x(conn, "CALL add_columnstore_policy(%s::regclass, after => %s::interval)", (table, "1 hour"))
     job_id = _x(

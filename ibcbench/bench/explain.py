@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ibcbench.bench.indexes import apply_strategy
+from ibcbench.bench.indexes import STRATEGIES, apply_strategy
 from ibcbench.bench.workload import workload_queries
 from ibcbench.db import connect
-from ibcbench.errors import BenchmarkError
+from ibcbench.errors import BenchmarkError, ConfigError
+from ibcbench.inputs import SETTING_RE, check_name, safe_child
 from ibcbench.plans import (
     Plan,
     PlanSetDiff,
@@ -63,6 +64,20 @@ class PlanConfig:
     index_strategy: str | None = None
     settings: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_name(self.name, "configuration name")
+        if self.index_strategy is not None and self.index_strategy not in STRATEGIES:
+            raise ConfigError(
+                f"index strategy {self.index_strategy!r} of configuration {self.name} is "
+                f"unknown: use one of {', '.join(STRATEGIES)}"
+            )
+        for key in self.settings:
+            if not isinstance(key, str) or not SETTING_RE.fullmatch(key):
+                raise ConfigError(
+                    f"setting name {key!r} of configuration {self.name} is invalid: use a "
+                    "server setting's name, such as random_page_cost"
+                )
+
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "index_strategy": self.index_strategy, "settings": self.settings}
 
@@ -83,7 +98,7 @@ def capture_configuration(
         conn.commit()
     plans = capture_plans(dsn, queries, settings=config.settings)
     if out_dir is not None:
-        save_plans(plans, out_dir / config.name, config=config.as_dict())
+        save_plans(plans, safe_child(out_dir, config.name), config=config.as_dict())
     return plans
 
 
@@ -108,7 +123,7 @@ def compare_configurations(
             apply_strategy(dsn, restore_strategy)
     result = diff_plan_sets(pa, pb, names=(a.name, b.name))
     if out_dir is not None:
-        (out_dir / f"diff_{a.name}_vs_{b.name}.html").write_text(
+        safe_child(out_dir, f"diff_{a.name}_vs_{b.name}.html").write_text(
             render_diff_html(result, title=f"{a.name} vs {b.name}", standalone=True)
         )
     return result

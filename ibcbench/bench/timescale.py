@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from data_gen.tables import PACKET_FLOW
 from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.errors import BenchmarkError
+from ibcbench.inputs import check_chunk_interval, check_count, check_name, interval_name
 from ibcbench.plans.model import plan_from_json
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.results.runs import Run
@@ -35,8 +37,17 @@ _INDEXES = (
 )
 
 
-def _x(conn: psycopg.Connection, statement: str, params: tuple = ()) -> Any:
-    return conn.execute(statement, params)
+#: the most measured executions of one layout query
+MAX_REPETITIONS = 100_000
+
+
+def _x(conn: psycopg.Connection, statement: str | sql.Composable, params: tuple = ()) -> Any:
+    return conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def _t(name: str) -> sql.Composable:
+    """The kit's table ``name`` in :data:`SCHEMA`, quoted (a layout name is also checked)."""
+    return sql.Identifier(SCHEMA, check_name(name, "layout name"))
 
 
 def _wal_lsn(conn: psycopg.Connection) -> str:
@@ -91,15 +102,21 @@ def _create_partitioned(
     """A table range-partitioned on created_at, one partition per ``hours`` (named <name>_YYYYMMDDHH)."""
     _x(
         conn,
-        f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)",
+        sql.SQL(
+            "CREATE TABLE {} (LIKE public.packet_flow INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)"
+        ).format(_t(name)),
     )
     step = pd.Timedelta(hours=hours)
     start = pd.Timestamp(lo).floor("D" if hours == 24 else "h")
     while start <= pd.Timestamp(hi):
         _x(
             conn,
-            f"CREATE TABLE {SCHEMA}.{name}_{start:%Y%m%d%H} PARTITION OF {SCHEMA}.{name}"
-            f" FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + step).isoformat()}')",
+            sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                _t(f"{name}_{start:%Y%m%d%H}"),
+                _t(name),
+                sql.Literal(start.isoformat()),
+                sql.Literal((start + step).isoformat()),
+            ),
         )
         start += step
 
@@ -112,17 +129,24 @@ def _create_layout(
     else:
         _x(
             conn,
-            f"CREATE TABLE {SCHEMA}.{name} (LIKE public.packet_flow INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+            sql.SQL(
+                "CREATE TABLE {} (LIKE public.packet_flow INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ).format(_t(name)),
         )
         if kind == "hypertable":
             _x(
                 conn,
-                "SELECT create_hypertable(%s, by_range('created_at', %s::interval))",
-                (f"{SCHEMA}.{name}", interval),
+                "SELECT create_hypertable(%s::regclass, by_range('created_at', %s::interval))",
+                (f"{SCHEMA}.{name}", check_chunk_interval(interval)),
             )
-    _x(conn, f"ALTER TABLE {SCHEMA}.{name} ADD PRIMARY KEY (id, created_at)")
+    _x(conn, sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id, created_at)").format(_t(name)))
     for i, cols in enumerate(_INDEXES):
-        _x(conn, f"CREATE INDEX {name}_idx{i} ON {SCHEMA}.{name} {cols}")
+        _x(
+            conn,
+            sql.SQL("CREATE INDEX {} ON {} " + cols).format(
+                sql.Identifier(check_name(f"{name}_idx{i}", "index name")), _t(name)
+            ),
+        )
 
 
 def _has_timescaledb(conn: psycopg.Connection) -> bool:
@@ -195,6 +219,8 @@ def benchmark_layouts(
     measured executions (fewer once the p50 is precise to ±5%); chunk counts follow
     :mod:`ibcbench.plans.model`'s definition of scanned and excluded chunks.
     """
+    intervals = [check_chunk_interval(i) for i in chunk_intervals]
+    check_count(repetitions, "repetitions", maximum=MAX_REPETITIONS)
     policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     _drop_schema(target)
@@ -216,16 +242,17 @@ def benchmark_layouts(
                 ("partitioned_1_day", "partitioned", None),
             ]
             if has_ts:
-                plan += [
-                    (f"hypertable_{i.replace(' ', '_')}", "hypertable", i) for i in chunk_intervals
-                ]
+                plan += [(f"hypertable_{interval_name(i)}", "hypertable", i) for i in intervals]
             for name, kind, interval in plan:
                 _create_layout(conn, name, kind, interval, lo, hi)
+                table = _t(name)
                 load_ms = time_once_ms(
                     conn,
-                    f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
+                    sql.SQL(
+                        f"INSERT INTO {{}} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow"
+                    ).format(table),
                 )
-                _x(conn, f"ANALYZE {SCHEMA}.{name}")
+                _x(conn, sql.SQL("ANALYZE {}").format(table))
                 parts, leaves = 1, []
                 if kind == "hypertable":
                     parts = _x(
@@ -249,21 +276,21 @@ def benchmark_layouts(
                 )
                 queries = {
                     "recent_2h_count": (
-                        f"SELECT count(*) FROM {SCHEMA}.{name} WHERE created_at > %s AND status = 'acknowledged'",
+                        "SELECT count(*) FROM {t} WHERE created_at > %s AND status = 'acknowledged'",
                         lambda s: (hi - pd.Timedelta(hours=2),),
                     ),
                     "hourly_last_day": (
-                        f"SELECT date_trunc('hour', created_at), count(*) FROM {SCHEMA}.{name}"
+                        "SELECT date_trunc('hour', created_at), count(*) FROM {t}"
                         " WHERE created_at > %s GROUP BY 1",
                         lambda s: (hi - pd.Timedelta(days=1),),
                     ),
                     "point_lookup": (
-                        f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND source_channel = %s"
+                        "SELECT id, status FROM {t} WHERE source_chain = %s AND source_channel = %s"
                         " AND sequence = %s",
                         lambda s: (s[0], s[1], s[2]),
                     ),
                     "point_lookup_time_bounded": (
-                        f"SELECT id, status FROM {SCHEMA}.{name} WHERE source_chain = %s AND"
+                        "SELECT id, status FROM {t} WHERE source_chain = %s AND"
                         " source_channel = %s AND sequence = %s AND created_at BETWEEN %s AND %s",
                         lambda s: (
                             s[0],
@@ -274,15 +301,18 @@ def benchmark_layouts(
                         ),
                     ),
                     "sender_recent": (
-                        f"SELECT id FROM {SCHEMA}.{name} WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
+                        "SELECT id FROM {t} WHERE sender = %s ORDER BY created_at DESC LIMIT 20",
                         lambda s: (s[4],),
                     ),
                 }
-                for qname, (query, args) in queries.items():
+                for qname, (text, args) in queries.items():
+                    query = sql.SQL(text).format(t=table)
                     timed = time_query(conn, query, [args(s) for s in sample], policy=policy)
                     explained = plan_from_json(
                         _x(
-                            conn, "EXPLAIN (ANALYZE, FORMAT JSON) " + query, args(sample[0])
+                            conn,
+                            sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query,
+                            args(sample[0]),
                         ).fetchone()[0]
                     )
                     rows.append(
@@ -370,6 +400,8 @@ def benchmark_rollups(
 
     ``repetitions``: the most measured executions of each read (fewer once its p50 is precise to ±5%).
     """
+    check_count(repetitions, "repetitions", maximum=MAX_REPETITIONS)
+    check_count(new_packets, "new_packets", maximum=10_000_000)
     policy = (timing or TimingPolicy()).with_max_runs(repetitions)
     target = resolve_dsn(dsn)
     _drop_schema(target)
@@ -705,6 +737,7 @@ def benchmark_retention(
 ) -> RetentionResult:
     """Remove everything older than the newest packet minus ``keep_hours`` three ways, and on the
     Community edition a fourth, ``add_retention_policy`` run by the job scheduler: time and WAL."""
+    check_count(keep_hours, "keep_hours", maximum=24 * 3650)
     target = resolve_dsn(dsn)
     _drop_schema(target)
     rows = []
@@ -731,11 +764,15 @@ def benchmark_retention(
                     _create_layout(
                         conn, name, "hypertable" if kind == "policy" else kind, interval, lo, hi
                     )
+                table = _t(name)
                 _x(
                     conn,
-                    f"INSERT INTO {SCHEMA}.{name} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow",
+                    sql.SQL(
+                        f"INSERT INTO {{}} ({_COLUMNS}) SELECT {_COLUMNS} FROM packet_flow"
+                    ).format(table),
                 )
-                before = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
+                count = sql.SQL("SELECT count(*) FROM {}").format(table)
+                before = _x(conn, count).fetchone()[0]
                 _x(conn, "CHECKPOINT")
                 lsn = _wal_lsn(conn)
                 started = time.perf_counter()
@@ -743,7 +780,11 @@ def benchmark_retention(
                 if kind == "policy":
                     note = _retention_job(conn, f"{SCHEMA}.{name}", cutoff, policy_wait_s)
                 elif kind == "plain":
-                    _x(conn, f"DELETE FROM {SCHEMA}.{name} WHERE created_at < %s", (cutoff,))
+                    _x(
+                        conn,
+                        sql.SQL("DELETE FROM {} WHERE created_at < %s").format(table),
+                        (cutoff,),
+                    )
                 elif kind == "hypertable":
                     _x(
                         conn,
@@ -766,12 +807,14 @@ def benchmark_retention(
                         if stamp is not None and stamp + pd.Timedelta(hours=1) <= cutoff:
                             _x(
                                 conn,
-                                f"ALTER TABLE {SCHEMA}.{name} DETACH PARTITION {SCHEMA}.{part}",
+                                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                                    table, _t(part)
+                                ),
                             )
-                            _x(conn, f"DROP TABLE {SCHEMA}.{part}")
+                            _x(conn, sql.SQL("DROP TABLE {}").format(_t(part)))
                 elapsed = (time.perf_counter() - started) * 1000
                 wal = _wal_since(conn, lsn)
-                after = _x(conn, f"SELECT count(*) FROM {SCHEMA}.{name}").fetchone()[0]
+                after = _x(conn, count).fetchone()[0]
                 rows.append(
                     {
                         "method": label,

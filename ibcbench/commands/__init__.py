@@ -6,6 +6,7 @@ What the command modules share lives here, so that none of them imports the CLI 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
@@ -18,21 +19,43 @@ def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
 
 
 # ---- argument types: a bad value is refused by the parser, in one line, before any work -------------
+#: the largest count any option takes (``--packets``: the generator's own limit)
+MAX_COUNT = 2_000_000_000
+#: the largest number of seconds an option takes (a day)
+MAX_SECONDS = 86_400.0
+#: the largest number an option takes otherwise (``--rate``, ``--days``)
+MAX_NUMBER = 1_000_000.0
+#: the largest seed (numpy's generators take 0 .. 2**32 - 1 from the notebooks)
+MAX_SEED = 2**32 - 1
+
+
+def count_at_most(maximum: int) -> Callable[[str], int]:
+    """An argument type: an integer from 1 to ``maximum`` (``--rounds``, ``--clients``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number: give one from 1 to {maximum}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} must be at most {maximum}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
 def positive_int(text: str) -> int:
-    """An integer of at least 1 (``--packets``, ``--clients``, ``--repeat``, ``--rounds``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number: give one of 1 or more"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    """An integer from 1 to :data:`MAX_COUNT` (``--packets``)."""
+    return count_at_most(MAX_COUNT)(text)
 
 
 def non_negative_int(text: str) -> int:
-    """An integer of 0 or more (``--seed``)."""
+    """An integer from 0 to :data:`MAX_SEED` (``--seed``)."""
     try:
         value = int(text)
     except ValueError:
@@ -41,39 +64,47 @@ def non_negative_int(text: str) -> int:
         ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} must be at most {MAX_SEED} (2**32 - 1)")
+    return value
+
+
+def _number(text: str, *, low: float, maximum: float, above: bool) -> float:
+    import math
+
+    rule = f"above {low:g}" if above else f"of {low:g} or more"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give one {rule}") from None
+    if not math.isfinite(value) or value < low or (above and value == low):
+        raise argparse.ArgumentTypeError(f"{text} must be a number {rule}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"{text} must be at most {maximum:g}")
     return value
 
 
 def positive_float(text: str) -> float:
-    """A finite number above 0 (``--duration``, ``--rate``, ``--days``)."""
-    import math
+    """A finite number above 0, at most :data:`MAX_NUMBER` (``--rate``, ``--days``)."""
+    return _number(text, low=0.0, maximum=MAX_NUMBER, above=True)
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give one above 0") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number above 0")
-    return value
+
+def seconds(text: str) -> float:
+    """A finite number of seconds above 0, at most :data:`MAX_SECONDS` (``--duration``)."""
+    return _number(text, low=0.0, maximum=MAX_SECONDS, above=True)
 
 
 def non_negative_float(text: str) -> float:
-    """A finite number of 0 or more (``--warmup``)."""
-    import math
+    """A finite number of seconds of 0 or more, at most :data:`MAX_SECONDS` (``--warmup``)."""
+    return _number(text, low=0.0, maximum=MAX_SECONDS, above=False)
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number: give one of 0 or more"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a number of 0 or more")
-    return value
+
+#: the largest item of a comma-separated list of counts (``--sizes``, ``--clients``)
+MAX_LIST_ITEM = 10_000
 
 
 def positive_ints(text: str) -> tuple[int, ...]:
-    """A comma-separated list of integers of at least 1 (``--sizes 1,2,4``, ``--clients 1,4``)."""
+    """A comma-separated list of integers from 1 to :data:`MAX_LIST_ITEM` (``--sizes 1,2,4``)."""
     parts = [x.strip() for x in text.split(",") if x.strip()]
     if not parts:
         raise argparse.ArgumentTypeError(
@@ -89,6 +120,8 @@ def positive_ints(text: str) -> tuple[int, ...]:
             ) from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{value} in {text!r} must be at least 1")
+        if value > MAX_LIST_ITEM:
+            raise argparse.ArgumentTypeError(f"{value} in {text!r} must be at most {MAX_LIST_ITEM}")
         values.append(value)
     return tuple(values)
 

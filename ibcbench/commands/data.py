@@ -8,12 +8,16 @@ from datetime import datetime
 from pathlib import Path
 
 from ibcbench.commands import (
+    count_at_most,
     dataset_scale,
     iso_datetime,
     non_negative_int,
     positive_float,
     positive_int,
 )
+
+#: the most rounds of ``bench load`` / ``bench generate``
+MAX_ROUNDS = 1_000
 
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
@@ -108,7 +112,7 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rounds",
-        type=positive_int,
+        type=count_at_most(MAX_ROUNDS),
         default=3,
         help="times each scenario runs, interleaved; the median round is reported (default 3)",
     )
@@ -128,7 +132,10 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default 42)")
     g.add_argument(
-        "--rounds", type=positive_int, default=1, help="rounds, each a fresh process (default 1)"
+        "--rounds",
+        type=count_at_most(MAX_ROUNDS),
+        default=1,
+        help="rounds, each a fresh process (default 1)",
     )
     g.set_defaults(func=_bench_generate)
 
@@ -161,6 +168,18 @@ def _params(args: argparse.Namespace, resume=None):
         raise ConfigError(str(exc)) from exc
 
 
+def _check_room(params, out: Path | None) -> None:
+    """A generation that cannot fit the disk at ``out`` or the memory: refused before any work."""
+    from ibcbench.inputs import check_room
+
+    check_room(
+        f"generating {params.total_packets:,} packets over {params.span_days:g} days",
+        disk_bytes=params.disk_bytes() if out is not None else 0,
+        folder=out,
+        memory_bytes=params.memory_bytes(),
+    )
+
+
 def _generate(args: argparse.Namespace) -> int:
     from ibcbench.data.load import generate_dataset, resume_state
 
@@ -170,7 +189,9 @@ def _generate(args: argparse.Namespace) -> int:
 
         with connect(args.dsn) as conn:
             resume = resume_state(conn)
-    result = generate_dataset(_params(args, resume), args.out, quiet=args.quiet)
+    params = _params(args, resume)
+    _check_room(params, args.out)
+    result = generate_dataset(params, args.out, quiet=args.quiet)
     rows = result.manifest["rows"]
     print(
         f"generated {sum(rows.values()):,} rows in {result.elapsed_s:.1f} s into {result.out_dir}"
@@ -207,7 +228,9 @@ def _seed(args: argparse.Namespace) -> int:
     from ibcbench.data.load import load_dataset
 
     quiet = args.quiet or not sys.stderr.isatty()
-    _print_load(load_dataset(args.dsn, _params(args), quiet=quiet, overlap=args.overlap))
+    params = _params(args)
+    _check_room(params, None)
+    _print_load(load_dataset(args.dsn, params, quiet=quiet, overlap=args.overlap))
     return 0
 
 

@@ -32,6 +32,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.fail_on and not args.baseline:
         raise ConfigError("--fail-on regression needs a run to compare with: add --baseline RUN")
     run = find_run(args.run)
+    run.require_manifest()  # a folder that is not a run gets no report.html
     baseline = find_run(args.baseline) if args.baseline else None
     diff = compare_with_baseline(run, baseline) if baseline is not None else None
     path = build_report(run, diff=diff)

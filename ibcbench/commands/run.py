@@ -96,6 +96,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.dsn:
         params["dsn"] = args.dsn
     validate_parameters(args.notebook, params)  # before a run folder exists (and pandas)
+    if args.label is not None:
+        from ibcbench.inputs import check_name
+
+        check_name(args.label, "run label")
 
     from ibcbench.results.runs import build_manifest, started_run
     from ibcbench.suite.notebook import run_notebook

@@ -6,12 +6,14 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ibcbench.commands import (
+    MAX_LIST_ITEM,
+    count_at_most,
     dataset_scale,
     non_negative_float,
     non_negative_int,
     positive_float,
-    positive_int,
     positive_ints,
+    seconds,
 )
 
 if TYPE_CHECKING:
@@ -64,9 +66,7 @@ def _register_fidelity(bench: argparse._SubParsersAction) -> None:
         default=(1, 4, 8, 16),
         help="comma-separated client counts (default 1,4,8,16)",
     )
-    fid.add_argument(
-        "--duration", type=positive_float, default=10.0, help="seconds per run (default 10)"
-    )
+    fid.add_argument("--duration", type=seconds, default=10.0, help="seconds per run (default 10)")
     fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
     _add_dataset_arguments(fid)
     add_dsn_argument(fid)
@@ -93,9 +93,7 @@ def _register_capacity(bench: argparse._SubParsersAction) -> None:
         help="arrival rate for the wait (default: half the best pgbench throughput)",
     )
     cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
-    cap.add_argument(
-        "--duration", type=positive_float, default=3.0, help="seconds per run (default 3)"
-    )
+    cap.add_argument("--duration", type=seconds, default=3.0, help="seconds per run (default 3)")
     cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
     _add_dataset_arguments(cap)
     add_dsn_argument(cap)
@@ -122,7 +120,7 @@ def _register_workload(bench: argparse._SubParsersAction) -> None:
     wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
     wl.add_argument(
         "--repeat",
-        type=positive_int,
+        type=count_at_most(1_000),
         default=1,
         help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
     )
@@ -134,9 +132,12 @@ def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
     """How ``bench workload`` drives the server: engine, clients, window, retries, arrival rate."""
     wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
     wl.add_argument(
-        "--clients", type=positive_int, default=4, help="concurrent clients (default 4)"
+        "--clients",
+        type=count_at_most(MAX_LIST_ITEM),
+        default=4,
+        help="concurrent clients (default 4)",
     )
-    wl.add_argument("--duration", type=positive_float, default=10.0, help="seconds (default 10)")
+    wl.add_argument("--duration", type=seconds, default=10.0, help="seconds (default 10)")
     wl.add_argument(
         "--warmup",
         type=non_negative_float,
@@ -145,13 +146,13 @@ def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
     )
     wl.add_argument(
         "--max-tries",
-        type=positive_int,
+        type=count_at_most(1_000),
         default=3,
         help="tries per request in all, as pgbench's --max-tries (default 3; 1: no retries)",
     )
     wl.add_argument(
         "--pool-timeout",
-        type=positive_float,
+        type=seconds,
         default=30.0,
         help="Python runner: seconds a try waits for a pool connection (default 30)",
     )

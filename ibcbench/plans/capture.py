@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ from psycopg import sql
 
 from ibcbench.db import connect
 from ibcbench.errors import PlanError
+from ibcbench.inputs import SETTING_RE, check_name, safe_child
 from ibcbench.plans.model import Plan, load_plan, plan_from_json
-
-_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
 
 
 def capture_plan(
@@ -43,7 +41,7 @@ def capture_plan(
         options.insert(2, "WAL")
     with conn.transaction(force_rollback=True):
         for name, value in (settings or {}).items():
-            if not _SETTING_RE.match(name):
+            if not SETTING_RE.fullmatch(name):
                 raise PlanError(f"setting name {name!r} is invalid")
             conn.execute(
                 sql.SQL("SELECT set_config({}, {}, true)").format(
@@ -77,14 +75,18 @@ def capture_plans(
 def save_plans(
     plans: Mapping[str, Plan], folder: Path, *, config: Mapping[str, Any] | None = None
 ) -> None:
-    """Each plan as ``<folder>/<name>.json``, and ``plans.json`` with the queries and ``config``."""
+    """Each plan as ``<folder>/<name>.json``, and ``plans.json`` with the queries and ``config``;
+    a plan name that is not a plain file name is refused before anything is written."""
+    files = {name: f"{check_name(name, 'plan name')}.json" for name in plans}
     folder.mkdir(parents=True, exist_ok=True)
     for name, plan in plans.items():
-        (folder / f"{name}.json").write_text(json.dumps([plan.raw], indent=1, default=str) + "\n")
+        safe_child(folder, files[name]).write_text(
+            json.dumps([plan.raw], indent=1, default=str) + "\n"
+        )
     meta: dict[str, Any] = {"queries": {n: p.query for n, p in plans.items()}}
     if config is not None:
         meta["config"] = dict(config)
-    (folder / "plans.json").write_text(json.dumps(meta, indent=1) + "\n")
+    safe_child(folder, "plans.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def load_plans(folder: Path) -> dict[str, Plan]:

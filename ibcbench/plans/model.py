@@ -36,7 +36,7 @@ from typing import Any
 
 from ibcbench.errors import PlanError
 
-CHUNK_RE = re.compile(r"^_hyper_\d+_\d+_chunk$")
+CHUNK_RE = re.compile(r"_hyper_\d+_\d+_chunk")
 _EXCLUSION_KEYS = (
     "Chunks excluded during startup",
     "Chunks excluded during runtime",
@@ -128,7 +128,7 @@ class PlanNode:
     @property
     def is_chunk_scan(self) -> bool:
         """A scan of a TimescaleDB chunk (see the module's definition)."""
-        return bool(self.relation and CHUNK_RE.match(self.relation))
+        return bool(self.relation and CHUNK_RE.fullmatch(self.relation))
 
     def is_partition_scan(self, partitions: Collection[str] = ()) -> bool:
         """A chunk scan, or a scan of one of ``partitions`` (leaf partitions' relation names)."""
@@ -254,10 +254,34 @@ def _build(node: dict[str, Any], processes: int) -> PlanNode:
     )
 
 
+#: the deepest plan the kit reads: deeper ones are refused (walking, diffing and drawing recurse)
+MAX_PLAN_DEPTH = 150
+_TOO_DEEP = f"plan nested deeper than {MAX_PLAN_DEPTH} levels: the kit reads plans up to that depth"
+
+
+def _check_depth(node: Any) -> None:
+    """Refuse a plan tree deeper than :data:`MAX_PLAN_DEPTH` (walked without recursion)."""
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_PLAN_DEPTH:
+            raise PlanError(_TOO_DEEP)
+        children = current.get("Plans") if isinstance(current, dict) else None
+        if isinstance(children, list):
+            stack.extend((c, depth + 1) for c in children)
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PlanError(_TOO_DEEP) from None
+
+
 def plan_from_json(data: Any) -> Plan:
     """A plan from EXPLAIN (FORMAT JSON) output: the list, its first element, or a bare ``Plan`` dict."""
     if isinstance(data, (str, bytes)):
-        data = json.loads(data)
+        data = _loads(data)
     if isinstance(data, list):
         if not data:
             raise PlanError("empty EXPLAIN output: capture the plan again")
@@ -273,6 +297,7 @@ def plan_from_json(data: Any) -> Plan:
             raise PlanError(
                 "not an EXPLAIN (FORMAT JSON) document: expected an object with a 'Plan' key"
             )
+    _check_depth(data["Plan"])
     return Plan(
         root=_build(data["Plan"], 1),
         planning_ms=data.get("Planning Time"),
@@ -430,7 +455,7 @@ def load_plan(source: str | Path) -> Plan:
     stripped = text.lstrip()
     if stripped.startswith(("[", "{")):
         try:
-            return plan_from_json(json.loads(stripped))
+            return plan_from_json(_loads(stripped))
         except json.JSONDecodeError as exc:
             raise PlanError(
                 f"plan JSON does not parse at line {exc.lineno}: paste the whole EXPLAIN output"

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from ibcbench.errors import RunError
+from ibcbench.inputs import check_name, safe_child
 from ibcbench.results.runs import Run
 
 RECORD_MIME = "application/vnd.ibcbench.record+json"
@@ -123,7 +124,7 @@ def save_figure(
     run = run_folder(run_dir)
     path = None
     if run is not None:
-        path = run.subdir("figures") / f"{name}.png"
+        path = safe_child(run.subdir("figures"), f"{check_name(name, 'figure name')}.png")
         fig.savefig(path, dpi=110, bbox_inches="tight")
     if close:
         import matplotlib.pyplot as plt

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +25,12 @@ from typing import Any
 import pandas as pd
 
 from ibcbench import __version__
-from ibcbench.errors import DISK_FULL_ERRNOS, RunError, write_failure
+from ibcbench.errors import DISK_FULL_ERRNOS, RunError, write_advice, write_failure
+from ibcbench.inputs import NAME_RE, check_name, safe_child
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+_ID_RE = NAME_RE  # a run label: letters, digits, '.', '_', '-'
+#: what a manifest written by :func:`new_run` always holds
+RUN_KEYS = ("run_id", "created_at")
 
 
 def runs_root() -> Path:
@@ -51,10 +53,35 @@ class Run:
         return self.path / "manifest.json"
 
     def manifest(self) -> dict[str, Any]:
+        """The run's manifest ({} while it has none); one that cannot be read is a :class:`RunError`."""
         try:
-            return json.loads(self.manifest_path.read_text())
+            manifest = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
             return {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise RunError(
+                f"the manifest {self.manifest_path} cannot be read ({reason}): restore it, or run "
+                "the notebooks again into a new run folder"
+            ) from exc
+        if not isinstance(manifest, dict):
+            raise RunError(
+                f"the manifest {self.manifest_path} is not a JSON object: restore it, or run the "
+                "notebooks again into a new run folder"
+            )
+        return manifest
+
+    def require_manifest(self) -> dict[str, Any]:
+        """The manifest of a run folder the kit made (:data:`RUN_KEYS` in it), else a
+        :class:`RunError`: a folder without one is not a run, and nothing is written into it."""
+        manifest = self.manifest()
+        missing = [k for k in RUN_KEYS if k not in manifest]
+        if not self.manifest_path.is_file() or missing:
+            raise RunError(
+                f"{self.path} is not a run folder (no manifest.json with "
+                f"{', '.join(RUN_KEYS)}): give a run id or folder made by `ibcbench run` / `run-all`"
+            )
+        return manifest
 
     def update_manifest(self, **entries: Any) -> dict[str, Any]:
         manifest = self.manifest()
@@ -64,21 +91,46 @@ class Run:
         os.replace(tmp, self.manifest_path)
         return manifest
 
+    def replace_file(self, name: str, text: str) -> Path:
+        """Write ``<run>/<name>`` whole or not at all: into a new file of the folder (created
+        exclusively, never through a link), then renamed over ``name``. A ``name`` that is a
+        symlink is refused: the file it points to is never written."""
+        if os.path.islink(self.path / check_name(name, "file name")):
+            raise RunError(
+                f"{self.path / name} is a symlink: remove it and run again (the kit writes into "
+                "the run folder only, never through a link)"
+            )
+        path = safe_child(self.path, name)
+        tmp: str | None = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise RunError(
+                f"{write_failure(exc, self.path)} writing {name}: {runs_advice(exc)}"
+            ) from exc
+        return path
+
     def subdir(self, *parts: str) -> Path:
-        path = self.path.joinpath(*parts)
+        path = safe_child(self.path, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def write_frame(self, name: str, frame: pd.DataFrame, *, folder: str = "results") -> Path:
         """Write ``frame`` as ``<folder>/<name>.parquet`` and ``.csv``; returns the Parquet path."""
+        check_name(name, "result name")
         out = self.subdir(folder)
-        parquet = out / f"{name}.parquet"
+        parquet = safe_child(out, f"{name}.parquet")
         frame.to_parquet(parquet, index=False)
-        frame.to_csv(out / f"{name}.csv", index=False)
+        frame.to_csv(safe_child(out, f"{name}.csv"), index=False)
         return parquet
 
     def read_frame(self, name: str, *, folder: str = "results") -> pd.DataFrame:
-        path = self.path / folder / f"{name}.parquet"
+        path = safe_child(self.path, folder, f"{check_name(name, 'result name')}.parquet")
         if not path.exists():
             raise RunError(f"run {self.id!r} has no result {name!r} ({path} is missing)")
         return pd.read_parquet(path)
@@ -89,7 +141,7 @@ class Run:
 
 def new_run(label: str = "run", root: Path | None = None) -> Run:
     """Create ``runs/<UTC timestamp>-<label>/`` (a suffix keeps ids unique within a second)."""
-    if not _ID_RE.match(label):
+    if not _ID_RE.fullmatch(label):
         raise RunError(f"run label {label!r} is invalid: use letters, digits, '.', '_' or '-'")
     base = root or runs_root()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -101,7 +153,7 @@ def new_run(label: str = "run", root: Path | None = None) -> Run:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
+            raise RunError(f"{write_failure(exc, base)}: {runs_advice(exc)}") from exc
         run = Run(path)
         try:
             run.update_manifest(
@@ -109,7 +161,7 @@ def new_run(label: str = "run", root: Path | None = None) -> Run:
             )
         except OSError as exc:  # a full disk: no stub folder stays
             shutil.rmtree(path, ignore_errors=True)
-            raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
+            raise RunError(f"{write_failure(exc, base)}: {runs_advice(exc)}") from exc
         return run
     raise RunError(f"cannot create a run folder under {base}: too many runs in one second")
 
@@ -138,13 +190,15 @@ def started_run(label: str = "run", root: Path | None = None) -> Iterator[Run]:
             kept = "marked failed" if run.path.exists() else "removed"
             raise RunError(
                 f"{write_failure(exc, exc.filename or run.path.parent)} writing run {run.id} (its "
-                f"folder was {kept}): {_RUNS_ADVICE}"
+                f"folder was {kept}): {runs_advice(exc)}"
             ) from exc
         raise
 
 
-#: what to do when the runs folder cannot be written
-_RUNS_ADVICE = "free space there or set IBCBENCH_RUNS_DIR to another folder"
+def runs_advice(exc: OSError) -> str:
+    """What to do when the runs folder cannot be written, by the error's errno: free space on a full
+    disk, make a read-only or forbidden folder writable, raise a file size limit."""
+    return f"{write_advice(exc)} there or set IBCBENCH_RUNS_DIR to another folder"
 
 
 def check_runs_root(root: Path | None = None) -> Path:
@@ -157,14 +211,17 @@ def check_runs_root(root: Path | None = None) -> Path:
             probe.write("{}\n")
             probe.flush()
     except OSError as exc:
-        raise RunError(f"{write_failure(exc, base)}: {_RUNS_ADVICE}") from exc
+        raise RunError(f"{write_failure(exc, base)}: {runs_advice(exc)}") from exc
     return base
 
 
 def _complete(path: Path) -> bool:
     """A run folder 'latest' may pick: marked complete, or (made before runs had a status) holding
     more than its manifest."""
-    status = Run(path).manifest().get("status")
+    try:
+        status = Run(path).manifest().get("status")
+    except RunError:  # an unreadable manifest: not a run 'latest' may pick
+        return False
     if status is not None:
         return status == "complete"
     return any(p.name != "manifest.json" for p in path.iterdir())

@@ -5,11 +5,14 @@ refuses a bad value without importing pandas or papermill)."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ibcbench.errors import ConfigError, RunError
+from ibcbench.inputs import MAX_SEED, SETTING_RE, check_chunk_interval, check_name
 
 
 def notebooks_dir() -> Path:
@@ -91,6 +94,88 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+#: the largest value of a numeric notebook parameter, by name; any other has :data:`MAX_NUMBER`,
+#: or :data:`MAX_SECONDS` when its name ends in ``_s``
+MAXIMA: dict[str, int | float] = {
+    "seed": MAX_SEED,
+    "repetitions": 100_000,
+    "clients": 1_000,
+    "path_clients": 1_000,
+    "max_sizes": 1_000,
+    "conflict_rows": 10_000_000,
+    "conflict_rounds": 1_000,
+}
+MAX_NUMBER = 1_000_000
+MAX_SECONDS = 3_600.0
+#: a server setting's value given as a number in a string (``random_page_costs``)
+_NUMBER_TEXT_RE = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
+
+
+def _maximum(name: str) -> int | float:
+    return MAXIMA.get(name, MAX_SECONDS if name.endswith("_s") else MAX_NUMBER)
+
+
+def _check_number(name: str, value: Any, default: int | float) -> str | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or (isinstance(default, int) and not isinstance(value, int)):
+        return f"must be {_kind(default)}"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if name == "seed" and value < 0:
+        return "must be 0 or more"
+    if name != "seed" and not value > 0:
+        return "must be above 0"
+    if value > _maximum(name):
+        return f"must be at most {_maximum(name)}"
+    return None
+
+
+def _check_text(name: str, value: str) -> str | None:
+    """What is wrong with a string that becomes a name, an interval or a setting (None: nothing)."""
+    try:
+        if name == "name":
+            check_name(value, "the name")
+        elif name == "chunk_intervals":
+            check_chunk_interval(value)
+        elif name in ("strategies", "index_strategy"):
+            from ibcbench.bench.indexes import STRATEGIES
+
+            if value not in STRATEGIES:
+                return f"is not an index strategy: use one of {', '.join(STRATEGIES)}"
+        elif name == "random_page_costs" and not _NUMBER_TEXT_RE.fullmatch(value):
+            return "is not a number such as '1.1'"
+    except ConfigError as exc:
+        return f"is invalid ({str(exc).split(': ', 1)[-1]})"
+    return None
+
+
+def _check_dict(name: str, value: Any, default: dict) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be {_kind(default)}"
+    if name == "settings":
+        for key, item in value.items():
+            if not SETTING_RE.fullmatch(key):
+                return f"has a setting name {key!r} that is invalid"
+            if not isinstance(item, str):
+                return f'has a setting {key} that must be a string, such as "4"'
+        return None
+    for key, item in value.items():
+        if default and key not in default:
+            return f"has no key {key!r}: its keys are {', '.join(default)}"
+        if key in default:
+            inner = default[key]
+            problem = _check_value(key, item, _ANY if inner is None else inner)
+            if problem is None and inner is None and item is not None:
+                problem = (
+                    _check_value(key, item, "")
+                    if isinstance(item, str)
+                    else "must be a string or null"
+                )
+            if problem:
+                return f"has {key} that {problem}"
+    return None
+
+
 def _check_value(name: str, value: Any, default: Any) -> str | None:
     """What is wrong with ``value`` for a parameter whose default is ``default`` (None: nothing)."""
     if default is _ANY:
@@ -98,22 +183,16 @@ def _check_value(name: str, value: Any, default: Any) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"must be {_kind(default)}"
     if isinstance(default, int | float):
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (isinstance(default, int) and not isinstance(value, int)):
-            return f"must be {_kind(default)}"
-        low = 0 if name == "seed" else None
-        if low is not None and value < low:
-            return "must be 0 or more"
-        if low is None and not value > 0:
-            return "must be above 0"
-        return None
+        return _check_number(name, value, default)
     if isinstance(default, str):
-        return None if isinstance(value, str) else f"must be {_kind(default)}"
+        return _check_text(name, value) if isinstance(value, str) else f"must be {_kind(default)}"
     if isinstance(default, list | tuple):
         if not isinstance(value, list):
             return f"must be {_kind(default)}, e.g. {json.dumps(list(default))}"
         if not value:
             return "must not be empty"
+        if len(value) > MAX_LIST:
+            return f"must have at most {MAX_LIST} items"
         if default:
             for item in value:
                 problem = _check_value(name, item, default[0])
@@ -121,8 +200,12 @@ def _check_value(name: str, value: Any, default: Any) -> str | None:
                     return f"has an item {json.dumps(item, default=str)} that {problem}"
         return None
     if isinstance(default, dict):
-        return None if isinstance(value, dict) else f"must be {_kind(default)}"
+        return _check_dict(name, value, default)
     return None
+
+
+#: the most items of a list parameter
+MAX_LIST = 100
 
 
 def validate_parameters(

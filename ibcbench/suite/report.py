@@ -280,9 +280,9 @@ def build_report(
 
     With ``baseline`` (or an already computed ``diff`` against one) the page compares the two.
     """
+    manifest = run.require_manifest()
     if diff is None and baseline is not None:
         diff = compare_with_baseline(run, baseline)
-    manifest = run.manifest()
     sections = _notebook_sections(run)
     ok = sum(1 for s in sections if s["ok"])
     cards = [
@@ -341,9 +341,7 @@ def build_report(
         page = _environment().get_template("report.html.j2").render(context)
     except jinja2.TemplateError as exc:
         raise RunError(f"the report template cannot be rendered: {exc}") from exc
-    out = run.path / "report.html"
-    out.write_text(page)
-    return out
+    return run.replace_file("report.html", page)
 
 
 def _result_table(run: Run, name: str) -> tuple[str, dict[str, Any], bool]:

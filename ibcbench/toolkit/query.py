@@ -25,7 +25,7 @@ from psycopg import sql
 from ibcbench.errors import ConfigError
 
 MAX_BIND_PARAMETERS = 65_535
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 _PLACEHOLDER_RE = re.compile(r"\$(\d+)")
 _FORBIDDEN_RE = re.compile(r";|--|/\*|\*/|\x00")
 
@@ -37,7 +37,7 @@ def identifier(name: str) -> sql.Composable:
             f"identifier {name!r} is invalid: use letters, digits and '_' (optionally schema.name)"
         )
     parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENT_RE.match(p) for p in parts):
+    if len(parts) > 2 or not all(_IDENT_RE.fullmatch(p) for p in parts):
         raise ConfigError(
             f"identifier {name!r} is invalid: use letters, digits and '_' (optionally schema.name)"
         )
