@@ -98,9 +98,7 @@ def check_postmaster_pid(data_dir: Path) -> PidCheck:
         return PidCheck(path, pid, False, True, f"pid {pid} runs in {cwd}, not in {data_dir}")
     real_start = process_start_time(pid)
     if real_start is None or abs(real_start - started) > START_TOLERANCE_S:
-        return PidCheck(
-            path, pid, False, True, f"pid {pid} is not the process that wrote the file"
-        )
+        return PidCheck(path, pid, False, True, f"pid {pid} is not the process that wrote the file")
     return PidCheck(path, pid, True, False)
 
 
