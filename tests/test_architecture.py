@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     "ibcbench.errors": 0,
     "ibcbench.settings": 0,
     "ibcbench.server": 1,
+    "ibcbench.serverauth": 1,
+    "ibcbench.pidfile": 1,
     "ibcbench.db": 1,
     "ibcbench.migrate": 1,
     "ibcbench.status": 1,

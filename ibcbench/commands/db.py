@@ -213,7 +213,7 @@ def _with_password(url: str, server: LocalServer) -> str:
     if state is None or password is None:
         return url
     return serverauth.url_with_password(
-        state.role, "127.0.0.1", int(params["port"]), str(params["dbname"]), password
+        state.role, "127.0.0.1", int(str(params["port"])), str(params["dbname"]), password
     )
 
 

@@ -97,7 +97,11 @@ def fault_access_stale_postmaster_pid(lab: FaultLab) -> list[FaultOutcome]:
         return [_not_run(name, expected, "needs root to start a process as the server user")]
     settings = ServerSettings(home=lab.home, name=STALE_CLUSTER, shared_buffers_mb=32)
     server = LocalServer(settings)
-    lab.on_close(server.down)
+
+    def stop() -> None:
+        server.down()
+
+    lab.on_close(stop)
     server.up()
     server.down()
     lab_pid = int((lab.settings.data_dir / "postmaster.pid").read_text().split()[0])
