@@ -558,13 +558,9 @@ class LocalServer:
         user's alone and gone when initdb is done."""
         s = self.settings
         pwfile = s.cluster_dir / "initdb.pw"
-        pwfile.unlink(missing_ok=True)
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(password + "\n")
+        owner = (user.pw_uid, user.pw_gid) if user is not None else None
+        serverauth.write_private(pwfile, password + "\n", owner)
         try:
-            if user is not None:
-                os.chown(pwfile, user.pw_uid, user.pw_gid)
             self._run(
                 [
                     str(bindir / "initdb"),

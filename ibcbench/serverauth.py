@@ -44,15 +44,23 @@ def _escape(field: str) -> str:
     return field.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def write_passfile(path: Path, role: str, password: str) -> None:
-    """``path`` holding ``role``'s password for any host, port and database, mode 0600, owned by
-    the user running the kit; written whole or not at all."""
+def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+    """``path`` holding ``text``, mode 0600 from its creation on, owned by ``owner`` (uid, gid;
+    None: the user running the kit); written whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(f"*:*:*:{_escape(role)}:{_escape(password)}\n")
+        out.write(text)
+    if owner is not None:
+        os.chown(tmp, *owner)
     os.replace(tmp, path)
+
+
+def write_passfile(path: Path, role: str, password: str) -> None:
+    """``path`` holding ``role``'s password for any host, port and database, readable by the user
+    running the kit only."""
+    write_private(path, f"*:*:*:{_escape(role)}:{_escape(password)}\n")
 
 
 def read_password(path: Path, role: str) -> str | None:

@@ -755,16 +755,14 @@ class Topology:
     def _write_userlist(self, user: Any) -> None:
         """PgBouncer's auth_file: the kit role and its password (PgBouncer checks clients' scram
         against it and logs in to the primary with it), the server user's alone."""
-        path = self.pgbouncer_dir / "userlist.txt"
         primary = self.server.read_state()
         password = (primary.password() if primary else None) or ""
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            role = self.settings.role.replace('"', '""')
-            out.write(f'"{role}" "{password.replace(chr(34), chr(34) * 2)}"\n')
-        if user is not None:
-            os.chown(path, user.pw_uid, user.pw_gid)
+        role = self.settings.role.replace('"', '""')
+        serverauth.write_private(
+            self.pgbouncer_dir / "userlist.txt",
+            f'"{role}" "{password.replace(chr(34), chr(34) * 2)}"\n',
+            (user.pw_uid, user.pw_gid) if user is not None else None,
+        )
 
     def _stop_pgbouncer(self) -> bool:
         # only processes started with this ini: a stale pidfile's PID may be anyone's
