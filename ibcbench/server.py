@@ -3,7 +3,10 @@
 ``up`` creates a cluster with initdb in a folder the kit owns (``ServerSettings.cluster_dir``), starts it
 on a free port with a unix socket and the preloads the kit needs, and creates the ``ibcbench`` database.
 PostgreSQL refuses to run as root, so when the kit runs as root the server runs as an unprivileged OS
-user (``ibcbench``), created on first use.
+user (``ibcbench``), created on first use. Every connection gives the kit role's password
+(:mod:`ibcbench.serverauth`), and the unix socket's folder is the server user's alone (root reaches it
+too). A PID in ``postmaster.pid`` is trusted or signalled only when it is this data directory's
+postmaster (:mod:`ibcbench.pidfile`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ibcbench import serverauth
 from ibcbench.errors import MissingExtension, ServerError
+from ibcbench.pidfile import PidCheck, check_postmaster_pid, remove_stale
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
 
 if TYPE_CHECKING:
@@ -41,14 +46,51 @@ class ServerState:
     role: str
     bindir: str
     timescaledb_license: str | None = None
+    #: the password file of the kit role (None: a cluster made before the kit set passwords)
+    passfile: str | None = None
+    #: the port of the start before this one, when it was another
+    previous_port: int | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.role}@127.0.0.1:{self.port}/{self.database}"
+        """The TCP URL; it names the password file, it does not hold the password."""
+        return serverauth.url(self.role, "127.0.0.1", self.port, self.database, self.passfile)
 
     @property
     def socket_url(self) -> str:
-        return f"postgresql://{self.role}@/{self.database}?host={self.socket_dir}&port={self.port}"
+        return serverauth.socket_url(
+            self.role, self.socket_dir, self.port, self.database, self.passfile
+        )
+
+    def conninfo(self, dbname: str | None = None, *, tcp: bool = False) -> str:
+        """A key=value conninfo to ``dbname`` (default: the kit's database), by socket or TCP."""
+        from psycopg.conninfo import make_conninfo
+
+        params: dict[str, Any] = {
+            "host": "127.0.0.1" if tcp else self.socket_dir,
+            "port": self.port,
+            "user": self.role,
+            "dbname": dbname or self.database,
+        }
+        if self.passfile:
+            params["passfile"] = self.passfile
+        return make_conninfo(**params)
+
+    def password(self) -> str | None:
+        """The kit role's password, from its password file."""
+        if not self.passfile:
+            return None
+        return serverauth.read_password(Path(self.passfile), self.role)
+
+    def url_with_password(self) -> str:
+        password = self.password()
+        if password is None:
+            raise ServerError(
+                "the embedded server has no password file yet: run `ibcbench db up` to set one"
+            )
+        return serverauth.url_with_password(
+            self.role, "127.0.0.1", self.port, self.database, password
+        )
 
 
 @dataclass(frozen=True)
@@ -79,6 +121,19 @@ class UpResult:
     started: bool
     data_dir: Path
     updates: list[ExtensionUpdate] = field(default_factory=list)
+    #: what ``up`` changed on its own and tells once (stderr): a cluster given a password
+    notes: list[str] = field(default_factory=list)
+
+
+def _conf_quote(value: str) -> str:
+    """A postgresql.conf string value."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _socket_list_item(path: str) -> str:
+    """One folder of ``unix_socket_directories``, a comma-separated list: double-quoted, so a path
+    with spaces or commas stays one folder."""
+    return '"' + path.replace('"', '""') + '"'
 
 
 def find_pg_bindir(explicit: Path | None = None) -> Path:
@@ -233,6 +288,9 @@ class LocalServer:
             path.mkdir(parents=True, exist_ok=True)
             if user is not None:
                 os.chown(path, user.pw_uid, user.pw_gid)
+        # the cluster's files and its socket are the server user's alone (root reaches them too)
+        for path in (s.cluster_dir, s.socket_dir):
+            os.chmod(path, 0o700)
         if user is not None:
             # every parent must be traversable by the server user
             for parent in s.home.parents:
@@ -249,10 +307,14 @@ class LocalServer:
         *,
         check: bool = True,
         timeout: float = 120,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """Run a PostgreSQL program as the server user; ``extra_env`` (e.g. ``PGPASSWORD``) reaches
+        it through its environment, never its command line."""
         kwargs: dict[str, Any] = {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C.UTF-8"
+        env.update(extra_env or {})
         if user is not None:
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
             env["HOME"] = str(self.settings.home)
@@ -288,19 +350,16 @@ class LocalServer:
         if user is not None:
             os.chown(self.settings.state_file, user.pw_uid, user.pw_gid)
 
+    def pid_check(self) -> PidCheck:
+        """What ``postmaster.pid`` names: this data directory's postmaster, or a stale PID."""
+        return check_postmaster_pid(self.settings.data_dir)
+
     def is_running(self) -> bool:
-        pidfile = self.settings.data_dir / "postmaster.pid"
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return self.pid_check().ours
+
+    @property
+    def passfile(self) -> Path:
+        return self.settings.cluster_dir / serverauth.PASSFILE_NAME
 
     # ---- configuration -------------------------------------------------------------------
     def _conf_text(self, port: int, license_: str = "timescale") -> str:
@@ -310,7 +369,9 @@ class LocalServer:
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(port),
-            "unix_socket_directories": f"'{s.socket_dir}'",
+            "unix_socket_directories": _conf_quote(_socket_list_item(str(s.socket_dir))),
+            "unix_socket_permissions": "0700",
+            "password_encryption": "'scram-sha-256'",
             "max_connections": "200",
             "shared_preload_libraries": "'" + ",".join(REQUIRED_PRELOADS) + "'",
             "cron.database_name": f"'{s.database}'",
@@ -340,7 +401,13 @@ class LocalServer:
         lines += [f"{k} = {v}" for k, v in settings.items()]
         return "\n".join(lines) + "\n"
 
-    def _write_conf(self, port: int, license_: str, user: pwd.struct_passwd | None) -> None:
+    def _write_conf(
+        self,
+        port: int,
+        license_: str,
+        user: pwd.struct_passwd | None,
+        hba_text: str = serverauth.HBA_TEXT,
+    ) -> None:
         data = self.settings.data_dir
         conf = data / _CONF_NAME
         conf.write_text(self._conf_text(port, license_))
@@ -350,15 +417,8 @@ class LocalServer:
         if include not in text:
             main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
         hba = data / "pg_hba.conf"
-        hba.write_text(
-            "# written by `ibcbench db up`: the embedded server trusts local connections only\n"
-            "local all all trust\n"
-            "host all all 127.0.0.1/32 trust\n"
-            "host all all ::1/128 trust\n"
-            "# streaming standbys of `ibcbench db up --replicas N` (ibcbench.topology)\n"
-            "local replication all trust\n"
-            "host replication all 127.0.0.1/32 trust\n"
-        )
+        hba.write_text(hba_text)
+        os.chmod(hba, 0o600)
         if user is not None:
             for path in (conf, main, hba):
                 os.chown(path, user.pw_uid, user.pw_gid)
@@ -407,10 +467,16 @@ class LocalServer:
                     f"{previous.timescaledb_license or 'unknown'}, not {wanted}: run "
                     f"`ibcbench db down --name {s.name}` first, then `ibcbench db up` again"
                 )
-            self._ensure_database(previous)
-            updates = self.update_timescaledb(previous)
+            state, notes = self._secure_running(previous)
+            self._ensure_database(state)
+            updates = self.update_timescaledb(state)
             return UpResult(
-                state=previous, created=False, started=False, data_dir=s.data_dir, updates=updates
+                state=state,
+                created=False,
+                started=False,
+                data_dir=s.data_dir,
+                updates=updates,
+                notes=notes,
             )
 
         check_extensions_installed(bindir)
@@ -418,25 +484,17 @@ class LocalServer:
         port = self._choose_port(previous)
         user = self._server_user()
         self._prepare_dirs(user)
+        # a postmaster.pid whose PID is another process would make the new postmaster refuse to start
+        remove_stale(self.pid_check())
         created = False
         if not (s.data_dir / "PG_VERSION").exists():
             if s.data_dir.exists() and any(s.data_dir.iterdir()):
                 raise ServerError(
                     f"{s.data_dir} exists but holds no cluster: move it away, then run `ibcbench db up`"
                 )
-            self._run(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(s.data_dir),
-                    "-U",
-                    s.role,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ],
-                user,
-            )
+            password = serverauth.new_password()
+            self._initdb(bindir, password, user)
+            serverauth.write_passfile(self.passfile, s.role, password)
             created = True
         else:
             version = (s.data_dir / "PG_VERSION").read_text().strip()
@@ -445,7 +503,9 @@ class LocalServer:
                     f"the cluster in {s.data_dir} is PostgreSQL {version} but the binaries are "
                     f"{bindir.parent.name}: set IBCBENCH_PG_BINDIR or use another --name"
                 )
-        self._write_conf(port, license_, user)
+        migrate = not created and self._needs_password()
+        hba = serverauth.BOOTSTRAP_HBA_TEXT if migrate else serverauth.HBA_TEXT
+        self._write_conf(port, license_, user, hba)
         state = ServerState(
             port=port,
             socket_dir=str(s.socket_dir),
@@ -453,7 +513,30 @@ class LocalServer:
             role=s.role,
             bindir=str(bindir),
             timescaledb_license=license_,
+            passfile=str(self.passfile),
+            previous_port=previous.port if previous and previous.port != port else None,
         )
+        self._pg_ctl_start(bindir, user)
+        try:
+            self._write_state(state, user)
+            notes = [self._set_password(state, license_, user)] if migrate else []
+            self._ensure_database(state)
+            updates = self.update_timescaledb(state)
+        except BaseException:
+            with contextlib.suppress(Exception):  # started here: not left running half set up
+                self.down()
+            raise
+        return UpResult(
+            state=state,
+            created=created,
+            started=True,
+            data_dir=s.data_dir,
+            updates=updates,
+            notes=notes,
+        )
+
+    def _pg_ctl_start(self, bindir: Path, user: pwd.struct_passwd | None) -> None:
+        s = self.settings
         self._run(
             [
                 str(bindir / "pg_ctl"),
@@ -468,12 +551,95 @@ class LocalServer:
             ],
             user,
         )
-        self._write_state(state, user)
-        self._ensure_database(state)
-        updates = self.update_timescaledb(state)
-        return UpResult(
-            state=state, created=created, started=True, data_dir=s.data_dir, updates=updates
+
+    # ---- authentication ------------------------------------------------------------------
+    def _initdb(self, bindir: Path, password: str, user: pwd.struct_passwd | None) -> None:
+        """initdb with the kit role's password; the password file initdb reads is the server
+        user's alone and gone when initdb is done."""
+        s = self.settings
+        pwfile = s.cluster_dir / "initdb.pw"
+        owner = (user.pw_uid, user.pw_gid) if user is not None else None
+        serverauth.write_private(pwfile, password + "\n", owner)
+        try:
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(s.data_dir),
+                    "-U",
+                    s.role,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                user,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _needs_password(self) -> bool:
+        """A cluster made before the kit set passwords: no password file, or a trusting pg_hba."""
+        hba = self.settings.data_dir / "pg_hba.conf"
+        trusting = hba.exists() and serverauth.has_trust_line(hba.read_text())
+        return trusting or serverauth.read_password(self.passfile, self.settings.role) is None
+
+    def _set_password(
+        self, state: ServerState, license_: str, user: pwd.struct_passwd | None
+    ) -> str:
+        """Give the kit role a password (the one of its password file, else a new one) over the
+        unix socket, then ask for it on every connection; returns the line that says so."""
+        from psycopg import sql
+
+        s = self.settings
+        password = serverauth.read_password(self.passfile, s.role)
+        if password is None:
+            password = serverauth.new_password()
+            serverauth.write_passfile(self.passfile, s.role, password)
+        bootstrap = replace(state, passfile=None).conninfo("postgres")
+        with self._connect_retrying(bootstrap) as conn:
+            # the server gets the scram verifier, never the password itself
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), s.role.encode(), b"scram-sha-256"
+            )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(s.role), sql.Literal(verifier.decode())
+                )
+            )
+            self._write_conf(state.port, license_, user)
+            conn.execute("SELECT pg_reload_conf()")
+        return (
+            f"embedded server {s.name!r}: trust authentication replaced by the {s.role} role's "
+            f"password (scram-sha-256), kept in {self.passfile} (mode 0600)"
         )
+
+    def _secure_running(self, state: ServerState) -> tuple[ServerState, list[str]]:
+        """A running cluster made before the kit set passwords gets one now (its socket's folder
+        is closed to other users first)."""
+        if state.passfile and not self._needs_password():
+            return state, []
+        os.chmod(self.settings.socket_dir, 0o700)
+        user = self._server_user()
+        state = replace(state, passfile=str(self.passfile))
+        note = self._set_password(state, state.timescaledb_license or "timescale", user)
+        self._write_state(state, user)
+        return state, [note]
+
+    def _connect_retrying(self, conninfo: str, timeout_s: float = 30) -> psycopg.Connection:
+        import psycopg
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the embedded server does not accept connections: {exc}".splitlines()[0]
+                        + f" (log: {self.settings.log_file})"
+                    ) from exc
+                time.sleep(0.3)
 
     # ---- TimescaleDB updates -------------------------------------------------------------
     def update_timescaledb(self, state: ServerState) -> list[ExtensionUpdate]:
@@ -490,6 +656,8 @@ class LocalServer:
         import psycopg
 
         base: dict[str, Any] = {"host": state.socket_dir, "port": state.port, "user": state.role}
+        if state.passfile:
+            base["passfile"] = state.passfile
         inspect = "-c timescaledb.disable_load=on"
         with psycopg.connect(
             **base, dbname="postgres", autocommit=True, options=inspect, connect_timeout=10
@@ -567,32 +735,18 @@ class LocalServer:
         return ExtensionUpdate(dbname, old, target, True)
 
     def _ensure_database(self, state: ServerState) -> None:
-        import psycopg
         from psycopg import sql
 
-        admin = f"host={state.socket_dir} port={state.port} user={state.role} dbname=postgres"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-                    exists = conn.execute(
-                        "SELECT 1 FROM pg_database WHERE datname = %s", (state.database,)
-                    ).fetchone()
-                    if not exists:
-                        conn.execute(
-                            sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database))
-                        )
-                return
-            except psycopg.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    raise ServerError(
-                        f"the embedded server does not accept connections: {exc}".splitlines()[0]
-                        + f" (log: {self.settings.log_file})"
-                    ) from exc
-                time.sleep(0.3)
+        with self._connect_retrying(state.conninfo("postgres")) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (state.database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(state.database)))
 
     def down(self) -> bool:
-        """Stop the server; returns False when it was not running."""
+        """Stop the server; returns False when it was not running. A stale ``postmaster.pid``
+        (its PID is not this data directory's postmaster) is left as it is: nothing is signalled."""
         if not self.is_running():
             return False
         state = self.read_state()

@@ -8,7 +8,12 @@
   kit's ``ibcbench.conf`` (the primary's settings with the standby's port, plus a standby section);
 - **PgBouncer** in ``<cluster_dir>/pgbouncer``: its ini, userlist, pidfile and log there, every
   database of the primary behind it, transaction pooling by default (session selectable), the kit's
-  role trusted, the admin console (``SHOW POOLS``) open to that role.
+  role's password asked (scram-sha-256; PgBouncer's ``auth_file`` is the server user's alone), the
+  admin console (``SHOW POOLS``) open to that role.
+
+Standbys and PgBouncer ask for the password as the primary does, and their URLs name the primary's
+password file (``passfile``), never the password; a standby's ``primary_conninfo`` holds the password
+in its ``postgresql.auto.conf``, which only the server user can read.
 
 Every member runs as the primary's OS user (the unprivileged ``ibcbench`` when the kit runs as root),
 through :class:`~ibcbench.server.LocalServer`'s own runner. The shape is recorded in
@@ -38,8 +43,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ibcbench import serverauth
 from ibcbench.db import describe_dsn, resolve_dsn
 from ibcbench.errors import ConfigError, ServerError
+from ibcbench.pidfile import check_pgbouncer_pid, check_postmaster_pid, remove_stale
 from ibcbench.server import LocalServer, find_pg_bindir
 from ibcbench.settings import ServerSettings, explicit_dsn
 
@@ -135,13 +142,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return None
-
-
 def _processes_with_argument(argument: str) -> list[int]:
     """Pids whose command line holds ``argument`` as one exact argument (the kit's own paths)."""
     found = []
@@ -223,16 +223,22 @@ class Topology:
         os.replace(tmp, self.state_file)
 
     def replica_running(self, index: int) -> bool:
-        pid = _read_pid(self.replica_dir(index) / "postmaster.pid")
-        return pid is not None and _pid_alive(pid)
+        """Whether the standby's postmaster.pid names its live postmaster (not a stale PID)."""
+        return check_postmaster_pid(self.replica_dir(index)).ours
 
     def pgbouncer_running(self) -> bool:
-        pid = _read_pid(self.pgbouncer_pidfile)
-        return pid is not None and _pid_alive(pid)
+        return check_pgbouncer_pid(self.pgbouncer_pidfile, self.pgbouncer_ini).ours
 
     # ---- URLs ----------------------------------------------------------------------------------
-    def _url(self, port: int) -> str:
-        return f"postgresql://{self.settings.role}@127.0.0.1:{port}/{self.settings.database}"
+    def _url(self, port: int, database: str | None = None) -> str:
+        primary = self.server.read_state()
+        return serverauth.url(
+            self.settings.role,
+            "127.0.0.1",
+            port,
+            database or self.settings.database,
+            primary.passfile if primary else None,
+        )
 
     def replica_urls(self) -> list[str]:
         return [
@@ -247,7 +253,7 @@ class Topology:
         bouncer = self.read_state().pgbouncer
         if bouncer is None or not self.pgbouncer_running():
             return None
-        return f"postgresql://{self.settings.role}@127.0.0.1:{bouncer.port}/pgbouncer"
+        return self._url(bouncer.port, "pgbouncer")
 
     def members(self) -> list[Member]:
         state = self.read_state()
@@ -487,13 +493,7 @@ class Topology:
             raise ServerError(
                 f"the embedded server {self.settings.name!r} is not running: run `ibcbench db up`"
             )
-        return psycopg.connect(
-            make_conninfo(
-                host=state.socket_dir, port=state.port, user=state.role, dbname="postgres"
-            ),
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return psycopg.connect(state.conninfo("postgres"), autocommit=True, connect_timeout=10)
 
     def _allow_replication(self, user: Any) -> None:
         """A primary started before the kit wrote pg_hba's replication lines gets them, reloaded."""
@@ -527,32 +527,30 @@ class Topology:
         folder = self.replica_dir(rep.index)
         primary = self.server.read_state()
         assert primary is not None
-        # pg_basebackup -R wrote primary_conninfo and primary_slot_name into postgresql.auto.conf,
-        # which is read last: the kit keeps them in its own file instead
-        auto = folder / "postgresql.auto.conf"
-        if auto.exists():
-            lines = auto.read_text().splitlines(keepends=True)
-            kept = [
-                ln for ln in lines if not ln.startswith(("primary_conninfo", "primary_slot_name"))
-            ]
-            if kept != lines:
-                auto.write_text("".join(kept))
         conf = folder / "ibcbench.conf"
         standby = {**STANDBY_DEFAULTS, **rep.settings}
-        conninfo = make_conninfo(
-            host=primary.socket_dir, port=primary.port, user=primary.role, application_name=rep.name
-        )
         text = self.server._conf_text(rep.port, primary.timescaledb_license or "timescale")
         text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.topology)\n"
         text += "".join(f"{k} = {_conf_value(v)}\n" for k, v in standby.items())
-        text += f"primary_conninfo = {_conf_value(conninfo)}\n"
-        text += f"primary_slot_name = '{rep.slot}'\n"
-        changed = not conf.exists() or conf.read_text() != text
-        if changed:
-            conf.write_text(text)
-        if user is not None:
-            os.chown(conf, user.pw_uid, user.pw_gid)
-        return changed
+        changed = _write_if_changed(conf, text, user)
+        changed = _write_if_changed(folder / "pg_hba.conf", serverauth.HBA_TEXT, user) or changed
+        # primary_conninfo holds the password: postgresql.auto.conf (read last, where
+        # pg_basebackup -R wrote it) is the server user's alone
+        auto = folder / "postgresql.auto.conf"
+        lines = auto.read_text().splitlines(keepends=True) if auto.exists() else []
+        kept = [ln for ln in lines if not ln.startswith(("primary_conninfo", "primary_slot_name"))]
+        params: dict[str, Any] = {
+            "host": primary.socket_dir,
+            "port": primary.port,
+            "user": primary.role,
+            "application_name": rep.name,
+        }
+        password = primary.password()
+        if password is not None:
+            params["password"] = password
+        kept.append(f"primary_conninfo = {_conf_value(make_conninfo(**params))}\n")
+        kept.append(f"primary_slot_name = '{rep.slot}'\n")
+        return _write_if_changed(auto, "".join(kept), user) or changed
 
     def _start_replica(self, rep: ReplicaState, user: Any) -> None:
         bindir = find_pg_bindir(self.settings.pg_bindir)
@@ -576,6 +574,7 @@ class Topology:
                 user=primary.role,
                 application_name=rep.name,
             )
+            password = primary.password()
             self.server._run(
                 [
                     str(bindir / "pg_basebackup"),
@@ -594,12 +593,15 @@ class Topology:
                 ],
                 user,
                 timeout=3600,
+                extra_env={"PGPASSWORD": password} if password else None,
             )
         if not LocalServer.port_is_free(rep.port):  # taken while the standby was stopped
             rep = replace(rep, port=self._free_port())
             self._replace_replica(rep)
         self._write_replica_conf(rep, user)
-        # a stale postmaster.pid (a killed standby) is handled by pg_ctl; a live one is not ours to start
+        # a postmaster.pid of a killed standby whose PID another process has since taken would make
+        # the new postmaster refuse to start
+        remove_stale(check_postmaster_pid(folder))
         try:
             self.server._run(
                 [
@@ -645,6 +647,8 @@ class Topology:
                 time.sleep(0.1)
 
     def _stop_replica(self, index: int) -> bool:
+        """``pg_ctl stop`` of a standby whose postmaster.pid names its postmaster; a stale PID is
+        not signalled."""
         folder = self.replica_dir(index)
         if not self.replica_running(index):
             return False
@@ -682,12 +686,13 @@ class Topology:
         return (
             "; written by `ibcbench db up --pgbouncer` on every start (ibcbench.topology)\n"
             "[databases]\n"
-            f"* = host={primary.socket_dir} port={primary.port}\n\n"
+            f"* = {make_conninfo(host=primary.socket_dir, port=primary.port)}\n\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {bouncer.port}\n"
             f"unix_socket_dir = {self.settings.socket_dir}\n"
-            "auth_type = trust\n"
+            "unix_socket_mode = 0700\n"
+            "auth_type = scram-sha-256\n"
             f"auth_file = {d / 'userlist.txt'}\n"
             f"admin_users = {self.settings.role}\n"
             f"stats_users = {self.settings.role}\n"
@@ -713,11 +718,12 @@ class Topology:
             self._write_state(replace(self.read_state(), pgbouncer=bouncer))
         d = self.pgbouncer_dir
         d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
         self.pgbouncer_ini.write_text(self._pgbouncer_ini(bouncer))
-        (d / "userlist.txt").write_text(f'"{self.settings.role}" ""\n')
+        self._write_userlist(user)
         self.pgbouncer_pidfile.unlink(missing_ok=True)  # not running (checked by the caller): stale
         if user is not None:
-            for path in (d, self.pgbouncer_ini, d / "userlist.txt"):
+            for path in (d, self.pgbouncer_ini):
                 os.chown(path, user.pw_uid, user.pw_gid)
             with contextlib.suppress(FileNotFoundError):
                 os.chown(d / "pgbouncer.log", user.pw_uid, user.pw_gid)
@@ -730,7 +736,7 @@ class Topology:
                 )
             try:
                 with psycopg.connect(
-                    self._url(bouncer.port).rsplit("/", 1)[0] + "/pgbouncer",
+                    self._url(bouncer.port, "pgbouncer"),
                     autocommit=True,
                     connect_timeout=2,
                 ) as conn:
@@ -746,12 +752,21 @@ class Topology:
                     ) from exc
                 time.sleep(0.1)
 
+    def _write_userlist(self, user: Any) -> None:
+        """PgBouncer's auth_file: the kit role and its password (PgBouncer checks clients' scram
+        against it and logs in to the primary with it), the server user's alone."""
+        primary = self.server.read_state()
+        password = (primary.password() if primary else None) or ""
+        role = self.settings.role.replace('"', '""')
+        serverauth.write_private(
+            self.pgbouncer_dir / "userlist.txt",
+            f'"{role}" "{password.replace(chr(34), chr(34) * 2)}"\n',
+            (user.pw_uid, user.pw_gid) if user is not None else None,
+        )
+
     def _stop_pgbouncer(self) -> bool:
-        pids = set()
-        pid = _read_pid(self.pgbouncer_pidfile)
-        if pid is not None and _pid_alive(pid):
-            pids.add(pid)
-        pids.update(_processes_with_argument(str(self.pgbouncer_ini)))
+        # only processes started with this ini: a stale pidfile's PID may be anyone's
+        pids = set(_processes_with_argument(str(self.pgbouncer_ini)))
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGTERM)  # immediate shutdown
@@ -815,6 +830,17 @@ class Topology:
             self.pgbouncer_pidfile.unlink(missing_ok=True)
             cleaned.append("stale pgbouncer pidfile removed")
         return cleaned
+
+
+def _write_if_changed(path: Path, text: str, user: Any) -> bool:
+    """``path`` holding ``text``, mode 0600, owned by the server user; returns whether it changed."""
+    changed = not path.exists() or path.read_text() != text
+    if changed:
+        path.write_text(text)
+    os.chmod(path, 0o600)
+    if user is not None:
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return changed
 
 
 def _conf_value(value: str) -> str:

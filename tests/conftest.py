@@ -78,9 +78,7 @@ def _start_server(edition: str) -> EditionServer:
         cluster = TEST_CLUSTER if edition == PRIMARY_EDITION else APACHE_CLUSTER
         settings = ServerSettings(name=cluster, timescaledb_license=license_)
         state = LocalServer(settings).up().state
-        dsn = make_conninfo(
-            host=state.socket_dir, port=state.port, user=state.role, dbname="postgres"
-        )
+        dsn = state.conninfo("postgres")  # the unix socket, with the kit's password file
     with psycopg.connect(dsn) as conn:
         running = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     assert running == (license_,), f"{cluster or dsn} runs timescaledb.license={running[0]!r}"

@@ -159,12 +159,19 @@ PASSWORD = "pw-s3cr3t-9f2c"
 def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
     tmp_path: Path, server_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from psycopg.conninfo import make_conninfo
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from ibcbench.cli import main
+    from ibcbench.serverauth import read_password
 
-    # the embedded server trusts local connections: the password is accepted and ignored
-    dsn = make_conninfo(server_dsn, password=PASSWORD)
+    # the embedded server's real password, in the DSN instead of its password file (a server that
+    # trusts local connections accepts and ignores PASSWORD)
+    params = conninfo_to_dict(server_dsn)
+    passfile = params.pop("passfile", None)
+    secret = (
+        read_password(Path(passfile), str(params.get("user"))) if passfile else None
+    ) or PASSWORD
+    dsn = make_conninfo(**params, password=secret)
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "ibcbench",
@@ -188,13 +195,13 @@ def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
     assert main(["run", str(source), "--dsn", dsn, "--label", "secret"]) == 0
     out = capsys.readouterr()
     assert "database: postgres" in out.out  # the kernel reached the server through DATABASE_URL
-    assert PASSWORD not in out.out + out.err
+    assert secret not in out.out + out.err
     files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert any(p.name == "manifest.json" for p in files) and any(
         p.suffix == ".ipynb" for p in files
     )
     for path in files:
-        assert PASSWORD not in path.read_text(errors="replace"), path
+        assert secret not in path.read_text(errors="replace"), path
     assert "DATABASE_URL" not in os.environ
 
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.db]
 def _primary_postgres_dsn(topology: Topology) -> str:
     state = topology.server.read_state()
     assert state is not None
-    return make_conninfo(host="127.0.0.1", port=state.port, user=state.role, dbname="postgres")
+    return state.conninfo("postgres", tcp=True)
 
 
 def test_a_server_that_is_not_embedded_needs_its_standby_by_url(

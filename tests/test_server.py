@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -14,7 +19,7 @@ import pytest
 
 from ibcbench.errors import ConfigError, MissingExtension, ServerError
 from ibcbench.migrate import load_migrations, migrate_up
-from ibcbench.server import LocalServer, check_extensions_installed, resolve_license
+from ibcbench.server import LocalServer, ServerState, check_extensions_installed, resolve_license
 from ibcbench.settings import ServerSettings
 from ibcbench.status import database_status, format_status
 from tests.conftest import EditionServer, create_database, drop_database
@@ -319,3 +324,291 @@ def test_url_of_a_stopped_cluster_says_how_to_start_it(tmp_path: Path) -> None:
         ServerError, match=r"the embedded server 'nothere' is not running: run `ibcbench db up`"
     ):
         LocalServer(ServerSettings(home=tmp_path, name="nothere")).url()
+
+
+# ---- access control: a password on every connection, a socket for the server user only ----------
+def _psql() -> str:
+    from ibcbench.server import find_pg_bindir
+
+    return shutil.which("psql") or str(find_pg_bindir() / "psql")
+
+
+def _as_nobody(conninfo: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``psql -w conninfo -c 'SELECT rolsuper ...'`` run as the OS user ``nobody``."""
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", _psql(), "-w", "-Atc", "SELECT 1", conninfo],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], "HOME": "/", **env},
+        cwd="/",
+    )
+
+
+def _state(primary_server: EditionServer) -> ServerState:
+    state = LocalServer(ServerSettings(name=primary_server.cluster or "test")).read_state()
+    if state is None:
+        pytest.fail("the test cluster has no state: it is not an embedded cluster")
+    return state
+
+
+@pytest.mark.db
+def test_another_os_user_cannot_connect_by_tcp_nor_by_the_socket(
+    primary_server: EditionServer,
+) -> None:
+    state = _state(primary_server)
+    tcp = f"postgresql://{state.role}@127.0.0.1:{state.port}/{state.database}"
+    refused = {
+        "tcp, no password": (_as_nobody(tcp), "no password supplied"),
+        "tcp, a guessed password": (
+            _as_nobody(tcp, PGPASSWORD="ibcbench"),
+            "password authentication failed",
+        ),
+        "tcp, the kit's URL (its password file is not nobody's)": (
+            _as_nobody(state.url),
+            "no password supplied",
+        ),
+        "socket": (
+            _as_nobody(f"host={state.socket_dir} port={state.port} user={state.role}"),
+            "Permission denied",
+        ),
+    }
+    for case, (proc, message) in refused.items():
+        assert proc.returncode != 0, f"{case}: nobody connected ({proc.stdout.strip()})"
+        assert message in proc.stderr, f"{case}: {proc.stderr.strip()}"
+
+
+@pytest.mark.db
+def test_the_password_file_is_the_invokers_alone_and_nothing_is_trusted(
+    primary_server: EditionServer,
+) -> None:
+    from ibcbench.serverauth import has_trust_line
+
+    state = _state(primary_server)
+    settings = ServerSettings(name=primary_server.cluster or "test")
+    assert state.passfile == str(settings.cluster_dir / "pgpass")
+    info = os.stat(state.passfile)
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == os.geteuid()
+    assert state.password() and state.password() not in state.url + state.socket_url
+    hba = (settings.data_dir / "pg_hba.conf").read_text()
+    assert not has_trust_line(hba) and "trust" not in hba
+    assert "local replication all scram-sha-256" in hba
+    assert stat.S_IMODE(os.stat(state.socket_dir).st_mode) == 0o700
+    sock = Path(state.socket_dir) / f".s.PGSQL.{state.port}"
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o700
+    with psycopg.connect(state.url) as conn:
+        row = conn.execute(
+            "SELECT current_setting('password_encryption'), rolpassword LIKE 'SCRAM-SHA-256$%'"
+            " FROM pg_authid WHERE rolname = current_user"
+        ).fetchone()
+    assert row == ("scram-sha-256", True)
+
+
+@pytest.mark.db
+def test_db_url_holds_no_password_unless_asked(
+    primary_server: EditionServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    state = _state(primary_server)
+    password = state.password()
+    assert password
+    name = primary_server.cluster or "test"
+    assert main(["db", "url", "--name", name]) == 0
+    plain = capsys.readouterr().out.strip()
+    assert password not in plain and "passfile=" in plain
+    assert main(["db", "url", "--name", name, "--with-password"]) == 0
+    with_password = capsys.readouterr().out.strip()
+    assert f":{password}@127.0.0.1:{state.port}/" in with_password
+    for url in (plain, with_password):
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.db
+def test_the_kits_commands_reach_the_server_with_its_password(
+    primary_server: EditionServer, make_database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+    from ibcbench.db import connect, resolve_dsn
+
+    dsn = make_database("auth_schema")
+    assert main(["schema", "up", "--dsn", dsn]) == 0
+    with connect(dsn) as conn:
+        assert conn.execute("SELECT to_regclass('packet_flow') IS NOT NULL").fetchone() == (True,)
+    settings = ServerSettings(name=primary_server.cluster or "test")
+    with connect(resolve_dsn(None, settings)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (settings.role,)
+    capsys.readouterr()
+
+
+# ---- a cluster of its own: migration, stale PID files, a home with a space, a moved port -------
+SCRATCH_CLUSTER = "test-scratch"
+
+
+@pytest.fixture(scope="module")
+def scratch_home() -> Iterator[Path]:
+    """A home whose path holds a space (the conninfo the kit builds must quote it), with the
+    ``test-scratch`` cluster, stopped and removed at the end."""
+    from ibcbench.settings import default_home
+
+    home = default_home() / "scratch home"
+    yield home
+    with contextlib.suppress(ServerError):
+        LocalServer(ServerSettings(home=home, name=SCRATCH_CLUSTER)).down()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch(scratch_home: Path, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    """The scratch cluster, running; the CLI's ``db`` commands in this test reach it."""
+    monkeypatch.setenv("IBCBENCH_HOME", str(scratch_home))
+    monkeypatch.setenv("IBCBENCH_CLUSTER", SCRATCH_CLUSTER)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    server = LocalServer(ServerSettings(home=scratch_home, name=SCRATCH_CLUSTER))
+    server.up()
+    return server
+
+
+@pytest.mark.db
+def test_db_up_works_in_a_home_whose_path_holds_a_space(
+    scratch: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    assert " " in str(scratch.settings.home)
+    scratch.down()
+    assert main(["db", "up"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded server started" in out
+    state = scratch.read_state()
+    assert state is not None and "%20" in state.url
+    for target in (state.url, state.socket_url, state.conninfo()):
+        with psycopg.connect(target) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.db
+def test_db_up_gives_a_trusting_cluster_a_password_and_says_so(
+    scratch: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cluster made before passwords: trusting pg_hba.conf lines and no password file."""
+    from ibcbench.cli import main
+
+    trusting = (
+        "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
+        "local replication all trust\nhost replication all 127.0.0.1/32 trust\n"
+    )
+    hba = scratch.settings.data_dir / "pg_hba.conf"
+    passfile = scratch.settings.cluster_dir / "pgpass"
+    for running in (False, True):
+        if not running:
+            scratch.down()
+        hba.write_text(trusting)
+        if running:
+            state = scratch.read_state()
+            assert state is not None
+            with psycopg.connect(state.conninfo("postgres"), autocommit=True) as conn:
+                conn.execute("SELECT pg_reload_conf()")
+        passfile.unlink(missing_ok=True)
+        capsys.readouterr()
+        assert main(["db", "up"]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"ibcbench: embedded server {SCRATCH_CLUSTER!r}: trust authentication replaced by the "
+            f"ibcbench role's password (scram-sha-256), kept in {passfile} (mode 0600)"
+        ], running
+        assert "trust" not in hba.read_text()
+        assert stat.S_IMODE(os.stat(passfile).st_mode) == 0o600
+        state = scratch.read_state()
+        assert state is not None and state.passfile == str(passfile)
+        with psycopg.connect(state.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        proc = _as_nobody(f"postgresql://ibcbench@127.0.0.1:{state.port}/ibcbench")
+        assert proc.returncode != 0 and "no password supplied" in proc.stderr
+        # the next `db up` has nothing more to say
+        assert main(["db", "up"]) == 0
+        assert capsys.readouterr().err == ""
+
+
+def _state_port(server: LocalServer) -> int:
+    state = server.read_state()
+    assert state is not None
+    return state.port
+
+
+def _stale_pidfile(server: LocalServer, pid: int) -> None:
+    """A postmaster.pid of the stopped ``server`` naming ``pid`` (as a crashed server leaves it)."""
+    state = server.read_state()
+    assert state is not None
+    path = server.settings.data_dir / "postmaster.pid"
+    path.write_text(
+        f"{pid}\n{server.settings.data_dir}\n1700000000\n{state.port}\n{state.socket_dir}\n"
+        "127.0.0.1\n  1234567     65536\nready   \n"
+    )
+
+
+@pytest.mark.db
+def test_a_stale_pid_file_makes_db_down_signal_nothing_and_db_up_start(
+    scratch: LocalServer, primary_server: EditionServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    # the suite's own cluster, in the home the scratch one is a folder of
+    test_cluster = LocalServer(
+        ServerSettings(home=scratch.settings.home.parent, name=primary_server.cluster or "test")
+    )
+    other_pid = int((test_cluster.settings.data_dir / "postmaster.pid").read_text().split()[0])
+    scratch.down()
+    data_dir = scratch.settings.data_dir
+    # a process of the server user, one of them in the data directory itself (started later than
+    # the file says), and another cluster's postmaster
+    sleepers = [
+        subprocess.Popen(["sleep", "300"], user=scratch.settings.os_user, cwd="/"),
+        subprocess.Popen(["sleep", "300"], user=scratch.settings.os_user, cwd=data_dir),
+    ]
+    try:
+        for pid in [p.pid for p in sleepers] + [other_pid]:
+            _stale_pidfile(scratch, pid)
+            capsys.readouterr()
+            main(["db", "down"])
+            out = capsys.readouterr().out
+            time.sleep(0.3)
+            assert all(p.poll() is None for p in sleepers), "db down signalled a process"
+            assert test_cluster.is_running(), "db down stopped another cluster"
+            assert "embedded server was not running: its PID file" in out
+            assert "is stale" in out and "nothing was signalled" in out
+            assert not scratch.is_running() and scratch.pid_check().stale
+        assert main(["db", "up"]) == 0
+        assert "embedded server started" in capsys.readouterr().out
+        assert scratch.is_running() and all(p.poll() is None for p in sleepers)
+        assert main(["db", "down"]) == 0
+        assert capsys.readouterr().out.startswith("embedded server stopped")
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.db
+def test_db_status_says_the_port_moved_since_the_last_start(
+    scratch: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ibcbench.cli import main
+
+    old = _state_port(scratch)
+    scratch.down()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        scratch.up()
+        new = _state_port(scratch)
+        capsys.readouterr()
+        assert main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert new != old
+    assert f"port:         {new}, moved from {old} at the last start" in out
+    scratch.down()
+    scratch.up()  # back to a port it had: no word of a move then
+    assert main(["db", "status"]) == 0
+    assert "moved from" not in capsys.readouterr().out

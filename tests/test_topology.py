@@ -250,3 +250,70 @@ def test_an_external_topology_is_given_by_url(
     assert main(["db", "status", "--replica-dsn", replica, "--pgbouncer-dsn", bouncer]) == 0
     out = capsys.readouterr().out
     assert "replica:" in out and "pgbouncer:" in out and "running" in out
+
+
+def _psql_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
+    import shutil
+
+    from ibcbench.server import find_pg_bindir
+
+    psql = shutil.which("psql") or str(find_pg_bindir() / "psql")
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", psql, "-w", "-Atc", "SELECT 1", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], "HOME": "/"},
+        cwd="/",
+    )
+
+
+def test_standbys_and_pgbouncer_ask_for_the_password_they_keep_to_the_server_user(
+    topology: Topology,
+) -> None:
+    import stat
+
+    from ibcbench.serverauth import has_trust_line
+
+    primary = topology.server.read_state()
+    assert primary is not None and primary.passfile
+    password = primary.password()
+    assert password
+    server_uid = topology.server._server_user()
+    uid = server_uid.pw_uid if server_uid else os.geteuid()
+    replica = topology.read_state().replicas[0]
+    folder = topology.replica_dir(replica.index)
+    secrets = [folder / "postgresql.auto.conf", topology.pgbouncer_dir / "userlist.txt"]
+    for path in secrets:
+        info = os.stat(path)
+        assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == uid, path
+        assert password in path.read_text(), path
+    for path in [folder / "ibcbench.conf", topology.pgbouncer_ini, topology.state_file]:
+        assert password not in path.read_text(), path
+    assert not has_trust_line((folder / "pg_hba.conf").read_text())
+    assert "auth_type = scram-sha-256" in topology.pgbouncer_ini.read_text()
+    bouncer = topology.pgbouncer_url()
+    urls = [*topology.replica_urls(), bouncer, topology.pgbouncer_admin_url()]
+    for url in urls:
+        assert url is not None and password not in url and "passfile=" in url
+        with psycopg.connect(url, autocommit=True) as conn:  # the kit's own URLs work
+            conn.execute("SHOW VERSION" if "/pgbouncer?" in url else "SELECT 1")
+        plain = url.split("?", 1)[0]
+        proc = _psql_as_nobody(plain)
+        assert proc.returncode != 0 and "no password supplied" in proc.stderr, (url, proc.stderr)
+
+
+def test_a_stale_pgbouncer_pidfile_is_not_signalled(tmp_path: Path) -> None:
+    """A pidfile naming a live process that is not this PgBouncer: not running, not stopped."""
+    topo = Topology(ServerSettings(home=tmp_path, name="stale-bouncer"))
+    topo.pgbouncer_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        topo.pgbouncer_pidfile.write_text(f"{sleeper.pid}\n")
+        assert not topo.pgbouncer_running()
+        assert not topo._stop_pgbouncer()
+        time.sleep(0.2)
+        assert sleeper.poll() is None, "a process that is not PgBouncer was signalled"
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from ibcbench.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ibcbench.server import LocalServer
 
 _EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
 
@@ -112,6 +117,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="primary",
         help="which member's URL (replica: one line per standby)",
     )
+    url.add_argument(
+        "--with-password",
+        action="store_true",
+        help="put the password in the URL (default: the URL names the password file, readable by "
+        "you only, with passfile=)",
+    )
     url.set_defaults(func=_url)
 
 
@@ -125,6 +136,8 @@ def _up(args: argparse.Namespace) -> int:
         pool_size=args.pool_size,
     )
     result = up.primary
+    for note in result.notes:
+        print(f"ibcbench: {note}", file=sys.stderr)
     verb = "created and started" if result.created else ("started" if result.started else "running")
     print(f"embedded server {verb}: {result.data_dir}")
     for update in result.updates:
@@ -143,8 +156,18 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from ibcbench.topology import Topology
 
-    stopped = Topology(_settings(args)).down()
-    print("embedded server stopped" if "primary" in stopped else "embedded server was not running")
+    topo = Topology(_settings(args))
+    stopped = topo.down()
+    check = topo.server.pid_check()
+    if "primary" in stopped:
+        print("embedded server stopped")
+    elif check.stale:
+        print(
+            f"embedded server was not running: its PID file {check.path} is stale ({check.reason}); "
+            "nothing was signalled"
+        )
+    else:
+        print("embedded server was not running")
     for name in stopped:
         if name != "primary":
             print(f"{name} stopped")
@@ -156,13 +179,19 @@ def _url(args: argparse.Namespace) -> int:
     from ibcbench.server import LocalServer
     from ibcbench.topology import Topology
 
+    server = LocalServer(_settings(args))
     if args.role == "primary":
-        print(LocalServer(_settings(args)).url())
+        server.url()  # refuses a stopped server
+        state = server.read_state()
+        assert state is not None
+        print(state.url_with_password() if args.with_password else state.url)
         return 0
     topo = Topology(_settings(args))
     urls = (
         topo.replica_urls() if args.role == "replica" else [u for u in [topo.pgbouncer_url()] if u]
     )
+    if args.with_password:
+        urls = [_with_password(u, server) for u in urls]
     if not urls:
         flag = "--replicas 1" if args.role == "replica" else "--pgbouncer"
         raise ServerError(
@@ -172,11 +201,47 @@ def _url(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_password(url: str, server: LocalServer) -> str:
+    """``url`` (a member's, naming the password file) with the password instead."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ibcbench import serverauth
+
+    state = server.read_state()
+    password = state.password() if state else None
+    params = conninfo_to_dict(url)
+    if state is None or password is None:
+        return url
+    return serverauth.url_with_password(
+        state.role, "127.0.0.1", int(str(params["port"])), str(params["dbname"]), password
+    )
+
+
+def _moved_port(args: argparse.Namespace) -> str | None:
+    """A line for ``db status`` when the embedded server came up on another port than before."""
+    from ibcbench.server import LocalServer
+    from ibcbench.settings import explicit_dsn
+
+    if explicit_dsn(args.dsn):
+        return None
+    state = LocalServer(_settings(args)).read_state()
+    if state is None or state.previous_port is None:
+        return None
+    return (
+        f"port:         {state.port}, moved from {state.previous_port} at the last start: a URL "
+        f"saved before reaches whatever listens on {state.previous_port} now; "
+        "take the new one from `ibcbench db url`"
+    )
+
+
 def _status(args: argparse.Namespace) -> int:
     from ibcbench.status import database_status, format_status
     from ibcbench.topology import format_members, topology_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
+    moved = _moved_port(args)
+    if moved:
+        print(moved)
     members = topology_status(
         args.dsn,
         replica_dsn=args.replica_dsn,

@@ -6,7 +6,7 @@ parser's refusals too: the kit's parser prints one line pointing at ``--help`` a
 argparse's usage block and 2), with what to do next in that line, before any work: no run folder, no
 new database, no rows, no output folder. The DSN cases include a wrong password: the lab's
 ``pg_hba.conf`` gets a ``scram-sha-256`` line for a role of this group's own on 127.0.0.1, ahead of
-its trust lines, removed when the lab closes. The secrets case runs a workload and a notebook through
+the kit's own lines, removed when the lab closes. The secrets case runs a workload and a notebook through
 a DSN with the right password and greps every file of their run folders (and the report) for it.
 """
 
@@ -55,7 +55,7 @@ def password_role(lab: FaultLab) -> str:
 
     lab.on_close(undo)
     line = f"host all {ROLE} 127.0.0.1/32 scram-sha-256\n"
-    hba.write_text(line + original)  # ahead of the trust lines: the first match decides
+    hba.write_text(line + original)  # ahead of the kit's lines: the first match decides
     with connect(lab.admin_dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_reload_conf()")
     return dsn
