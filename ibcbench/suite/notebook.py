@@ -16,6 +16,7 @@ from typing import Any
 from ibcbench.errors import IbcbenchError
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
+from ibcbench.signals import stop_reason
 from ibcbench.suite.parameters import (
     KIT_PARAMETERS,
     notebook_parameters,
@@ -247,7 +248,27 @@ def _local_kernel_manager(log: Path) -> type:
                 kw.update(stdout=out, stderr=out)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
+        async def shutdown_kernel(  # type: ignore[override]  # the async manager's is a coroutine
+            self, now: bool = False, restart: bool = False
+        ) -> None:
+            await _settle_other_tasks()
+            await self._async_shutdown_kernel(now=now, restart=restart)
+
     return LocalKernelManager
+
+
+async def _settle_other_tasks() -> None:
+    """Cancel the tasks left waiting in papermill's event loop. An interrupt (Ctrl-C, SIGTERM) that
+    stops the loop leaves the running cell's task pending; while the kernel shuts down it would wake
+    up to a dead kernel and log ``Kernel died`` and a traceback under the command's one line. After
+    a notebook that ran to its end there are none."""
+    import asyncio
+
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -283,21 +304,36 @@ def run_all(
     run.update_manifest(**build_manifest(dsn, seed=seed, scale=scale, parameters=params))
     started = time.perf_counter()
     results: list[NotebookResult] = []
-    for nb in chosen:
-        if echo:
-            print(f"running {nb.name} ...", flush=True)
-        nb_params = dict(params)
-        if scale != "tiny":
-            nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
-        try:
-            result = run_notebook(nb, run, nb_params)
-        except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
-            result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
-        results.append(result)
-        if echo:
-            status = "ok" if result.ok else f"FAILED ({result.error})"
-            print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
+    nb = chosen[0]
+    try:
+        for nb in chosen:
+            if echo:
+                print(f"running {nb.name} ...", flush=True)
+            nb_params = dict(params)
+            if scale != "tiny":
+                nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
+            try:
+                result = run_notebook(nb, run, nb_params)
+            except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
+                result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
+            results.append(result)
+            if echo:
+                status = "ok" if result.ok else f"FAILED ({result.error})"
+                print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the manifest says how far it got
+        if not results or results[-1].notebook != nb.name:
+            results.append(NotebookResult(nb.name, run.path / nb.name, 0.0, error=stop_reason(exc)))
+        _record_notebooks(run, results, time.perf_counter() - started)
+        run.update_manifest(status="interrupted", error=stop_reason(exc))
+        raise
     elapsed = time.perf_counter() - started
+    _record_notebooks(run, results, elapsed)
+    run.update_manifest(status="complete" if all(r.ok for r in results) else "failed")
+    report = build_report(run)
+    return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
+
+
+def _record_notebooks(run: Run, results: Sequence[NotebookResult], elapsed_s: float) -> None:
     run.update_manifest(
         notebooks=[
             {
@@ -310,8 +346,5 @@ def run_all(
             for r in results
         ],
         dataset=next((r.dataset for r in results if r.dataset is not None), None),
-        run_all_elapsed_s=round(elapsed, 1),
-        status="complete" if all(r.ok for r in results) else "failed",
+        run_all_elapsed_s=round(elapsed_s, 1),
     )
-    report = build_report(run)
-    return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
