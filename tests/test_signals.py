@@ -235,3 +235,43 @@ def test_a_run_stopped_while_it_waits_for_the_lock_says_nothing_was_started(
         rest == "ibcbench: stopped by SIGTERM: nothing was started (it waited for the run lock)\n"
     )
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.db
+def test_a_killed_run_leaves_no_kernel_sockets_in_its_run_folder(
+    server_dsn: str, tmp_path: Path
+) -> None:
+    """SIGKILL leaves no time to clean up: the kernel's sockets and connection file stay behind, in
+    the private folder under the temp folder, not among the run's results (``kernel-ipc-1`` ... were
+    in the run folder: the kernel's working directory)."""
+    runs, tmp = tmp_path / "runs", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(IBCBENCH_RUNS_DIR=str(runs), TMPDIR=str(tmp))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ibcbench.cli", "run", str(_probe(tmp_path)), "--dsn", server_dsn],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    kernel = None
+    try:
+        folder, kernel = _wait_for_kernel(proc, runs)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "99_sleeper.ipynb",
+            KERNEL_PID,
+            "logs",
+            "manifest.json",
+        ]
+        (private,) = tmp.iterdir()
+        assert private.name.startswith("ibcbench-kernel-")
+        assert private.stat().st_mode & 0o777 == 0o700
+        assert "kernel.json" in {p.name for p in private.iterdir()}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if kernel is not None and _running(kernel):
+            os.kill(kernel, signal.SIGKILL)

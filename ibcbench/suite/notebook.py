@@ -6,7 +6,9 @@ What a notebook records is read back with :func:`ibcbench.results.recorded.read_
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +119,8 @@ def run_notebook(
     started_at = server_started_at(secret)
     started = time.perf_counter()
     error: str | None = None
+    # the kernel's connection file and unix sockets: a private folder (mode 0700), removed after it
+    runtime = Path(tempfile.mkdtemp(prefix="ibcbench-kernel-"))
     saved = os.environ.get("DATABASE_URL")
     if secret:
         os.environ["DATABASE_URL"] = secret
@@ -131,12 +135,13 @@ def run_notebook(
             log_output=False,
             request_save_on_cell_execute=True,
             kernel_manager_class=_local_kernel_manager(
-                run.subdir("logs") / f"{source.stem}.kernel.log"
+                run.subdir("logs") / f"{source.stem}.kernel.log", runtime
             ),
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
     finally:
+        shutil.rmtree(runtime, ignore_errors=True)
         if secret:
             if saved is None:
                 os.environ.pop("DATABASE_URL", None)
@@ -232,16 +237,24 @@ def server_started_at(dsn: str | None = None, *, wait_s: float = 0.0) -> str | N
             time.sleep(0.5)
 
 
-def _local_kernel_manager(log: Path) -> type:
+def _local_kernel_manager(log: Path, runtime: Path) -> type:
     """papermill's kernel manager on unix sockets: the kernel never listens on TCP (and ipykernel
     has no reason to warn that it does so unencrypted). The kernel's own output goes to ``log``, not
     to this command's stderr: a kernel stopped while a cell fails logs its KeyboardInterrupt there,
-    and the command's error stays one line (the notebook's error is in the executed notebook)."""
+    and the command's error stays one line (the notebook's error is in the executed notebook).
+
+    Its connection file and sockets go into ``runtime``, a private folder the caller removes. Left
+    to itself, jupyter_client names the sockets after the connection file, which is not chosen yet
+    when the sockets' address is (it is a ``mkstemp`` file later), so they were the relative
+    ``kernel-ipc-N``: in the kernel's working directory, the run folder (papermill's ``cwd``), where
+    a command killed before its cleanup left them."""
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, Unicode
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        connection_file = Unicode(str(runtime / "kernel.json"), config=True)
+        ip = Unicode(str(runtime / "kernel-ipc"), config=True)
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             with open(log, "ab") as out:  # the kernel keeps its own copy of the descriptor
