@@ -6,6 +6,8 @@ defines ``register_bench(bench_subparsers)`` instead (or too): ``ibcbench bench 
 (:class:`~ibcbench.errors.IbcbenchError`) become one line on stderr and exit code 1, and so does a
 command line the parser refuses (an unknown option, a value of the wrong kind): one line
 ``ibcbench: error: ...; see `ibcbench CMD --help```, exit code 1 (not argparse's usage block and 2).
+Ctrl-C, SIGTERM and SIGHUP stop a command alike (:mod:`ibcbench.signals`): one line saying what was
+kept, exit code 128 + the signal's number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ibcbench.errors import (
     write_advice,
     write_failure,
 )
+from ibcbench.signals import Stopped, exit_code, stop_on_signals, stop_reason
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,14 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():  # SIGTERM and SIGHUP unwind like Ctrl-C
+            return int(args.func(args) or 0)
     except IbcbenchError as exc:
         print(f"ibcbench: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # an Interrupted says what was kept
         detail = str(exc).strip()
-        print(f"ibcbench: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
-        return 130
+        what = stop_reason(exc) if isinstance(exc, Stopped) else "interrupted"
+        print(f"ibcbench: {what}{': ' + detail if detail else ''}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:
         line = _disk_full(exc)
         if line is None:

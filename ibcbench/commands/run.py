@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ibcbench.commands import dataset_scale, non_negative_int
+
+if TYPE_CHECKING:
+    from ibcbench.results.runs import Run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     with (
         run_lock(params.get("dsn"), wait=not args.no_wait, on_wait=_waiting) as lock,  # type: ignore[arg-type]
         started_run(args.label or Path(args.notebook).stem) as run,
+        _marked_if_stopped(run),
     ):
         lock.name_run(run.id)
         run.update_manifest(
@@ -151,6 +158,7 @@ def _run_all(args: argparse.Namespace) -> int:
     with (
         run_lock(args.dsn, wait=not args.no_wait, on_wait=_waiting) as lock,
         started_run(f"all-{args.scale}") as run,
+        _marked_if_stopped(run),
     ):
         lock.name_run(run.id)
         result = run_all(
@@ -166,6 +174,24 @@ def _run_all(args: argparse.Namespace) -> int:
     if result.report is not None:
         print(f"report: {result.report}")
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _marked_if_stopped(run: Run) -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP during a run: the notebook's kernel has been shut down as the
+    interrupt unwound papermill; the manifest says ``interrupted`` and why, the CLI's one line says
+    what was kept, and the run lock goes with its session after this block."""
+    from ibcbench.signals import restopped, stop_reason
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if [p.name for p in run.path.iterdir()] == ["manifest.json"]:  # the folder goes
+            raise restopped(exc, f"nothing was kept (run {run.id} had not begun)") from None
+        run.update_manifest(status="interrupted", error=stop_reason(exc))
+        raise restopped(
+            exc, f"run {run.id} is marked interrupted; what it wrote is kept in {run.path}"
+        ) from None
 
 
 def _chosen_notebooks(text: str | None) -> list[Path] | None:

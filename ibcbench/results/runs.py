@@ -170,7 +170,8 @@ def new_run(label: str = "run", root: Path | None = None) -> Run:
 def started_run(label: str = "run", root: Path | None = None) -> Iterator[Run]:
     """A new run folder for a command: its manifest's ``status`` says ``complete`` when the command
     returns (unless it set ``failed``); a command that raises leaves no stub behind (the folder is
-    removed while it holds nothing but its manifest) or a folder marked ``failed``."""
+    removed while it holds nothing but its manifest) or a folder marked ``failed`` (unless it set a
+    status of its own, ``interrupted``)."""
     run = new_run(label, root)
     try:
         yield run
@@ -181,7 +182,8 @@ def started_run(label: str = "run", root: Path | None = None) -> Iterator[Run]:
             shutil.rmtree(run.path, ignore_errors=True)
         else:
             try:
-                run.update_manifest(status="failed")
+                if run.manifest().get("status") == "running":
+                    run.update_manifest(status="failed")
             except (
                 OSError
             ):  # a full disk: a folder that cannot say it failed goes (the kit wrote it all)

@@ -6,7 +6,9 @@ What a notebook records is read back with :func:`ibcbench.results.recorded.read_
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from typing import Any
 from ibcbench.errors import IbcbenchError
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
+from ibcbench.signals import stop_reason
 from ibcbench.suite.parameters import (
     KIT_PARAMETERS,
     notebook_parameters,
@@ -116,6 +119,8 @@ def run_notebook(
     started_at = server_started_at(secret)
     started = time.perf_counter()
     error: str | None = None
+    # the kernel's connection file and unix sockets: a private folder (mode 0700), removed after it
+    runtime = Path(tempfile.mkdtemp(prefix="ibcbench-kernel-"))
     saved = os.environ.get("DATABASE_URL")
     if secret:
         os.environ["DATABASE_URL"] = secret
@@ -130,12 +135,13 @@ def run_notebook(
             log_output=False,
             request_save_on_cell_execute=True,
             kernel_manager_class=_local_kernel_manager(
-                run.subdir("logs") / f"{source.stem}.kernel.log"
+                run.subdir("logs") / f"{source.stem}.kernel.log", runtime
             ),
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
     finally:
+        shutil.rmtree(runtime, ignore_errors=True)
         if secret:
             if saved is None:
                 os.environ.pop("DATABASE_URL", None)
@@ -231,23 +237,51 @@ def server_started_at(dsn: str | None = None, *, wait_s: float = 0.0) -> str | N
             time.sleep(0.5)
 
 
-def _local_kernel_manager(log: Path) -> type:
+def _local_kernel_manager(log: Path, runtime: Path) -> type:
     """papermill's kernel manager on unix sockets: the kernel never listens on TCP (and ipykernel
     has no reason to warn that it does so unencrypted). The kernel's own output goes to ``log``, not
     to this command's stderr: a kernel stopped while a cell fails logs its KeyboardInterrupt there,
-    and the command's error stays one line (the notebook's error is in the executed notebook)."""
+    and the command's error stays one line (the notebook's error is in the executed notebook).
+
+    Its connection file and sockets go into ``runtime``, a private folder the caller removes. Left
+    to itself, jupyter_client names the sockets after the connection file, which is not chosen yet
+    when the sockets' address is (it is a ``mkstemp`` file later), so they were the relative
+    ``kernel-ipc-N``: in the kernel's working directory, the run folder (papermill's ``cwd``), where
+    a command killed before its cleanup left them."""
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, Unicode
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        connection_file = Unicode(str(runtime / "kernel.json"), config=True)
+        ip = Unicode(str(runtime / "kernel-ipc"), config=True)
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             with open(log, "ab") as out:  # the kernel keeps its own copy of the descriptor
                 kw.update(stdout=out, stderr=out)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
+        async def shutdown_kernel(  # type: ignore[override]  # the async manager's is a coroutine
+            self, now: bool = False, restart: bool = False
+        ) -> None:
+            await _settle_other_tasks()
+            await self._async_shutdown_kernel(now=now, restart=restart)
+
     return LocalKernelManager
+
+
+async def _settle_other_tasks() -> None:
+    """Cancel the tasks left waiting in papermill's event loop. An interrupt (Ctrl-C, SIGTERM) that
+    stops the loop leaves the running cell's task pending; while the kernel shuts down it would wake
+    up to a dead kernel and log ``Kernel died`` and a traceback under the command's one line. After
+    a notebook that ran to its end there are none."""
+    import asyncio
+
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -283,21 +317,36 @@ def run_all(
     run.update_manifest(**build_manifest(dsn, seed=seed, scale=scale, parameters=params))
     started = time.perf_counter()
     results: list[NotebookResult] = []
-    for nb in chosen:
-        if echo:
-            print(f"running {nb.name} ...", flush=True)
-        nb_params = dict(params)
-        if scale != "tiny":
-            nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
-        try:
-            result = run_notebook(nb, run, nb_params)
-        except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
-            result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
-        results.append(result)
-        if echo:
-            status = "ok" if result.ok else f"FAILED ({result.error})"
-            print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
+    nb = chosen[0]
+    try:
+        for nb in chosen:
+            if echo:
+                print(f"running {nb.name} ...", flush=True)
+            nb_params = dict(params)
+            if scale != "tiny":
+                nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
+            try:
+                result = run_notebook(nb, run, nb_params)
+            except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
+                result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
+            results.append(result)
+            if echo:
+                status = "ok" if result.ok else f"FAILED ({result.error})"
+                print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the manifest says how far it got
+        if not results or results[-1].notebook != nb.name:
+            results.append(NotebookResult(nb.name, run.path / nb.name, 0.0, error=stop_reason(exc)))
+        _record_notebooks(run, results, time.perf_counter() - started)
+        run.update_manifest(status="interrupted", error=stop_reason(exc))
+        raise
     elapsed = time.perf_counter() - started
+    _record_notebooks(run, results, elapsed)
+    run.update_manifest(status="complete" if all(r.ok for r in results) else "failed")
+    report = build_report(run)
+    return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
+
+
+def _record_notebooks(run: Run, results: Sequence[NotebookResult], elapsed_s: float) -> None:
     run.update_manifest(
         notebooks=[
             {
@@ -310,8 +359,5 @@ def run_all(
             for r in results
         ],
         dataset=next((r.dataset for r in results if r.dataset is not None), None),
-        run_all_elapsed_s=round(elapsed, 1),
-        status="complete" if all(r.ok for r in results) else "failed",
+        run_all_elapsed_s=round(elapsed_s, 1),
     )
-    report = build_report(run)
-    return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)

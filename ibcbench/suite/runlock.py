@@ -30,6 +30,7 @@ import psycopg
 from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import ConfigError, ConnectionFailed
+from ibcbench.signals import restopped
 
 #: the advisory lock's key (in the server's ``postgres`` database): one run at a time
 RUN_LOCK_KEY = 0x1BCB_4E11
@@ -122,6 +123,8 @@ def run_lock(
     try:
         try:
             _take(conn, wait=wait, on_wait=on_wait, poll_s=poll_s)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP while it waited
+            raise restopped(exc, "nothing was started (it waited for the run lock)") from None
         except psycopg.OperationalError as exc:  # the server restarted, or ended the session
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConnectionFailed(
