@@ -23,6 +23,7 @@ from ibcbench import __version__, commands
 from ibcbench.errors import (
     DISK_FULL_ERRNOS,
     IbcbenchError,
+    first_line,
     redact_dsn,
     write_advice,
     write_failure,
@@ -86,7 +87,7 @@ def _disk_full(exc: Exception) -> str | None:
         where = exc.filename or "the disk"
         return f"{write_failure(exc, where)}: {write_advice(exc)} and run the command again"
     if getattr(exc, "sqlstate", None) == "53100":
-        primary = str(exc).strip().splitlines()[0] if str(exc).strip() else "disk full"
+        primary = first_line(exc, "disk full")
         return (
             f"the database server ran out of disk space ({primary}); the statement that needed it "
             "failed and its transaction rolled back: free space on the server's disk and run the "

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy
 
-from ibcbench.errors import ConnectionFailed, redact_dsn
+from ibcbench.errors import ConnectionFailed, first_line, redact_dsn
 from ibcbench.settings import ServerSettings, explicit_dsn
 
 
@@ -47,16 +47,14 @@ def connect(
     try:
         return psycopg.connect(target, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         first = redact_dsn(first, dsn=target)
         raise ConnectionFailed(
             f"cannot connect to {describe_dsn(target)}: {first}; check DATABASE_URL/--dsn or run "
             "`ibcbench db up`"
         ) from exc
     except psycopg.ProgrammingError as exc:
-        detail = redact_dsn(
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "", dsn=target
-        )
+        detail = redact_dsn(first_line(exc, ""), dsn=target)
         raise ConnectionFailed(
             f"invalid DSN {redact_dsn(target, dsn=target)!r}: {detail}; fix DATABASE_URL or --dsn"
         ) from exc

@@ -79,6 +79,15 @@ def redact_dsn(text: str, dsn: str | None = None) -> str:
     return _QUOTED_RE.sub(lambda m: '"***"' if shows_secret(m.group(1)) else m.group(0), out)
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``exc``'s message, for a one-line error; ``default`` (else the exception's
+    class name) when the message is empty."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
+
+
 class IbcbenchError(Exception):
     """Base class of every error the kit raises on purpose."""
 

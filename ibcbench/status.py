@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from ibcbench.db import ServerInfo, connect, describe_dsn, resolve_dsn, server_info
-from ibcbench.errors import ConfigError, MissingExtension
+from ibcbench.errors import ConfigError, MissingExtension, first_line
 from ibcbench.settings import ServerSettings, explicit_dsn
 
 
@@ -138,7 +138,7 @@ def database_status(
             info = server_info(conn)
         except psycopg.errors.UndefinedFile as exc:
             # an older TimescaleDB built without the Community edition, on a server that runs it
-            first = str(exc).strip().splitlines()[0]
+            first = first_line(exc, "")
             raise MissingExtension(
                 f"{describe_dsn(conn.info.dsn)}: this server's TimescaleDB edition cannot load the "
                 f"version in this database ({first}): run `ibcbench db up` to update the kit's "

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ibcbench.errors import dsn_passwords, redact_dsn
+from ibcbench.errors import dsn_passwords, first_line, redact_dsn
 
 #: (text, the DSN it speaks of or None, what must not appear)
 CASES = [
@@ -106,3 +106,17 @@ def test_a_malformed_dsn_is_one_line_without_its_password(dsn: str, secrets: lis
     assert "DSN" in lines[0] and "--dsn" in lines[0]
     for secret in secrets:
         assert secret not in proc.stderr + proc.stdout, lines[0]
+
+
+@pytest.mark.parametrize(
+    ("exc", "default", "expected"),
+    [
+        (ValueError("first\nsecond"), None, "first"),
+        (ValueError("  padded  \n"), None, "padded"),
+        (ValueError(""), None, "ValueError"),
+        (ValueError(""), "disk full", "disk full"),
+        (OSError(), "", ""),
+    ],
+)
+def test_first_line_is_the_first_line_or_a_default(exc, default, expected) -> None:
+    assert first_line(exc, default) == expected

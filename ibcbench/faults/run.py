@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ibcbench.db import connect
-from ibcbench.errors import ConfigError
+from ibcbench.errors import ConfigError, first_line
 from ibcbench.faults.lab import FAULT_SCALES, FaultLab
 from ibcbench.faults.registry import FaultOutcome, registered_faults
 
@@ -150,7 +150,7 @@ def run_fault_suite(
                 got = f.run(lab)
                 got_list = [got] if isinstance(got, FaultOutcome) else list(got)
             except Exception as exc:  # a broken fault is a failed fault, with the reason shown
-                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                detail = first_line(exc, "")
                 got_list = [
                     FaultOutcome(
                         f.group,

@@ -29,7 +29,7 @@ import psycopg
 
 from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
-from ibcbench.errors import ConfigError, ConnectionFailed
+from ibcbench.errors import ConfigError, ConnectionFailed, first_line
 from ibcbench.signals import restopped
 
 #: the advisory lock's key (in the server's ``postgres`` database): one run at a time
@@ -126,7 +126,7 @@ def run_lock(
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP while it waited
             raise restopped(exc, "nothing was started (it waited for the run lock)") from None
         except psycopg.OperationalError as exc:  # the server restarted, or ended the session
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise ConnectionFailed(
                 f"the connection to the server was lost while taking the run lock ({first}): "
                 "nothing was started; check the server (`ibcbench db status`) and run the command again"

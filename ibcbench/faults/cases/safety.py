@@ -42,6 +42,7 @@ from typing import Any
 from psycopg import sql
 
 from ibcbench.db import connect
+from ibcbench.errors import first_line
 from ibcbench.faults.lab import CliResult, FaultLab
 from ibcbench.faults.registry import FaultOutcome, fault
 
@@ -233,7 +234,7 @@ def scratch_schemas_in_user_database(lab: FaultLab) -> list[FaultOutcome]:
                 call(dsn)
                 error = "returned"
             except Exception as exc:
-                first = (str(exc).strip().splitlines() or [""])[0]
+                first = first_line(exc, "")
                 error = f"{type(exc).__name__}: {first}"
         with connect(dsn) as conn:
             kept = conn.execute(
@@ -261,7 +262,7 @@ def scratch_schemas_in_user_database(lab: FaultLab) -> list[FaultOutcome]:
         measure_load_lag(ReplicaSetup(lab.admin_dsn, lab.admin_dsn, None))
         error = "returned"
     except Exception as exc:
-        error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        error = f"{type(exc).__name__}: {first_line(exc, '')}"
     intact = lab.user_data_intact(dsn)
     outcomes.append(
         FaultOutcome(
