@@ -9,7 +9,7 @@ the dataset's own packets, for several ``segmentby``/``orderby`` settings that t
 - ``by_sender`` (segmentby ``sender``): wallet history.
 
 Each setting gets its own hypertable copy in the kit's schema ``ibcbench_columnstore`` (the same chunk
-interval, the seed's indexes), every chunk but the newest converted to the columnstore; a copy left in
+interval, the service's indexes), every chunk but the newest converted to the columnstore; a copy left in
 the rowstore is the baseline. Measured: bytes before and after per chunk and in total, the workload's
 analytics and point queries (latency through :func:`ibcbench.bench.timing.time_query`, buffers and the
 plan's columnar scan nodes through :mod:`ibcbench.plans.model`), ingest into a hypertable whose older
@@ -51,7 +51,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "by_sender": ("sender", "created_at DESC"),
 }
 BASELINE = "rowstore"
-#: the seed's indexes on packet_flow, rebuilt on every copy
+#: the service's indexes on packet_flow, rebuilt on every copy
 _INDEXES = (
     "(status, created_at DESC)",
     "(source_chain, source_channel, sequence)",
@@ -218,7 +218,7 @@ def _chunk_interval(lo: Any, hi: Any) -> str:
 
 
 def _create_copy(conn: psycopg.Connection, name: str, interval: str, columns: str) -> float:
-    """A hypertable copy of packet_flow with the seed's indexes; returns the INSERT's ms."""
+    """A hypertable copy of packet_flow with the service's indexes; returns the INSERT's ms."""
     table = f"{SCHEMA}.{name}"
     _x(
         conn,

@@ -50,7 +50,7 @@ class IndexDef:
         return f'CREATE INDEX {conc}IF NOT EXISTS "{self.name}" ON "{self.table}" {using}{suffix}'
 
 
-_SEED = (
+_SERVICE = (
     IndexDef(
         "idx_clearing_operations_wallet_created",
         "clearing_operations",
@@ -92,7 +92,7 @@ _SEED = (
         "(created_at) WHERE deleted_at IS NULL AND status IN ('pending', 'stuck')",
     ),
 )
-_BY_NAME = {d.name: d for d in _SEED}
+_BY_NAME = {d.name: d for d in _SERVICE}
 _COVERING = (
     IndexDef(
         "idx_clearing_operations_wallet_created_cover",
@@ -124,33 +124,35 @@ class IndexStrategy:
     indexes: tuple[IndexDef, ...]
 
 
-def _seed_except(*names: str) -> tuple[IndexDef, ...]:
-    return tuple(d for d in _SEED if d.name not in names)
+def _service_except(*names: str) -> tuple[IndexDef, ...]:
+    return tuple(d for d in _SERVICE if d.name not in names)
 
 
 STRATEGIES: dict[str, IndexStrategy] = {
     "none": IndexStrategy(
         "none", "no secondary indexes (keys and TimescaleDB's created_at index only)", ()
     ),
-    "seed": IndexStrategy(
-        "seed", "the schema's indexes (the seed's named ones + composite/partial)", _SEED
+    "service": IndexStrategy(
+        "service", "the schema's indexes (the service's named ones + composite/partial)", _SERVICE
     ),
     "covering": IndexStrategy(
         "covering",
-        "seed, with the wallet and channel+sequence indexes covering their queries (INCLUDE)",
-        _seed_except("idx_clearing_operations_wallet_created", "idx_packet_flow_channel_sequence")
+        "service, with the wallet and channel+sequence indexes covering their queries (INCLUDE)",
+        _service_except(
+            "idx_clearing_operations_wallet_created", "idx_packet_flow_channel_sequence"
+        )
         + _COVERING,
     ),
     "partial": IndexStrategy(
         "partial",
-        "seed, but status and wallet indexes only over live rows (stuck packets, not deleted)",
-        _seed_except("idx_packet_flow_status_created", "idx_clearing_operations_wallet_created")
+        "service, but status and wallet indexes only over live rows (stuck packets, not deleted)",
+        _service_except("idx_packet_flow_status_created", "idx_clearing_operations_wallet_created")
         + _PARTIAL,
     ),
     "brin": IndexStrategy(
         "brin",
-        "seed, with the packet time index as BRIN on created_at instead of B-tree (status, created_at)",
-        _seed_except("idx_packet_flow_status_created") + _BRIN,
+        "service, with the packet time index as BRIN on created_at instead of B-tree (status, created_at)",
+        _service_except("idx_packet_flow_status_created") + _BRIN,
     ),
 }
 KIT_INDEXES = {d.name: d for s in STRATEGIES.values() for d in s.indexes}
@@ -311,7 +313,7 @@ class IndexStrategyResult:
         """The strategies measured, in the order they ran."""
         return list(dict.fromkeys(self.latency.strategy))
 
-    def speedup(self, query: str, *, before: str = "none", after: str = "seed") -> float | None:
+    def speedup(self, query: str, *, before: str = "none", after: str = "service") -> float | None:
         """p50 under ``before`` / p50 under ``after`` (None unless both were measured)."""
         measured = set(self.strategies())
         if not {before, after} <= measured:
@@ -328,15 +330,15 @@ class IndexStrategyResult:
         return used.pivot(index="index", columns="strategy", values="scans")
 
     def key_numbers(self) -> dict[str, Any]:
-        """What notebook 02 records: the seed's wallet and packet-lookup speed-ups, winners, ingest."""
+        """What notebook 02 records: the service strategy's wallet and packet-lookup speed-ups, winners, ingest."""
         measured = set(self.strategies())
         winners = self.winners()
         return {
             "wallet_history_p50_ms_none": self.p50("none", "wallet_history")
             if "none" in measured
             else None,
-            "wallet_history_p50_ms_seed": self.p50("seed", "wallet_history")
-            if "seed" in measured
+            "wallet_history_p50_ms_service": self.p50("service", "wallet_history")
+            if "service" in measured
             else None,
             "wallet_history_speedup": self.speedup("wallet_history"),
             "packet_lookup_speedup": self.speedup("packet_by_channel_sequence"),
@@ -361,14 +363,14 @@ class IndexStrategyResult:
 def benchmark_index_strategies(
     dsn: str | None,
     *,
-    strategies: tuple[str, ...] = ("none", "seed", "covering", "partial", "brin"),
+    strategies: tuple[str, ...] = ("none", "service", "covering", "partial", "brin"),
     queries: tuple[str, ...] = READ_QUERIES,
     repetitions: int = 200,
     ingest_rows: int = 5_000,
     seed: int = 42,
     timing: TimingPolicy | None = None,
 ) -> IndexStrategyResult:
-    """Apply each strategy in turn and measure; the seed strategy is restored at the end, even on failure.
+    """Apply each strategy in turn and measure; the service strategy is restored at the end, even on failure.
 
     Each query is timed with :func:`~ibcbench.bench.timing.time_query` (``timing``, default
     :class:`~ibcbench.bench.timing.TimingPolicy`): ``repetitions`` is the most measured executions per
@@ -404,14 +406,14 @@ def benchmark_index_strategies(
                     "ANALYZE packet_flow, clearing_operations, network_stats, relayer_performance"
                 )
                 before = _index_scans(conn)
-                if strategy == "none" and "seed" in strategies:
+                if strategy == "none" and "service" in strategies:
                     reps = [(q.name, q.sql, params[q.name][0]) for q in wl.queries]
-                    for qname, (c0, c1) in _hypo_costs(conn, STRATEGIES["seed"], reps).items():
+                    for qname, (c0, c1) in _hypo_costs(conn, STRATEGIES["service"], reps).items():
                         hypo_rows.append(
                             {
                                 "query": qname,
                                 "cost_none": c0,
-                                "cost_seed_hypothetical": c1,
+                                "cost_service_hypothetical": c1,
                                 "predicted_ratio": round(c1 / c0, 4) if c0 else np.nan,
                             }
                         )
@@ -438,14 +440,16 @@ def benchmark_index_strategies(
                     }
                 )
     finally:
-        apply_strategy(target, "seed")
+        apply_strategy(target, "service")
     latency = pd.DataFrame(lat_rows)
     hypo = pd.DataFrame(hypo_rows)
-    if not hypo.empty and {"none", "seed"} <= set(strategies):
+    if not hypo.empty and {"none", "service"} <= set(strategies):
         hypo["measured_ratio"] = [
             round(
                 float(
-                    latency[(latency.strategy == "seed") & (latency["query"] == q)].p50_ms.iloc[0]
+                    latency[(latency.strategy == "service") & (latency["query"] == q)].p50_ms.iloc[
+                        0
+                    ]
                 )
                 / float(
                     latency[(latency.strategy == "none") & (latency["query"] == q)].p50_ms.iloc[0]

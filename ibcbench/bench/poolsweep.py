@@ -6,7 +6,7 @@ measured window only (not the warm-up, nor the pool's growth before it), and eve
 and execution are recorded, so their p50/p95/p99 are reported apart. This is the client's
 question, so the runner's CPU share is reported with every point.
 
-The pool's min_size is by default what the seed's pgx service runs (``MinConns`` 5, or max_size if
+The pool's min_size is by default what the service's pgx pool runs (``MinConns`` 5, or max_size if
 smaller: a pgx pool opens more connections on demand up to ``MaxConns``); ``fixed_size=(True,)``
 sweeps ``min_size = max_size`` instead (every connection open before the first request), and
 ``(False, True)`` both.
@@ -28,7 +28,7 @@ from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 from ibcbench.toolkit.pool import PoolConfig
 
-SEED_CONFIG = PoolConfig()  # 25 / 5
+SERVICE_CONFIG = PoolConfig()  # 25 / 5
 
 
 @dataclass
@@ -111,7 +111,7 @@ def sweep_pool_settings(
         max_sizes, clients, prepared, health_check, fixed_size
     ):
         cfg = PoolConfig(
-            min_size=size if fixed else min(size, SEED_CONFIG.min_size),
+            min_size=size if fixed else min(size, SERVICE_CONFIG.min_size),
             max_size=size,
             prepare_threshold=5 if prep else None,
             health_check_period_s=1.0 if health else None,
@@ -157,7 +157,7 @@ def sweep_pool_settings(
                 "client_cpu_pct": result.client_cpu_pct,
                 "client_floor_share": result.client_floor_share,
                 "client_bound": result.client_bound,
-                "seed_config": size == SEED_CONFIG.max_size,
+                "service_config": size == SERVICE_CONFIG.max_size,
             }
         )
     return PoolSweepResult(
@@ -169,7 +169,7 @@ def sweep_pool_settings(
             "health_check": list(health_check),
             "fixed_size": list(fixed_size),
             "duration_s": duration_s,
-            "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
+            "min_size": f"max_size if fixed, else min(max_size, {SERVICE_CONFIG.min_size}) (the service's pgx MinConns)",
             "pool_stats": "over the measured window",
             "workload": wl.names,
         },
@@ -177,7 +177,7 @@ def sweep_pool_settings(
 
 
 def plot_sweep(result: PoolSweepResult) -> Any:
-    """Throughput and p95 against client threads, one line per max_size; the seed's 25/5 drawn bold."""
+    """Throughput and p95 against client threads, one line per max_size; the service's 25/5 drawn bold."""
     import matplotlib.pyplot as plt
 
     f = result.frame
@@ -189,9 +189,9 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     for prep, style in ((True, "-"), (False, ":")):
         for size, g in f[(f.prepared == prep) & (~f.health_check)].groupby("max_size"):
             g = g.sort_values("clients")
-            bold = size == SEED_CONFIG.max_size
+            bold = size == SERVICE_CONFIG.max_size
             kw = {"marker": "o", "lw": 3 if bold else 1.2, "color": colour[size]}
-            label = f"max {size}{' (seed 25/5)' if bold else ''}{'' if prep else ', unprepared'}"
+            label = f"max {size}{' (service 25/5)' if bold else ''}{'' if prep else ', unprepared'}"
             axes[0].plot(g.clients, g.throughput_qps, style, label=label, **kw)
             axes[1].plot(g.clients, g.p95_ms, style, **kw)
             axes[2].plot(g.clients, g.wait_ms_per_request, style, **kw)

@@ -133,20 +133,20 @@ METRICS: dict[str, Metric] = {
             0.05,
             note="wallet history p50 without secondary indexes: a scan",
         ),
-        _lookup("wallet_history_p50_ms_seed", "wallet history p50 with the seed's indexes"),
+        _lookup("wallet_history_p50_ms_service", "wallet history p50 with the service's indexes"),
         Metric(
             "wallet_history_speedup",
             "higher",
             "x",
             RATIO,
-            note="p50 without indexes / with the seed's",
+            note="p50 without indexes / with the service's",
         ),
         Metric(
             "packet_lookup_speedup",
             "higher",
             "x",
             RATIO,
-            note="p50 without indexes / with the seed's",
+            note="p50 without indexes / with the service's",
         ),
         _data("winners", "", "the fastest strategy per query (names)"),
         Metric(
@@ -668,7 +668,7 @@ class MetricDiff:
         return self.metric.unit if self.metric else ""
 
     def line(self) -> str:
-        """One line: ``regression: 02 wallet_history_p50_ms_seed 0.33 -> 0.91 ms (x2.76, noise 25%)``."""
+        """One line: ``regression: 02 wallet_history_p50_ms_service 0.33 -> 0.91 ms (x2.76, noise 25%)``."""
         change = f"{_short(self.baseline)} -> {_short(self.current)}{_unit(self.unit)}"
         if not self.compared:
             return f"not compared: {self.notebook} {self.key} ({self.detail})"

@@ -223,7 +223,7 @@ def concurrent_notebook_runs(lab: FaultLab) -> FaultOutcome:
         "run",
         notebook,
         *("-p", "scale", "tiny", "-p", "seed", str(lab.seed)),
-        *("-p", "strategies", '["none", "seed"]', "-p", "repetitions", "5"),
+        *("-p", "strategies", '["none", "service"]', "-p", "repetitions", "5"),
     )
     return _two_runs(lab, "concurrent_notebook_runs", args, timeout=600)
 
