@@ -418,6 +418,15 @@ def test_metric_rules_are_checked_when_built() -> None:
         Metric("x", "lower", noise_rel=-0.1)
 
 
+def test_a_key_in_two_notebook_tables_is_refused() -> None:
+    from ibcbench.results.metrics.table import TABLES, collect
+
+    assert len(collect(TABLES)) == sum(len(t) for t in TABLES) == len(METRICS)
+    twice = (Metric("errors", "lower"),)
+    with pytest.raises(ConfigError, match="metric 'errors' is defined twice: keep one definition"):
+        collect((*TABLES, twice))
+
+
 def test_zero_baseline_is_compared_by_absolute_change() -> None:
     diffs = compare_recorded(
         {"03": {"errors": 0, "max_wait_ms_per_request": 0.0}},
