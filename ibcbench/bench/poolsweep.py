@@ -110,15 +110,7 @@ def sweep_pool_settings(
     for size, n, prep, health, fixed in product(
         max_sizes, clients, prepared, health_check, fixed_size
     ):
-        cfg = PoolConfig(
-            min_size=size if fixed else min(size, SERVICE_CONFIG.min_size),
-            max_size=size,
-            prepare_threshold=5 if prep else None,
-            health_check_period_s=1.0 if health else None,
-            check_on_checkout=health,
-            slow_query_ms=None,
-            timeout_s=10.0,
-        )
+        cfg = _sweep_pool(size, prepared=prep, health=health, fixed=fixed)
         result = run_python(
             target,
             wl,
@@ -129,9 +121,6 @@ def sweep_pool_settings(
             params=params,
             seed=seed,
         )
-        total = result.summary.set_index("query").loc["ALL"]
-        stats = result.pool_stats or {}
-        requests = max(1, stats.get("requests", 1))
         rows.append(
             {
                 "max_size": size,
@@ -140,23 +129,7 @@ def sweep_pool_settings(
                 "clients": n,
                 "prepared": prep,
                 "health_check": health,
-                "throughput_qps": float(total.throughput_qps),
-                "p50_ms": float(total.p50_ms),
-                "p95_ms": float(total.p95_ms),
-                "p99_ms": float(total.p99_ms),
-                "errors": int(total.errors),
-                "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
-                "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
-                "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
-                **{
-                    f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"])
-                    for part in ("wait", "exec")
-                    for p in (50, 95, 99)
-                },
-                "timeouts": int(stats.get("request_errors", 0)),
-                "client_cpu_pct": result.client_cpu_pct,
-                "client_floor_share": result.client_floor_share,
-                "client_bound": result.client_bound,
+                **_sweep_figures(result),
                 "service_config": size == SERVICE_CONFIG.max_size,
             }
         )
@@ -174,6 +147,46 @@ def sweep_pool_settings(
             "workload": wl.names,
         },
     )
+
+
+def _sweep_pool(size: int, *, prepared: bool, health: bool, fixed: bool) -> PoolConfig:
+    """The pool of one sweep point: min_size the service's (or max_size when ``fixed``)."""
+    return PoolConfig(
+        min_size=size if fixed else min(size, SERVICE_CONFIG.min_size),
+        max_size=size,
+        prepare_threshold=5 if prepared else None,
+        health_check_period_s=1.0 if health else None,
+        check_on_checkout=health,
+        slow_query_ms=None,
+        timeout_s=10.0,
+    )
+
+
+def _sweep_figures(result: Any) -> dict[str, Any]:
+    """One sweep point's figures: the runner's totals, the pool's statistics per request, and
+    whether the client bounded it."""
+    total = result.summary.set_index("query").loc["ALL"]
+    stats = result.pool_stats or {}
+    requests = max(1, stats.get("requests", 1))
+    return {
+        "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms),
+        "p95_ms": float(total.p95_ms),
+        "p99_ms": float(total.p99_ms),
+        "errors": int(total.errors),
+        "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
+        "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
+        "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
+        **{
+            f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"])
+            for part in ("wait", "exec")
+            for p in (50, 95, 99)
+        },
+        "timeouts": int(stats.get("request_errors", 0)),
+        "client_cpu_pct": result.client_cpu_pct,
+        "client_floor_share": result.client_floor_share,
+        "client_bound": result.client_bound,
+    }
 
 
 def plot_sweep(result: PoolSweepResult) -> Any:
@@ -295,77 +308,13 @@ def sweep_pool_capacity(
         "params": params,
         "seed": seed,
     }
-    closed: dict[tuple[str, int], Any] = {}
-    for size in max_sizes:
-        if "pgbench" in engines:
-            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)
-        if "python" in engines:
-            cfg = PoolConfig(
-                min_size=size,
-                max_size=size,
-                health_check_period_s=None,
-                slow_query_ms=None,
-                timeout_s=30.0,
-            )
-            closed[("python", size)] = run_python(
-                target, wl, clients=max(threads, size), pool_config=cfg, **common
-            )
+    closed = _closed_loops(target, wl, max_sizes, engines, threads, common)
     if rate_qps is None:
-        best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(
-            closed.values()
-        )
-        rate_qps = round(
-            0.5
-            * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
-            1,
-        )
-    rows = []
-    for (engine, size), result in closed.items():
-        if engine == "pgbench":
-            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)
-            waited = _waited(opened.latencies, ("lag_ms",))
-        else:
-            cfg = PoolConfig(
-                min_size=size,
-                max_size=size,
-                health_check_period_s=None,
-                slow_query_ms=None,
-                timeout_s=30.0,
-            )
-            opened = run_python(
-                target,
-                wl,
-                clients=max(threads, size),
-                pool_config=cfg,
-                rate_qps=rate_qps,
-                drain_timeout_s=duration_s,
-                **common,
-            )
-            waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
-        total = result.summary.set_index("query").loc["ALL"]
-        at_rate = opened.summary.set_index("query").loc["ALL"]
-        pct = (
-            waited.quantile([0.5, 0.95, 0.99]).round(3).tolist()
-            if len(waited)
-            else [float("nan")] * 3
-        )
-        rows.append(
-            {
-                "engine": engine,
-                "max_size": size,
-                "throughput_qps": float(total.throughput_qps),
-                "p50_ms": float(total.p50_ms),
-                "p95_ms": float(total.p95_ms),
-                "rate_qps": rate_qps,
-                "achieved_qps": float(at_rate.throughput_qps),
-                "wait_p50_ms": pct[0],
-                "wait_p95_ms": pct[1],
-                "wait_p99_ms": pct[2],
-                "latency_p95_at_rate_ms": float(at_rate.p95_ms),
-                "late": (opened.open_loop or {}).get("late"),
-                "client_bound": result.client_bound,
-            }
-        )
+        rate_qps = _half_the_best_rate(closed)
+    rows = [
+        _at_rate(target, wl, engine, size, result, rate_qps, threads, common)
+        for (engine, size), result in closed.items()
+    ]
     frame = pd.DataFrame(rows).sort_values(["engine", "max_size"]).reset_index(drop=True)
     return PoolCapacityResult(
         frame,
@@ -381,6 +330,94 @@ def sweep_pool_capacity(
             "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait",
         },
     )
+
+
+def _fixed_pool(size: int) -> PoolConfig:
+    """A pool of exactly ``size`` connections, no health checks, for the capacity sweep."""
+    return PoolConfig(
+        min_size=size,
+        max_size=size,
+        health_check_period_s=None,
+        slow_query_ms=None,
+        timeout_s=30.0,
+    )
+
+
+def _closed_loops(
+    target: str,
+    wl: Workload,
+    max_sizes: tuple[int, ...],
+    engines: tuple[str, ...],
+    threads: int,
+    common: dict[str, Any],
+) -> dict[tuple[str, int], Any]:
+    """Each engine's closed-loop run per pool size, by (engine, size)."""
+    closed: dict[tuple[str, int], Any] = {}
+    for size in max_sizes:
+        if "pgbench" in engines:
+            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)
+        if "python" in engines:
+            closed[("python", size)] = run_python(
+                target, wl, clients=max(threads, size), pool_config=_fixed_pool(size), **common
+            )
+    return closed
+
+
+def _half_the_best_rate(closed: dict[tuple[str, int], Any]) -> float:
+    """Half the best closed-loop throughput, pgbench's when it ran."""
+    best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(closed.values())
+    return round(
+        0.5 * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
+        1,
+    )
+
+
+def _at_rate(
+    target: str,
+    wl: Workload,
+    engine: str,
+    size: int,
+    result: Any,
+    rate_qps: float,
+    threads: int,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """One engine and size at ``rate_qps`` (open loop), beside its closed-loop ``result``: the
+    wait from arrival to a connection, and the closed loop's throughput."""
+    if engine == "pgbench":
+        opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)
+        waited = _waited(opened.latencies, ("lag_ms",))
+    else:
+        opened = run_python(
+            target,
+            wl,
+            clients=max(threads, size),
+            pool_config=_fixed_pool(size),
+            rate_qps=rate_qps,
+            drain_timeout_s=common["duration_s"],
+            **common,
+        )
+        waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
+    total = result.summary.set_index("query").loc["ALL"]
+    at_rate = opened.summary.set_index("query").loc["ALL"]
+    pct = (
+        waited.quantile([0.5, 0.95, 0.99]).round(3).tolist() if len(waited) else [float("nan")] * 3
+    )
+    return {
+        "engine": engine,
+        "max_size": size,
+        "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms),
+        "p95_ms": float(total.p95_ms),
+        "rate_qps": rate_qps,
+        "achieved_qps": float(at_rate.throughput_qps),
+        "wait_p50_ms": pct[0],
+        "wait_p95_ms": pct[1],
+        "wait_p99_ms": pct[2],
+        "latency_p95_at_rate_ms": float(at_rate.p95_ms),
+        "late": (opened.open_loop or {}).get("late"),
+        "client_bound": result.client_bound,
+    }
 
 
 def _waited(latencies: pd.DataFrame, parts: tuple[str, ...]) -> pd.Series:
