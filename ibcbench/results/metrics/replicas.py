@@ -1,4 +1,4 @@
-"""The keys of notebook 07 (replicas and PgBouncer: ``bench/replicas.py``, ``bench/pgbouncer.py``)."""
+"""The keys of notebook 07 (replicas and PgBouncer: ``bench/replicas/``, ``bench/pgbouncer.py``)."""
 
 from __future__ import annotations
 
