@@ -111,3 +111,23 @@ def test_a_same_named_index_on_another_table_is_not_the_kits(make_database) -> N
         assert conn.execute(
             "SELECT tablename FROM pg_indexes WHERE indexname = 'idx_packet_flow_sender_created'"
         ).fetchall() == [("mine",)]
+
+
+@pytest.mark.parametrize(
+    ("notebook", "parameters"),
+    [
+        ("02_index_strategies.ipynb", {"strategies": ["none", "seed"]}),
+        (
+            "04_query_plans.ipynb",
+            {"config_b": {"name": "b", "index_strategy": "seed", "settings": {}}},
+        ),
+    ],
+)
+def test_the_old_strategy_name_seed_is_refused_before_any_work_naming_service(
+    notebook: str, parameters: dict
+) -> None:
+    from ibcbench.errors import ConfigError
+    from ibcbench.suite.parameters import validate_parameters
+
+    with pytest.raises(ConfigError, match=r"not an index strategy: use one of none, service,"):
+        validate_parameters(notebook, parameters)

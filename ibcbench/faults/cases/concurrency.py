@@ -217,7 +217,7 @@ def concurrent_notebook_runs(lab: FaultLab) -> FaultOutcome:
     from ibcbench.suite.notebook import notebooks_dir
 
     notebook = str(notebooks_dir() / "02_index_strategies.ipynb")
-    # two strategies (no secondary indexes, then the seed's: every index dropped and rebuilt), a
+    # two strategies (no secondary indexes, then the service's: every index dropped and rebuilt), a
     # few repetitions: the race is in the DDL, not in the timings
     args = (
         "run",
