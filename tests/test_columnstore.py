@@ -7,6 +7,8 @@ import psycopg
 import pytest
 
 from ibcbench.bench import columnstore as cs
+from ibcbench.bench.columnstore.copies import chunk_interval, drop_schema
+from ibcbench.bench.columnstore.result import empty_result, recommend
 from ibcbench.errors import BenchmarkError
 
 
@@ -29,7 +31,7 @@ FRAME = _queries(
 
 
 def _result(queries: pd.DataFrame) -> cs.ColumnstoreResult:
-    empty = cs._empty_result("x")
+    empty = empty_result("x")
     settings = pd.DataFrame(
         {
             "setting": ["a", "b"],
@@ -59,7 +61,7 @@ def test_speedups_carry_an_interval_and_a_verdict_that_says_no_difference_when_i
 def test_the_recommendation_follows_the_analytics_queries_and_names_the_cost() -> None:
     result = _result(FRAME)
     assert result.recommended_setting == "a"
-    text = cs._recommend(result.settings, FRAME)
+    text = recommend(result.settings, FRAME)
     assert "segmentby 'source_chain'" in text and "x5.00 faster" in text
     assert "point lookups take x1.05 the rowstore's time" in text
     assert "Avoid segmentby 'sender'" in text  # its chunks grew (ratio 0.8)
@@ -71,7 +73,7 @@ def test_the_recommendation_follows_the_analytics_queries_and_names_the_cost() -
 )
 def test_about_twelve_chunks_over_the_span(span_hours: int, interval: str) -> None:
     lo = pd.Timestamp("2026-01-01", tz="UTC")
-    assert cs._chunk_interval(lo, lo + pd.Timedelta(hours=span_hours)) == interval
+    assert chunk_interval(lo, lo + pd.Timedelta(hours=span_hours)) == interval
 
 
 def test_an_unknown_setting_is_refused_before_any_work() -> None:
@@ -129,4 +131,4 @@ def test_the_columnstore_run_on_the_tiny_dataset_of_each_edition(
             "packet_by_channel_sequence",
         }
     finally:
-        cs._drop_schema(loaded_dsn)
+        drop_schema(loaded_dsn)

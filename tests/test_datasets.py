@@ -73,7 +73,7 @@ def test_missing_invalid_and_leftover_indexes_are_repaired_in_one_line(
 ) -> None:
     clean = _clean_indexes(dataset)
     with psycopg.connect(dataset, autocommit=True) as conn:
-        # what a killed index strategy leaves: seed indexes dropped, a strategy's index built
+        # what a killed index strategy leaves: service's indexes dropped, a strategy's index built
         conn.execute("DROP INDEX idx_packet_flow_status_created")
         conn.execute("DROP INDEX idx_clearing_operations_wallet_created")
         conn.execute("DROP INDEX packet_flow_created_at_idx")

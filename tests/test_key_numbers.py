@@ -42,7 +42,7 @@ def _run(tmp_path: Path) -> Run:
 def test_index_strategy_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     result = benchmark_index_strategies(
         loaded_dsn,
-        strategies=("none", "seed"),
+        strategies=("none", "service"),
         queries=("wallet_history", "packet_by_channel_sequence"),
         repetitions=5,
         ingest_rows=500,
@@ -50,12 +50,12 @@ def test_index_strategy_numbers(loaded_dsn: str, tmp_path: Path) -> None:
     keys = result.key_numbers()
     p50 = result.latency.set_index(["strategy", "query"]).p50_ms
     assert keys["wallet_history_p50_ms_none"] == p50["none", "wallet_history"]
-    assert keys["wallet_history_p50_ms_seed"] == p50["seed", "wallet_history"]
+    assert keys["wallet_history_p50_ms_service"] == p50["service", "wallet_history"]
     assert keys["wallet_history_speedup"] == pytest.approx(
-        p50["none", "wallet_history"] / p50["seed", "wallet_history"]
+        p50["none", "wallet_history"] / p50["service", "wallet_history"]
     )
     assert keys["packet_lookup_speedup"] == pytest.approx(
-        p50["none", "packet_by_channel_sequence"] / p50["seed", "packet_by_channel_sequence"]
+        p50["none", "packet_by_channel_sequence"] / p50["service", "packet_by_channel_sequence"]
     )
     best = p50.groupby(level="query").idxmin()
     assert keys["winners"] == {q: s for q, (s, _) in best.items()}
@@ -74,14 +74,14 @@ def test_index_strategy_numbers(loaded_dsn: str, tmp_path: Path) -> None:
 def test_index_strategy_numbers_without_the_baseline_are_none(loaded_dsn: str) -> None:
     result = benchmark_index_strategies(
         loaded_dsn,
-        strategies=("seed",),
+        strategies=("service",),
         queries=("wallet_history",),
         repetitions=3,
         ingest_rows=200,
     )
     keys = result.key_numbers()
     assert keys["wallet_history_p50_ms_none"] is None and keys["wallet_history_speedup"] is None
-    assert keys["wallet_history_p50_ms_seed"] == result.p50("seed", "wallet_history")
+    assert keys["wallet_history_p50_ms_service"] == result.p50("service", "wallet_history")
 
 
 def test_pool_sweep_numbers(loaded_dsn: str, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_plan_comparison_numbers(loaded_dsn: str, tmp_path: Path) -> None:
         ("stuck", "SELECT count(*) FROM clearing_operations WHERE status = %s", ("stuck",)),
     ]
     diff = compare_configurations(
-        loaded_dsn, PlanConfig("none", "none"), PlanConfig("seed", "seed"), queries=queries
+        loaded_dsn, PlanConfig("none", "none"), PlanConfig("service", "service"), queries=queries
     )
     rpc = compare_random_page_cost(loaded_dsn, ["4", "1.1"])
     result = PlanComparisonResult(diff, rpc.diff)

@@ -32,33 +32,33 @@ def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
         {
             "dsn": server_dsn,
             "scale": "tiny",
-            "strategies": ["none", "seed", "covering"],
+            "strategies": ["none", "service", "covering"],
             "repetitions": 30,
         },
     )
     assert result.ok, result.error
     rec = result.recorded
     # what the speed-up stands for, asserted on the plans (timings are the benchmark's, not the
-    # test's): without secondary indexes wallet history scans the table, with the seed's it uses one
+    # test's): without secondary indexes wallet history scans the table, with the service's it uses one
     plans = run.read_frame("index_plans").set_index(["strategy", "query"])
     assert "Seq Scan" in plans.top_scan["none", "wallet_history"]
     assert plans.indexes_used["none", "wallet_history"] == ""
-    assert "wallet" in plans.indexes_used["seed", "wallet_history"]
+    assert "wallet" in plans.indexes_used["service", "wallet_history"]
     assert rec["wallet_history_speedup"] > 0 and set(rec["ingest_rows_per_s"]) == {
         "none",
-        "seed",
+        "service",
         "covering",
     }
     p50 = run.read_frame("index_latency").set_index(["strategy", "query"]).p50_ms
     assert rec["wallet_history_p50_ms_none"] == p50["none", "wallet_history"]
     assert rec["wallet_history_speedup"] == pytest.approx(
-        p50["none", "wallet_history"] / p50["seed", "wallet_history"]
+        p50["none", "wallet_history"] / p50["service", "wallet_history"]
     )
     assert rec["packet_lookup_speedup"] == pytest.approx(
-        p50["none", "packet_by_channel_sequence"] / p50["seed", "packet_by_channel_sequence"]
+        p50["none", "packet_by_channel_sequence"] / p50["service", "packet_by_channel_sequence"]
     )
     assert rec["winners"] == {q: s for q, (s, _) in p50.groupby(level="query").idxmin().items()}
-    assert set(rec["winners"].values()) <= {"none", "seed", "covering"}
+    assert set(rec["winners"].values()) <= {"none", "service", "covering"}
     ingest = run.read_frame("index_ingest").set_index("strategy").rows_per_s
     assert rec["ingest_rows_per_s"] == ingest.to_dict()
     assert (run.path / "figures" / "02_latency_by_strategy.png").exists()
@@ -118,14 +118,14 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
-    # the seed's indexes help the wallet and packet lookups; sub-millisecond queries may jitter either way
+    # the service's indexes help the wallet and packet lookups; sub-millisecond queries may jitter either way
     assert rec["faster"] >= 3 and rec["faster"] > rec["slower"]
     assert rec["plans_changed"] >= 3
     assert rec["biggest_speedup"] > 3
     # the numbers again from the plans the run saved
     diff = diff_plan_sets(
         load_plans(run.path / "plans" / "no_indexes"),
-        load_plans(run.path / "plans" / "seed_indexes"),
+        load_plans(run.path / "plans" / "service_indexes"),
     )
     assert rec["queries"] == len(diff.diffs) >= rec["faster"] + rec["slower"]
     assert rec["plans_changed"] == len(diff.changed())

@@ -140,19 +140,19 @@ def test_partitions_count_as_chunks_only_when_named() -> None:
 
 
 def test_top_scan_indexes_and_buffers() -> None:
-    seed = load_plan(FIXTURES / "wallet_history_seed_indexes.json")
-    assert seed.top_scan in ("Index Scan", "Bitmap Heap Scan")
-    assert seed.indexes and all(
-        i.startswith("idx_clearing_operations_wallet") for i in seed.indexes
+    service = load_plan(FIXTURES / "wallet_history_service_indexes.json")
+    assert service.top_scan in ("Index Scan", "Bitmap Heap Scan")
+    assert service.indexes and all(
+        i.startswith("idx_clearing_operations_wallet") for i in service.indexes
     )
-    root = json.loads((FIXTURES / "wallet_history_seed_indexes.json").read_text())[0]["Plan"]
-    assert (seed.shared_hit, seed.shared_read) == (
+    root = json.loads((FIXTURES / "wallet_history_service_indexes.json").read_text())[0]["Plan"]
+    assert (service.shared_hit, service.shared_read) == (
         root["Shared Hit Blocks"],
         root["Shared Read Blocks"],
     )
     none = load_plan(FIXTURES / "wallet_history_no_indexes.json")
     assert none.top_scan == "Seq Scan" and none.indexes == set()
-    assert none.shared_hit + none.shared_read > seed.shared_hit + seed.shared_read
+    assert none.shared_hit + none.shared_read > service.shared_hit + service.shared_read
 
 
 def test_text_plans_parse_like_json() -> None:
@@ -173,7 +173,7 @@ def test_unknown_fields_and_nodes_are_kept() -> None:
 
 def test_an_index_change_is_found_and_ranked_first() -> None:
     before = load_plan(FIXTURES / "wallet_history_no_indexes.json")
-    after = load_plan(FIXTURES / "wallet_history_seed_indexes.json")
+    after = load_plan(FIXTURES / "wallet_history_service_indexes.json")
     d = diff_plans(before, after)
     assert d.verdict == "faster"
     assert (
@@ -194,10 +194,10 @@ def test_plan_sets_give_a_verdict_per_query(tmp_path: Path) -> None:
         "join": load_plan(FIXTURES / "hash_join.json"),
     }
     b = {
-        "wallet_history": load_plan(FIXTURES / "wallet_history_seed_indexes.json"),
+        "wallet_history": load_plan(FIXTURES / "wallet_history_service_indexes.json"),
         "join": load_plan(FIXTURES / "hash_join.json"),
     }
-    result = diff_plan_sets(a, b, names=("none", "seed"))
+    result = diff_plan_sets(a, b, names=("none", "service"))
     summary = result.summary().set_index("query")
     assert (
         summary.loc["wallet_history", "verdict"] == "faster"
@@ -254,17 +254,17 @@ def test_compare_configurations_saves_plans_and_restores_indexes(
     result = compare_configurations(
         loaded_dsn,
         PlanConfig("none", "none"),
-        PlanConfig("seed", "seed"),
+        PlanConfig("service", "service"),
         queries=queries,
         out_dir=tmp_path,
     )
     assert result.changed() == ["wallet"]
     assert (tmp_path / "none" / "wallet.json").exists() and (
-        tmp_path / "diff_none_vs_seed.html"
+        tmp_path / "diff_none_vs_service.html"
     ).exists()
-    assert set(load_plans(tmp_path / "seed")) == {"wallet"}
+    assert set(load_plans(tmp_path / "service")) == {"wallet"}
     with psycopg.connect(loaded_dsn) as conn:
-        assert present_kit_indexes(conn) == {d.name for d in STRATEGIES["seed"].indexes}
+        assert present_kit_indexes(conn) == {d.name for d in STRATEGIES["service"].indexes}
 
 
 def test_numbers_keep_their_digits_in_reports() -> None:

@@ -135,26 +135,26 @@ def test_real_run_against_itself_passes_and_a_planted_regression_fails(
     assert "regression:" not in out and re.search(
         r"\d+ compared \(0 regression\(s\), 0 improvement\(s\)", out
     )
-    assert re.search(r"^compared \(\d+\): .*02 wallet_history_p50_ms_seed", out, re.M)
+    assert re.search(r"^compared \(\d+\): .*02 wallet_history_p50_ms_service", out, re.M)
 
-    # the same run with the seed's wallet history 3x slower: one regression, one line
+    # the same run with the service strategy's wallet history 3x slower: one regression, one line
     nb_path = twin.path / "02_index_strategies.ipynb"
     nb = json.loads(nb_path.read_text())
     for cell in nb["cells"]:
         for out_ in cell.get("outputs", []):
             if RECORD_MIME in out_.get("data", {}):
-                out_["data"][RECORD_MIME]["wallet_history_p50_ms_seed"] *= 3
+                out_["data"][RECORD_MIME]["wallet_history_p50_ms_service"] *= 3
     nb_path.write_text(json.dumps(nb))
     assert main(argv) == 1
     lines = [
         line for line in capsys.readouterr().out.splitlines() if line.startswith("regression:")
     ]
     assert len(lines) == 1 and re.fullmatch(
-        r"regression: 02 wallet_history_p50_ms_seed [\d.]+ -> [\d.]+ ms \(x3, noise x2\.5 and 0\.05 ms\)",
+        r"regression: 02 wallet_history_p50_ms_service [\d.]+ -> [\d.]+ ms \(x3, noise x2\.5 and 0\.05 ms\)",
         lines[0],
     ), lines
     page = (twin.path / "report.html").read_text()
-    assert flagged(page, "regression") == {"02", "wallet_history_p50_ms_seed"}
+    assert flagged(page, "regression") == {"02", "wallet_history_p50_ms_service"}
     assert "1 regression(s)" in page
 
 
@@ -163,9 +163,9 @@ def test_real_run_against_itself_passes_and_a_planted_regression_fails(
 BASE = {
     "01": {"acknowledged_pct": 80.0, "clear_time_p50_s": 48.0, "load_rows_per_s": 15000.0},
     "02": {
-        "wallet_history_p50_ms_seed": 0.33,
+        "wallet_history_p50_ms_service": 0.33,
         "wallet_history_speedup": 30.0,
-        "winners": {"q": "seed"},
+        "winners": {"q": "service"},
     },
     "03": {"knee_max_size": 4, "errors": 0, "client_bound_points": 1, "best_qps": 900.0},
     "04": {"worst_q_error": 10.0, "slower": 0},
@@ -205,8 +205,8 @@ BASE = {
         ),
         ("05", "rollup_matches_raw", False, "regression"),
         # latencies: beyond noise, within noise
-        ("02", "wallet_history_p50_ms_seed", 0.99, "regression"),
-        ("02", "wallet_history_p50_ms_seed", 0.36, None),
+        ("02", "wallet_history_p50_ms_service", 0.99, "regression"),
+        ("02", "wallet_history_p50_ms_service", 0.36, None),
         ("02", "wallet_history_speedup", 1.2, "regression"),  # a dropped index
         ("02", "wallet_history_speedup", 10.0, None),  # x0.33: identical runs moved it x5
         ("03", "best_qps", 2700.0, "improvement"),
@@ -277,7 +277,7 @@ def test_unknown_and_informational_keys_are_listed_with_why(
         r"not compared, informational \(\d+\): 01 acknowledged_pct, 01 clear_time_p50_s", out
     )
     assert re.search(
-        r"^compared \(\d+\): 01 load_rows_per_s, 02 wallet_history_p50_ms_seed", out, re.M
+        r"^compared \(\d+\): 01 load_rows_per_s, 02 wallet_history_p50_ms_service", out, re.M
     )
     page = (candidate.path / "report.html").read_text()
     assert "brand_new_p50_ms" not in flagged(page, "regression")
@@ -299,7 +299,7 @@ def test_gate_fails_on_planted_regressions_and_prints_one_line_each(
     baseline = write_run(tmp_path, "base", BASE)
     worse = {
         **BASE,
-        "02": {**BASE["02"], "wallet_history_p50_ms_seed": 0.99},
+        "02": {**BASE["02"], "wallet_history_p50_ms_service": 0.99},
         "03": {**BASE["03"], "errors": 4},
     }
     candidate = write_run(tmp_path, "cand", worse)
@@ -309,7 +309,7 @@ def test_gate_fails_on_planted_regressions_and_prints_one_line_each(
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("regression:")]
     assert lines[-2:] == [
-        "regression: 02 wallet_history_p50_ms_seed 0.33 -> 0.99 ms (x3, noise x2.5 and 0.05 ms)",
+        "regression: 02 wallet_history_p50_ms_service 0.33 -> 0.99 ms (x3, noise x2.5 and 0.05 ms)",
         "regression: 03 errors 0 -> 4 errors (+4, noise 0)",
     ]
     assert "2 regression(s)" in (candidate.path / "report.html").read_text()
@@ -416,6 +416,15 @@ def test_metric_rules_are_checked_when_built() -> None:
         Metric("x", "up")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="metric 'x': noise thresholds must be >= 0"):
         Metric("x", "lower", noise_rel=-0.1)
+
+
+def test_a_key_in_two_notebook_tables_is_refused() -> None:
+    from ibcbench.results.metrics.table import TABLES, collect
+
+    assert len(collect(TABLES)) == sum(len(t) for t in TABLES) == len(METRICS)
+    twice = (Metric("errors", "lower"),)
+    with pytest.raises(ConfigError, match="metric 'errors' is defined twice: keep one definition"):
+        collect((*TABLES, twice))
 
 
 def test_zero_baseline_is_compared_by_absolute_change() -> None:

@@ -109,9 +109,9 @@ def compare_configurations(
     *,
     queries: Sequence[tuple[str, str, Sequence[Any]]] | None = None,
     out_dir: Path | None = None,
-    restore_strategy: str | None = "seed",
+    restore_strategy: str | None = "service",
 ) -> PlanSetDiff:
-    """Capture the workload under two configurations and diff them; the seed indexes are restored after."""
+    """Capture the workload under two configurations and diff them; the service's indexes are restored after."""
     if queries is None:
         with connect(dsn) as conn:
             queries = workload_queries(conn)

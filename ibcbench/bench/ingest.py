@@ -251,58 +251,29 @@ def run_load_benchmark(
     params = GenerationParams(seed=seed, scale="default", packets=packets)
     generate_s, encode_s = _producer_alone(params)
     encoded = _pregenerate(params) if any(sc.source == "memory" for sc in scenarios) else []
-    records = []
-    shuffle = random.Random(seed)
-    try:
-        for round_ in range(rounds):  # rounds interleave the scenarios: drift hits them all alike
-            order = list(enumerate(scenarios))
-            shuffle.shuffle(order)  # no scenario always first (on a cold server) or last
-            for position, (i, scenario) in enumerate(order):
-                record = _run(
-                    _fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped),
-                    scenario,
-                    params,
-                    encoded,
-                )
-                records.append({"i": i, "round": round_, "position": position, **record})
-    finally:
-        _drop(admin)
-    rounds_frame = pd.DataFrame(records)
-    frame = _median_of_rounds(rounds_frame)
-    paired = paired_ratios(rounds_frame)
-    frame["ratio_to_ceiling"] = frame.index.map(paired.ratio_to_ceiling)
-    frame["ratio_min"] = frame.index.map(paired.ratio_min)
-    frame["ratio_max"] = frame.index.map(paired.ratio_max)
-    frame = frame.reset_index(drop=True)
-
-    def pick(column: str, **where: Any) -> float:
-        sel = frame
-        for key, value in where.items():
-            sel = sel[sel[key] == value]
-        return float(sel[column].iloc[0]) if len(sel) else float("nan")
-
+    rounds_frame = _run_rounds(admin, scenarios, params, encoded, rounds=rounds, seed=seed)
+    frame = _with_ratios(_median_of_rounds(rounds_frame), paired_ratios(rounds_frame))
     plain = {"layout": "plain", "secondary_indexes": False}
+    end_to_end = {"scenario": "generate + load, producer thread", **plain}
     return LoadBenchResult(
         frame=frame,
         packets=packets,
-        ratio_end_to_end=pick(
-            "ratio_to_ceiling", scenario="generate + load, producer thread", **plain
-        ),
+        ratio_end_to_end=_pick(frame, "ratio_to_ceiling", **end_to_end),
         ratio_end_to_end_range=(
-            pick("ratio_min", scenario="generate + load, producer thread", **plain),
-            pick("ratio_max", scenario="generate + load, producer thread", **plain),
+            _pick(frame, "ratio_min", **end_to_end),
+            _pick(frame, "ratio_max", **end_to_end),
         ),
-        ratio_end_to_end_process=pick(
-            "ratio_to_ceiling", scenario="generate + load, producer process", **plain
+        ratio_end_to_end_process=_pick(
+            frame, "ratio_to_ceiling", scenario="generate + load, producer process", **plain
         ),
-        ceiling_packet_flow_rows_per_s=pick(
-            "rows_per_s", tables="packet_flow", connections=1, **plain
+        ceiling_packet_flow_rows_per_s=_pick(
+            frame, "rows_per_s", tables="packet_flow", connections=1, **plain
         ),
-        ceiling_packet_flow_2conn_rows_per_s=pick(
-            "rows_per_s", tables="packet_flow", connections=2, **plain
+        ceiling_packet_flow_2conn_rows_per_s=_pick(
+            frame, "rows_per_s", tables="packet_flow", connections=2, **plain
         ),
         stripped_packet_flow_rows_per_s={
-            k: pick("rows_per_s", tables=f"packet_flow ({k})", connections=1, **plain)
+            k: _pick(frame, "rows_per_s", tables=f"packet_flow ({k})", connections=1, **plain)
             for k in _STRIP
             if k
         },
@@ -321,6 +292,53 @@ def run_load_benchmark(
             "server": describe_dsn(admin),
         },
     )
+
+
+def _run_rounds(
+    admin: str,
+    scenarios: tuple[Scenario, ...],
+    params: GenerationParams,
+    encoded: list[EncodedBatch],
+    *,
+    rounds: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Every scenario once per round, each on a fresh scratch database, in an order shuffled per
+    round; one row per run (``i`` the scenario's number, ``round``, ``position``). The scratch
+    database is dropped at the end, even on failure."""
+    records = []
+    shuffle = random.Random(seed)
+    try:
+        for round_ in range(rounds):  # rounds interleave the scenarios: drift hits them all alike
+            order = list(enumerate(scenarios))
+            shuffle.shuffle(order)  # no scenario always first (on a cold server) or last
+            for position, (i, scenario) in enumerate(order):
+                record = _run(
+                    _fresh(admin, scenario.layout, scenario.secondary_indexes, scenario.stripped),
+                    scenario,
+                    params,
+                    encoded,
+                )
+                records.append({"i": i, "round": round_, "position": position, **record})
+    finally:
+        _drop(admin)
+    return pd.DataFrame(records)
+
+
+def _with_ratios(frame: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """The median rounds with each scenario's paired ratio to the ceiling and its range."""
+    frame["ratio_to_ceiling"] = frame.index.map(paired.ratio_to_ceiling)
+    frame["ratio_min"] = frame.index.map(paired.ratio_min)
+    frame["ratio_max"] = frame.index.map(paired.ratio_max)
+    return frame.reset_index(drop=True)
+
+
+def _pick(frame: pd.DataFrame, column: str, **where: Any) -> float:
+    """``column`` of the first row matching ``where`` (NaN when none does)."""
+    sel = frame
+    for key, value in where.items():
+        sel = sel[sel[key] == value]
+    return float(sel[column].iloc[0]) if len(sel) else float("nan")
 
 
 def _median_of_rounds(records: pd.DataFrame) -> pd.DataFrame:

@@ -246,6 +246,50 @@ def compare_connection_paths(
         "params": params,
         "seed": seed,
     }
+    rows = _direct_rows(target, wl, clients, pool_size=pool_size, room=room, kw=kw)
+    prepared = pd.DataFrame()
+    with _pgbouncer_modes(target, pgbouncer_dsn, session_dsn, pool_size) as url_for:
+        for mode, path in (("transaction", TRANSACTION), ("session", SESSION)):
+            url = url_for(mode)
+            if url is None:
+                continue
+            url = _on_database(url, target)
+            python_max = python_max_clients if python_through_pgbouncer else 0
+            rows += _pgbouncer_rows(
+                target, url, mode, path, wl, clients, python_max, pool_size=pool_size, kw=kw
+            )
+            if mode == "transaction":
+                prepared = prepared_statements_through_pgbouncer(
+                    url, clients=prepared_clients, executions=prepared_executions, seed=seed
+                )
+                prepared = pd.concat(
+                    [prepared, _pgbench_prepared(url, wl, params, seed)], ignore_index=True
+                )
+    return ConnectionPathsResult(
+        pd.DataFrame(rows),
+        prepared,
+        {
+            "clients": list(clients),
+            "pool_size": pool_size,
+            "duration_s": duration_s,
+            "workload": wl.names,
+            "python_max_clients": python_max_clients,
+            "direct_client_room": room,
+        },
+    )
+
+
+def _direct_rows(
+    target: str,
+    wl: Workload,
+    clients: tuple[int, ...],
+    *,
+    pool_size: int,
+    room: int,
+    kw: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Straight to the server at each client count: the Python runner through the client's pool, and
+    pgbench (a server connection per client) where ``max_connections`` has ``room``."""
     rows = []
     for n in clients:
         cfg = PoolConfig(
@@ -272,66 +316,45 @@ def compare_connection_paths(
                     "prepared",
                 )
             )
-    prepared = pd.DataFrame()
-    with _pgbouncer_modes(target, pgbouncer_dsn, session_dsn, pool_size) as url_for:
-        for mode, path in (("transaction", TRANSACTION), ("session", SESSION)):
-            url = url_for(mode)
-            if url is None:
-                continue
-            url = _on_database(url, target)
-            for n in clients:
-                threshold = None if mode == "transaction" else 5
-                if (
-                    python_through_pgbouncer
-                    and n <= python_max_clients
-                    and (mode == "transaction" or n <= pool_size)
-                ):
-                    cfg = PoolConfig(
-                        min_size=n,
-                        max_size=n,
-                        prepare_threshold=threshold,
-                        health_check_period_s=None,
-                        slow_query_ms=None,
-                        timeout_s=60.0,
-                    )
-                    with _Sampler(target, url) as s:
-                        r = run_python(url, wl, clients=n, pool_config=cfg, **kw)
-                    rows.append(
-                        _row(
-                            path,
-                            "python",
-                            n,
-                            r,
-                            s,
-                            "one client connection per thread",
-                            str(threshold),
-                        )
-                    )
-                protocol = "extended" if mode == "transaction" else "prepared"
-                with _Sampler(target, url) as s:
-                    r = run_pgbench(url, wl, clients=n, protocol=protocol, **kw)
-                rows.append(
-                    _row(path, "pgbench", n, r, s, f"pool of {pool_size}, -M {protocol}", protocol)
-                )
-            if mode == "transaction":
-                prepared = prepared_statements_through_pgbouncer(
-                    url, clients=prepared_clients, executions=prepared_executions, seed=seed
-                )
-                prepared = pd.concat(
-                    [prepared, _pgbench_prepared(url, wl, params, seed)], ignore_index=True
-                )
-    return ConnectionPathsResult(
-        pd.DataFrame(rows),
-        prepared,
-        {
-            "clients": list(clients),
-            "pool_size": pool_size,
-            "duration_s": duration_s,
-            "workload": wl.names,
-            "python_max_clients": python_max_clients,
-            "direct_client_room": room,
-        },
-    )
+    return rows
+
+
+def _pgbouncer_rows(
+    target: str,
+    url: str,
+    mode: str,
+    path: str,
+    wl: Workload,
+    clients: tuple[int, ...],
+    python_max_clients: int,
+    *,
+    pool_size: int,
+    kw: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Through PgBouncer in ``mode`` at each client count: pgbench, and the Python runner (one client
+    connection per thread) up to ``python_max_clients``, in session mode up to ``pool_size``."""
+    rows = []
+    for n in clients:
+        threshold = None if mode == "transaction" else 5
+        if n <= python_max_clients and (mode == "transaction" or n <= pool_size):
+            cfg = PoolConfig(
+                min_size=n,
+                max_size=n,
+                prepare_threshold=threshold,
+                health_check_period_s=None,
+                slow_query_ms=None,
+                timeout_s=60.0,
+            )
+            with _Sampler(target, url) as s:
+                r = run_python(url, wl, clients=n, pool_config=cfg, **kw)
+            rows.append(
+                _row(path, "python", n, r, s, "one client connection per thread", str(threshold))
+            )
+        protocol = "extended" if mode == "transaction" else "prepared"
+        with _Sampler(target, url) as s:
+            r = run_pgbench(url, wl, clients=n, protocol=protocol, **kw)
+        rows.append(_row(path, "pgbench", n, r, s, f"pool of {pool_size}, -M {protocol}", protocol))
+    return rows
 
 
 def _on_database(url: str, dsn: str) -> str:

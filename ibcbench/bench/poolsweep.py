@@ -6,7 +6,7 @@ measured window only (not the warm-up, nor the pool's growth before it), and eve
 and execution are recorded, so their p50/p95/p99 are reported apart. This is the client's
 question, so the runner's CPU share is reported with every point.
 
-The pool's min_size is by default what the seed's pgx service runs (``MinConns`` 5, or max_size if
+The pool's min_size is by default what the service's pgx pool runs (``MinConns`` 5, or max_size if
 smaller: a pgx pool opens more connections on demand up to ``MaxConns``); ``fixed_size=(True,)``
 sweeps ``min_size = max_size`` instead (every connection open before the first request), and
 ``(False, True)`` both.
@@ -28,7 +28,7 @@ from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 from ibcbench.toolkit.pool import PoolConfig
 
-SEED_CONFIG = PoolConfig()  # 25 / 5
+SERVICE_CONFIG = PoolConfig()  # 25 / 5
 
 
 @dataclass
@@ -110,15 +110,7 @@ def sweep_pool_settings(
     for size, n, prep, health, fixed in product(
         max_sizes, clients, prepared, health_check, fixed_size
     ):
-        cfg = PoolConfig(
-            min_size=size if fixed else min(size, SEED_CONFIG.min_size),
-            max_size=size,
-            prepare_threshold=5 if prep else None,
-            health_check_period_s=1.0 if health else None,
-            check_on_checkout=health,
-            slow_query_ms=None,
-            timeout_s=10.0,
-        )
+        cfg = _sweep_pool(size, prepared=prep, health=health, fixed=fixed)
         result = run_python(
             target,
             wl,
@@ -129,9 +121,6 @@ def sweep_pool_settings(
             params=params,
             seed=seed,
         )
-        total = result.summary.set_index("query").loc["ALL"]
-        stats = result.pool_stats or {}
-        requests = max(1, stats.get("requests", 1))
         rows.append(
             {
                 "max_size": size,
@@ -140,24 +129,8 @@ def sweep_pool_settings(
                 "clients": n,
                 "prepared": prep,
                 "health_check": health,
-                "throughput_qps": float(total.throughput_qps),
-                "p50_ms": float(total.p50_ms),
-                "p95_ms": float(total.p95_ms),
-                "p99_ms": float(total.p99_ms),
-                "errors": int(total.errors),
-                "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
-                "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
-                "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
-                **{
-                    f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"])
-                    for part in ("wait", "exec")
-                    for p in (50, 95, 99)
-                },
-                "timeouts": int(stats.get("request_errors", 0)),
-                "client_cpu_pct": result.client_cpu_pct,
-                "client_floor_share": result.client_floor_share,
-                "client_bound": result.client_bound,
-                "seed_config": size == SEED_CONFIG.max_size,
+                **_sweep_figures(result),
+                "service_config": size == SERVICE_CONFIG.max_size,
             }
         )
     return PoolSweepResult(
@@ -169,15 +142,55 @@ def sweep_pool_settings(
             "health_check": list(health_check),
             "fixed_size": list(fixed_size),
             "duration_s": duration_s,
-            "min_size": f"max_size if fixed, else min(max_size, {SEED_CONFIG.min_size}) (the seed's pgx MinConns)",
+            "min_size": f"max_size if fixed, else min(max_size, {SERVICE_CONFIG.min_size}) (the service's pgx MinConns)",
             "pool_stats": "over the measured window",
             "workload": wl.names,
         },
     )
 
 
+def _sweep_pool(size: int, *, prepared: bool, health: bool, fixed: bool) -> PoolConfig:
+    """The pool of one sweep point: min_size the service's (or max_size when ``fixed``)."""
+    return PoolConfig(
+        min_size=size if fixed else min(size, SERVICE_CONFIG.min_size),
+        max_size=size,
+        prepare_threshold=5 if prepared else None,
+        health_check_period_s=1.0 if health else None,
+        check_on_checkout=health,
+        slow_query_ms=None,
+        timeout_s=10.0,
+    )
+
+
+def _sweep_figures(result: Any) -> dict[str, Any]:
+    """One sweep point's figures: the runner's totals, the pool's statistics per request, and
+    whether the client bounded it."""
+    total = result.summary.set_index("query").loc["ALL"]
+    stats = result.pool_stats or {}
+    requests = max(1, stats.get("requests", 1))
+    return {
+        "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms),
+        "p95_ms": float(total.p95_ms),
+        "p99_ms": float(total.p99_ms),
+        "errors": int(total.errors),
+        "wait_ms_per_request": round(stats.get("wait_ms", 0.0) / requests, 4),
+        "use_ms_per_request": round(stats.get("usage_ms", 0.0) / requests, 4),
+        "queued_pct": round(100.0 * stats.get("requests_queued", 0) / requests, 1),
+        **{
+            f"{part}_p{p}_ms": float(total[f"{part}_p{p}_ms"])
+            for part in ("wait", "exec")
+            for p in (50, 95, 99)
+        },
+        "timeouts": int(stats.get("request_errors", 0)),
+        "client_cpu_pct": result.client_cpu_pct,
+        "client_floor_share": result.client_floor_share,
+        "client_bound": result.client_bound,
+    }
+
+
 def plot_sweep(result: PoolSweepResult) -> Any:
-    """Throughput and p95 against client threads, one line per max_size; the seed's 25/5 drawn bold."""
+    """Throughput and p95 against client threads, one line per max_size; the service's 25/5 drawn bold."""
     import matplotlib.pyplot as plt
 
     f = result.frame
@@ -189,9 +202,9 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     for prep, style in ((True, "-"), (False, ":")):
         for size, g in f[(f.prepared == prep) & (~f.health_check)].groupby("max_size"):
             g = g.sort_values("clients")
-            bold = size == SEED_CONFIG.max_size
+            bold = size == SERVICE_CONFIG.max_size
             kw = {"marker": "o", "lw": 3 if bold else 1.2, "color": colour[size]}
-            label = f"max {size}{' (seed 25/5)' if bold else ''}{'' if prep else ', unprepared'}"
+            label = f"max {size}{' (service 25/5)' if bold else ''}{'' if prep else ', unprepared'}"
             axes[0].plot(g.clients, g.throughput_qps, style, label=label, **kw)
             axes[1].plot(g.clients, g.p95_ms, style, **kw)
             axes[2].plot(g.clients, g.wait_ms_per_request, style, **kw)
@@ -295,77 +308,13 @@ def sweep_pool_capacity(
         "params": params,
         "seed": seed,
     }
-    closed: dict[tuple[str, int], Any] = {}
-    for size in max_sizes:
-        if "pgbench" in engines:
-            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)
-        if "python" in engines:
-            cfg = PoolConfig(
-                min_size=size,
-                max_size=size,
-                health_check_period_s=None,
-                slow_query_ms=None,
-                timeout_s=30.0,
-            )
-            closed[("python", size)] = run_python(
-                target, wl, clients=max(threads, size), pool_config=cfg, **common
-            )
+    closed = _closed_loops(target, wl, max_sizes, engines, threads, common)
     if rate_qps is None:
-        best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(
-            closed.values()
-        )
-        rate_qps = round(
-            0.5
-            * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
-            1,
-        )
-    rows = []
-    for (engine, size), result in closed.items():
-        if engine == "pgbench":
-            opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)
-            waited = _waited(opened.latencies, ("lag_ms",))
-        else:
-            cfg = PoolConfig(
-                min_size=size,
-                max_size=size,
-                health_check_period_s=None,
-                slow_query_ms=None,
-                timeout_s=30.0,
-            )
-            opened = run_python(
-                target,
-                wl,
-                clients=max(threads, size),
-                pool_config=cfg,
-                rate_qps=rate_qps,
-                drain_timeout_s=duration_s,
-                **common,
-            )
-            waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
-        total = result.summary.set_index("query").loc["ALL"]
-        at_rate = opened.summary.set_index("query").loc["ALL"]
-        pct = (
-            waited.quantile([0.5, 0.95, 0.99]).round(3).tolist()
-            if len(waited)
-            else [float("nan")] * 3
-        )
-        rows.append(
-            {
-                "engine": engine,
-                "max_size": size,
-                "throughput_qps": float(total.throughput_qps),
-                "p50_ms": float(total.p50_ms),
-                "p95_ms": float(total.p95_ms),
-                "rate_qps": rate_qps,
-                "achieved_qps": float(at_rate.throughput_qps),
-                "wait_p50_ms": pct[0],
-                "wait_p95_ms": pct[1],
-                "wait_p99_ms": pct[2],
-                "latency_p95_at_rate_ms": float(at_rate.p95_ms),
-                "late": (opened.open_loop or {}).get("late"),
-                "client_bound": result.client_bound,
-            }
-        )
+        rate_qps = _half_the_best_rate(closed)
+    rows = [
+        _at_rate(target, wl, engine, size, result, rate_qps, threads, common)
+        for (engine, size), result in closed.items()
+    ]
     frame = pd.DataFrame(rows).sort_values(["engine", "max_size"]).reset_index(drop=True)
     return PoolCapacityResult(
         frame,
@@ -381,6 +330,94 @@ def sweep_pool_capacity(
             "wait": "pgbench: schedule lag (-R); python: open-loop lag + pool wait",
         },
     )
+
+
+def _fixed_pool(size: int) -> PoolConfig:
+    """A pool of exactly ``size`` connections, no health checks, for the capacity sweep."""
+    return PoolConfig(
+        min_size=size,
+        max_size=size,
+        health_check_period_s=None,
+        slow_query_ms=None,
+        timeout_s=30.0,
+    )
+
+
+def _closed_loops(
+    target: str,
+    wl: Workload,
+    max_sizes: tuple[int, ...],
+    engines: tuple[str, ...],
+    threads: int,
+    common: dict[str, Any],
+) -> dict[tuple[str, int], Any]:
+    """Each engine's closed-loop run per pool size, by (engine, size)."""
+    closed: dict[tuple[str, int], Any] = {}
+    for size in max_sizes:
+        if "pgbench" in engines:
+            closed[("pgbench", size)] = run_pgbench(target, wl, clients=size, **common)
+        if "python" in engines:
+            closed[("python", size)] = run_python(
+                target, wl, clients=max(threads, size), pool_config=_fixed_pool(size), **common
+            )
+    return closed
+
+
+def _half_the_best_rate(closed: dict[tuple[str, int], Any]) -> float:
+    """Half the best closed-loop throughput, pgbench's when it ran."""
+    best = [r for (engine, _), r in closed.items() if engine == "pgbench"] or list(closed.values())
+    return round(
+        0.5 * max(float(r.summary.set_index("query").loc["ALL", "throughput_qps"]) for r in best),
+        1,
+    )
+
+
+def _at_rate(
+    target: str,
+    wl: Workload,
+    engine: str,
+    size: int,
+    result: Any,
+    rate_qps: float,
+    threads: int,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """One engine and size at ``rate_qps`` (open loop), beside its closed-loop ``result``: the
+    wait from arrival to a connection, and the closed loop's throughput."""
+    if engine == "pgbench":
+        opened = run_pgbench(target, wl, clients=size, rate_qps=rate_qps, **common)
+        waited = _waited(opened.latencies, ("lag_ms",))
+    else:
+        opened = run_python(
+            target,
+            wl,
+            clients=max(threads, size),
+            pool_config=_fixed_pool(size),
+            rate_qps=rate_qps,
+            drain_timeout_s=common["duration_s"],
+            **common,
+        )
+        waited = _waited(opened.latencies, ("lag_ms", "wait_ms"))
+    total = result.summary.set_index("query").loc["ALL"]
+    at_rate = opened.summary.set_index("query").loc["ALL"]
+    pct = (
+        waited.quantile([0.5, 0.95, 0.99]).round(3).tolist() if len(waited) else [float("nan")] * 3
+    )
+    return {
+        "engine": engine,
+        "max_size": size,
+        "throughput_qps": float(total.throughput_qps),
+        "p50_ms": float(total.p50_ms),
+        "p95_ms": float(total.p95_ms),
+        "rate_qps": rate_qps,
+        "achieved_qps": float(at_rate.throughput_qps),
+        "wait_p50_ms": pct[0],
+        "wait_p95_ms": pct[1],
+        "wait_p99_ms": pct[2],
+        "latency_p95_at_rate_ms": float(at_rate.p95_ms),
+        "late": (opened.open_loop or {}).get("late"),
+        "client_bound": result.client_bound,
+    }
 
 
 def _waited(latencies: pd.DataFrame, parts: tuple[str, ...]) -> pd.Series:

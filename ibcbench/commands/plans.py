@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", required=True, help="configuration name (folder under <run>/plans/)"
     )
     cap.add_argument(
-        "--strategy", default=None, help="index strategy to apply first (none, seed, covering, ...)"
+        "--strategy",
+        default=None,
+        help="index strategy to apply first (none, service, covering, ...)",
     )
     cap.add_argument(
         "--set",
@@ -86,10 +88,10 @@ def _capture(args: argparse.Namespace) -> int:
     )
     if not args.run:
         run.update_manifest(status="complete")
-    if args.strategy and args.strategy != "seed":
+    if args.strategy and args.strategy != "service":
         from ibcbench.bench.indexes import apply_strategy
 
-        apply_strategy(dsn, "seed")
+        apply_strategy(dsn, "service")
     for name, plan in plans.items():
         print(f"{name:<28} {plan.total_ms:>9.3f} ms  {plan.root.label}")
     print(f"plans: {run.path / 'plans' / args.config}")

@@ -157,8 +157,19 @@ def plot_profile(profile: DatasetProfile) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 2, figsize=(13, 12))
+    _plot_chain_pairs(axes[0, 0], profile)
+    _plot_clear_times(axes[0, 1], profile)
+    _plot_status_mix(axes[1, 0], profile)
+    _plot_stuck(axes[1, 1], profile)
+    _plot_relayer_share(axes[2, 0], profile)
+    _plot_hourly_volume(axes[2, 1], profile)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_chain_pairs(ax: Any, profile: DatasetProfile) -> None:
+    """Packets per chain pair, the top 15."""
     pairs = profile["chain_pairs"].head(15)
-    ax = axes[0, 0]
     labels = [
         f"{a.split('-')[0]} → {b.split('-')[0]}"
         for a, b in zip(pairs.source_chain, pairs.destination_chain, strict=True)
@@ -167,7 +178,9 @@ def plot_profile(profile: DatasetProfile) -> Any:
     ax.set_title("Packets per chain pair (top 15)")
     ax.set_xlabel("packets")
 
-    ax = axes[0, 1]
+
+def _plot_clear_times(ax: Any, profile: DatasetProfile) -> None:
+    """Clear times (send → ack) on a log scale, p50 and p99 marked."""
     sample = profile["clear_time_sample"].clear_time_seconds.astype(float)
     if len(sample):
         bins = np.logspace(np.log10(max(sample.min(), 0.5)), np.log10(sample.max() + 1), 60)
@@ -185,7 +198,11 @@ def plot_profile(profile: DatasetProfile) -> Any:
     ax.set_title("Clear time (send → ack), log scale")
     ax.set_xlabel("seconds")
 
-    ax = axes[1, 0]
+
+def _plot_status_mix(ax: Any, profile: DatasetProfile) -> None:
+    """Packets per status, log scale, each with its share."""
+    import matplotlib.pyplot as plt
+
     mix = profile["status_mix"]
     ax.bar(
         mix.status,
@@ -199,7 +216,9 @@ def plot_profile(profile: DatasetProfile) -> Any:
     for i, (n, pct) in enumerate(zip(mix.packets, mix.pct, strict=True)):
         ax.annotate(f"{pct:.2f}%", (i, n), ha="center", va="bottom", fontsize=8)
 
-    ax = axes[1, 1]
+
+def _plot_stuck(ax: Any, profile: DatasetProfile) -> None:
+    """Stuck packets by channel, the top 12, and the total."""
     stuck = profile["stuck"].head(12)
     if len(stuck):
         ax.barh(
@@ -214,7 +233,11 @@ def plot_profile(profile: DatasetProfile) -> Any:
         f"Stuck packets by channel ({int(profile['stuck'].stuck_packets.sum()) if len(profile['stuck']) else 0} total)"
     )
 
-    ax = axes[2, 0]
+
+def _plot_relayer_share(ax: Any, profile: DatasetProfile) -> None:
+    """Each busy channel's packets split by relayer, biggest first."""
+    import matplotlib.pyplot as plt
+
     share = profile["relayer_share"]
     top_channels = share.drop_duplicates(["source_chain", "source_channel"]).head(8)
     for i, (_, ch) in enumerate(top_channels.iterrows()):
@@ -245,12 +268,14 @@ def plot_profile(profile: DatasetProfile) -> Any:
     ax.set_xlabel("% of the channel's packets won (one colour per relayer, biggest first)")
     ax.set_title("Relayer share per channel (busiest 8)")
 
-    ax = axes[2, 1]
+
+def _plot_hourly_volume(ax: Any, profile: DatasetProfile) -> None:
+    """Packets per hour over the span."""
+    import matplotlib.pyplot as plt
+
     hourly = profile["hourly_volume"]
     ax.plot(pd.to_datetime(hourly.hour), hourly.packets, color="#3b6ea8", lw=1)
     ax.set_title("Hourly volume")
     ax.set_ylabel("packets / hour")
     # rotate this panel's dates only (fig.autofmt_xdate would hide the other rows' tick labels)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
-    return fig

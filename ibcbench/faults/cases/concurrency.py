@@ -217,13 +217,13 @@ def concurrent_notebook_runs(lab: FaultLab) -> FaultOutcome:
     from ibcbench.suite.notebook import notebooks_dir
 
     notebook = str(notebooks_dir() / "02_index_strategies.ipynb")
-    # two strategies (no secondary indexes, then the seed's: every index dropped and rebuilt), a
+    # two strategies (no secondary indexes, then the service's: every index dropped and rebuilt), a
     # few repetitions: the race is in the DDL, not in the timings
     args = (
         "run",
         notebook,
         *("-p", "scale", "tiny", "-p", "seed", str(lab.seed)),
-        *("-p", "strategies", '["none", "seed"]', "-p", "repetitions", "5"),
+        *("-p", "strategies", '["none", "service"]', "-p", "repetitions", "5"),
     )
     return _two_runs(lab, "concurrent_notebook_runs", args, timeout=600)
 

@@ -190,7 +190,7 @@ def repaired_outcome(
 @fault(GROUP, fast=True)
 def fault_dataset_missing_indexes(lab: FaultLab) -> FaultOutcome:
     """The state of a notebook killed during its index strategies (covering applied: two of the
-    seed's indexes dropped, two covering ones built, and the key's time index gone too), made
+    service's indexes dropped, two covering ones built, and the key's time index gone too), made
     with the kit's own ``apply_strategy``; then ``bench workload``."""
     from ibcbench.bench.indexes import apply_strategy
 
