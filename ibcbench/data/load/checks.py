@@ -21,9 +21,9 @@ _TYPE_ALIASES = {
 
 def check_schema(conn: psycopg.Connection) -> None:
     """The tables exist with the columns and types data_gen.tables expects, else one-line LoadError."""
-    from ibcbench.migrate import Migrator
+    from ibcbench.migrate import read_version
 
-    version, dirty = Migrator._read_version(conn)
+    version, dirty = read_version(conn)
     if dirty:
         raise LoadError(
             f"the schema of database {conn.info.dbname!r} is dirty at version {version} (a migration "
