@@ -128,7 +128,7 @@ def _require_job_functions(conn: psycopg.Connection) -> None:
 def database_status(
     dsn: str | None = None, settings: ServerSettings | None = None
 ) -> DatabaseStatus:
-    from ibcbench.migrate import Migrator
+    from ibcbench.migrate import Migrator, read_version
     from ibcbench.server import LocalServer
 
     embedded = explicit_dsn(dsn) is None
@@ -144,10 +144,10 @@ def database_status(
                 f"version in this database ({first}): run `ibcbench db up` to update the kit's "
                 "databases, or ALTER EXTENSION timescaledb UPDATE as the first command of a new session"
             ) from exc
-        version, dirty = Migrator._read_version(conn)
+        version, dirty = read_version(conn)
         migrator = Migrator()
         invalid = migrator.invalid_indexes(conn) if version is not None else []
-        clean = migrator._last_clean(conn, version) if dirty else None
+        clean = migrator.last_clean(conn, version) if dirty else None
         pf_kind = packet_flow_kind(conn)
         hs_kind = hourly_stats_kind(conn)
         jobs: list[tuple[str, str]] = []

@@ -196,7 +196,7 @@ _PACKET_DIGEST: dict[str, str] = {}  # the modes must agree: the first one sets 
 def test_a_failing_generator_fails_the_load_and_leaves_nothing(
     make_database, monkeypatch: pytest.MonkeyPatch, overlap: str
 ) -> None:
-    import ibcbench.data.load as load_module
+    import ibcbench.data.load.producer as load_module
 
     def broken(params: GenerationParams):  # type: ignore[no-untyped-def]
         gen = iter(generate(params))

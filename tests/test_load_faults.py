@@ -316,7 +316,7 @@ def test_a_file_changed_while_the_load_waits_is_refused_and_nothing_committed(
     packet_flow.pgcopy changes meanwhile. The hash over the bytes sent catches it before COMMIT."""
     import shutil
 
-    from ibcbench.data.load import _LOAD_LOCK
+    from ibcbench.data.load import LOAD_LOCK
     from ibcbench.faults.cases.security_secrets import flip_letter, put_back, waiting_on_advisory
 
     copy = tmp_path / "copy"
@@ -327,14 +327,14 @@ def test_a_file_changed_while_the_load_waits_is_refused_and_nothing_committed(
     target = copy / "packet_flow.pgcopy"
     size = target.stat().st_size
     with ThreadPoolExecutor(1) as pool, psycopg.connect(dsn, autocommit=True) as hold:
-        hold.execute("SELECT pg_advisory_lock(%s)", (_LOAD_LOCK,))
+        hold.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
         future: Future[int] = pool.submit(main, ["load", str(copy), "--quiet", "--dsn", dsn])
         deadline = time.monotonic() + 60
-        while not waiting_on_advisory(dsn, str(dbname), _LOAD_LOCK):
+        while not waiting_on_advisory(dsn, str(dbname), LOAD_LOCK):
             assert time.monotonic() < deadline, "the load never waited on its lock"
             time.sleep(0.02)
         flipped = flip_letter(target)
-        hold.execute("SELECT pg_advisory_unlock(%s)", (_LOAD_LOCK,))
+        hold.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK,))
         assert future.result(timeout=60) == 1
     assert target.stat().st_size == size
     err = capsys.readouterr().err

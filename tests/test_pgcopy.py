@@ -366,7 +366,7 @@ def test_generated_rows_round_trip_exactly(make_database, table: str) -> None:
 
 
 def test_big_batches_are_encoded_in_slices_with_the_same_bytes(monkeypatch) -> None:
-    import ibcbench.data.load as load
+    import ibcbench.data.load.producer as load
 
     params = GenerationParams(seed=5, scale="tiny")
 
@@ -381,7 +381,7 @@ def test_big_batches_are_encoded_in_slices_with_the_same_bytes(monkeypatch) -> N
         return {t: bytes(b) for t, b in data.items()}, rows
 
     whole, whole_rows = bodies()
-    monkeypatch.setattr(load, "_ENCODE_ROWS", 700)
+    monkeypatch.setattr(load, "ENCODE_ROWS", 700)
     sliced, sliced_rows = bodies()
     assert sliced == whole
     assert {t: sum(r) for t, r in sliced_rows.items()} == {t: sum(r) for t, r in whole_rows.items()}

@@ -106,7 +106,7 @@ def test_a_file_size_limit_stops_generate_in_one_line_and_removes_what_it_wrote(
 def test_a_failing_generator_leaves_no_half_written_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ibcbench.data.load as load_module
+    import ibcbench.data.load.producer as load_module
     from data_gen import generate
 
     def broken(params: GenerationParams):  # type: ignore[no-untyped-def]

@@ -199,6 +199,8 @@ def _ensure(
     create: bool,
     report: Callable[[str], None] | None,
 ) -> DatasetInfo | None:
+    """Under the dataset's advisory lock: reuse the complete dataset (checked and repaired), or,
+    with ``create``, drop a half-built or outdated one of the kit's and build it again."""
     _validate(scale, seed)
     started = time.perf_counter()
     base = resolve_dsn(dsn)
@@ -213,65 +215,76 @@ def _ensure(
                 (name,),
             ).fetchone()
             if found:
-                with connect(target, autocommit=True) as conn:
-                    marker = _marker(conn)
-                    if marker is None and found[0] != KIT_MARK:
-                        raise ConfigError(
-                            f"database {name!r} exists but was not created by ibcbench: drop or "
-                            "rename it, or point --dsn at another server"
-                        )
-                    wanted = (scale, seed, "complete", dataset_fingerprint())
-                    if (
-                        marker is not None
-                        and (
-                            marker["scale"],
-                            int(marker["seed"]),
-                            marker["status"],
-                            marker["fingerprint"],
-                        )
-                        == wanted
-                    ):
-                        state = check_dataset(conn, marker, repair=True, report=report)
-                        return DatasetInfo(
-                            target,
-                            name,
-                            scale,
-                            seed,
-                            False,
-                            time.perf_counter() - started,
-                            state=state,
-                        )
+                reused, why = _reuse(target, name, found[0], scale, seed, report)
+                if reused is not None:
+                    elapsed = time.perf_counter() - started
+                    return DatasetInfo(target, name, scale, seed, False, elapsed, state=reused)
                 if not create:
                     return None
-                # the kit's own database, left half-built by a killed run or built by other code
-                why = (
-                    "was left half-built (no complete marker)"
-                    if marker is None or marker["status"] != "complete"
-                    else "was built by other code (generator or schema changed)"
-                )
                 if report:
                     report(f"dataset {name} {why}: dropping it and building it again")
                 admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
             elif not create:
                 return None
-            try:
-                create_kit_database(admin, name)
-            except psycopg.errors.InsufficientPrivilege as exc:
-                raise ConfigError(
-                    f"cannot create the dataset database {name!r}: the role needs CREATEDB "
-                    "(or use the embedded server: unset DATABASE_URL)"
-                ) from exc
-            load = _populate(target, scale, seed, quiet)
-            with connect(target, autocommit=True) as conn:
-                marker = _marker(conn)
-                assert marker is not None  # _populate wrote it
-                state = check_dataset(conn, marker, repair=False, report=None)
+            load, state = _build(admin, target, name, scale, seed, quiet)
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
     state = DatasetState(name, "intact", (), state.indexes, state.rows, created=True)
     return DatasetInfo(
         target, name, scale, seed, True, time.perf_counter() - started, load, state=state
     )
+
+
+def _reuse(
+    target: str,
+    name: str,
+    comment: str | None,
+    scale: str,
+    seed: int,
+    report: Callable[[str], None] | None,
+) -> tuple[DatasetState | None, str]:
+    """The state of the existing database ``name`` when it holds the complete dataset (checked and
+    repaired), else None and why it must be built again. ``comment`` is its pg_database comment: a
+    database without the kit's marker or mark is a user's, refused."""
+    with connect(target, autocommit=True) as conn:
+        marker = _marker(conn)
+        if marker is None and comment != KIT_MARK:
+            raise ConfigError(
+                f"database {name!r} exists but was not created by ibcbench: drop or "
+                "rename it, or point --dsn at another server"
+            )
+        wanted = (scale, seed, "complete", dataset_fingerprint())
+        if (
+            marker is not None
+            and (marker["scale"], int(marker["seed"]), marker["status"], marker["fingerprint"])
+            == wanted
+        ):
+            return check_dataset(conn, marker, repair=True, report=report), ""
+    # the kit's own database, left half-built by a killed run or built by other code
+    why = (
+        "was left half-built (no complete marker)"
+        if marker is None or marker["status"] != "complete"
+        else "was built by other code (generator or schema changed)"
+    )
+    return None, why
+
+
+def _build(
+    admin: psycopg.Connection, target: str, name: str, scale: str, seed: int, quiet: bool
+) -> tuple[Any, DatasetState]:
+    """Create the kit's database ``name`` and populate it: the load and the state it ends in."""
+    try:
+        create_kit_database(admin, name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigError(
+            f"cannot create the dataset database {name!r}: the role needs CREATEDB "
+            "(or use the embedded server: unset DATABASE_URL)"
+        ) from exc
+    load = _populate(target, scale, seed, quiet)
+    with connect(target, autocommit=True) as conn:
+        marker = _marker(conn)
+        assert marker is not None  # _populate wrote it
+        return load, check_dataset(conn, marker, repair=False, report=None)
 
 
 def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:

@@ -283,7 +283,7 @@ def _git_commit() -> str | None:
 def server_manifest(conn: Any) -> dict[str, Any]:
     """What the manifest records about the server: version, extensions, edition, non-default settings."""
     from ibcbench.db import server_info
-    from ibcbench.migrate import Migrator
+    from ibcbench.migrate import read_version
 
     info = server_info(conn)
     settings = {
@@ -296,7 +296,7 @@ def server_manifest(conn: Any) -> dict[str, Any]:
             " ORDER BY name"
         ).fetchall()
     }
-    version, dirty = Migrator._read_version(conn)
+    version, dirty = read_version(conn)
     cores = os.cpu_count()
     mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     if conn.info.transaction_status != 0:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ibcbench.data.datasets import ensure_dataset_info
-from ibcbench.data.load import _LOAD_LOCK
+from ibcbench.data.load import LOAD_LOCK
 from ibcbench.db import connect
 from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
 from ibcbench.faults.registry import FaultOutcome, fault
@@ -111,8 +111,8 @@ def concurrent_seed(lab: FaultLab) -> FaultOutcome:
         results, seen = _spawn_pair(
             lab,
             args,
-            _AdvisoryHold(dsn, _LOAD_LOCK),
-            lambda: _waiting_on_advisory(lab, name, _LOAD_LOCK) >= 2,
+            _AdvisoryHold(dsn, LOAD_LOCK),
+            lambda: _waiting_on_advisory(lab, name, LOAD_LOCK) >= 2,
             timeout=300,
         )
         failed = [r for r in refs.result() if r.returncode != 0]

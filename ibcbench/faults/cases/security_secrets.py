@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ibcbench.data.load import _LOAD_LOCK
+from ibcbench.data.load import LOAD_LOCK
 from ibcbench.db import connect
 from ibcbench.errors import redact_dsn
 from ibcbench.faults.cases.inputs import PASSWORD, password_role
@@ -98,15 +98,15 @@ def fault_changed_after_check(lab: FaultLab) -> FaultOutcome:
     dsn = lab.new_database(name)
     before = lab.rows(dsn)
     with connect(dsn, autocommit=True) as hold:
-        hold.execute("SELECT pg_advisory_lock(%s)", (_LOAD_LOCK,))
+        hold.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
         args = ("load", str(folder), "--quiet", "--dsn", dsn)
         started = time.perf_counter()
         proc = lab.spawn(*args)
         waited = lab.wait_for(
-            lambda: waiting_on_advisory(lab.admin_dsn, name, _LOAD_LOCK), timeout=WAIT_S
+            lambda: waiting_on_advisory(lab.admin_dsn, name, LOAD_LOCK), timeout=WAIT_S
         )
         flipped = flip_letter(target)
-        hold.execute("SELECT pg_advisory_unlock(%s)", (_LOAD_LOCK,))
+        hold.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK,))
         result = lab.finish(proc, args, started)
     after = lab.rows(dsn)
     with connect(dsn) as conn:
