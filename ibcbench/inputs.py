@@ -120,8 +120,9 @@ def check_room(
         free = shutil.disk_usage(probe).free
         if disk_bytes > free:
             raise ConfigError(
-                f"{what} needs about {_gb(disk_bytes)} on {probe}, which has {_gb(free)} free: "
-                "generate fewer packets (--packets) or give --out on a larger disk"
+                f"no space left on {folder}: {what} needs about {_gb(disk_bytes)} and its disk "
+                f"({probe}) has {_gb(free)} free; generate fewer packets (--packets), free space "
+                "or choose another --out"
             )
     available = available_memory_bytes()
     if memory_bytes and available is not None and memory_bytes > available:

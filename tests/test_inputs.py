@@ -151,7 +151,10 @@ def test_the_defaults_of_every_notebook_pass() -> None:
 
 def test_generation_that_cannot_fit_is_refused_with_the_need(tmp_path: Path) -> None:
     params = GenerationParams(packets=2_000_000_000, days=1)
-    with pytest.raises(ConfigError, match=r"needs about 1520\.0 GB on .* GB free: generate fewer"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no space left on .*new: generating needs about 1520\.0 GB and its disk .* GB free; generate fewer",
+    ):
         check_room("generating", disk_bytes=params.disk_bytes(), folder=tmp_path / "new")
     with pytest.raises(ConfigError, match=r"needs about \d+\.\d GB of memory, .* is available"):
         check_room("generating", memory_bytes=params.memory_bytes())
