@@ -38,9 +38,10 @@ from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import save_frame
+from ibcbench.scaleout import ScaleOut as Topology
+from ibcbench.scaleout import embedded_topology, pgbouncer_url, replica_urls
 from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.toolkit.routing import RoutingConfig, create_routed_pool, parse_lsn
-from ibcbench.topology import Topology, embedded_topology, pgbouncer_url, replica_urls
 
 SCHEMA = "ibcbench_replicas"
 SCRATCH_DATABASE = "ibcbench_replicas_scratch"
