@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import pwd
-import re
-import shutil
 import socket
 import subprocess
 import time
@@ -25,15 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ibcbench import serverauth
-from ibcbench.errors import MissingExtension, ServerError
+from ibcbench.errors import ServerError
+from ibcbench.extensions import ExtensionUpdate, update_timescaledb
 from ibcbench.pidfile import PidCheck, check_postmaster_pid, remove_stale
+from ibcbench.serverconf import (
+    check_extensions_installed,
+    find_pg_bindir,
+    resolve_license,
+    write_conf,
+)
+from ibcbench.serveruser import prepare_dirs, run_as, server_user
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
 
 if TYPE_CHECKING:
     import psycopg
-
-REQUIRED_PRELOADS = ("timescaledb", "pg_stat_statements", "pg_cron")
-_CONF_NAME = "ibcbench.conf"
 
 
 @dataclass(frozen=True)
@@ -94,27 +97,6 @@ class ServerState:
 
 
 @dataclass(frozen=True)
-class ExtensionUpdate:
-    """TimescaleDB in one database of the cluster, older than the installed default version."""
-
-    database: str
-    from_version: str
-    to_version: str
-    updated: bool
-    detail: str = ""
-    kit_owned: bool = True
-
-    @property
-    def message(self) -> str:
-        if self.updated:
-            return f"database {self.database}: TimescaleDB updated {self.from_version} -> {self.to_version}"
-        return (
-            f"database {self.database}: TimescaleDB left at {self.from_version} ({self.detail}); "
-            f"to update it, run ALTER EXTENSION timescaledb UPDATE as the first command of a new session"
-        )
-
-
-@dataclass(frozen=True)
 class UpResult:
     state: ServerState
     created: bool
@@ -125,124 +107,6 @@ class UpResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _conf_quote(value: str) -> str:
-    """A postgresql.conf string value."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _socket_list_item(path: str) -> str:
-    """One folder of ``unix_socket_directories``, a comma-separated list: double-quoted, so a path
-    with spaces or commas stays one folder."""
-    return '"' + path.replace('"', '""') + '"'
-
-
-def find_pg_bindir(explicit: Path | None = None) -> Path:
-    """The PostgreSQL binaries to use: ``IBCBENCH_PG_BINDIR``, else the newest under /usr/lib/postgresql."""
-    candidates: list[Path] = []
-    if explicit is not None:
-        candidates.append(Path(explicit))
-    elif os.environ.get("IBCBENCH_PG_BINDIR"):
-        candidates.append(Path(os.environ["IBCBENCH_PG_BINDIR"]))
-    else:
-        root = Path("/usr/lib/postgresql")
-        if root.is_dir():
-            majors = sorted(
-                (p for p in root.iterdir() if p.name.isdigit()),
-                key=lambda p: int(p.name),
-                reverse=True,
-            )
-            candidates.extend(p / "bin" for p in majors)
-    for bindir in candidates:
-        if (bindir / "postgres").exists() and (bindir / "initdb").exists():
-            return bindir
-    raise ServerError(
-        "no PostgreSQL server binaries found: run `make setup` (scripts/install-system.sh) "
-        "or set IBCBENCH_PG_BINDIR"
-    )
-
-
-def _pg_config(bindir: Path, flag: str) -> Path:
-    exe = bindir / "pg_config"
-    if not exe.exists():
-        exe_path = shutil.which("pg_config")
-        if exe_path is None:
-            raise ServerError(
-                "pg_config not found: install postgresql-server-dev or run `make setup`"
-            )
-        exe = Path(exe_path)
-    out = subprocess.run([str(exe), flag], capture_output=True, text=True, check=True).stdout
-    return Path(out.strip())
-
-
-def check_extensions_installed(bindir: Path) -> None:
-    """Refuse to start without the shared libraries the preload list names."""
-    sharedir = _pg_config(bindir, "--sharedir") / "extension"
-    pkglibdir = _pg_config(bindir, "--pkglibdir")
-    major = bindir.parent.name
-    missing = [
-        ext
-        for ext in REQUIRED_PRELOADS
-        if not (sharedir / f"{ext}.control").exists() or not (pkglibdir / f"{ext}.so").exists()
-    ]
-    if missing:
-        raise MissingExtension(
-            f"extension(s) {', '.join(missing)} not installed for PostgreSQL {major}: "
-            "run `make setup` (scripts/install-system.sh) as root"
-        )
-
-
-def _kit_created(conn: psycopg.Connection) -> bool:
-    """A dataset of the kit's, or a database whose TimescaleDB the kit's migrations created."""
-    query = conn.execute
-    tables = query(
-        "SELECT to_regclass('ibcbench_dataset') IS NOT NULL,"
-        " to_regclass('ibcbench_created_extensions') IS NOT NULL"
-    ).fetchone()
-    assert tables is not None  # one row, always
-    if tables[0]:
-        return True
-    if not tables[1]:
-        return False
-    return (
-        query("SELECT 1 FROM ibcbench_created_extensions WHERE extname = 'timescaledb'").fetchone()
-        is not None
-    )
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
-
-
-def timescaledb_default_version(bindir: Path) -> str | None:
-    """The version ``CREATE EXTENSION timescaledb`` installs here (its control file's default)."""
-    control = _pg_config(bindir, "--sharedir") / "extension" / "timescaledb.control"
-    try:
-        match = re.search(r"^default_version\s*=\s*'([^']+)'", control.read_text(), re.MULTILINE)
-    except FileNotFoundError:
-        return None
-    return match.group(1) if match else None
-
-
-def resolve_license(bindir: Path, requested: str | None) -> str:
-    """``timescaledb.license`` to run with: ``requested``, else the Community edition where installed.
-
-    Refuses the Community edition when the installed default version has no ``timescaledb-tsl``
-    library (an Apache-only build), before anything is started.
-    """
-    version = timescaledb_default_version(bindir)
-    tsl = _pg_config(bindir, "--pkglibdir") / f"timescaledb-tsl-{version}.so"
-    has_community = version is not None and tsl.exists()
-    if requested is None:
-        return "timescale" if has_community else "apache"
-    if requested == "timescale" and not has_community:
-        raise MissingExtension(
-            f"the TimescaleDB Community edition needs {tsl.name}, not installed for PostgreSQL "
-            f"{bindir.parent.name} (an Apache-only build): run scripts/install-system.sh as root, "
-            "or use the Apache edition with TIMESCALEDB_EDITION=apache"
-        )
-    return requested
-
-
 class LocalServer:
     """Controls one embedded cluster. Every method is safe to call again."""
 
@@ -250,55 +114,10 @@ class LocalServer:
         self.settings = settings or ServerSettings()
         self._as_root = os.geteuid() == 0
 
-    # ---- OS user and folders -------------------------------------------------------------
+    # ---- OS user and programs ------------------------------------------------------------
     def _server_user(self) -> pwd.struct_passwd | None:
         """The OS user that owns and runs the cluster (None: the current user)."""
-        if not self._as_root:
-            return None
-        name = self.settings.os_user
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            pass
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        proc = subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                str(self.settings.home),
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise ServerError(
-                f"could not create the OS user {name!r} to run PostgreSQL: {proc.stderr.strip()}"
-            )
-        return pwd.getpwnam(name)
-
-    def _prepare_dirs(self, user: pwd.struct_passwd | None) -> None:
-        s = self.settings
-        for path in (s.home, s.cluster_dir, s.socket_dir):
-            path.mkdir(parents=True, exist_ok=True)
-            if user is not None:
-                os.chown(path, user.pw_uid, user.pw_gid)
-        # the cluster's files and its socket are the server user's alone (root reaches them too)
-        for path in (s.cluster_dir, s.socket_dir):
-            os.chmod(path, 0o700)
-        if user is not None:
-            # every parent must be traversable by the server user
-            for parent in s.home.parents:
-                if parent.exists() and not os.stat(parent).st_mode & 0o001:
-                    raise ServerError(
-                        f"{parent} is not traversable by the server user {user.pw_name!r}: "
-                        "set IBCBENCH_HOME to a folder under /var/lib or /srv"
-                    )
+        return server_user(self.settings) if self._as_root else None
 
     def _run(
         self,
@@ -309,31 +128,8 @@ class LocalServer:
         timeout: float = 120,
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL program as the server user; ``extra_env`` (e.g. ``PGPASSWORD``) reaches
-        it through its environment, never its command line."""
-        kwargs: dict[str, Any] = {}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C.UTF-8"
-        env.update(extra_env or {})
-        if user is not None:
-            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
-            env["HOME"] = str(self.settings.home)
-        proc = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            cwd=self.settings.cluster_dir,
-            env=env,
-            timeout=timeout,
-            **kwargs,
-        )
-        if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            last = detail[-1] if detail else f"exit code {proc.returncode}"
-            raise ServerError(
-                f"{Path(args[0]).name} failed: {last} (log: {self.settings.log_file})"
-            )
-        return proc
+        """Run a PostgreSQL program as the server user (:func:`ibcbench.serveruser.run_as`)."""
+        return run_as(self.settings, args, user, check=check, timeout=timeout, extra_env=extra_env)
 
     # ---- state ---------------------------------------------------------------------------
     def read_state(self) -> ServerState | None:
@@ -360,68 +156,6 @@ class LocalServer:
     @property
     def passfile(self) -> Path:
         return self.settings.cluster_dir / serverauth.PASSFILE_NAME
-
-    # ---- configuration -------------------------------------------------------------------
-    def _conf_text(self, port: int, license_: str = "timescale") -> str:
-        s = self.settings
-        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-        shared_mb = min(s.shared_buffers_mb, max(128, total_mb // 4))
-        settings = {
-            "listen_addresses": "'127.0.0.1'",
-            "port": str(port),
-            "unix_socket_directories": _conf_quote(_socket_list_item(str(s.socket_dir))),
-            "unix_socket_permissions": "0700",
-            "password_encryption": "'scram-sha-256'",
-            "max_connections": "200",
-            "shared_preload_libraries": "'" + ",".join(REQUIRED_PRELOADS) + "'",
-            "cron.database_name": f"'{s.database}'",
-            "cron.use_background_workers": "on",
-            # TimescaleDB runs one job scheduler per database that has the extension, each holding a
-            # background worker for as long as the database exists: a server with many databases
-            # (datasets, test databases) needs room, or jobs in the newer ones never run
-            "max_worker_processes": "96",
-            "timescaledb.telemetry_level": "off",
-            "timescaledb.license": f"'{license_}'",
-            "timescaledb.max_background_workers": "64",
-            "max_locks_per_transaction": "256",
-            "shared_buffers": f"{shared_mb}MB",
-            "effective_cache_size": f"{max(512, total_mb // 2)}MB",
-            "work_mem": "16MB",
-            "maintenance_work_mem": "512MB",
-            "max_wal_size": "4GB",
-            "checkpoint_timeout": "15min",
-            "pg_stat_statements.track": "all",
-            "pg_stat_statements.max": "10000",
-            "track_io_timing": "on",
-            "logging_collector": "off",
-            "log_timezone": "'UTC'",
-            "timezone": "'UTC'",
-        }
-        lines = ["# written by `ibcbench db up` on every start; edit ServerSettings instead"]
-        lines += [f"{k} = {v}" for k, v in settings.items()]
-        return "\n".join(lines) + "\n"
-
-    def _write_conf(
-        self,
-        port: int,
-        license_: str,
-        user: pwd.struct_passwd | None,
-        hba_text: str = serverauth.HBA_TEXT,
-    ) -> None:
-        data = self.settings.data_dir
-        conf = data / _CONF_NAME
-        conf.write_text(self._conf_text(port, license_))
-        main = data / "postgresql.conf"
-        text = main.read_text()
-        include = f"include '{_CONF_NAME}'"
-        if include not in text:
-            main.write_text(text.rstrip("\n") + f"\n\n{include}\n")
-        hba = data / "pg_hba.conf"
-        hba.write_text(hba_text)
-        os.chmod(hba, 0o600)
-        if user is not None:
-            for path in (conf, main, hba):
-                os.chown(path, user.pw_uid, user.pw_gid)
 
     # ---- ports ---------------------------------------------------------------------------
     @staticmethod
@@ -451,61 +185,45 @@ class LocalServer:
     # ---- lifecycle -----------------------------------------------------------------------
     def up(self) -> UpResult:
         """Create the cluster if needed, start it if stopped, and make sure the database exists."""
-        s = self.settings
-        bindir = find_pg_bindir(s.pg_bindir)
+        bindir = find_pg_bindir(self.settings.pg_bindir)
         previous = self.read_state()
         if self.is_running() and previous is not None:
-            if s.port is not None and s.port != previous.port:
-                raise ServerError(
-                    f"the embedded server {s.name!r} already runs on port {previous.port}: "
-                    "run `ibcbench db down` first to move it"
-                )
-            wanted = s.timescaledb_license
-            if wanted is not None and wanted != previous.timescaledb_license:
-                raise ServerError(
-                    f"the embedded server {s.name!r} already runs with timescaledb.license="
-                    f"{previous.timescaledb_license or 'unknown'}, not {wanted}: run "
-                    f"`ibcbench db down --name {s.name}` first, then `ibcbench db up` again"
-                )
-            state, notes = self._secure_running(previous)
-            self._ensure_database(state)
-            updates = self.update_timescaledb(state)
-            return UpResult(
-                state=state,
-                created=False,
-                started=False,
-                data_dir=s.data_dir,
-                updates=updates,
-                notes=notes,
-            )
+            return self._up_running(previous)
+        return self._up_stopped(bindir, previous)
 
+    def _up_running(self, previous: ServerState) -> UpResult:
+        """``up`` of a running server: the port and edition asked for must be the ones it has."""
+        s = self.settings
+        if s.port is not None and s.port != previous.port:
+            raise ServerError(
+                f"the embedded server {s.name!r} already runs on port {previous.port}: "
+                "run `ibcbench db down` first to move it"
+            )
+        wanted = s.timescaledb_license
+        if wanted is not None and wanted != previous.timescaledb_license:
+            raise ServerError(
+                f"the embedded server {s.name!r} already runs with timescaledb.license="
+                f"{previous.timescaledb_license or 'unknown'}, not {wanted}: run "
+                f"`ibcbench db down --name {s.name}` first, then `ibcbench db up` again"
+            )
+        state, notes = self._secure_running(previous)
+        return self._finish_up(state, created=False, started=False, notes=notes)
+
+    def _up_stopped(self, bindir: Path, previous: ServerState | None) -> UpResult:
+        """``up`` of a stopped (or new) cluster: checks, initdb if needed, config, start; a server
+        started here is stopped again when what follows the start fails."""
+        s = self.settings
         check_extensions_installed(bindir)
         license_ = resolve_license(bindir, s.timescaledb_license)
         port = self._choose_port(previous)
         user = self._server_user()
-        self._prepare_dirs(user)
+        prepare_dirs(self.settings, user)
         # a postmaster.pid whose PID is another process would make the new postmaster refuse to start
         remove_stale(self.pid_check())
-        created = False
-        if not (s.data_dir / "PG_VERSION").exists():
-            if s.data_dir.exists() and any(s.data_dir.iterdir()):
-                raise ServerError(
-                    f"{s.data_dir} exists but holds no cluster: move it away, then run `ibcbench db up`"
-                )
-            password = serverauth.new_password()
-            self._initdb(bindir, password, user)
-            serverauth.write_passfile(self.passfile, s.role, password)
-            created = True
-        else:
-            version = (s.data_dir / "PG_VERSION").read_text().strip()
-            if version != bindir.parent.name:
-                raise ServerError(
-                    f"the cluster in {s.data_dir} is PostgreSQL {version} but the binaries are "
-                    f"{bindir.parent.name}: set IBCBENCH_PG_BINDIR or use another --name"
-                )
+        created = self._ensure_cluster(bindir, user)
         migrate = not created and self._needs_password()
         hba = serverauth.BOOTSTRAP_HBA_TEXT if migrate else serverauth.HBA_TEXT
-        self._write_conf(port, license_, user, hba)
+        write_conf(s, port, license_, user, hba)
         state = ServerState(
             port=port,
             socket_dir=str(s.socket_dir),
@@ -520,17 +238,44 @@ class LocalServer:
         try:
             self._write_state(state, user)
             notes = [self._set_password(state, license_, user)] if migrate else []
-            self._ensure_database(state)
-            updates = self.update_timescaledb(state)
+            return self._finish_up(state, created=created, started=True, notes=notes)
         except BaseException:
             with contextlib.suppress(Exception):  # started here: not left running half set up
                 self.down()
             raise
+
+    def _ensure_cluster(self, bindir: Path, user: pwd.struct_passwd | None) -> bool:
+        """initdb (with a new password) when the data directory holds no cluster yet, and return
+        True; else check that the cluster is of the binaries' major version."""
+        s = self.settings
+        if not (s.data_dir / "PG_VERSION").exists():
+            if s.data_dir.exists() and any(s.data_dir.iterdir()):
+                raise ServerError(
+                    f"{s.data_dir} exists but holds no cluster: move it away, then run `ibcbench db up`"
+                )
+            password = serverauth.new_password()
+            self._initdb(bindir, password, user)
+            serverauth.write_passfile(self.passfile, s.role, password)
+            return True
+        version = (s.data_dir / "PG_VERSION").read_text().strip()
+        if version != bindir.parent.name:
+            raise ServerError(
+                f"the cluster in {s.data_dir} is PostgreSQL {version} but the binaries are "
+                f"{bindir.parent.name}: set IBCBENCH_PG_BINDIR or use another --name"
+            )
+        return False
+
+    def _finish_up(
+        self, state: ServerState, *, created: bool, started: bool, notes: list[str]
+    ) -> UpResult:
+        """The last phase of ``up``: the kit's database exists, TimescaleDB is brought up to date."""
+        self._ensure_database(state)
+        updates = self.update_timescaledb(state)
         return UpResult(
             state=state,
             created=created,
-            started=True,
-            data_dir=s.data_dir,
+            started=started,
+            data_dir=self.settings.data_dir,
             updates=updates,
             notes=notes,
         )
@@ -607,7 +352,7 @@ class LocalServer:
                     sql.Identifier(s.role), sql.Literal(verifier.decode())
                 )
             )
-            self._write_conf(state.port, license_, user)
+            write_conf(s, state.port, license_, user)
             conn.execute("SELECT pg_reload_conf()")
         return (
             f"embedded server {s.name!r}: trust authentication replaced by the {s.role} role's "
@@ -643,96 +388,12 @@ class LocalServer:
 
     # ---- TimescaleDB updates -------------------------------------------------------------
     def update_timescaledb(self, state: ServerState) -> list[ExtensionUpdate]:
-        """Bring TimescaleDB in the kit's databases of this cluster up to the installed version.
-
-        A database is the kit's when it is the kit's own database (``ServerSettings.database``), a
-        dataset (``ibcbench_dataset``) or one whose TimescaleDB the kit's migrations created
-        (``ibcbench_created_extensions``); any other database with an older TimescaleDB is left as it is
-        and reported. The update runs ``ALTER EXTENSION timescaledb UPDATE`` as the first command of a
-        new session, as TimescaleDB requires; it is one transaction, so a failure leaves the old version
-        whole and is reported with its reason. Inspection sessions set ``timescaledb.disable_load`` so
-        that a version this server's edition cannot load is still readable.
-        """
-        import psycopg
-
-        base: dict[str, Any] = {"host": state.socket_dir, "port": state.port, "user": state.role}
+        """Bring TimescaleDB in the kit's databases of this cluster up to the installed version
+        (:func:`ibcbench.extensions.update_timescaledb`)."""
+        params: dict[str, Any] = {"host": state.socket_dir, "port": state.port, "user": state.role}
         if state.passfile:
-            base["passfile"] = state.passfile
-        inspect = "-c timescaledb.disable_load=on"
-        with psycopg.connect(
-            **base, dbname="postgres", autocommit=True, options=inspect, connect_timeout=10
-        ) as conn:
-            databases = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
-                    " ORDER BY datname"
-                ).fetchall()
-            ]
-            row = conn.execute(
-                "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
-            ).fetchone()
-        if row is None:
-            return []
-        target = row[0]
-        updates: list[ExtensionUpdate] = []
-        for dbname in databases:
-            try:
-                with psycopg.connect(
-                    **base, dbname=dbname, autocommit=True, options=inspect, connect_timeout=10
-                ) as conn:
-                    found = conn.execute(
-                        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-                    ).fetchone()
-                    if found is None or _version_key(found[0]) >= _version_key(target):
-                        continue
-                    kit_owned = dbname == state.database or _kit_created(conn)
-            except psycopg.Error as exc:
-                if exc.sqlstate == "3D000":  # dropped since it was listed
-                    continue
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                updates.append(
-                    ExtensionUpdate(
-                        dbname, "?", target, False, f"cannot inspect it: {first}", False
-                    )
-                )
-                continue
-            if not kit_owned:
-                updates.append(
-                    ExtensionUpdate(
-                        dbname, found[0], target, False, "not a database the kit created", False
-                    )
-                )
-                continue
-            updates.append(self._alter_extension_update(base, dbname, found[0], target))
-        return updates
-
-    @staticmethod
-    def _alter_extension_update(
-        base: dict[str, Any], dbname: str, old: str, target: str
-    ) -> ExtensionUpdate:
-        import psycopg
-
-        try:
-            # a fresh session whose first command is the update: nothing has loaded the old library
-            with psycopg.connect(
-                **base,
-                dbname=dbname,
-                autocommit=True,
-                connect_timeout=10,
-                options="-c lock_timeout=60000",
-            ) as conn:
-                conn.execute("ALTER EXTENSION timescaledb UPDATE")
-                now = conn.execute(
-                    "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-                ).fetchone()
-        except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return ExtensionUpdate(dbname, old, target, False, f"the update failed: {first}")
-        if now is None or now[0] != target:
-            got = now[0] if now else "none"
-            return ExtensionUpdate(dbname, old, target, False, f"the update stopped at {got}")
-        return ExtensionUpdate(dbname, old, target, True)
+            params["passfile"] = state.passfile
+        return update_timescaledb(params, state.database)
 
     def _ensure_database(self, state: ServerState) -> None:
         from psycopg import sql

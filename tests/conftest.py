@@ -220,10 +220,10 @@ def topology() -> Iterator[object]:
     """A small cluster of its own (``test-topo``: physical replication copies a whole cluster, and the
     suite's ``test`` cluster holds every test's databases) with one streaming standby and PgBouncer,
     owned by this session: removed at the end, or by the next ``db up`` if the session is killed."""
+    from ibcbench.scaleout import ScaleOut
     from ibcbench.settings import ServerSettings
-    from ibcbench.topology import Topology
 
-    topo = Topology(ServerSettings(name=TOPOLOGY_CLUSTER))
+    topo = ScaleOut(ServerSettings(name=TOPOLOGY_CLUSTER))
     with topo.started(replicas=1, pgbouncer=True):
         yield topo
     topo.down()

@@ -11,13 +11,13 @@ from ibcbench.bench.pgbouncer import prepared_statements_through_pgbouncer
 from ibcbench.bench.replicas import start_replicas
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.runs import new_run
+from ibcbench.scaleout import ScaleOut
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
-from ibcbench.topology import Topology
 
 pytestmark = [pytest.mark.db]
 
 
-def _primary_postgres_dsn(topology: Topology) -> str:
+def _primary_postgres_dsn(topology: ScaleOut) -> str:
     state = topology.server.read_state()
     assert state is not None
     return state.conninfo("postgres", tcp=True)
@@ -32,7 +32,7 @@ def test_a_server_that_is_not_embedded_needs_its_standby_by_url(
 
 
 def test_prepared_statements_break_through_transaction_pooling_and_the_fix_holds(
-    topology: Topology,
+    topology: ScaleOut,
 ) -> None:
     from ibcbench.data.datasets import ensure_dataset
 
@@ -51,7 +51,7 @@ def test_prepared_statements_break_through_transaction_pooling_and_the_fix_holds
 
 
 @pytest.mark.notebook
-def test_07_replicas(topology: Topology, tmp_path: Path) -> None:
+def test_07_replicas(topology: ScaleOut, tmp_path: Path) -> None:
     run = new_run("nb07", root=tmp_path)
     result = run_notebook(
         notebooks_dir() / "07_replicas.ipynb",

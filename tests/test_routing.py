@@ -10,8 +10,8 @@ import pytest
 
 from ibcbench import PoolConfig, RoutingConfig, create_routed_pool
 from ibcbench.errors import ConfigError
+from ibcbench.scaleout import ScaleOut
 from ibcbench.toolkit.routing import RoutedPool, parse_lsn
-from ibcbench.topology import Topology
 
 SMALL = PoolConfig(
     min_size=1, max_size=2, health_check_period_s=None, slow_query_ms=None, timeout_s=5.0
@@ -49,7 +49,7 @@ def test_parse_lsn_names_what_to_pass() -> None:
 
 
 @pytest.fixture
-def routed(topology: Topology) -> Iterator[RoutedPool]:
+def routed(topology: ScaleOut) -> Iterator[RoutedPool]:
     cfg = RoutingConfig(max_lag_bytes=64 * 1024, max_lag_s=None, lag_check_period_s=0.0, pool=SMALL)
     pool = create_routed_pool(cfg, topology.server.url())
     assert len(pool.replicas) == 1  # found the running standby of the embedded primary
@@ -75,7 +75,7 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(routed: RoutedPool) -
 
 @pytest.mark.db
 def test_read_your_writes_goes_to_the_primary_until_the_replica_has_replayed(
-    topology: Topology,
+    topology: ScaleOut,
 ) -> None:
     # no lag bound: the only reason to skip the replica is that it has not replayed the write
     cfg = RoutingConfig(max_lag_bytes=None, max_lag_s=None, lag_check_period_s=0.0, pool=SMALL)
@@ -83,7 +83,7 @@ def test_read_your_writes_goes_to_the_primary_until_the_replica_has_replayed(
         _read_your_writes(routed, topology)
 
 
-def _read_your_writes(routed: RoutedPool, topology: Topology) -> None:
+def _read_your_writes(routed: RoutedPool, topology: ScaleOut) -> None:
     replica = topology.replica_urls()[0]
     with psycopg.connect(replica, autocommit=True) as r:
         r.execute("SELECT pg_wal_replay_pause()")
@@ -111,7 +111,7 @@ def _read_your_writes(routed: RoutedPool, topology: Topology) -> None:
 
 
 @pytest.mark.db
-def test_a_lagging_replica_is_skipped_and_counted(routed: RoutedPool, topology: Topology) -> None:
+def test_a_lagging_replica_is_skipped_and_counted(routed: RoutedPool, topology: ScaleOut) -> None:
     replica = topology.replica_urls()[0]
     with psycopg.connect(replica, autocommit=True) as r:
         r.execute("SELECT pg_wal_replay_pause()")
@@ -133,7 +133,7 @@ def test_a_lagging_replica_is_skipped_and_counted(routed: RoutedPool, topology: 
 
 
 @pytest.mark.db
-def test_an_unreachable_replica_is_skipped(topology: Topology) -> None:
+def test_an_unreachable_replica_is_skipped(topology: ScaleOut) -> None:
     cfg = RoutingConfig(replica_dsns=("postgresql://ibcbench@127.0.0.1:1/ibcbench",), pool=SMALL)
     with create_routed_pool(cfg, topology.server.url()) as pool:
         with pool.reader() as conn:

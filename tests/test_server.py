@@ -19,7 +19,8 @@ import pytest
 
 from ibcbench.errors import ConfigError, MissingExtension, ServerError
 from ibcbench.migrate import load_migrations, migrate_up
-from ibcbench.server import LocalServer, ServerState, check_extensions_installed, resolve_license
+from ibcbench.server import LocalServer, ServerState
+from ibcbench.serverconf import check_extensions_installed, resolve_license
 from ibcbench.settings import ServerSettings
 from ibcbench.status import database_status, format_status
 from tests.conftest import EditionServer, create_database, drop_database
@@ -140,7 +141,7 @@ def test_the_community_edition_is_refused_on_an_apache_only_build(tmp_path: Path
 
 @pytest.mark.db
 def test_installed_extensions_pass_on_this_machine(server_dsn: str) -> None:
-    from ibcbench.server import REQUIRED_PRELOADS, find_pg_bindir
+    from ibcbench.serverconf import REQUIRED_PRELOADS, find_pg_bindir
 
     check_extensions_installed(find_pg_bindir())
     # what the check found on disk is what the running server offers and has loaded
@@ -328,7 +329,7 @@ def test_url_of_a_stopped_cluster_says_how_to_start_it(tmp_path: Path) -> None:
 
 # ---- access control: a password on every connection, a socket for the server user only ----------
 def _psql() -> str:
-    from ibcbench.server import find_pg_bindir
+    from ibcbench.serverconf import find_pg_bindir
 
     return shutil.which("psql") or str(find_pg_bindir() / "psql")
 

@@ -11,20 +11,17 @@ import psycopg
 import pytest
 
 from ibcbench.cli import main
+from ibcbench.commands.db import format_members
 from ibcbench.errors import ConfigError
+from ibcbench.members import TopologyState, processes_with_argument
+from ibcbench.memberstatus import topology_status
+from ibcbench.scaleout import ScaleOut
 from ibcbench.settings import ServerSettings
-from ibcbench.topology import (
-    Topology,
-    TopologyState,
-    _processes_with_argument,
-    format_members,
-    topology_status,
-)
 
 pytestmark = [pytest.mark.db]
 
 
-def _pg_ctl_status(topo: Topology, data_dir: Path) -> int:
+def _pg_ctl_status(topo: ScaleOut, data_dir: Path) -> int:
     """pg_ctl status, as the server's OS user (pg_ctl refuses root): 3 when no server runs there."""
     bindir = topo.server.read_state().bindir  # type: ignore[union-attr]
     args = [f"{bindir}/pg_ctl", "-D", str(data_dir), "status"]
@@ -53,7 +50,7 @@ def test_db_up_replicas_pgbouncer_then_status_url_and_down(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     name = "test-topo-cli"
-    topo = Topology(ServerSettings(name=name))
+    topo = ScaleOut(ServerSettings(name=name))
     try:
         assert main(["db", "up", "--name", name, "--replicas", "1", "--pgbouncer"]) == 0
         out = capsys.readouterr().out
@@ -76,7 +73,7 @@ def test_db_up_replicas_pgbouncer_then_status_url_and_down(
         )
         # the standby and PgBouncer run as the primary's OS user
         owners = {
-            os.stat(f"/proc/{p}").st_uid for p in _processes_with_argument(str(topo.pgbouncer_ini))
+            os.stat(f"/proc/{p}").st_uid for p in processes_with_argument(str(topo.pgbouncer_ini))
         }
         assert owners == {os.stat(topo.settings.data_dir).st_uid}
     finally:
@@ -107,7 +104,7 @@ def test_db_up_replicas_pgbouncer_then_status_url_and_down(
 def test_bad_shapes_are_refused_before_anything_starts(
     kwargs: dict, message: str, tmp_path: Path
 ) -> None:
-    topo = Topology(ServerSettings(home=tmp_path, name="never"))
+    topo = ScaleOut(ServerSettings(home=tmp_path, name="never"))
     with pytest.raises(ConfigError, match=message):
         topo.up(**kwargs)
     assert not (tmp_path / "never").exists()
@@ -124,7 +121,7 @@ def test_url_of_a_missing_member_says_how_to_start_it(
     )
 
 
-def test_lag_is_measured_in_bytes_and_seconds(topology: Topology) -> None:
+def test_lag_is_measured_in_bytes_and_seconds(topology: ScaleOut) -> None:
     replica = topology.replica_urls()[0]
     primary = topology.server.url()
     with (
@@ -157,7 +154,7 @@ def test_lag_is_measured_in_bytes_and_seconds(topology: Topology) -> None:
         assert rep.lag_bytes == 0
 
 
-def test_a_restarted_standby_catches_up_from_its_slot(topology: Topology) -> None:
+def test_a_restarted_standby_catches_up_from_its_slot(topology: ScaleOut) -> None:
     primary = topology.server.url()
     replica = topology.replica_urls()[0]
     topology._stop_replica(1)
@@ -183,7 +180,7 @@ def test_a_restarted_standby_catches_up_from_its_slot(topology: Topology) -> Non
         p.execute("DROP TABLE while_down")
 
 
-def test_members_of_a_killed_run_are_cleaned_by_the_next_up(topology: Topology) -> None:
+def test_members_of_a_killed_run_are_cleaned_by_the_next_up(topology: ScaleOut) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs: the owner of a killed run
     state = topology.read_state()
@@ -196,13 +193,13 @@ def test_members_of_a_killed_run_are_cleaned_by_the_next_up(topology: Topology) 
         result = topology.up()
         assert any("pgbouncer of a run that is gone" in line for line in result.cleaned)
         assert not topology.pgbouncer_running()
-        assert _processes_with_argument(str(topology.pgbouncer_ini)) == []
+        assert processes_with_argument(str(topology.pgbouncer_ini)) == []
         # a PgBouncer the state does not name (a run killed before it wrote the state) is stopped too
         topology.up(pgbouncer=True)
         topology._write_state(TopologyState(topology.read_state().replicas, None))
         result = topology.up()
         assert any("pgbouncer not in topology.json stopped" in line for line in result.cleaned)
-        assert _processes_with_argument(str(topology.pgbouncer_ini)) == []
+        assert processes_with_argument(str(topology.pgbouncer_ini)) == []
     finally:
         topology._stop_pgbouncer()
         topology._write_state(TopologyState(topology.read_state().replicas, None))
@@ -216,7 +213,7 @@ def test_members_of_a_killed_run_are_cleaned_by_the_next_up(topology: Topology) 
 
 
 def test_pool_mode_is_switched_and_session_mode_keeps_prepared_statements(
-    topology: Topology,
+    topology: ScaleOut,
 ) -> None:
     before = topology.read_state().pgbouncer
     assert before is not None and before.pool_mode == "transaction"
@@ -236,7 +233,7 @@ def test_pool_mode_is_switched_and_session_mode_keeps_prepared_statements(
 
 
 def test_an_external_topology_is_given_by_url(
-    topology: Topology, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    topology: ScaleOut, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     replica, bouncer = topology.replica_urls()[0], topology.pgbouncer_url()
     assert bouncer is not None
@@ -255,7 +252,7 @@ def test_an_external_topology_is_given_by_url(
 def _psql_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
     import shutil
 
-    from ibcbench.server import find_pg_bindir
+    from ibcbench.serverconf import find_pg_bindir
 
     psql = shutil.which("psql") or str(find_pg_bindir() / "psql")
     return subprocess.run(
@@ -269,7 +266,7 @@ def _psql_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_standbys_and_pgbouncer_ask_for_the_password_they_keep_to_the_server_user(
-    topology: Topology,
+    topology: ScaleOut,
 ) -> None:
     import stat
 
@@ -305,7 +302,7 @@ def test_standbys_and_pgbouncer_ask_for_the_password_they_keep_to_the_server_use
 
 def test_a_stale_pgbouncer_pidfile_is_not_signalled(tmp_path: Path) -> None:
     """A pidfile naming a live process that is not this PgBouncer: not running, not stopped."""
-    topo = Topology(ServerSettings(home=tmp_path, name="stale-bouncer"))
+    topo = ScaleOut(ServerSettings(home=tmp_path, name="stale-bouncer"))
     topo.pgbouncer_dir.mkdir(parents=True)
     sleeper = subprocess.Popen(["sleep", "300"])
     try:

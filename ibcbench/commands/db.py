@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ibcbench.settings import ServerSettings
 
 if TYPE_CHECKING:
+    from ibcbench.memberstatus import MemberStatus
     from ibcbench.server import LocalServer
 
 _EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
@@ -26,11 +27,16 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ibcbench.commands import add_dsn_argument
-
     db = sub.add_parser("db", help="the embedded PostgreSQL + TimescaleDB server")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    _register_up(dbsub)
+    _register_down(dbsub)
+    _register_status(dbsub)
+    _register_jobs(dbsub)
+    _register_url(dbsub)
 
+
+def _register_up(dbsub: argparse._SubParsersAction) -> None:
     up = dbsub.add_parser(
         "up", help="create and start the embedded server (idempotent); prints its URL"
     )
@@ -74,11 +80,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     up.set_defaults(func=_up)
 
+
+def _register_down(dbsub: argparse._SubParsersAction) -> None:
     down = dbsub.add_parser(
         "down", help="stop the embedded server, its standbys and PgBouncer (data is kept)"
     )
     down.add_argument("--name", default=None)
     down.set_defaults(func=_down)
+
+
+def _register_status(dbsub: argparse._SubParsersAction) -> None:
+    from ibcbench.commands import add_dsn_argument
 
     status = dbsub.add_parser("status", help="server version, extensions, TimescaleDB edition")
     status.add_argument("--name", default=None)
@@ -95,6 +107,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     status.set_defaults(func=_status)
 
+
+def _register_jobs(dbsub: argparse._SubParsersAction) -> None:
+    from ibcbench.commands import add_dsn_argument
+
     jobs = dbsub.add_parser(
         "jobs",
         help="the kit's maintenance jobs and their scheduler (pg_cron or TimescaleDB jobs)",
@@ -109,6 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dsn_argument(jobs)
     jobs.set_defaults(func=_jobs)
 
+
+def _register_url(dbsub: argparse._SubParsersAction) -> None:
     url = dbsub.add_parser("url", help="print the embedded server's connection URL")
     url.add_argument("--name", default=None)
     url.add_argument(
@@ -127,9 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from ibcbench.topology import Topology
+    from ibcbench.scaleout import ScaleOut
 
-    up = Topology(_settings(args)).up(
+    up = ScaleOut(_settings(args)).up(
         replicas=args.replicas,
         pgbouncer=args.pgbouncer,
         pool_mode=args.pool_mode,
@@ -154,9 +172,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from ibcbench.topology import Topology
+    from ibcbench.scaleout import ScaleOut
 
-    topo = Topology(_settings(args))
+    topo = ScaleOut(_settings(args))
     stopped = topo.down()
     check = topo.server.pid_check()
     if "primary" in stopped:
@@ -176,8 +194,8 @@ def _down(args: argparse.Namespace) -> int:
 
 def _url(args: argparse.Namespace) -> int:
     from ibcbench.errors import ServerError
+    from ibcbench.scaleout import ScaleOut
     from ibcbench.server import LocalServer
-    from ibcbench.topology import Topology
 
     server = LocalServer(_settings(args))
     if args.role == "primary":
@@ -186,7 +204,7 @@ def _url(args: argparse.Namespace) -> int:
         assert state is not None
         print(state.url_with_password() if args.with_password else state.url)
         return 0
-    topo = Topology(_settings(args))
+    topo = ScaleOut(_settings(args))
     urls = (
         topo.replica_urls() if args.role == "replica" else [u for u in [topo.pgbouncer_url()] if u]
     )
@@ -235,8 +253,8 @@ def _moved_port(args: argparse.Namespace) -> str | None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ibcbench.memberstatus import topology_status
     from ibcbench.status import database_status, format_status
-    from ibcbench.topology import format_members, topology_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
     moved = _moved_port(args)
@@ -251,6 +269,48 @@ def _status(args: argparse.Namespace) -> int:
     if len(members) > 1:
         print(format_members(members))
     return 0
+
+
+def format_members(members: list[MemberStatus]) -> str:
+    """The primary's members (standbys, PgBouncer) as lines for ``ibcbench db status``."""
+    lines = []
+    for m in members:
+        head = f"{m.role + ':':<12} {m.target}  {'running' if m.running else 'NOT RUNNING'}"
+        if m.detail:
+            head += f" ({m.detail})"
+        lines.append(head)
+        if m.role == "replica":
+            lag = "lag:         " + (
+                f"{m.lag_bytes:,} bytes sent-not-replayed"
+                if m.lag_bytes is not None
+                else "bytes unknown"
+            )
+            lag += ", " + (
+                f"{m.lag_s:.3f} s since the last replayed commit"
+                if m.lag_s is not None
+                else "seconds unknown"
+            )
+            if m.replay_lag_s is not None:
+                lag += f", replay_lag {m.replay_lag_s:.3f} s"
+            lines.append("             " + lag)
+            if m.slot:
+                lines.append(
+                    f"             slot {m.slot}: {'active' if m.slot_active else 'INACTIVE (retains WAL)'},"
+                    f" restart_lsn {m.slot_restart_lsn}"
+                )
+        if m.role == "pgbouncer":
+            if m.running and not [p for p in m.pools if p.get("database") != "pgbouncer"]:
+                lines.append(
+                    "             no pools yet (PgBouncer opens one on a database's first client)"
+                )
+            for p in m.pools:
+                if p.get("database") == "pgbouncer":
+                    continue
+                lines.append(
+                    f"             pool {p.get('database')}/{p.get('user')}: cl_active {p.get('cl_active')},"
+                    f" cl_waiting {p.get('cl_waiting')}, sv_active {p.get('sv_active')}, sv_idle {p.get('sv_idle')}"
+                )
+    return "\n".join(lines)
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import save_frame
-from ibcbench.topology import Topology
+from ibcbench.scaleout import ScaleOut
 
 _TABLE = sql.Identifier(SCHEMA, "conflict_demo")
 
@@ -118,7 +118,7 @@ def measure_recovery_conflicts(
     return ConflictResult(pd.DataFrame(out_rows), sorted(messages))
 
 
-def _configure_standby(topo: Topology, index: int, *, feedback: bool, delay_s: float) -> None:
+def _configure_standby(topo: ScaleOut, index: int, *, feedback: bool, delay_s: float) -> None:
     topo.configure_replica(
         index,
         hot_standby_feedback="on" if feedback else "off",

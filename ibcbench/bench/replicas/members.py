@@ -11,8 +11,8 @@ import psycopg
 
 from ibcbench.db import resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.scaleout import ScaleOut, embedded_topology, pgbouncer_url, replica_urls
 from ibcbench.toolkit.routing import parse_lsn
-from ibcbench.topology import Topology, embedded_topology, pgbouncer_url, replica_urls
 
 SCHEMA = "ibcbench_replicas"
 #: the workload's analytics reads (dashboards), and the service's lookups and writes
@@ -34,7 +34,7 @@ class ReplicaSetup:
     dsn: str
     replica_dsn: str
     pgbouncer_dsn: str | None
-    topology: Topology | None = None
+    topology: ScaleOut | None = None
     replica_index: int = 1
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
