@@ -28,7 +28,7 @@ def voucher_denom(trace_path: str) -> str:
 @dataclass(frozen=True)
 class ChainNetwork:
     """The IBC network of a seed: chains, the channel pairs between them, directed routes, relayer
-    operators and wallets (not PostgreSQL's standbys: those are :class:`ibcbench.scaleout.ScaleOut`)."""
+    operators and wallets (not PostgreSQL's standbys: those are :class:`ibcbench.infra.scaleout.ScaleOut`)."""
 
     chains: tuple[Chain, ...]
     # undirected channel pairs: chain index and channel number on each end

@@ -24,7 +24,7 @@ _EXPORTS = {
     "recommend_settings": "ibcbench.toolkit.tuning",
     "ensure_dataset": "ibcbench.data.datasets",
     "load_dataset": "ibcbench.data.load",
-    "migrate_up": "ibcbench.migrate",
+    "migrate_up": "ibcbench.infra.migrate",
     "record": "ibcbench.results.recorded",
 }
 

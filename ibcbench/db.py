@@ -22,7 +22,7 @@ def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) 
     chosen = explicit_dsn(dsn)
     if chosen:
         return chosen
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.server import LocalServer
 
     return LocalServer(settings).url()
 

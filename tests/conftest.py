@@ -72,7 +72,7 @@ def _start_server(edition: str) -> EditionServer:
     if external:
         dsn = external
     else:
-        from ibcbench.server import LocalServer
+        from ibcbench.infra.server import LocalServer
         from ibcbench.settings import ServerSettings
 
         cluster = TEST_CLUSTER if edition == PRIMARY_EDITION else APACHE_CLUSTER
@@ -140,7 +140,7 @@ def make_database(server_dsn: str) -> Iterator[Callable[[str], str]]:
 @pytest.fixture(scope="session")
 def schema_dsn(server_dsn: str) -> Iterator[str]:
     """A database with the whole schema migrated up. Shared by the session: leave it as you found it."""
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     name = f"t_schema_{os.getpid()}"
     dsn = create_database(server_dsn, name)
@@ -162,7 +162,7 @@ def _loaded_database(admin_dsn: str, name: str) -> str:
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
     from ibcbench.data.views import refresh_views
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     dsn = create_database(admin_dsn, name)
     migrate_up(dsn)
@@ -181,7 +181,7 @@ def edition_schema_dsn(
     if edition_server.edition == PRIMARY_EDITION:
         yield request.getfixturevalue("schema_dsn")
         return
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     name = f"t_schema_{edition_server.edition}_{os.getpid()}"
     dsn = create_database(edition_server.admin_dsn, name)
@@ -220,7 +220,7 @@ def topology() -> Iterator[object]:
     """A small cluster of its own (``test-topo``: physical replication copies a whole cluster, and the
     suite's ``test`` cluster holds every test's databases) with one streaming standby and PgBouncer,
     owned by this session: removed at the end, or by the next ``db up`` if the session is killed."""
-    from ibcbench.scaleout import ScaleOut
+    from ibcbench.infra.scaleout import ScaleOut
     from ibcbench.settings import ServerSettings
 
     topo = ScaleOut(ServerSettings(name=TOPOLOGY_CLUSTER))

@@ -248,7 +248,13 @@ def test_doc_layers_reads_the_table() -> None:
             ["data_gen.traffic -> ibcbench.db (data_gen imports no ibcbench)"],
         ),
         ({"ibcbench.bench.runner": {"ibcbench.bench.workload", "ibcbench.db"}}, []),
-        ({"ibcbench.migrate.apply": {"ibcbench.db"}, "ibcbench.status": {"ibcbench.migrate"}}, []),
+        (
+            {
+                "ibcbench.infra.migrate.apply": {"ibcbench.db"},
+                "ibcbench.infra.status": {"ibcbench.infra.migrate"},
+            },
+            [],
+        ),
         (
             {"ibcbench.results.runs": {"ibcbench.data.load"}, "ibcbench.data.load": set()},
             ["ibcbench.results.runs (may import up to layer 1) -> ibcbench.data.load (layer 2)"],

@@ -19,7 +19,7 @@ from ibcbench.data.datasets import (
 )
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.errors import ConfigError
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 
 pytestmark = pytest.mark.db
 

@@ -9,7 +9,7 @@ from data_gen import GenerationParams, generate
 from ibcbench.bench.incidents import incident_timeline, score_monitors
 from ibcbench.data.load import load_dataset
 from ibcbench.errors import LoadError
-from ibcbench.migrate import migrate_down, migrate_up
+from ibcbench.infra.migrate import migrate_down, migrate_up
 from ibcbench.toolkit import monitoring
 
 pytestmark = pytest.mark.db

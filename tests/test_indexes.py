@@ -15,7 +15,7 @@ from ibcbench.bench.indexes import (
 from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from ibcbench.data.load import load_dataset
 from ibcbench.errors import BenchmarkError
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 
 pytestmark = pytest.mark.db
 

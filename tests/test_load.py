@@ -17,7 +17,7 @@ from ibcbench.cli import main
 from ibcbench.data.datasets import ensure_dataset_info, with_database
 from ibcbench.data.load import generate_dataset, load_dataset, resume_state
 from ibcbench.errors import ConfigError, LoadError
-from ibcbench.migrate import Migrator, migrate_up
+from ibcbench.infra.migrate import Migrator, migrate_up
 
 pytestmark = pytest.mark.db
 TINY = GenerationParams(seed=42, scale="tiny")

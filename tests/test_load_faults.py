@@ -28,7 +28,7 @@ from ibcbench.cli import main
 from ibcbench.data.journal import ABANDONED_MESSAGE
 from ibcbench.data.load import generate_dataset, load_dataset
 from ibcbench.errors import LoadError
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 
 pytestmark = pytest.mark.db
 SMALL = GenerationParams(seed=5, scale="tiny", packets=3_000)

@@ -7,7 +7,7 @@ import pytest
 
 from ibcbench.bench import maintenance as m
 from ibcbench.bench.timing import PLAN_CACHE_WARMUP
-from ibcbench.status import hourly_stats_kind
+from ibcbench.infra.status import hourly_stats_kind
 
 pytestmark = pytest.mark.db
 
@@ -43,7 +43,7 @@ def test_monitoring_tables_cover_every_chain(loaded_dsn: str) -> None:
 def test_cron_database_and_its_jobs(server_dsn: str) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     params = conninfo_to_dict(server_dsn)
     params["dbname"] = "ibcbench"  # the test cluster's cron database: never dropped

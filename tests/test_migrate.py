@@ -14,8 +14,8 @@ import pytest
 
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
-from ibcbench.migrate import Migrator, default_migrations_dir, load_migrations, migrate_up
-from ibcbench.status import (
+from ibcbench.infra.migrate import Migrator, default_migrations_dir, load_migrations, migrate_up
+from ibcbench.infra.status import (
     database_status,
     format_status,
     hourly_stats_kind,
@@ -695,7 +695,7 @@ def test_a_failed_concurrent_migration_names_the_invalid_index_it_left(make_data
 def test_an_invalid_index_left_by_a_failed_build_is_found_and_rebuilt(
     make_database, capsys: pytest.CaptureFixture[str], forced: int
 ) -> None:
-    from ibcbench.status import database_status, format_status
+    from ibcbench.infra.status import database_status, format_status
 
     dsn = make_database(f"invalid{forced}")
     _fail_concurrent_index(dsn)

@@ -15,7 +15,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ibcbench.cli import main
-from ibcbench.migrate import Migrator
+from ibcbench.infra.migrate import Migrator
 
 pytestmark = pytest.mark.db
 
@@ -96,12 +96,12 @@ NOPRELOAD_CLUSTER = "test-nopreload"
 def no_preload_server() -> Iterator[str]:
     """A scratch cluster of its own whose shared_preload_libraries leaves timescaledb out (ALTER
     SYSTEM, then a restart); the admin DSN of its postgres database. Removed at the end."""
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.server import LocalServer
     from ibcbench.settings import ServerSettings
 
     server = LocalServer(ServerSettings(name=NOPRELOAD_CLUSTER, shared_buffers_mb=32))
     state = server.up().state
-    dsn = make_conninfo(host=state.socket_dir, port=state.port, user=state.role, dbname="postgres")
+    dsn = state.conninfo("postgres")
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from ibcbench.errors import ConfigError
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 from ibcbench.toolkit import monitoring
 
 pytestmark = pytest.mark.db

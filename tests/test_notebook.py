@@ -162,7 +162,7 @@ def test_a_password_in_the_dsn_reaches_no_file_of_the_run_folder(
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from ibcbench.cli import main
-    from ibcbench.serverauth import read_password
+    from ibcbench.infra.serverauth import read_password
 
     # the embedded server's real password, in the DSN instead of its password file (a server that
     # trusts local connections accepts and ignores PASSWORD)

@@ -168,7 +168,7 @@ def test_the_wheel_carries_the_migrations_notebooks_and_templates(installed: Ins
 def test_the_installed_package_reads_its_own_files(installed: Installed) -> None:
     probe = (
         "import ibcbench, json\n"
-        "from ibcbench.migrate import default_migrations_dir, load_migrations\n"
+        "from ibcbench.infra.migrate import default_migrations_dir, load_migrations\n"
         "from ibcbench.suite.parameters import notebooks_dir, notebook_path\n"
         "from ibcbench.results.runs import _git_commit\n"
         "print(json.dumps({'package': ibcbench.__file__, 'migrations': str(default_migrations_dir()),"

@@ -10,8 +10,8 @@ from psycopg.conninfo import make_conninfo
 from ibcbench.bench.pgbouncer import prepared_statements_through_pgbouncer
 from ibcbench.bench.replicas import start_replicas
 from ibcbench.errors import BenchmarkError
+from ibcbench.infra.scaleout import ScaleOut
 from ibcbench.results.runs import new_run
-from ibcbench.scaleout import ScaleOut
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
 
 pytestmark = [pytest.mark.db]

@@ -10,7 +10,7 @@ import pytest
 
 from ibcbench import PoolConfig, RoutingConfig, create_routed_pool
 from ibcbench.errors import ConfigError
-from ibcbench.scaleout import ScaleOut
+from ibcbench.infra.scaleout import ScaleOut
 from ibcbench.toolkit.routing import RoutedPool, parse_lsn
 
 SMALL = PoolConfig(

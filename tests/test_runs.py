@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ibcbench.errors import RunError
-from ibcbench.migrate import load_migrations
+from ibcbench.infra.migrate import load_migrations
 from ibcbench.results.runs import Run, build_manifest, find_run, new_run, started_run
 
 

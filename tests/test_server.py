@@ -18,11 +18,11 @@ import psycopg.sql
 import pytest
 
 from ibcbench.errors import ConfigError, MissingExtension, ServerError
-from ibcbench.migrate import load_migrations, migrate_up
-from ibcbench.server import LocalServer, ServerState
-from ibcbench.serverconf import check_extensions_installed, resolve_license
+from ibcbench.infra.migrate import load_migrations, migrate_up
+from ibcbench.infra.server import LocalServer, ServerState
+from ibcbench.infra.serverconf import check_extensions_installed, resolve_license
+from ibcbench.infra.status import database_status, format_status
 from ibcbench.settings import ServerSettings
-from ibcbench.status import database_status, format_status
 from tests.conftest import EditionServer, create_database, drop_database
 
 
@@ -141,7 +141,7 @@ def test_the_community_edition_is_refused_on_an_apache_only_build(tmp_path: Path
 
 @pytest.mark.db
 def test_installed_extensions_pass_on_this_machine(server_dsn: str) -> None:
-    from ibcbench.serverconf import REQUIRED_PRELOADS, find_pg_bindir
+    from ibcbench.infra.serverconf import REQUIRED_PRELOADS, find_pg_bindir
 
     check_extensions_installed(find_pg_bindir())
     # what the check found on disk is what the running server offers and has loaded
@@ -329,7 +329,7 @@ def test_url_of_a_stopped_cluster_says_how_to_start_it(tmp_path: Path) -> None:
 
 # ---- access control: a password on every connection, a socket for the server user only ----------
 def _psql() -> str:
-    from ibcbench.serverconf import find_pg_bindir
+    from ibcbench.infra.serverconf import find_pg_bindir
 
     return shutil.which("psql") or str(find_pg_bindir() / "psql")
 
@@ -383,7 +383,7 @@ def test_another_os_user_cannot_connect_by_tcp_nor_by_the_socket(
 def test_the_password_file_is_the_invokers_alone_and_nothing_is_trusted(
     primary_server: EditionServer,
 ) -> None:
-    from ibcbench.serverauth import has_trust_line
+    from ibcbench.infra.serverauth import has_trust_line
 
     state = _state(primary_server)
     settings = ServerSettings(name=primary_server.cluster or "test")

@@ -28,7 +28,7 @@ from data_gen.tables import TABLES
 from ibcbench.data.load import generate_dataset, load_dataset
 from ibcbench.errors import LoadError
 from ibcbench.faults.tmpfs import SmallFilesystem
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 
 SMALL = GenerationParams(seed=11, scale="tiny", packets=6_000)
 ONE_LINE = r"^ibcbench: error: [^\n]+\n$"

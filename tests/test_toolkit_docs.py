@@ -28,7 +28,7 @@ def test_the_doc_holds_one_example_per_seed_example() -> None:
 def test_the_toolkit_examples_run_as_written(
     make_database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     dsn = make_database("toolkit_docs")
     migrate_up(dsn)

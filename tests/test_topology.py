@@ -13,9 +13,9 @@ import pytest
 from ibcbench.cli import main
 from ibcbench.commands.db import format_members
 from ibcbench.errors import ConfigError
-from ibcbench.members import TopologyState, processes_with_argument
-from ibcbench.memberstatus import topology_status
-from ibcbench.scaleout import ScaleOut
+from ibcbench.infra.members import TopologyState, processes_with_argument
+from ibcbench.infra.memberstatus import topology_status
+from ibcbench.infra.scaleout import ScaleOut
 from ibcbench.settings import ServerSettings
 
 pytestmark = [pytest.mark.db]
@@ -252,7 +252,7 @@ def test_an_external_topology_is_given_by_url(
 def _psql_as_nobody(url: str) -> subprocess.CompletedProcess[str]:
     import shutil
 
-    from ibcbench.serverconf import find_pg_bindir
+    from ibcbench.infra.serverconf import find_pg_bindir
 
     psql = shutil.which("psql") or str(find_pg_bindir() / "psql")
     return subprocess.run(
@@ -270,7 +270,7 @@ def test_standbys_and_pgbouncer_ask_for_the_password_they_keep_to_the_server_use
 ) -> None:
     import stat
 
-    from ibcbench.serverauth import has_trust_line
+    from ibcbench.infra.serverauth import has_trust_line
 
     primary = topology.server.read_state()
     assert primary is not None and primary.passfile

@@ -36,7 +36,7 @@ from ibcbench.data.ownership import check_kit_database, create_kit_database, dro
 from ibcbench.data.pgcopy import encode_rows_view
 from ibcbench.db import connect, describe_dsn, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.migrate import Migrator, default_migrations_dir
+from ibcbench.infra.migrate import Migrator, default_migrations_dir
 
 SCRATCH_DB = "ibcbench_bench_load"
 _FACTS = "+".join(FACT_TABLES)

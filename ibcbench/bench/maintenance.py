@@ -24,9 +24,9 @@ from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, query_frame, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.infra.status import hourly_stats_kind
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.results.runs import Run
-from ibcbench.status import hourly_stats_kind
 
 SCHEMA = "ibcbench_maint"
 DEMO_PREFIX = "ibcbench-demo-"  # the temporary jobs of run_cron_jobs_now

@@ -36,9 +36,9 @@ from ibcbench.bench.runner import run_pgbench, run_python
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.pgbouncer import admin_console_url, show_pools
+from ibcbench.infra.pgbouncer import admin_console_url, show_pools
+from ibcbench.infra.scaleout import embedded_topology, pgbouncer_url
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
-from ibcbench.scaleout import embedded_topology, pgbouncer_url
 from ibcbench.toolkit.pool import PoolConfig
 
 #: the pool sweep's read mix (bench/poolsweep.py)

@@ -597,7 +597,7 @@ def _round_trip_qps(pool: Any, clients: int, seconds: float) -> float:
 # ---- pgbench --------------------------------------------------------------------------------------
 def find_pgbench() -> str:
     """pgbench next to the server binaries, else on PATH."""
-    from ibcbench.serverconf import find_pg_bindir
+    from ibcbench.infra.serverconf import find_pg_bindir
 
     with contextlib.suppress(Exception):
         candidate = find_pg_bindir() / "pgbench"

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from ibcbench.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ibcbench.memberstatus import MemberStatus
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.memberstatus import MemberStatus
+    from ibcbench.infra.server import LocalServer
 
 _EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
 
@@ -145,7 +145,7 @@ def _register_url(dbsub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from ibcbench.scaleout import ScaleOut
+    from ibcbench.infra.scaleout import ScaleOut
 
     up = ScaleOut(_settings(args)).up(
         replicas=args.replicas,
@@ -172,7 +172,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from ibcbench.scaleout import ScaleOut
+    from ibcbench.infra.scaleout import ScaleOut
 
     topo = ScaleOut(_settings(args))
     stopped = topo.down()
@@ -194,8 +194,8 @@ def _down(args: argparse.Namespace) -> int:
 
 def _url(args: argparse.Namespace) -> int:
     from ibcbench.errors import ServerError
-    from ibcbench.scaleout import ScaleOut
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.scaleout import ScaleOut
+    from ibcbench.infra.server import LocalServer
 
     server = LocalServer(_settings(args))
     if args.role == "primary":
@@ -223,7 +223,7 @@ def _with_password(url: str, server: LocalServer) -> str:
     """``url`` (a member's, naming the password file) with the password instead."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from ibcbench import serverauth
+    from ibcbench.infra import serverauth
 
     state = server.read_state()
     password = state.password() if state else None
@@ -237,7 +237,7 @@ def _with_password(url: str, server: LocalServer) -> str:
 
 def _moved_port(args: argparse.Namespace) -> str | None:
     """A line for ``db status`` when the embedded server came up on another port than before."""
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.server import LocalServer
     from ibcbench.settings import explicit_dsn
 
     if explicit_dsn(args.dsn):
@@ -253,8 +253,8 @@ def _moved_port(args: argparse.Namespace) -> str | None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ibcbench.memberstatus import topology_status
-    from ibcbench.status import database_status, format_status
+    from ibcbench.infra.memberstatus import topology_status
+    from ibcbench.infra.status import database_status, format_status
 
     print(format_status(database_status(args.dsn, _settings(args))))
     moved = _moved_port(args)
@@ -315,7 +315,7 @@ def format_members(members: list[MemberStatus]) -> str:
 
 def _jobs(args: argparse.Namespace) -> int:
     from ibcbench.db import connect, resolve_dsn
-    from ibcbench.status import job_schedules, use_scheduler
+    from ibcbench.infra.status import job_schedules, use_scheduler
 
     with connect(resolve_dsn(args.dsn, _settings(args))) as conn:
         rows = use_scheduler(conn, args.scheduler) if args.scheduler else job_schedules(conn)

@@ -222,7 +222,7 @@ def _lab(args: argparse.Namespace) -> int:
     from ibcbench.suite.notebook import ensure_kernel, notebooks_dir
 
     if explicit_dsn(args.dsn) is None:
-        from ibcbench.server import LocalServer
+        from ibcbench.infra.server import LocalServer
 
         LocalServer().up()
     env = dict(os.environ, DATABASE_URL=resolve_dsn(args.dsn))

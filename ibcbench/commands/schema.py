@@ -60,7 +60,7 @@ def _print_result(result) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from ibcbench.migrate import Migrator
+    from ibcbench.infra.migrate import Migrator
 
     _print_result(Migrator(args.dsn, args.path).up(args.steps))
     return 0
@@ -68,7 +68,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from ibcbench.errors import ConfigError
-    from ibcbench.migrate import Migrator
+    from ibcbench.infra.migrate import Migrator
 
     migrator = Migrator(args.dsn, args.path)
     if args.all:
@@ -89,7 +89,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from ibcbench.migrate import Migrator
+    from ibcbench.infra.migrate import Migrator
 
     migrator = Migrator(args.dsn, args.path)
     version, dirty = migrator.version()
@@ -107,7 +107,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _force(args: argparse.Namespace) -> int:
-    from ibcbench.migrate import Migrator
+    from ibcbench.infra.migrate import Migrator
 
     Migrator(args.dsn, args.path).force(args.version)
     print(f"version forced to {args.version}")

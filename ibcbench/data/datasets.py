@@ -47,7 +47,7 @@ DATASET_SCHEMA = "public"
 def dataset_fingerprint() -> str:
     """A hash of the generator's and the schema's source: a dataset built by other code is rebuilt."""
     import data_gen
-    from ibcbench.migrate import default_migrations_dir
+    from ibcbench.infra.migrate import default_migrations_dir
 
     digest = hashlib.sha256()
     files = sorted(Path(data_gen.__file__).parent.glob("*.py")) + sorted(
@@ -293,7 +293,7 @@ def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
     from ibcbench.data.views import refresh_views
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     migrate_up(dsn)
     load = load_dataset(dsn, GenerationParams(seed=seed, scale=scale), quiet=quiet)

@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from ibcbench.status import hourly_stats_kind
+from ibcbench.infra.status import hourly_stats_kind
 
 
 def refresh_views(conn: psycopg.Connection, *, concurrently: bool = False) -> dict[str, float]:

@@ -28,7 +28,7 @@ from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, ServerError
-from ibcbench.server import LocalServer
+from ibcbench.infra.server import LocalServer
 from ibcbench.settings import ServerSettings
 
 #: scales the suite knows; tiny runs the fast faults only
@@ -207,7 +207,7 @@ class FaultLab:
             create_kit_database(admin, name)
         dsn = self.dsn(name)
         if schema:
-            from ibcbench.migrate import migrate_up
+            from ibcbench.infra.migrate import migrate_up
 
             migrate_up(dsn)
         return dsn

@@ -283,7 +283,7 @@ def _git_commit() -> str | None:
 def server_manifest(conn: Any) -> dict[str, Any]:
     """What the manifest records about the server: version, extensions, edition, non-default settings."""
     from ibcbench.db import server_info
-    from ibcbench.migrate import read_version
+    from ibcbench.infra.migrate import read_version
 
     info = server_info(conn)
     settings = {

@@ -258,7 +258,7 @@ def create_routed_pool(
     """A :class:`RoutedPool` on ``dsn`` (default: ``DATABASE_URL``, else the embedded server) and the
     replicas of ``config``; with none there, ``replica_dsn`` (comma-separated), ``REPLICA_URL``, or the
     running standbys of the embedded server, on ``dsn``'s database."""
-    from ibcbench.scaleout import replica_urls
+    from ibcbench.infra.scaleout import replica_urls
 
     cfg = config or RoutingConfig()
     primary = resolve_dsn(dsn)

@@ -22,8 +22,8 @@ from ibcbench.bench.replicas.members import (
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect
 from ibcbench.errors import BenchmarkError
+from ibcbench.infra.scaleout import ScaleOut
 from ibcbench.results.recorded import save_frame
-from ibcbench.scaleout import ScaleOut
 
 _TABLE = sql.Identifier(SCHEMA, "conflict_demo")
 

@@ -101,7 +101,7 @@ def measure_load_lag(
     """Lag sampled every ``interval_s`` while the generator loads ``scale`` into a scratch database."""
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
-    from ibcbench.migrate import migrate_up
+    from ibcbench.infra.migrate import migrate_up
 
     if not 0.005 <= interval_s <= 0.1:
         raise BenchmarkError("interval_s must be between 0.005 and 0.1 (100 ms or finer)")

@@ -11,7 +11,7 @@ import psycopg
 
 from ibcbench.db import resolve_dsn
 from ibcbench.errors import BenchmarkError
-from ibcbench.scaleout import ScaleOut, embedded_topology, pgbouncer_url, replica_urls
+from ibcbench.infra.scaleout import ScaleOut, embedded_topology, pgbouncer_url, replica_urls
 from ibcbench.toolkit.routing import parse_lsn
 
 SCHEMA = "ibcbench_replicas"

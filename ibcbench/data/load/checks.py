@@ -21,7 +21,7 @@ _TYPE_ALIASES = {
 
 def check_schema(conn: psycopg.Connection) -> None:
     """The tables exist with the columns and types data_gen.tables expects, else one-line LoadError."""
-    from ibcbench.migrate import read_version
+    from ibcbench.infra.migrate import read_version
 
     version, dirty = read_version(conn)
     if dirty:

@@ -27,7 +27,7 @@ from ibcbench.db import connect
 from ibcbench.faults.lab import DATA_TABLES, FaultLab, digest_rows
 from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.faults.tmpfs import NOT_ROOT, SmallFilesystem, can_mount
-from ibcbench.migrate import migrate_up
+from ibcbench.infra.migrate import migrate_up
 from ibcbench.suite.notebook import notebooks_dir
 
 GROUP = "disk"

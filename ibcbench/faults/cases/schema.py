@@ -24,7 +24,7 @@ from pathlib import Path
 from ibcbench.db import connect
 from ibcbench.faults.lab import FaultLab, digest_rows
 from ibcbench.faults.registry import FaultOutcome, fault
-from ibcbench.migrate import (
+from ibcbench.infra.migrate import (
     MIGRATIONS_TABLE,
     advisory_lock_id,
     default_migrations_dir,

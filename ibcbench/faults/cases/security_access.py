@@ -19,8 +19,8 @@ import time
 
 from ibcbench.faults.lab import FaultLab
 from ibcbench.faults.registry import FaultOutcome, fault
-from ibcbench.server import LocalServer
-from ibcbench.serverconf import find_pg_bindir
+from ibcbench.infra.server import LocalServer
+from ibcbench.infra.serverconf import find_pg_bindir
 from ibcbench.settings import ServerSettings
 
 GROUP = "security"

@@ -5,7 +5,7 @@ Standby ``replica-K`` lives in ``<cluster_dir>/replica-K`` (``standby.signal`` a
 ``ibcbench_replica_K``, listens on its own port with ``hot_standby = on`` and the kit's
 ``ibcbench.conf`` (the primary's settings with the standby's port, plus a standby section). Its
 ``primary_conninfo`` holds the password in ``postgresql.auto.conf``, which only the server user can
-read. :class:`Standbys` is the standby half of :class:`ibcbench.scaleout.ScaleOut`.
+read. :class:`Standbys` is the standby half of :class:`ibcbench.infra.scaleout.ScaleOut`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from ibcbench import serverauth
 from ibcbench.errors import ConfigError, ServerError
-from ibcbench.members import (
+from ibcbench.infra import serverauth
+from ibcbench.infra.members import (
     REPLICA_PREFIX,
     SLOT_PREFIX,
     STATE_NAME,
@@ -32,9 +32,9 @@ from ibcbench.members import (
     pid_alive,
     write_if_changed,
 )
-from ibcbench.pidfile import check_postmaster_pid, remove_stale
-from ibcbench.server import LocalServer
-from ibcbench.serverconf import conf_text, find_pg_bindir, write_conf
+from ibcbench.infra.pidfile import check_postmaster_pid, remove_stale
+from ibcbench.infra.server import LocalServer
+from ibcbench.infra.serverconf import conf_text, find_pg_bindir, write_conf
 
 MAX_REPLICAS = 8  # max_wal_senders and max_replication_slots are 10 by default
 #: standby settings written into each standby's ibcbench.conf (``replica_settings`` adds to them)
@@ -163,7 +163,7 @@ class Standbys(MemberFiles):
         conf = folder / "ibcbench.conf"
         standby = {**STANDBY_DEFAULTS, **rep.settings}
         text = conf_text(self.settings, rep.port, primary.timescaledb_license or "timescale")
-        text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.standbys)\n"
+        text += f"\n# {rep.name}: a streaming standby of the primary (ibcbench.infra.standbys)\n"
         text += "".join(f"{k} = {conf_value(v)}\n" for k, v in standby.items())
         changed = write_if_changed(conf, text, user)
         changed = write_if_changed(folder / "pg_hba.conf", serverauth.HBA_TEXT, user) or changed

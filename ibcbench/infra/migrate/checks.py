@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg
 
 from ibcbench.errors import MigrationError
-from ibcbench.migrate.files import Migration
-from ibcbench.migrate.state import MIGRATIONS_TABLE, applied_versions
+from ibcbench.infra.migrate.files import Migration
+from ibcbench.infra.migrate.state import MIGRATIONS_TABLE, applied_versions
 
 
 def existing(conn: psycopg.Connection, names: list[str]) -> dict[str, bool]:

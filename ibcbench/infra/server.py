@@ -4,9 +4,9 @@
 on a free port with a unix socket and the preloads the kit needs, and creates the ``ibcbench`` database.
 PostgreSQL refuses to run as root, so when the kit runs as root the server runs as an unprivileged OS
 user (``ibcbench``), created on first use. Every connection gives the kit role's password
-(:mod:`ibcbench.serverauth`), and the unix socket's folder is the server user's alone (root reaches it
+(:mod:`ibcbench.infra.serverauth`), and the unix socket's folder is the server user's alone (root reaches it
 too). A PID in ``postmaster.pid`` is trusted or signalled only when it is this data directory's
-postmaster (:mod:`ibcbench.pidfile`).
+postmaster (:mod:`ibcbench.infra.pidfile`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ibcbench import serverauth
 from ibcbench.errors import ServerError
-from ibcbench.extensions import ExtensionUpdate, update_timescaledb
-from ibcbench.pidfile import PidCheck, check_postmaster_pid, remove_stale
-from ibcbench.serverconf import (
+from ibcbench.infra import serverauth
+from ibcbench.infra.extensions import ExtensionUpdate, update_timescaledb
+from ibcbench.infra.pidfile import PidCheck, check_postmaster_pid, remove_stale
+from ibcbench.infra.serverconf import (
     check_extensions_installed,
     find_pg_bindir,
     resolve_license,
     write_conf,
 )
-from ibcbench.serveruser import prepare_dirs, run_as, server_user
+from ibcbench.infra.serveruser import prepare_dirs, run_as, server_user
 from ibcbench.settings import DEFAULT_FIRST_PORT, ServerSettings
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ class LocalServer:
         timeout: float = 120,
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL program as the server user (:func:`ibcbench.serveruser.run_as`)."""
+        """Run a PostgreSQL program as the server user (:func:`ibcbench.infra.serveruser.run_as`)."""
         return run_as(self.settings, args, user, check=check, timeout=timeout, extra_env=extra_env)
 
     # ---- state ---------------------------------------------------------------------------
@@ -389,7 +389,7 @@ class LocalServer:
     # ---- TimescaleDB updates -------------------------------------------------------------
     def update_timescaledb(self, state: ServerState) -> list[ExtensionUpdate]:
         """Bring TimescaleDB in the kit's databases of this cluster up to the installed version
-        (:func:`ibcbench.extensions.update_timescaledb`)."""
+        (:func:`ibcbench.infra.extensions.update_timescaledb`)."""
         params: dict[str, Any] = {"host": state.socket_dir, "port": state.port, "user": state.role}
         if state.passfile:
             params["passfile"] = state.passfile

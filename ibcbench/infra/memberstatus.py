@@ -1,6 +1,6 @@
 """The state of each member of a primary: role, lag, slot and pool counters (for ``db status``).
 
-The members are those of the embedded primary (:class:`ibcbench.scaleout.ScaleOut`) or, for an
+The members are those of the embedded primary (:class:`ibcbench.infra.scaleout.ScaleOut`) or, for an
 external server, the ones ``REPLICA_URL`` and ``PGBOUNCER_URL`` name. The lines ``db status`` prints
 are written in :mod:`ibcbench.commands.db`.
 """
@@ -14,17 +14,17 @@ from typing import Any
 import psycopg
 
 from ibcbench.db import describe_dsn, resolve_dsn
-from ibcbench.members import REPLICA_PREFIX, SLOT_PREFIX
-from ibcbench.pgbouncer import admin_console_url, show_pools
-from ibcbench.scaleout import (
+from ibcbench.infra.members import REPLICA_PREFIX, SLOT_PREFIX
+from ibcbench.infra.pgbouncer import admin_console_url, show_pools
+from ibcbench.infra.scaleout import (
     ScaleOut,
     embedded_topology,
     pgbouncer_url,
     replica_urls,
     same_database,
 )
+from ibcbench.infra.standbys import replication_rows, standby_lag
 from ibcbench.settings import ServerSettings
-from ibcbench.standbys import replication_rows, standby_lag
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,8 @@ def _require_job_functions(conn: psycopg.Connection) -> None:
 def database_status(
     dsn: str | None = None, settings: ServerSettings | None = None
 ) -> DatabaseStatus:
-    from ibcbench.migrate import Migrator, read_version
-    from ibcbench.server import LocalServer
+    from ibcbench.infra.migrate import Migrator, read_version
+    from ibcbench.infra.server import LocalServer
 
     embedded = explicit_dsn(dsn) is None
     server = LocalServer(settings) if embedded else None

@@ -23,7 +23,7 @@ HBA_TEXT = (
     "local all all scram-sha-256\n"
     "host all all 127.0.0.1/32 scram-sha-256\n"
     "host all all ::1/128 scram-sha-256\n"
-    "# streaming standbys of `ibcbench db up --replicas N` (ibcbench.standbys)\n"
+    "# streaming standbys of `ibcbench db up --replicas N` (ibcbench.infra.standbys)\n"
     "local replication all scram-sha-256\n"
     "host replication all 127.0.0.1/32 scram-sha-256\n"
     "host replication all ::1/128 scram-sha-256\n"

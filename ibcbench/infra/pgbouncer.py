@@ -4,7 +4,7 @@ PgBouncer lives in ``<cluster_dir>/pgbouncer`` (ini, userlist, pidfile and log t
 database of the primary behind it, transaction pooling by default (session selectable), the kit's
 role's password asked (scram-sha-256; the ``auth_file`` is the server user's alone) and the admin
 console (``SHOW POOLS``) open to that role. :class:`PgBouncer` is the PgBouncer half of
-:class:`ibcbench.scaleout.ScaleOut`.
+:class:`ibcbench.infra.scaleout.ScaleOut`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ibcbench import serverauth
 from ibcbench.errors import ServerError
-from ibcbench.members import (
+from ibcbench.infra import serverauth
+from ibcbench.infra.members import (
     STATE_NAME,
     MemberFiles,
     PgBouncerState,
@@ -32,7 +32,7 @@ from ibcbench.members import (
     processes_with_argument,
     wait_gone,
 )
-from ibcbench.server import LocalServer
+from ibcbench.infra.server import LocalServer
 
 POOL_MODES = ("transaction", "session")
 
@@ -103,7 +103,7 @@ class PgBouncer(MemberFiles):
         assert primary is not None
         d = self.pgbouncer_dir
         return (
-            "; written by `ibcbench db up --pgbouncer` on every start (ibcbench.pgbouncer)\n"
+            "; written by `ibcbench db up --pgbouncer` on every start (ibcbench.infra.pgbouncer)\n"
             "[databases]\n"
             f"* = {make_conninfo(host=primary.socket_dir, port=primary.port)}\n\n"
             "[pgbouncer]\n"

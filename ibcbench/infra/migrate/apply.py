@@ -13,9 +13,9 @@ from psycopg import sql
 
 from ibcbench.db import connect
 from ibcbench.errors import ConfigError, DirtyDatabase, MigrationError
-from ibcbench.migrate import checks, recovery
-from ibcbench.migrate.files import Migration, is_concurrent, load_migrations
-from ibcbench.migrate.state import (
+from ibcbench.infra.migrate import checks, recovery
+from ibcbench.infra.migrate.files import Migration, is_concurrent, load_migrations
+from ibcbench.infra.migrate.state import (
     APPLIED_TABLE,
     NIL_VERSION,
     advisory_lock_id,

@@ -1,7 +1,7 @@
 """What the embedded primary's members share: their recorded shape, folders, URLs and processes.
 
-The members are the streaming standbys (:mod:`ibcbench.standbys`) and PgBouncer
-(:mod:`ibcbench.pgbouncer`) that :class:`ibcbench.scaleout.ScaleOut` brings up beside the primary.
+The members are the streaming standbys (:mod:`ibcbench.infra.standbys`) and PgBouncer
+(:mod:`ibcbench.infra.pgbouncer`) that :class:`ibcbench.infra.scaleout.ScaleOut` brings up beside the primary.
 Their shape is recorded in ``<cluster_dir>/topology.json`` (:class:`TopologyState`) before a member
 starts; :class:`MemberFiles` holds the paths, that record, the members' URLs (naming the primary's
 password file, never the password) and the primary's admin connection.
@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 
-from ibcbench import serverauth
 from ibcbench.errors import ServerError
-from ibcbench.pidfile import check_pgbouncer_pid, check_postmaster_pid
-from ibcbench.server import LocalServer
+from ibcbench.infra import serverauth
+from ibcbench.infra.pidfile import check_pgbouncer_pid, check_postmaster_pid
+from ibcbench.infra.server import LocalServer
 from ibcbench.settings import ServerSettings
 
 SLOT_PREFIX = "ibcbench_replica_"

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ibcbench import serverauth
 from ibcbench.errors import MissingExtension, ServerError
+from ibcbench.infra import serverauth
 from ibcbench.settings import ServerSettings
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ an INVALID index a failed ``CONCURRENTLY`` build left on the kit's tables is reb
 
 from __future__ import annotations
 
-from ibcbench.migrate.apply import (
+from ibcbench.infra.migrate.apply import (
     MigrateResult,
     Migrator,
     force_version,
@@ -29,8 +29,8 @@ from ibcbench.migrate.apply import (
     migrate_up,
     schema_version,
 )
-from ibcbench.migrate.files import Migration, default_migrations_dir, load_migrations
-from ibcbench.migrate.state import (
+from ibcbench.infra.migrate.files import Migration, default_migrations_dir, load_migrations
+from ibcbench.infra.migrate.state import (
     APPLIED_TABLE,
     MIGRATIONS_TABLE,
     NIL_VERSION,

@@ -1,14 +1,14 @@
 """Beyond one server: the embedded primary with streaming standbys and PgBouncer in front of it.
 
 ``ScaleOut(settings).up(replicas=N, pgbouncer=True)`` brings the embedded cluster to that shape:
-standbys ``replica-1`` .. ``replica-N`` (:mod:`ibcbench.standbys`: ``pg_basebackup -R`` copies of the
-primary, one replication slot and port each) and PgBouncer (:mod:`ibcbench.pgbouncer`).
+standbys ``replica-1`` .. ``replica-N`` (:mod:`ibcbench.infra.standbys`: ``pg_basebackup -R`` copies of the
+primary, one replication slot and port each) and PgBouncer (:mod:`ibcbench.infra.pgbouncer`).
 
 Standbys and PgBouncer ask for the password as the primary does, and their URLs name the primary's
 password file (``passfile``), never the password.
 
 Every member runs as the primary's OS user (the unprivileged ``ibcbench`` when the kit runs as root),
-through :class:`~ibcbench.server.LocalServer`'s own runner. The shape is recorded in
+through :class:`~ibcbench.infra.server.LocalServer`'s own runner. The shape is recorded in
 ``<cluster_dir>/topology.json`` *before* a member starts, so nothing the kit starts is unknown to it.
 ``up()`` with no arguments restores the recorded shape; ``down()`` stops PgBouncer, the standbys and
 the primary. Members started for one run (``owner_pid``: a notebook kernel, a test session) are
@@ -31,10 +31,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ibcbench.errors import ConfigError
-from ibcbench.members import REPLICA_PREFIX, Member, TopologyState
-from ibcbench.pgbouncer import POOL_MODES, PgBouncer, find_pgbouncer
+from ibcbench.infra.members import REPLICA_PREFIX, Member, TopologyState
+from ibcbench.infra.pgbouncer import POOL_MODES, PgBouncer, find_pgbouncer
+from ibcbench.infra.standbys import MAX_REPLICAS, Standbys
 from ibcbench.settings import ServerSettings, explicit_dsn
-from ibcbench.standbys import MAX_REPLICAS, Standbys
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import psycopg
 from psycopg import sql
 
 from ibcbench.errors import MigrationError
-from ibcbench.migrate.files import Migration, is_concurrent
-from ibcbench.migrate.state import (
+from ibcbench.infra.migrate.files import Migration, is_concurrent
+from ibcbench.infra.migrate.state import (
     APPLIED_TABLE,
     NIL_VERSION,
     applied_versions,
