@@ -316,8 +316,8 @@ def test_a_file_changed_while_the_load_waits_is_refused_and_nothing_committed(
     packet_flow.pgcopy changes meanwhile. The hash over the bytes sent catches it before COMMIT."""
     import shutil
 
-    from ibcbench.data.load import LOAD_LOCK
     from ibcbench.faults.cases.security_secrets import flip_letter, put_back, waiting_on_advisory
+    from ibcbench.locks import LOAD_LOCK
 
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from ibcbench.errors import ConfigError
+from ibcbench.locks import CREATE_DATABASE_LOCK
 
 KIT_MARK = "ibcbench scratch: created by ibcbench, dropped by it when done"
 #: the marker table of a complete dataset database (see :mod:`ibcbench.data.datasets`)
@@ -32,8 +33,6 @@ MARKER_TABLE = "ibcbench_dataset"
 #: the name a kit database is created and marked under before it is renamed to its own
 STAGING_PREFIX = "ibcbench_new_"
 _STAGING_RE = re.compile(rf"^{STAGING_PREFIX}[0-9a-f]{{12}}$")
-#: session advisory lock (in the admin connection's database): one kit database created at a time
-_CREATE_LOCK = 0x1BCBD0B5
 
 
 def _database_comment(admin: psycopg.Connection, name: str) -> tuple[bool, str | None]:
@@ -64,7 +63,7 @@ def create_kit_database(
 
     It is created and marked under a staging name, then renamed (see the module's doc); staging
     databases that killed runs left are dropped first, each said to ``report``."""
-    admin.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+    admin.execute("SELECT pg_advisory_lock(%s)", (CREATE_DATABASE_LOCK,))
     try:
         for leftover in _staging_leftovers(admin):
             admin.execute(
@@ -91,7 +90,7 @@ def create_kit_database(
             raise
     finally:
         if not (admin.closed or admin.broken):
-            admin.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+            admin.execute("SELECT pg_advisory_unlock(%s)", (CREATE_DATABASE_LOCK,))
 
 
 def _staging_leftovers(admin: psycopg.Connection) -> list[str]:

@@ -30,10 +30,9 @@ import psycopg
 from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import ConfigError, ConnectionFailed, first_line
+from ibcbench.locks import RUN_LOCK_KEY
 from ibcbench.signals import restopped
 
-#: the advisory lock's key (in the server's ``postgres`` database): one run at a time
-RUN_LOCK_KEY = 0x1BCB_4E11
 #: how a holder names itself in pg_stat_activity
 APPLICATION_PREFIX = "ibcbench run"
 

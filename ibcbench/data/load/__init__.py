@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_gen import GenerationParams
-from ibcbench.data.load.checks import LOAD_LOCK, check_schema, resume_state
+from ibcbench.data.load.checks import check_schema, resume_state
 from ibcbench.data.load.copy import COPY_CHUNK, batch_stream, copy_stream, file_sha256
 from ibcbench.data.load.folder import generate_dataset, load_folder, read_manifest
 from ibcbench.data.load.generated import load_generated
@@ -36,7 +36,6 @@ from ibcbench.errors import ConfigError
 __all__ = [
     "COPY_CHUNK",
     "INCIDENT_FIELDS",
-    "LOAD_LOCK",
     "OVERLAP_MODES",
     "EncodedBatch",
     "GenerateResult",

@@ -10,8 +10,7 @@ import psycopg
 from data_gen import GenerationParams, ResumeState
 from data_gen.tables import TABLES
 from ibcbench.errors import LoadError
-
-LOAD_LOCK = 0x1BCBE4C0  # pg_advisory_xact_lock key: one load at a time per database
+from ibcbench.locks import LOAD_LOCK
 
 _TYPE_ALIASES = {
     "timestamp with time zone": "timestamptz",

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ibcbench.data.datasets import ensure_dataset_info
-from ibcbench.data.load import LOAD_LOCK
 from ibcbench.db import connect
 from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
 from ibcbench.faults.registry import FaultOutcome, fault
-from ibcbench.suite.runlock import APPLICATION_PREFIX, RUN_LOCK_KEY
+from ibcbench.locks import LOAD_LOCK, RUN_LOCK_KEY
+from ibcbench.suite.runlock import APPLICATION_PREFIX
 
 GROUP = "concurrency"
 #: the server's now() when a load writes or merges a derived row: left out of the digest

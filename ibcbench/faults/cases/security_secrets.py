@@ -19,13 +19,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ibcbench.data.load import LOAD_LOCK
 from ibcbench.db import connect
 from ibcbench.errors import redact_dsn
 from ibcbench.faults.cases.inputs import PASSWORD, password_role
 from ibcbench.faults.lab import FaultLab, nothing_written
 from ibcbench.faults.procscan import CmdlineWatch
 from ibcbench.faults.registry import FaultOutcome, fault
+from ibcbench.locks import LOAD_LOCK
 
 GROUP = "security"
 #: how long the suite waits for a command to reach the lock it holds
