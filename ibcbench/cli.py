@@ -20,14 +20,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ibcbench import __version__, commands
-from ibcbench.errors import (
-    DISK_FULL_ERRNOS,
-    IbcbenchError,
-    first_line,
-    redact_dsn,
-    write_advice,
-    write_failure,
-)
+from ibcbench.dsn import redact_dsn
+from ibcbench.errors import DISK_FULL_ERRNOS, IbcbenchError, first_line, write_advice, write_failure
 from ibcbench.signals import Stopped, exit_code, stop_on_signals, stop_reason
 
 

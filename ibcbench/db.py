@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy
 
-from ibcbench.errors import ConnectionFailed, first_line, redact_dsn
+from ibcbench.dsn import describe_dsn, redact_dsn
+from ibcbench.errors import ConnectionFailed, first_line
 from ibcbench.settings import ServerSettings, explicit_dsn
 
 
@@ -25,17 +25,6 @@ def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) 
     from ibcbench.infra.server import LocalServer
 
     return LocalServer(settings).url()
-
-
-def describe_dsn(dsn: str) -> str:
-    """The DSN without its password, for messages and manifests."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparseable DSN>"
-    host = parts.get("host") or "localhost"
-    port = parts.get("port") or "5432"
-    return f"{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
 
 
 def connect(

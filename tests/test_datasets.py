@@ -15,9 +15,9 @@ from ibcbench.data.datasets import (
     dataset_database_name,
     ensure_dataset_info,
     find_dataset,
-    with_database,
 )
 from ibcbench.data.ownership import create_kit_database
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError
 from ibcbench.infra.migrate import migrate_up
 

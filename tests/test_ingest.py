@@ -125,7 +125,7 @@ def test_a_user_database_of_the_scratch_name_is_refused_and_kept(
     server_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ibcbench.cli import main
-    from ibcbench.data.datasets import with_database
+    from ibcbench.dsn import with_database
 
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")

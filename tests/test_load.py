@@ -14,8 +14,9 @@ import pytest
 
 from data_gen import GenerationParams, generate
 from ibcbench.cli import main
-from ibcbench.data.datasets import ensure_dataset_info, with_database
+from ibcbench.data.datasets import ensure_dataset_info
 from ibcbench.data.load import generate_dataset, load_dataset, resume_state
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError, LoadError
 from ibcbench.infra.migrate import Migrator, migrate_up
 

@@ -14,7 +14,7 @@ import pytest
 
 from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.bench.maintenance import scheduled_jobs
-from ibcbench.data.datasets import with_database
+from ibcbench.dsn import with_database
 from ibcbench.plans import diff_plan_sets, load_plans
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook

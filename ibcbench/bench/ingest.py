@@ -30,11 +30,11 @@ import psycopg
 
 from data_gen import GenerationParams, generate
 from data_gen.tables import FACT_TABLES, TABLES
-from ibcbench.data.datasets import with_database
 from ibcbench.data.load import EncodedBatch, batch_stream, copy_stream, overlapped_batches
 from ibcbench.data.ownership import check_kit_database, create_kit_database, drop_kit_database
 from ibcbench.data.pgcopy import encode_rows_view
-from ibcbench.db import connect, describe_dsn, resolve_dsn
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.dsn import describe_dsn, with_database
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.migrate import Migrator, default_migrations_dir
 

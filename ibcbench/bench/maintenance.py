@@ -20,9 +20,9 @@ import pandas as pd
 import psycopg
 
 from ibcbench.bench.timing import TimingPolicy, time_once_ms, time_query
-from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, query_frame, resolve_dsn
+from ibcbench.dsn import with_database
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.status import hourly_stats_kind
 from ibcbench.results.recorded import run_folder, save_figure, save_frame

@@ -48,7 +48,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ibcbench.bench.timing import latency_summary
 from ibcbench.bench.workload import Workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
-from ibcbench.errors import BenchmarkError, IbcbenchError, redact_dsn
+from ibcbench.dsn import redact_dsn
+from ibcbench.errors import BenchmarkError, IbcbenchError
 from ibcbench.toolkit.pool import PoolConfig, create_pool
 
 #: share of one core above which the Python client is the bottleneck (one process, one GIL)

@@ -233,7 +233,7 @@ def _lab(args: argparse.Namespace) -> int:
         argv.append("--no-browser")
     if os.geteuid() == 0:
         argv.append("--allow-root")
-    from ibcbench.db import describe_dsn
+    from ibcbench.dsn import describe_dsn
 
     print(
         f"JupyterLab on notebooks/ with DATABASE_URL for {describe_dsn(env['DATABASE_URL'])}",

@@ -33,10 +33,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ibcbench.data.ownership import KIT_MARK, MARKER_TABLE, create_kit_database
-from ibcbench.db import connect, redact_dsn, resolve_dsn
+from ibcbench.db import connect, resolve_dsn
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError
 
 #: the schema whose indexes the clean state records (the kit's tables; scratch schemas and
@@ -61,18 +61,6 @@ def dataset_fingerprint() -> str:
 
 def dataset_database_name(scale: str, seed: int) -> str:
     return f"ibcbench_{scale}_s{seed}"
-
-
-def with_database(dsn: str, dbname: str) -> str:
-    """``dsn`` pointing at another database of the same server."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(
-            f"invalid DSN {redact_dsn(dsn, dsn=dsn)!r}: {redact_dsn(str(exc).strip(), dsn=dsn)}; fix DATABASE_URL or --dsn"
-        ) from exc
-    params["dbname"] = dbname
-    return make_conninfo("", **params)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from typing import Any
 from psycopg import sql
 
 from data_gen.tables import TABLES
-from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_database
 from ibcbench.db import connect
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError, ServerError
 from ibcbench.infra.server import LocalServer
 from ibcbench.settings import ServerSettings

@@ -13,7 +13,8 @@ from typing import Any
 
 import psycopg
 
-from ibcbench.db import describe_dsn, resolve_dsn
+from ibcbench.db import resolve_dsn
+from ibcbench.dsn import describe_dsn
 from ibcbench.infra.members import REPLICA_PREFIX, SLOT_PREFIX
 from ibcbench.infra.pgbouncer import admin_console_url, show_pools
 from ibcbench.infra.scaleout import (

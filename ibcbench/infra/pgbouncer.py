@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
+from ibcbench.dsn import with_database
 from ibcbench.errors import ServerError
 from ibcbench.infra import serverauth
 from ibcbench.infra.members import (
@@ -222,9 +223,7 @@ class PgBouncer(MemberFiles):
 
 def admin_console_url(pgbouncer: str) -> str:
     """PgBouncer's admin console (database ``pgbouncer``) at the address of ``pgbouncer``."""
-    params = conninfo_to_dict(pgbouncer)
-    params["dbname"] = "pgbouncer"
-    return make_conninfo("", **params)
+    return with_database(pgbouncer, "pgbouncer")
 
 
 def show_pools(admin_url: str) -> list[dict[str, Any]]:

@@ -28,8 +28,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError
 from ibcbench.infra.members import REPLICA_PREFIX, Member, TopologyState
 from ibcbench.infra.pgbouncer import POOL_MODES, PgBouncer, find_pgbouncer
@@ -231,9 +232,7 @@ def same_database(url: str, dsn: str | None) -> str:
     dbname = conninfo_to_dict(explicit_dsn(dsn) or "").get("dbname")
     if not dbname:
         return url
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo("", **params)
+    return with_database(url, str(dbname))
 
 
 def replica_urls(

@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 
-from ibcbench.db import ServerInfo, connect, describe_dsn, resolve_dsn, server_info
+from ibcbench.db import ServerInfo, connect, resolve_dsn, server_info
+from ibcbench.dsn import describe_dsn
 from ibcbench.errors import ConfigError, MissingExtension, first_line
 from ibcbench.settings import ServerSettings, explicit_dsn
 

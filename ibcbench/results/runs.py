@@ -325,7 +325,8 @@ def build_manifest(
 ) -> dict[str, Any]:
     """A complete manifest for a result: the run's inputs plus what the server and kit were, and
     ``dataset``: the state the run found its dataset in (``DatasetState.manifest()``)."""
-    from ibcbench.db import connect, describe_dsn, redact_dsn, resolve_dsn
+    from ibcbench.db import connect, resolve_dsn
+    from ibcbench.dsn import describe_dsn, redact_dsn
 
     target = resolve_dsn(dsn)
     # no password reaches a manifest: a DSN parameter is described, any other string redacted

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 
-from ibcbench.data.datasets import with_database
 from ibcbench.db import connect, resolve_dsn
+from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError, ConnectionFailed, first_line
 from ibcbench.locks import RUN_LOCK_KEY
 from ibcbench.signals import restopped

@@ -29,7 +29,8 @@ from typing import Any
 
 import psycopg
 
-from ibcbench.db import describe_dsn, resolve_dsn
+from ibcbench.db import resolve_dsn
+from ibcbench.dsn import describe_dsn
 from ibcbench.errors import ConfigError
 from ibcbench.toolkit.pool import KitPool, PoolConfig, create_pool
 

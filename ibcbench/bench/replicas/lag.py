@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 
 from ibcbench.bench.replicas.members import ReplicaSetup, standby_lag, wait_caught_up
-from ibcbench.data.datasets import with_database
 from ibcbench.db import connect
+from ibcbench.dsn import with_database
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import save_frame
 from ibcbench.toolkit.routing import parse_lsn

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ibcbench.db import connect
-from ibcbench.errors import redact_dsn
+from ibcbench.dsn import redact_dsn
 from ibcbench.faults.cases.inputs import PASSWORD, password_role
 from ibcbench.faults.lab import FaultLab, nothing_written
 from ibcbench.faults.procscan import CmdlineWatch
