@@ -31,8 +31,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from ibcbench.bench.runner import run_python
 from ibcbench.bench.workload import default_workload, sample_parameters
+from ibcbench.bench.workload.python import run_python
 from ibcbench.data.datasets import with_database
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect, resolve_dsn
