@@ -3,7 +3,8 @@
 - :mod:`~ibcbench.bench.workload.queries`: the service's query patterns as a named, versioned
   workload, with parameters sampled from the data (its names are importable from this package too);
 - :mod:`~ibcbench.bench.workload.python`: the Python runner, threads over a psycopg_pool (the
-  question is the client pool), its requests and retries in :mod:`~ibcbench.bench.workload.tries`;
+  question is the client pool); its client threads in :mod:`~ibcbench.bench.workload.clients`,
+  each request's tries in :mod:`~ibcbench.bench.workload.tries`;
 - :mod:`~ibcbench.bench.workload.pgbench`: pgbench (the question is the server), its scripts,
   password file and logs;
 - :mod:`~ibcbench.bench.workload.summary`: the result and the per-query summary both engines make

@@ -11,27 +11,23 @@ this client needs for an empty round trip, and the figures describe the client, 
 server. On a 2-core VM the second measure is the one that fires: at 8 and 16 threads the Python
 runner's SELECT 1 rate falls (GIL contention) while the process uses only 20-40% of a core.
 
-A request that fails on a lost or refused connection (a server restart, a terminated backend, the
-pool's timeout waiting for a connection) or on a serialization failure or deadlock is tried again
-(:mod:`ibcbench.bench.workload.tries`). The summary counts per query ``retries`` (tries after the
-first) and ``errors`` (requests that failed after all their tries), and ``unavailable_s`` is the
-longest stretch of the window without a successful request. A run with errors or retries is
+A request that fails on a lost or refused connection or on a serialization failure or deadlock is
+tried again (:mod:`ibcbench.bench.workload.tries`). The summary counts per query ``retries`` (tries
+after the first) and ``errors`` (requests that failed after all their tries), and ``unavailable_s``
+is the longest stretch of the window without a successful request. A run with errors or retries is
 *disturbed*: its throughput and latencies include the outage, and its round-trip floor is not
 measured, so ``client_bound`` is None ("not judged"), never a claim.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
-from psycopg import sql
 
+from ibcbench.bench.workload.clients import Measured, Mix, Record, Settings, measure
 from ibcbench.bench.workload.cron import first_line, paused_cron_jobs
 from ibcbench.bench.workload.queries import Workload, sample_parameters
 from ibcbench.bench.workload.summary import (
@@ -41,12 +37,7 @@ from ibcbench.bench.workload.summary import (
     longest_gap_s,
     summarize,
 )
-from ibcbench.bench.workload.tries import (
-    quiet_pool_log,
-    round_trip_qps,
-    try_request,
-    window_pool_stats,
-)
+from ibcbench.bench.workload.tries import quiet_pool_log
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.toolkit.pool import PoolConfig, create_pool
@@ -55,225 +46,11 @@ from ibcbench.toolkit.pool import PoolConfig, create_pool
 CLIENT_BOUND_CPU = 0.70
 #: workload QPS / SELECT 1 QPS of the same pool and threads above which the run is client-bound
 CLIENT_BOUND_FLOOR = 0.5
-_DRAWS = 1 << 16  # random draws made up front per client thread
 #: the runner's own pool: seconds a request waits for a connection before that try fails
 POOL_TIMEOUT_S = 30.0
 
 
-class _Record(NamedTuple):
-    """One measured request: its query's index, times in ms, ``t_s`` its start from the window's
-    start, and how many tries it took."""
-
-    query: int
-    latency_ms: float
-    ok: bool
-    t_s: float
-    lag_ms: float
-    wait_ms: float
-    exec_ms: float
-    tries: int
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """One run's settings, as :func:`run_python` checked them."""
-
-    clients: int
-    duration_s: float
-    warmup_s: float
-    rate_qps: float | None
-    seed: int
-    max_tries: int
-    drain_s: float
-
-
-@dataclass(frozen=True)
-class _Mix:
-    """The workload as the client threads draw from it."""
-
-    names: list[str]
-    weights: np.ndarray
-    queries: list[sql.SQL]
-    writes: list[bool]
-    params: dict[str, list[tuple]]
-
-    @classmethod
-    def of(cls, workload: Workload, params: dict[str, list[tuple]]) -> _Mix:
-        weights = np.array([q.weight for q in workload.queries], dtype=float)
-        weights /= weights.sum()
-        return cls(
-            workload.names,
-            weights,
-            [sql.SQL(q.sql) for q in workload.queries],
-            [q.kind == "write" for q in workload.queries],
-            params,
-        )
-
-
-@dataclass(frozen=True)
-class _Window:
-    """The run's clock (``time.perf_counter``): its start, the measured window, the open loop's
-    drain, and the time after which no try starts."""
-
-    start: float
-    measure_from: float
-    stop_at: float
-    drain_until: float
-    retry_until: float
-
-    @classmethod
-    def starting_now(cls, run: _Settings) -> _Window:
-        start = time.perf_counter()
-        measure_from = start + run.warmup_s
-        stop_at = measure_from + run.duration_s
-        drain_until = stop_at + run.drain_s
-        # no try starts after this: the window's end, or the drain's in an open loop
-        return cls(
-            start, measure_from, stop_at, drain_until, drain_until if run.rate_qps else stop_at
-        )
-
-
-class _Client:
-    """One client thread: draws its requests, sends them (closed loop, or open loop on its own
-    schedule) and keeps the measured ones in its own ``records``."""
-
-    def __init__(self, idx: int, pool: Any, mix: _Mix, window: _Window, run: _Settings) -> None:
-        self.idx, self.pool, self.mix, self.window, self.run = idx, pool, mix, window, run
-        self.records: list[_Record] = []
-        #: open loop: requests scheduled within the window that the drain's end left unsent
-        self.not_issued = 0
-
-    def __call__(self) -> None:
-        mix, w = self.mix, self.window
-        rng = np.random.default_rng([self.run.seed, self.idx])
-        # draws made up front, so the loop spends its time on the database
-        picks = rng.choice(len(mix.names), size=_DRAWS, p=mix.weights).tolist()
-        slots = rng.integers(0, 1 << 30, size=_DRAWS).tolist()
-        param_lists = [mix.params[n] for n in mix.names]
-        k = 0
-        rate_qps = self.run.rate_qps
-        interval = self.run.clients / rate_qps if rate_qps else 0.0
-        scheduled = w.start + rng.random() * interval
-        while True:
-            now = time.perf_counter()
-            if interval:
-                if scheduled >= w.stop_at:
-                    return
-                if now >= w.drain_until:  # the backlog left: scheduled, never sent
-                    first = max(scheduled, w.measure_from)
-                    self.not_issued = int(-(-(w.stop_at - first) // interval))
-                    return
-                if scheduled > now:
-                    time.sleep(scheduled - now)
-                began = scheduled  # open loop: latency counts from the intended start
-                scheduled += interval
-            elif now >= w.stop_at:
-                return
-            else:
-                began = now
-            i = picks[k % _DRAWS]
-            values = param_lists[i][slots[k % _DRAWS] % len(param_lists[i])]
-            k += 1
-            record = self._send(i, values, began, open_loop=bool(interval))
-            if record is not None:
-                self.records.append(record)
-
-    def _send(self, i: int, values: tuple, began: float, *, open_loop: bool) -> _Record | None:
-        """Send one request; its record when it counts (None: outside the measured window)."""
-        w = self.window
-        ok, tries = try_request(
-            self.pool,
-            self.mix.queries[i],
-            values,
-            self.mix.writes[i],
-            self.run.max_tries,
-            w.retry_until,
-        )
-        sent, got, done = tries.sent, tries.got, tries.done
-        ended = time.perf_counter()
-        troubled = not ok or tries.count > 1
-        if began < w.measure_from or not (open_loop or ended <= w.stop_at or troubled):
-            return None
-        return _Record(
-            i,
-            (ended - began) * 1000.0,
-            ok,
-            began - w.measure_from,
-            (sent - began) * 1000.0,
-            (got - sent) * 1000.0,
-            (done - got) * 1000.0,
-            tries.count,
-        )
-
-
-class _WindowStart:
-    """Waits for the measured window to begin, then notes the process's CPU time and the pool's
-    counters (the window's figures are taken from there)."""
-
-    def __init__(self, pool: Any, measure_from: float) -> None:
-        self.pool, self.measure_from = pool, measure_from
-        self.cpu_s = 0.0
-        self.pool_stats: dict[str, Any] = {}
-
-    def __call__(self) -> None:
-        delay = self.measure_from - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        self.cpu_s = time.process_time()
-        self.pool_stats = self.pool.stats().as_dict()
-
-
-@dataclass(frozen=True)
-class _Measured:
-    """What the client threads measured, and the figures taken around them."""
-
-    records: list[_Record]  # in order of their start
-    not_issued: int
-    cpu_used_s: float
-    pool_stats: dict[str, Any]
-    disturbed: bool
-    floor_qps: float | None
-    #: the measured window's start, seconds since the epoch
-    window_epoch_s: float
-
-
-def _measure(pool: Any, mix: _Mix, run: _Settings) -> _Measured:
-    """Run the client threads over ``pool`` for the warm-up and the window (and the drain), then,
-    for an undisturbed closed loop, the round-trip floor."""
-    window = _Window.starting_now(run)
-    window_epoch_s = time.time() + run.warmup_s
-    marker = _WindowStart(pool, window.measure_from)
-    clients = [_Client(i, pool, mix, window, run) for i in range(run.clients)]
-    marker_thread = threading.Thread(target=marker)
-    threads = [threading.Thread(target=c, daemon=True) for c in clients]
-    marker_thread.start()
-    for t in threads:
-        t.start()
-    marker_thread.join()
-    for t in threads:
-        t.join()
-    cpu_used = time.process_time() - marker.cpu_s
-    stats = window_pool_stats(marker.pool_stats, pool.stats().as_dict())
-    records = [r for c in clients for r in c.records]
-    disturbed = any(not r.ok or r.tries > 1 for r in records)
-    # a disturbed run's floor means nothing (and the server may still be away)
-    floor_qps = (
-        None
-        if run.rate_qps or disturbed
-        else round_trip_qps(pool, run.clients, min(1.0, max(0.2, run.duration_s / 10)))
-    )
-    return _Measured(
-        sorted(records, key=lambda r: r.t_s),
-        sum(c.not_issued for c in clients),
-        cpu_used,
-        stats,
-        disturbed,
-        floor_qps,
-        window_epoch_s,
-    )
-
-
-def _latency_frame(records: list[_Record], names: list[str], open_loop: bool) -> pd.DataFrame:
+def _latency_frame(records: list[Record], names: list[str], open_loop: bool) -> pd.DataFrame:
     """The per-request records as the ``latencies`` frame (``lag_ms`` in an open loop only)."""
     columns = list(zip(*records, strict=True)) if records else [()] * 8
     latencies = pd.DataFrame(
@@ -325,7 +102,7 @@ def _checked_settings(
     drain_timeout_s: float | None,
     max_tries: int,
     pool_timeout_s: float,
-) -> _Settings:
+) -> Settings:
     if clients < 1 or duration_s <= 0 or warmup_s < 0:
         raise BenchmarkError("clients must be >= 1, duration_s > 0 and warmup_s >= 0")
     if rate_qps is not None and rate_qps <= 0:
@@ -335,7 +112,17 @@ def _checked_settings(
     if pool_timeout_s <= 0:
         raise BenchmarkError(f"pool_timeout_s must be greater than 0, not {pool_timeout_s:g}")
     drain_s = max(10.0, duration_s) if drain_timeout_s is None else drain_timeout_s
-    return _Settings(clients, duration_s, warmup_s, rate_qps, seed, max_tries, drain_s)
+    return Settings(clients, duration_s, warmup_s, rate_qps, seed, max_tries, drain_s)
+
+
+def _open_pool(cfg: PoolConfig, target: str) -> Any:
+    try:
+        return create_pool(cfg, target)
+    except psycopg.Error as exc:
+        raise BenchmarkError(
+            f"the runner's pool could not open {cfg.min_size} connections within "
+            f"{cfg.timeout_s:g} s ({first_line(exc)}): is the server up? `ibcbench db status`"
+        ) from exc
 
 
 def run_python(
@@ -396,49 +183,33 @@ def run_python(
         slow_query_ms=None,
         timeout_s=pool_timeout_s,
     )
-    mix = _Mix.of(workload, params)
+    mix = Mix.of(workload, params)
     with paused_cron_jobs(target) as paused, quiet_pool_log():
+        pool = _open_pool(cfg, target)
         try:
-            pool = create_pool(cfg, target)
-        except psycopg.Error as exc:
-            raise BenchmarkError(
-                f"the runner's pool could not open {cfg.min_size} connections within "
-                f"{cfg.timeout_s:g} s ({first_line(exc)}): is the server up? `ibcbench db status`"
-            ) from exc
-        try:
-            measured = _measure(pool, mix, run)
+            measured = measure(pool, mix, run)
         finally:
             pool.close()
     latencies = _latency_frame(measured.records, mix.names, open_loop=bool(rate_qps))
-    window_s, open_loop = (
-        _open_loop_figures(latencies, duration_s, measured.not_issued)
-        if rate_qps
-        else (duration_s, None)
-    )
-    return _python_result(
-        workload,
-        run,
-        latencies,
-        measured,
-        window_s=window_s,
-        open_loop=open_loop,
-        cfg=cfg,
-        paused=paused,
-    )
+    return _python_result(workload, run, latencies, measured, cfg=cfg, paused=paused)
 
 
 def _python_result(
     workload: Workload,
-    run: _Settings,
+    run: Settings,
     latencies: pd.DataFrame,
-    measured: _Measured,
+    measured: Measured,
     *,
-    window_s: float,
-    open_loop: dict[str, Any] | None,
     cfg: PoolConfig,
     paused: list[str],
 ) -> WorkloadResult:
-    """The summary, the judgement of the client and the manifest of one run."""
+    """The summary, the open loop's figures, the judgement of the client and the manifest of one
+    run."""
+    window_s, open_loop = (
+        _open_loop_figures(latencies, run.duration_s, measured.not_issued)
+        if run.rate_qps
+        else (run.duration_s, None)
+    )
     cpu_share = measured.cpu_used_s / window_s
     summary = summarize(latencies, engine="python", clients=run.clients, duration_s=window_s)
     total = summary.set_index("query").loc["ALL"]
