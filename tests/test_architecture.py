@@ -236,8 +236,11 @@ def test_doc_layers_reads_the_table() -> None:
     ("edges", "expected"),
     [
         (
-            {"ibcbench.db": {"ibcbench.bench.runner"}, "ibcbench.bench.runner": set()},
-            ["ibcbench.db (layer 1) -> ibcbench.bench.runner (layer 4)"],
+            {
+                "ibcbench.db": {"ibcbench.bench.workload.python"},
+                "ibcbench.bench.workload.python": set(),
+            },
+            ["ibcbench.db (layer 1) -> ibcbench.bench.workload.python (layer 4)"],
         ),
         (
             {"ibcbench.toolkit.pool": {"ibcbench.plans.model"}, "ibcbench.plans.model": set()},
@@ -247,7 +250,7 @@ def test_doc_layers_reads_the_table() -> None:
             {"data_gen.traffic": {"ibcbench.db"}, "ibcbench.db": set()},
             ["data_gen.traffic -> ibcbench.db (data_gen imports no ibcbench)"],
         ),
-        ({"ibcbench.bench.runner": {"ibcbench.bench.workload", "ibcbench.db"}}, []),
+        ({"ibcbench.bench.workload.python": {"ibcbench.bench.workload", "ibcbench.db"}}, []),
         (
             {
                 "ibcbench.infra.migrate.apply": {"ibcbench.db"},

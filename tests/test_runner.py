@@ -18,17 +18,19 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
-from ibcbench.bench import runner
-from ibcbench.bench.runner import (
+from ibcbench.bench.workload import Workload, WorkloadQuery, default_workload
+from ibcbench.bench.workload.pgbench import (
+    _read_pgbench_log,
     measured_part,
+    pgbench_aborted,
+    pgbench_connection,
     pgbench_scripts,
     pgbench_value,
     run_pgbench,
-    run_python,
-    summarize,
-    window_pool_stats,
 )
-from ibcbench.bench.workload import Workload, WorkloadQuery, default_workload
+from ibcbench.bench.workload.python import run_python
+from ibcbench.bench.workload.summary import longest_gap_s, summarize
+from ibcbench.bench.workload.tries import retryable, try_request, window_pool_stats
 from ibcbench.errors import BenchmarkError
 from ibcbench.toolkit.pool import PoolConfig
 
@@ -83,8 +85,6 @@ def test_pgbench_scripts_bind_parameters_and_roll_back_writes() -> None:
 
 
 def test_the_warm_up_cut_keeps_the_last_seconds_of_a_pgbench_log(tmp_path: Path) -> None:
-    from ibcbench.bench.runner import _read_pgbench_log
-
     # three transactions ending at 0.5 s, 2.2 s and 3.0 s; one failed at 2.6 s
     log = tmp_path / "log.1"
     log.write_text(
@@ -362,7 +362,7 @@ def test_a_statement_timeout_is_an_error_not_retried(loaded_dsn: str) -> None:
 
     # QueryCanceled would only time out again: one try, counted as an error
     with create_pool(PoolConfig(min_size=1, max_size=1), loaded_dsn, configure=short) as pool:
-        ok, tries = runner._request(
+        ok, tries = try_request(
             pool, sql.SQL(wl.queries[0].sql), params["sleep"][0], False, 3, 1e12
         )
     assert not ok and tries.count == 1
@@ -378,7 +378,7 @@ def test_a_statement_timeout_is_an_error_not_retried(loaded_dsn: str) -> None:
     ],
 )
 def test_longest_gap_without_a_success(ends: list[float], window: float, gap: float) -> None:
-    assert runner.longest_gap_s(ends, window) == pytest.approx(gap)
+    assert longest_gap_s(ends, window) == pytest.approx(gap)
 
 
 @pytest.mark.parametrize(
@@ -395,7 +395,7 @@ def test_longest_gap_without_a_success(ends: list[float], window: float, gap: fl
     ],
 )
 def test_what_is_retried(exc: Exception, retry: bool) -> None:
-    assert runner.retryable(exc) is retry
+    assert retryable(exc) is retry
 
 
 def test_summary_counts_retries_from_the_tries_column() -> None:
@@ -424,7 +424,7 @@ pgbench: error: Run was aborted; the above results are incomplete.
 
 
 def test_pgbench_aborted_clients_are_read_from_its_stderr() -> None:
-    assert runner.pgbench_aborted(PGBENCH_ABORTS) == {
+    assert pgbench_aborted(PGBENCH_ABORTS) == {
         1: "perhaps the backend died while processing",
         3: "FATAL: terminating connection due to administrator command",
         0: "FATAL: terminating connection due to administrator command",
@@ -443,7 +443,7 @@ def test_pgbench_aborted_clients_are_read_from_its_stderr() -> None:
 def test_pgbench_log_retries(tmp_path: Path, line: str, lag_ms: float, tries: int) -> None:
     log = tmp_path / "log.1"
     log.write_text(line + "\n")
-    got = runner._read_pgbench_log(log, ["a"], retries=True).iloc[0]
+    got = _read_pgbench_log(log, ["a"], retries=True).iloc[0]
     assert got.tries == tries
     assert np.isnan(got.lag_ms) if np.isnan(lag_ms) else got.lag_ms == lag_ms
 
@@ -502,8 +502,6 @@ PGBENCH_PASSWORD = (
 
 
 def test_pgbench_gets_its_password_from_a_0600_file_not_its_arguments(tmp_path: Path) -> None:
-    from ibcbench.bench.runner import pgbench_connection
-
     dsn = "postgresql://u:Pgb-S3cret%20Pw%3A9%5Cx@127.0.0.1:5/db?sslmode=disable"
     conninfo, env = pgbench_connection(dsn, tmp_path)
     assert "S3cret" not in conninfo and conninfo_to_dict(conninfo) == {

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from ibcbench.bench.runner import run_pgbench, run_python
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
+from ibcbench.bench.workload.pgbench import run_pgbench
+from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.pgbouncer import admin_console_url, show_pools

@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from ibcbench.bench.runner import run_pgbench, run_python
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
+from ibcbench.bench.workload.pgbench import run_pgbench
+from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run

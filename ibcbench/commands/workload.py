@@ -17,8 +17,8 @@ from ibcbench.commands import (
 )
 
 if TYPE_CHECKING:
-    from ibcbench.bench.runner import WorkloadResult
     from ibcbench.bench.workload import Workload
+    from ibcbench.bench.workload.summary import WorkloadResult
     from ibcbench.data.datasets import DatasetInfo
     from ibcbench.results.runs import Run
 
@@ -165,8 +165,8 @@ def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
-    from ibcbench.bench.runner import run_fidelity
     from ibcbench.bench.workload import default_workload
+    from ibcbench.bench.workload.engines import run_fidelity
     from ibcbench.data.datasets import ensure_dataset
 
     default_workload().subset([args.query])  # an unknown query is refused before any work
@@ -238,7 +238,7 @@ def _workload(args: argparse.Namespace) -> int:
 def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) -> Run:
     """One run of the workload into a new run folder; a disturbed run is saved marked failed and
     raises :class:`BenchmarkError` after its figures are printed."""
-    from ibcbench.bench.runner import run_workload
+    from ibcbench.bench.workload.engines import run_workload
     from ibcbench.errors import BenchmarkError
 
     result = run_workload(

@@ -323,78 +323,18 @@ _PROP_RE = re.compile(r"^\s*(?P<key>[A-Z][A-Za-z /]+?):\s*(?P<value>.*)$")
 
 def plan_from_text(text: str) -> Plan:
     """A plan from EXPLAIN's text format (ANALYZE and BUFFERS lines understood where present)."""
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= {"-"}]
-    lines = [
-        ln
-        for ln in lines
-        if ln.strip() not in ("QUERY PLAN",) and not re.match(r"^\(\d+ rows?\)$", ln.strip())
-    ]
     stack: list[tuple[int, dict[str, Any]]] = []
     root: dict[str, Any] | None = None
     top: dict[str, Any] = {}
     planning: dict[str, Any] = {}
     in_planning = False
-    for line in lines:
+    for line in _plan_lines(text):
         if line.strip() == "Planning:":  # PostgreSQL 13+: planning buffers follow, not a node's
             in_planning = True
             continue
         m = _NODE_RE.match(line)
         if m:
-            desc = m.group("desc").strip()
-            node: dict[str, Any] = {
-                "Total Cost": float(m.group("c1")),
-                "Startup Cost": float(m.group("c0")),
-                "Plan Rows": int(m.group("rows")),
-                "Plan Width": int(m.group("width")),
-            }
-            dm = _DESC_RE.match(desc)
-            node_type = dm.group("type") if dm else desc
-            custom = re.match(r"^Custom Scan \((\w+)\)$", node_type)
-            if custom:
-                node_type, node["Custom Plan Provider"] = "Custom Scan", custom.group(1)
-            if node_type.startswith("Parallel "):
-                node["Parallel Aware"] = True
-                node_type = node_type[len("Parallel ") :]
-            join = re.match(
-                r"^(Hash|Merge|Nested Loop)( Left| Right| Full| Semi| Anti)? Join$", node_type
-            )
-            if join:
-                node["Join Type"] = (join.group(2) or " Inner").strip()
-                node_type = (
-                    "Nested Loop" if join.group(1) == "Nested Loop" else f"{join.group(1)} Join"
-                )
-            aggregate = {
-                "GroupAggregate": "Sorted",
-                "HashAggregate": "Hashed",
-                "MixedAggregate": "Mixed",
-            }
-            if (
-                node_type in aggregate
-            ):  # the text format names the strategy, JSON has a field for it
-                node["Strategy"] = aggregate[node_type]
-                node_type = "Aggregate"
-            node["Node Type"] = node_type
-            if dm and dm.group("index"):
-                node["Index Name"] = dm.group("index")
-            if dm and dm.group("rel"):
-                node["Relation Name"] = dm.group("rel").split(".")[-1]
-                if dm.group("alias"):
-                    node["Alias"] = dm.group("alias")
-            if m.group("t1") is not None:
-                node.update(
-                    {
-                        "Actual Startup Time": float(m.group("t0")),
-                        "Actual Total Time": float(m.group("t1")),
-                        "Actual Rows": int(m.group("arows")),
-                        "Actual Loops": int(m.group("loops")),
-                    }
-                )
-            elif m.group("arows2") is not None:
-                node.update(
-                    {"Actual Rows": int(m.group("arows2")), "Actual Loops": int(m.group("loops2"))}
-                )
-            elif m.group("never"):
-                node.update({"Actual Total Time": 0.0, "Actual Rows": 0, "Actual Loops": 0})
+            node = _text_node(m)
             indent = len(m.group("indent"))
             while stack and stack[-1][0] >= indent:
                 stack.pop()
@@ -413,26 +353,97 @@ def plan_from_text(text: str) -> Plan:
         if key in ("Planning Time", "Execution Time"):
             top[key] = float(value.split()[0])
             continue
-        target = planning if in_planning else (stack[-1][1] if stack else top)
-        if key == "Buffers":
-            shared = re.search(r"shared ([^,]*)", value)
-            for kind, num in re.findall(
-                r"(hit|read|dirtied|written)=(\d+)", shared.group(1) if shared else ""
-            ):
-                target[f"Shared {kind.capitalize()} Blocks"] = int(num)
-        elif (
-            key.startswith("Rows Removed by")
-            or key in ("Workers Planned", "Workers Launched", "Heap Fetches", "Subplans Removed")
-            or key.startswith("Chunks excluded during")
-        ):
-            target[key] = int(value.split()[0])
-        else:
-            target[key] = value
+        _text_property(planning if in_planning else (stack[-1][1] if stack else top), key, value)
     if root is None:
         raise PlanError(
             "no plan node found in the text: paste the output of EXPLAIN (ANALYZE, BUFFERS)"
         )
     return plan_from_json({"Plan": root, **top})
+
+
+def _plan_lines(text: str) -> list[str]:
+    """The lines of a text plan without blanks, rulers, the ``QUERY PLAN`` header and the
+    ``(N rows)`` footer."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= {"-"}]
+    return [
+        ln
+        for ln in lines
+        if ln.strip() not in ("QUERY PLAN",) and not re.match(r"^\(\d+ rows?\)$", ln.strip())
+    ]
+
+
+#: the text format names an aggregate's strategy in its node type, JSON has a field for it
+_TEXT_AGGREGATES = {
+    "GroupAggregate": "Sorted",
+    "HashAggregate": "Hashed",
+    "MixedAggregate": "Mixed",
+}
+
+
+def _text_node(m: re.Match[str]) -> dict[str, Any]:
+    """One node line of a text plan as the JSON format's fields (its children come later)."""
+    desc = m.group("desc").strip()
+    node: dict[str, Any] = {
+        "Total Cost": float(m.group("c1")),
+        "Startup Cost": float(m.group("c0")),
+        "Plan Rows": int(m.group("rows")),
+        "Plan Width": int(m.group("width")),
+    }
+    dm = _DESC_RE.match(desc)
+    node_type = dm.group("type") if dm else desc
+    custom = re.match(r"^Custom Scan \((\w+)\)$", node_type)
+    if custom:
+        node_type, node["Custom Plan Provider"] = "Custom Scan", custom.group(1)
+    if node_type.startswith("Parallel "):
+        node["Parallel Aware"] = True
+        node_type = node_type[len("Parallel ") :]
+    join = re.match(r"^(Hash|Merge|Nested Loop)( Left| Right| Full| Semi| Anti)? Join$", node_type)
+    if join:
+        node["Join Type"] = (join.group(2) or " Inner").strip()
+        node_type = "Nested Loop" if join.group(1) == "Nested Loop" else f"{join.group(1)} Join"
+    if node_type in _TEXT_AGGREGATES:
+        node["Strategy"] = _TEXT_AGGREGATES[node_type]
+        node_type = "Aggregate"
+    node["Node Type"] = node_type
+    if dm and dm.group("index"):
+        node["Index Name"] = dm.group("index")
+    if dm and dm.group("rel"):
+        node["Relation Name"] = dm.group("rel").split(".")[-1]
+        if dm.group("alias"):
+            node["Alias"] = dm.group("alias")
+    if m.group("t1") is not None:
+        node.update(
+            {
+                "Actual Startup Time": float(m.group("t0")),
+                "Actual Total Time": float(m.group("t1")),
+                "Actual Rows": int(m.group("arows")),
+                "Actual Loops": int(m.group("loops")),
+            }
+        )
+    elif m.group("arows2") is not None:
+        node.update({"Actual Rows": int(m.group("arows2")), "Actual Loops": int(m.group("loops2"))})
+    elif m.group("never"):
+        node.update({"Actual Total Time": 0.0, "Actual Rows": 0, "Actual Loops": 0})
+    return node
+
+
+def _text_property(target: dict[str, Any], key: str, value: str) -> None:
+    """One ``Key: value`` line of a text plan into ``target`` (a node, the planning section or
+    the plan's top level), as the JSON format names and types it."""
+    if key == "Buffers":
+        shared = re.search(r"shared ([^,]*)", value)
+        for kind, num in re.findall(
+            r"(hit|read|dirtied|written)=(\d+)", shared.group(1) if shared else ""
+        ):
+            target[f"Shared {kind.capitalize()} Blocks"] = int(num)
+    elif (
+        key.startswith("Rows Removed by")
+        or key in ("Workers Planned", "Workers Launched", "Heap Fetches", "Subplans Removed")
+        or key.startswith("Chunks excluded during")
+    ):
+        target[key] = int(value.split()[0])
+    else:
+        target[key] = value
 
 
 def load_plan(source: str | Path) -> Plan:

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ibcbench.bench.replicas.members import ANALYTICS, SERVICE, ReplicaSetup, wait_caught_up
-from ibcbench.bench.runner import run_python
 from ibcbench.bench.workload import default_workload, sample_parameters
+from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
 from ibcbench.results.recorded import save_frame
 

@@ -14,8 +14,8 @@ import pandas as pd
 import psycopg
 
 from ibcbench.bench.replicas.members import SERVICE, ReplicaSetup, wait_caught_up
-from ibcbench.bench.runner import run_python
 from ibcbench.bench.workload import default_workload, sample_parameters
+from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
 from ibcbench.errors import BenchmarkError
 from ibcbench.results.recorded import save_frame
