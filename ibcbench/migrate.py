@@ -38,7 +38,7 @@ MIGRATIONS_TABLE = "schema_migrations"
 #: the versions this kit applied itself (not forced, not applied by another tool): ``down`` reverts only those
 APPLIED_TABLE = "ibcbench_schema_applied"
 NIL_VERSION = -1
-_FILE_RE = re.compile(r"^(\d+)_([\w-]+)\.(up|down)\.sql$")
+_FILE_RE = re.compile(r"(\d+)_([\w-]+)\.(up|down)\.sql")
 _ADVISORY_LOCK_SALT = 1486364155
 _CREATES_RE = re.compile(
     r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(TABLE|INDEX|MATERIALIZED\s+VIEW|VIEW|FUNCTION)\s+"
@@ -106,7 +106,7 @@ def load_migrations(path: Path | None = None) -> list[Migration]:
     for entry in sorted(folder.iterdir()):
         if entry.suffix != ".sql":
             continue
-        match = _FILE_RE.match(entry.name)
+        match = _FILE_RE.fullmatch(entry.name)
         if not match:
             raise ConfigError(
                 f"{entry.name} is not a migration file name: use NNNNNN_name.up.sql / .down.sql"
