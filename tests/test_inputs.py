@@ -138,6 +138,11 @@ def test_notebook_parameters_are_refused(notebook: str, parameters: dict, messag
         validate_parameters(notebook, parameters)
 
 
+def test_a_plan_configuration_may_keep_the_indexes_as_they_are() -> None:
+    config = {"name": "rpc_4", "index_strategy": None, "settings": {"random_page_cost": "4"}}
+    validate_parameters("04_query_plans.ipynb", {"config_a": config, "second_a": config})
+
+
 def test_the_defaults_of_every_notebook_pass() -> None:
     from ibcbench.suite.parameters import notebook_parameters, numbered_notebooks
 

@@ -149,6 +149,11 @@ def _check_text(name: str, value: str) -> str | None:
     return None
 
 
+#: keys of a JSON object parameter that may be null whatever their default (a plan configuration's
+#: ``index_strategy``: null keeps the indexes as they are)
+NULLABLE_KEYS = frozenset({"index_strategy"})
+
+
 def _check_dict(name: str, value: Any, default: dict) -> str | None:
     if not isinstance(value, dict):
         return f"must be {_kind(default)}"
@@ -162,6 +167,8 @@ def _check_dict(name: str, value: Any, default: dict) -> str | None:
     for key, item in value.items():
         if default and key not in default:
             return f"has no key {key!r}: its keys are {', '.join(default)}"
+        if item is None and key in NULLABLE_KEYS:
+            continue
         if key in default:
             inner = default[key]
             problem = _check_value(key, item, _ANY if inner is None else inner)
