@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,11 @@ def test_notebook_parameters_are_refused(notebook: str, parameters: dict, messag
         validate_parameters(notebook, parameters)
 
 
+def test_a_plan_configuration_may_keep_the_indexes_as_they_are() -> None:
+    config = {"name": "rpc_4", "index_strategy": None, "settings": {"random_page_cost": "4"}}
+    validate_parameters("04_query_plans.ipynb", {"config_a": config, "second_a": config})
+
+
 def test_the_defaults_of_every_notebook_pass() -> None:
     from ibcbench.suite.parameters import notebook_parameters, numbered_notebooks
 
@@ -196,7 +202,7 @@ def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
         (
             ("run", "05_timescale.ipynb", "-p", "chunk_intervals", json.dumps([PAYLOAD])),
             {},
-            "chunk interval",
+            "that is invalid (give a count and a unit",
         ),
         (
             (
@@ -300,34 +306,48 @@ def test_a_plan_configuration_name_is_checked_when_built() -> None:
         PlanConfig("a", None, {"x;y": "1"})
 
 
+def _as_nobody(work: Callable[[], object]) -> str:
+    """The message of what ``work`` raises, run in a forked child as the user ``nobody`` (the
+    modules are loaded already: the child reads nothing under root's folders)."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, report, and leave without pytest's teardown
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            try:
+                work()
+                message = "no error"
+            except Exception as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become the user nobody")
 def test_write_advice_says_what_to_do_per_errno(tmp_path: Path) -> None:
     from ibcbench.results.runs import new_run
 
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
+    folder.chmod(0o555)
+    tmp_path.chmod(0o755)
     try:
-        done = subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "nobody",
-                "--",
-                sys.executable,
-                "-c",
-                "from ibcbench.results.runs import new_run; import sys\n"
-                "try:\n    new_run('x', root=__import__('pathlib').Path(sys.argv[1]) / 'runs')\n"
-                "except Exception as e:\n    print(e)",
-                str(folder),
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-            timeout=60,
-        )
+        message = _as_nobody(lambda: new_run("x", root=folder / "runs"))
     finally:
         folder.chmod(0o700)
-    assert "permission denied writing" in done.stdout, done.stdout + done.stderr
-    assert "make it writable there or set IBCBENCH_RUNS_DIR" in done.stdout
-    assert "free space" not in done.stdout
-    assert new_run  # imported in the parent too: the module loads
+    assert "permission denied writing" in message, message
+    assert "make it writable there or set IBCBENCH_RUNS_DIR" in message
+    assert "free space" not in message
+    assert not (folder / "runs").exists()

@@ -243,6 +243,7 @@ def test_mixed_rows_decode_to_their_values(n: int, seed: int) -> None:
         ([("v", "integer")], {"v": np.array([2**40])}, "outside int32"),
         ([("v", "bigint")], {"v": np.array([1.5])}, "holds float64 values"),
         ([("v", "money")], {"v": np.array([1])}, "has no binary COPY encoder"),
+        ([("v", "numeric(20,2)\n")], {"v": np.array([1.0])}, "has no binary COPY encoder"),
         (
             [("v", "numeric(78,0)")],
             {"v": ScaledInt(np.array([2**62]), np.array([0]))},

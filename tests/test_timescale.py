@@ -7,6 +7,8 @@ import pytest
 
 from ibcbench.bench import timescale as ts
 from ibcbench.bench.timing import PLAN_CACHE_WARMUP
+from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
+from ibcbench.errors import ConfigError
 from tests.conftest import PRIMARY_EDITION, EditionServer
 
 pytestmark = pytest.mark.db
@@ -121,3 +123,52 @@ def test_a_user_schema_of_the_scratch_name_is_refused_and_kept(make_database, be
         bench(dsn)
     with psycopg.connect(dsn) as conn:
         assert conn.execute(f"SELECT a FROM {ts.SCHEMA}.mine").fetchall() == [(7,)]
+
+
+#: a chunk interval that closes the statement it is put in and creates a table of its own
+PAYLOAD = (
+    "x\t(a\tint);\tCREATE\tTABLE\tpublic.injected_by_param\t(x\tint);\tCREATE\tTABLE\t"
+    f"{ts.SCHEMA}.z"
+)
+
+
+def _injected(dsn: str) -> list[str]:
+    """Tables the payload would have made, in any schema of the database."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = 'injected_by_param' OR (n.nspname = %s AND c.relname = 'z')",
+            (ts.SCHEMA,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_chunk_interval_with_sql_in_it_is_refused_before_any_sql(loaded_dsn: str) -> None:
+    with pytest.raises(ConfigError, match=r"chunk interval .* is invalid: give a count and a unit"):
+        ts.benchmark_layouts(loaded_dsn, chunk_intervals=("1 hour", PAYLOAD), repetitions=1)
+    assert _injected(loaded_dsn) == [] and _schema_gone(loaded_dsn)
+
+
+@pytest.mark.parametrize(
+    ("name", "interval"),
+    [(f"hypertable_{PAYLOAD}", "1 hour"), ("hypertable_1_hour", PAYLOAD), (PAYLOAD, None)],
+    ids=["name", "interval", "plain-name"],
+)
+def test_the_layout_function_refuses_sql_in_a_name_or_interval(
+    loaded_dsn: str, name: str, interval: str | None
+) -> None:
+    kind = "plain" if interval is None else "hypertable"
+    with psycopg.connect(loaded_dsn, autocommit=True) as conn:
+        create_kit_schema(conn, ts.SCHEMA)
+        try:
+            with pytest.raises(ConfigError, match=r"(layout name|chunk interval) .* is invalid"):
+                ts._create_layout(conn, name, kind, interval, None, None)
+            made = conn.execute(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = to_regnamespace(%s)",
+                (ts.SCHEMA,),
+            ).fetchone()
+        finally:
+            drop_kit_schema(conn, ts.SCHEMA)
+    assert made == (0,), "a statement ran before the check"
+    assert _injected(loaded_dsn) == []

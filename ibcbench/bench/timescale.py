@@ -124,6 +124,11 @@ def _create_partitioned(
 def _create_layout(
     conn: psycopg.Connection, name: str, kind: str, interval: str | None, lo: Any, hi: Any
 ) -> None:
+    """Create the layout table ``name`` of ``kind``; its name and chunk interval are checked before
+    any statement."""
+    _t(name)
+    if kind == "hypertable":
+        interval = check_chunk_interval(interval)
     if kind == "partitioned":
         _create_partitioned(conn, name, lo, hi, hours=24)
     else:
@@ -137,7 +142,7 @@ def _create_layout(
             _x(
                 conn,
                 "SELECT create_hypertable(%s::regclass, by_range('created_at', %s::interval))",
-                (f"{SCHEMA}.{name}", check_chunk_interval(interval)),
+                (f"{SCHEMA}.{name}", interval),
             )
     _x(conn, sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id, created_at)").format(_t(name)))
     for i, cols in enumerate(_INDEXES):

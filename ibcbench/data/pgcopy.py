@@ -43,7 +43,7 @@ PG_EPOCH_DAYS = 10_957
 # has at most 19 digits
 NUMERIC_MAX_MANTISSA = np.iinfo(np.int64).max // 1000
 NUMERIC_GROUPS = 5
-_NUMERIC_RE = re.compile(r"^numeric\((\d+),\s*(\d+)\)$")
+_NUMERIC_RE = re.compile(r"numeric\((\d+),\s*(\d+)\)")
 _NULL_LEN = np.array([-1], dtype=">i4").view(np.uint8)
 _EMPTY = pa.scalar(b"", pa.large_binary())
 _NULL_FIELD = pa.array([_NULL_LEN.tobytes()], type=pa.large_binary())
@@ -111,7 +111,7 @@ def _fixed_parts(
         null = np.isnat(dt)
         arr = np.where(null, 0, dt.view(np.int64) - epoch)
     else:
-        match = _NUMERIC_RE.match(pg_type)
+        match = _NUMERIC_RE.fullmatch(pg_type)
         if match is None:
             raise LoadError(
                 f"column type {pg_type!r} has no binary COPY encoder: add one in ibcbench/data/pgcopy.py"

@@ -149,9 +149,9 @@ def _check_text(name: str, value: str) -> str | None:
     return None
 
 
-#: keys of a dict parameter that take null whatever their default (a plan configuration's
-#: ``index_strategy``: null leaves the dataset's indexes as they are)
-_NULLABLE = frozenset({"index_strategy"})
+#: keys of a JSON object parameter that may be null whatever their default (a plan configuration's
+#: ``index_strategy``: null keeps the indexes as they are)
+NULLABLE_KEYS = frozenset({"index_strategy"})
 
 
 def _check_dict(name: str, value: Any, default: dict) -> str | None:
@@ -167,7 +167,7 @@ def _check_dict(name: str, value: Any, default: dict) -> str | None:
     for key, item in value.items():
         if default and key not in default:
             return f"has no key {key!r}: its keys are {', '.join(default)}"
-        if key in _NULLABLE and item is None:
+        if item is None and key in NULLABLE_KEYS:
             continue
         if key in default:
             inner = default[key]

@@ -104,6 +104,12 @@ class QueryBuilder:
         return replace(self, columns=self.columns + tuple(columns))
 
     def where(self, condition: str, *args: Any) -> QueryBuilder:
+        """AND a raw SQL ``condition`` with ``$N`` (or ``%s``) placeholders for ``args``.
+
+        ``condition`` is SQL code, put into the statement as written: never build it from input
+        (only ``args`` are bound). A fragment with ``;`` (more than one statement) or a comment is
+        refused, but nothing else in it is checked; for a column given at run time use
+        :meth:`where_eq` or :meth:`where_in`, which quote it."""
         text, values = _convert(condition, args)
         return replace(self, conditions=(*self.conditions, Condition(text, tuple(values))))
 
@@ -305,7 +311,12 @@ class BatchInsertBuilder:
 
     def on_conflict(self, clause: str) -> BatchInsertBuilder:
         """The seed's raw form, ``"(chain_id, date) DO UPDATE SET total_packets = EXCLUDED.total_packets"``,
-        with or without the leading ``ON CONFLICT``."""
+        with or without the leading ``ON CONFLICT``.
+
+        ``clause`` is SQL code, put into the statement as written and with no parameters: never
+        build it from input. One with ``;`` (more than one statement), a comment or a placeholder is
+        refused; for columns given at run time use :meth:`on_conflict_do_update` or
+        :meth:`on_conflict_do_nothing`, which quote them."""
         match = _RAW_CONFLICT_RE.match(clause) if isinstance(clause, str) else None
         if match is None:
             raise ConfigError(

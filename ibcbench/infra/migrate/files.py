@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ibcbench.errors import ConfigError, MigrationError
 
-_FILE_RE = re.compile(r"^(\d+)_([\w-]+)\.(up|down)\.sql$")
+_FILE_RE = re.compile(r"(\d+)_([\w-]+)\.(up|down)\.sql")
 _CREATES_RE = re.compile(
     r"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(TABLE|INDEX|MATERIALIZED\s+VIEW|VIEW|FUNCTION)\s+"
     r"(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_]\w*)",
@@ -64,7 +64,7 @@ def load_migrations(path: Path | None = None) -> list[Migration]:
     for entry in sorted(folder.iterdir()):
         if entry.suffix != ".sql":
             continue
-        match = _FILE_RE.match(entry.name)
+        match = _FILE_RE.fullmatch(entry.name)
         if not match:
             raise ConfigError(
                 f"{entry.name} is not a migration file name: use NNNNNN_name.up.sql / .down.sql"
