@@ -1,8 +1,9 @@
-"""TimescaleDB's scheduler runs jobs on this server: a refresh policy and an ``add_job`` procedure.
+"""TimescaleDB's scheduler runs jobs on this server: a refresh policy and an ``add_job`` procedure;
+and the build's record of the project's patches, as ``db status`` and the manifest show it.
 
 TimescaleDB 2.28.3 as released fails every job it runs on PostgreSQL 15.20 (``cannot drop portal ""
 while it is being set up``); the install carries patches/timescaledb/0001-job-portal-status.patch for
-it. This test fails on a build without the patch.
+it. The scheduler test fails on a build without the patch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from ibcbench.db import ServerInfo, TimescaleBuild, parse_build_record
 from tests.conftest import EditionServer
-
-pytestmark = pytest.mark.db
 
 #: how long the jobs get to succeed once. Each is scheduled every second and starts at once; the
 #: scheduler of a new database starts within a few seconds of CREATE EXTENSION. 30 s leaves room for a
@@ -70,6 +70,7 @@ def _wait_for_jobs(conn: psycopg.Connection, job_ids: list[int]) -> dict[int, tu
         time.sleep(POLL_SECONDS)
 
 
+@pytest.mark.db
 def test_scheduler_runs_a_refresh_policy_and_an_add_job_procedure(
     primary_server: EditionServer, make_database: Callable[[str], str]
 ) -> None:
@@ -126,3 +127,66 @@ def test_scheduler_runs_a_refresh_policy_and_an_add_job_procedure(
         assert got == [("cosmoshub-4", 1), ("osmosis-1", 3)]
         ticks = conn.execute("SELECT count(*) FROM job_ticks WHERE job_id = %s", (procedure,))
         assert ticks.fetchone()[0] >= 1  # type: ignore[index]
+
+
+RECORD = """# TimescaleDB builds by ibcbench's scripts/install-system.sh: the project's patches each got
+2.19.3 patched: none
+2.28.3 patched: 0001-job-portal-status (stands in for upstream #11015)
+"""
+
+
+def test_the_build_record_names_each_version_s_patches() -> None:
+    build = parse_build_record(RECORD, "2.28.3")
+    assert build == TimescaleBuild("2.28.3", ("0001-job-portal-status (#11015)",))
+    assert build.label == "patched: 0001-job-portal-status (#11015)"
+    assert build.manifest() == {"version": "2.28.3", "patched": ["0001-job-portal-status (#11015)"]}
+    assert parse_build_record(RECORD, "2.19.3") == TimescaleBuild("2.19.3", ())
+    assert parse_build_record(RECORD, "2.19.3").label == "patched: none"  # type: ignore[union-attr]
+    assert parse_build_record(RECORD, "2.28.5") is None  # no record: not known, not "none"
+    rebuilt = RECORD + "2.28.3 patched: none\n"  # the last line of a version wins
+    assert parse_build_record(rebuilt, "2.28.3") == TimescaleBuild("2.28.3", ())
+
+
+def test_db_status_shows_the_build_beside_the_version() -> None:
+    from ibcbench.infra.status import timescaledb_line
+
+    info = ServerInfo(
+        "15.20",
+        150020,
+        "ibcbench",
+        extensions={"timescaledb": "2.28.3"},
+        available_extensions={"timescaledb": "2.28.3"},
+        timescaledb_edition="timescale",
+        timescaledb_build=parse_build_record(RECORD, "2.28.3"),
+    )
+    assert timescaledb_line(info) == (
+        "TimescaleDB 2.28.3 Community edition (timescaledb.license=timescale); "
+        "patched: 0001-job-portal-status (#11015)"
+    )
+
+
+@pytest.mark.db
+def test_status_and_manifest_show_the_installed_build(
+    primary_server: EditionServer, schema_dsn: str
+) -> None:
+    from ibcbench.db import server_info
+    from ibcbench.infra.status import database_status, format_status
+    from ibcbench.results.runs import build_manifest
+
+    with psycopg.connect(schema_dsn) as conn:
+        build = server_info(conn).timescaledb_build
+    if primary_server.cluster is not None and primary_server.edition == "community":
+        # the embedded server runs what scripts/install-system.sh built, and it writes the record
+        assert build is not None, (
+            "no record of the TimescaleDB build: run scripts/install-system.sh"
+        )
+    manifest = build_manifest(schema_dsn)
+    assert manifest["timescaledb_build"] == (build.manifest() if build else None)
+    line = next(
+        x
+        for x in format_status(database_status(schema_dsn)).splitlines()
+        if x.startswith("timescaledb:")
+    )
+    assert (build is not None and line.endswith(f"; {build.label}")) or (
+        build is None and "patched:" not in line
+    )
