@@ -390,6 +390,5 @@ cmake -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPG_CON
     || { tail -n 20 "$work/cmake.log" >&2; die "cmake failed for TimescaleDB"; }
 make -C "$work/build" -j"$(nproc)" > "$work/make.log" 2>&1 \
     || { tail -n 20 "$work/make.log" >&2; die "building TimescaleDB failed"; }
-$SUDO make -C "$work/build" install > "$work/install.log" 2>&1 \
-    || { tail -n 20 "$work/install.log" >&2; die "installing TimescaleDB failed"; }
+install_staged "$(basename "$orig" | sed 's/timescaledb_\(.*\)\.orig.*/\1/')"
 log "TimescaleDB installed (Apache edition, built from source)"
