@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,59 @@ def read_frames(
         engine.dispose()
 
 
+#: beside TimescaleDB's control file on the server: the project's patches each build of
+#: ``scripts/install-system.sh`` got, one line per version (``2.28.3 patched: NAME (stands in for
+#: upstream #N), ...`` or ``2.28.3 patched: none``)
+BUILD_RECORD = "timescaledb.ibcbench-patches"
+_RECORDED_PATCH = re.compile(r"([\w.+-]+) \(stands in for upstream (#\d+)\)")
+
+
+@dataclass(frozen=True)
+class TimescaleBuild:
+    """The installed TimescaleDB build of a version, as the install script recorded it."""
+
+    version: str
+    #: the project's patches it got, each with the upstream fix it stands in for: ``NAME (#N)``
+    patched: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"patched: {', '.join(self.patched) or 'none'}"
+
+    def manifest(self) -> dict[str, Any]:
+        return {"version": self.version, "patched": list(self.patched)}
+
+
+def parse_build_record(text: str, version: str) -> TimescaleBuild | None:
+    """``version``'s build in the record's ``text`` (its last line for it), None when it has none."""
+    found: TimescaleBuild | None = None
+    for line in text.splitlines():
+        head, sep, rest = line.partition(" patched: ")
+        if not sep or head.strip() != version:
+            continue
+        patched = tuple(f"{name} ({fix})" for name, fix in _RECORDED_PATCH.findall(rest))
+        found = TimescaleBuild(version, patched)
+    return found
+
+
+def timescaledb_build(conn: psycopg.Connection, version: str) -> TimescaleBuild | None:
+    """The server's record of its TimescaleDB ``version`` build (read by the server, so a remote one
+    answers for itself); None without a record, or for a role that may not read server files."""
+    allowed = conn.execute(
+        "SELECT has_table_privilege('pg_catalog.pg_config', 'SELECT')"
+        " AND has_function_privilege('pg_catalog.pg_read_file(text, bigint, bigint, boolean)',"
+        " 'EXECUTE')"
+    ).fetchone()
+    if not allowed or not allowed[0]:
+        return None
+    row = conn.execute(
+        "SELECT pg_read_file(setting || '/extension/' || %s, 0, 65536, true)"
+        " FROM pg_catalog.pg_config WHERE name = 'SHAREDIR'",
+        (BUILD_RECORD,),
+    ).fetchone()
+    return parse_build_record(row[0], version) if row and row[0] else None
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What a result's manifest records about the server."""
@@ -107,6 +161,8 @@ class ServerInfo:
     timescaledb_edition: str | None = None
     preload_libraries: tuple[str, ...] = ()
     cron_database: str | None = None
+    #: the installed build of this database's TimescaleDB version (None: no record readable)
+    timescaledb_build: TimescaleBuild | None = None
 
     @property
     def timescaledb_version(self) -> str | None:
@@ -149,6 +205,8 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         ).fetchall()
     )
     preloads = tuple(p.strip() for p in (row[4] or "").split(",") if p.strip())
+    version = extensions.get("timescaledb")
+    build = timescaledb_build(conn, version) if version else None
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
     return ServerInfo(
@@ -160,4 +218,5 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
         timescaledb_edition=row[3],
         preload_libraries=preloads,
         cron_database=row[5],
+        timescaledb_build=build,
     )

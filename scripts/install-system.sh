@@ -14,12 +14,19 @@
 #      it, else Debian's source package `timescaledb` from a newer suite of this machine's mirror.
 # A TimescaleDB that is present but older, or without the Community edition, gets the new version
 # installed beside it (its shared library stays; databases keep it until `ibcbench db up` updates them).
+# The project's patches (patches/timescaledb/series: which versions get which) are applied to the source
+# before the build; what a build got is recorded in $(pg_config --sharedir)/extension/
+# timescaledb.ibcbench-patches (`ibcbench db status` shows it), and a build whose record differs from what
+# this script would apply is built again. Files are installed by rename, never written over in place: the
+# running servers' backends keep the library they mapped, new ones load the new file.
 #
 #   TIMESCALEDB_EDITION=apache scripts/install-system.sh  # the Apache edition only: keeps any TimescaleDB
 #                                                          # present, builds with -DAPACHE_ONLY=1 otherwise
 #   TIMESCALEDB_VERSION=2.28.3                             # the version wanted (default: the newest vendored
 #                                                          # tarball's, else 2.28.3)
 #   TIMESCALEDB_SOURCE=/path/or/url                        # build from this source
+#   TIMESCALEDB_PATCHES=none                               # build without the project's patches (to see
+#                                                          # what they fix; a plain re-run builds them back in)
 #   PG_MAJOR=15 scripts/install-system.sh                  # pick the PostgreSQL major (default: the distribution's)
 #   TIMESCALEDB_SOURCE_SUITES="trixie sid"                 # suites tried for Debian's source package
 set -euo pipefail
@@ -33,6 +40,10 @@ VENDOR_DIR="$REPO/../shared/vendor"
 newest_vendored=$(ls "$VENDOR_DIR"/timescaledb-*.tar.gz 2>/dev/null | sort -V | tail -n 1 || true)
 vendored_version=$(basename "${newest_vendored:-x}" | sed -n 's/^timescaledb-\([0-9][0-9.]*[0-9]\)\.tar\.gz$/\1/p')
 TIMESCALEDB_VERSION=${TIMESCALEDB_VERSION:-${vendored_version:-2.28.3}}
+case "${TIMESCALEDB_PATCHES:-series}" in
+    series|none) ;;
+    *) die "TIMESCALEDB_PATCHES=${TIMESCALEDB_PATCHES} is not a choice: leave it unset (patches/timescaledb/series) or use none" ;;
+esac
 case "${TIMESCALEDB_EDITION:-community}" in
     community|timescale) EDITION=community ;;
     apache) EDITION=apache ;;
@@ -116,23 +127,101 @@ version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$2" ]
 has_apache() { local v; v=$(default_version); [ -n "$v" ] && [ -f "$LIB_DIR/timescaledb-$v.so" ] && [ -f "$LIB_DIR/timescaledb.so" ]; }
 has_community() { local v; v=$(default_version); has_apache && [ -f "$LIB_DIR/timescaledb-tsl-$v.so" ]; }
 
+# ---- the project's patches and the record of what a build got --------------------------------
+PATCH_DIR="$REPO/patches/timescaledb"
+RECORD="$EXT_DIR/timescaledb.ibcbench-patches"
+
+# patches_for V: the names of the project's patches that TimescaleDB V gets, in order
+patches_for() {
+    [ "${TIMESCALEDB_PATCHES:-series}" = series ] && [ -f "$PATCH_DIR/series" ] || return 0
+    local name ranges upstream r
+    while read -r name ranges upstream; do
+        case "$name" in ''|\#*) continue ;; esac
+        for r in ${ranges//,/ }; do
+            if version_ge "$1" "${r%-*}" && version_ge "${r#*-}" "$1"; then echo "$name"; break; fi
+        done
+    done < "$PATCH_DIR/series"
+}
+upstream_of() { awk -v n="$1" '$1 == n { print $3; exit }' "$PATCH_DIR/series"; }
+# record_line V: the record's line for a build of V with the patches this script applies
+record_line() {
+    local out="" n
+    for n in $(patches_for "$1"); do out+="${out:+, }$n (stands in for upstream $(upstream_of "$n"))"; done
+    echo "$1 patched: ${out:-none}"
+}
+# recorded_line V: the record's line for the installed build of V (empty when it has none)
+recorded_line() { [ ! -f "$RECORD" ] || awk -v v="$1" '$1 == v' "$RECORD" | tail -n 1; }
+# patches_current V: the installed build of V got the patches this script would apply (no record: none)
+patches_current() {
+    local want got; want=$(record_line "$1"); got=$(recorded_line "$1")
+    [ "$got" = "$want" ] || { [ -z "$got" ] && [ "$want" = "$1 patched: none" ]; }
+}
+# write_record V: replaces V's line in the record (written beside it, then renamed into place)
+write_record() {
+    local tmp="$EXT_DIR/.timescaledb.ibcbench-patches.new.$$"
+    {
+        echo "# TimescaleDB builds by ibcbench's scripts/install-system.sh: the project's patches each got"
+        [ ! -f "$RECORD" ] || awk -v v="$1" '$1 != v && $1 !~ /^#/' "$RECORD"
+        record_line "$1"
+    } | $SUDO tee "$tmp" >/dev/null
+    $SUDO chmod 644 "$tmp" && $SUDO mv -f "$tmp" "$RECORD"
+}
+
 present=$(default_version)
+if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$TIMESCALEDB_VERSION" \
+   && ! patches_current "$present"; then
+    got=$(recorded_line "$present"); got=${got#* patched: }
+    log "TimescaleDB present: $present, built with patches: ${got:-none recorded}; this script gives it: $(record_line "$present" | sed 's/^[^ ]* patched: //'): building $present again"
+    TIMESCALEDB_VERSION=$present
+fi
 if [ "$EDITION" = "apache" ] && has_apache && [ -z "${TIMESCALEDB_SOURCE:-}" ]; then
     log "TimescaleDB present: $present (kept: TIMESCALEDB_EDITION=apache; the server runs with timescaledb.license=apache)"
     exit 0
 fi
 if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$TIMESCALEDB_VERSION" \
-   && [ -z "${TIMESCALEDB_SOURCE:-}" ]; then
-    log "TimescaleDB present: $present (Community edition)"
+   && patches_current "$present" && [ -z "${TIMESCALEDB_SOURCE:-}" ]; then
+    log "TimescaleDB present: $present (Community edition; $(record_line "$present" | sed 's/^[^ ]* //'))"
     exit 0
 fi
-if [ -n "$present" ]; then
+if [ -n "$present" ] && [ "$present" != "$TIMESCALEDB_VERSION" ]; then
     log "TimescaleDB present: $present$(has_community && echo ' (Community edition)' || echo ' (Apache edition only)'); wanted: $TIMESCALEDB_VERSION ($EDITION edition): installing it beside"
 fi
 
 apt_install cmake make gcc xz-utils patch
 work=$(mktemp -d /tmp/ibcbench-timescaledb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+
+# apply_patches V FOUND: the project's patches for V onto $work/src (all checked first, so none is half-applied)
+apply_patches() {
+    local p
+    for p in $(patches_for "$1"); do
+        [ -f "$PATCH_DIR/$p.patch" ] || die "patches/timescaledb/series names $p, but $PATCH_DIR/$p.patch is missing"
+        patch -d "$work/src" -p1 --forward --dry-run < "$PATCH_DIR/$p.patch" > "$work/patch.log" 2>&1 \
+            || { cat "$work/patch.log" >&2; die "patch $p does not apply to TimescaleDB $1 from $2: fix patches/timescaledb/series or build without the project's patches (TIMESCALEDB_PATCHES=none)"; }
+    done
+    for p in $(patches_for "$1"); do
+        patch -d "$work/src" -p1 --forward -s < "$PATCH_DIR/$p.patch" || die "patch $p failed on TimescaleDB $1"
+        log "applied patches/timescaledb/$p.patch (stands in for upstream $(upstream_of "$p"))"
+    done
+}
+
+# install_staged V: `make install` into $work/stage, then each file into place by rename (a copy beside
+# it first, so the rename stays on one file system): a library that a running backend has mapped is
+# never written over, it keeps its old inode. Libraries first, the control file (the default version) last.
+install_staged() {
+    local stage="$work/stage" rel dest tmp
+    DESTDIR="$stage" make -C "$work/build" install > "$work/install.log" 2>&1 \
+        || { tail -n 20 "$work/install.log" >&2; die "installing TimescaleDB $1 into $stage failed"; }
+    (cd "$stage" && find . \( -type f -o -type l \) -name '*.so' && find . \( -type f -o -type l \) ! -name '*.so' ! -name '*.control' \
+        && find . \( -type f -o -type l \) -name '*.control') > "$work/staged"
+    while read -r rel; do
+        rel=${rel#.}; dest="$rel"; tmp="$(dirname "$dest")/.$(basename "$dest").ibcbench-new.$$"
+        if [ -f "$dest" ] && [ ! -L "$stage$rel" ] && cmp -s "$stage$rel" "$dest"; then continue; fi
+        $SUDO mkdir -p "$(dirname "$dest")"
+        $SUDO cp -P --preserve=mode,timestamps "$stage$rel" "$tmp" && $SUDO mv -fT "$tmp" "$dest" \
+            || { $SUDO rm -f "$tmp"; die "installing $dest failed (TimescaleDB $1)"; }
+    done < "$work/staged"
+}
 
 # sha256 of a vendored file as listed in the README beside it (empty when not listed)
 listed_sha256() {
@@ -203,23 +292,27 @@ fi
 if [ -n "$found" ]; then
     version=$(source_version)
     [ -n "$version" ] || die "cannot read the version from version.config of $found"
-    if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$version"; then
+    if [ "$EDITION" = "community" ] && has_community && version_ge "$present" "$version" \
+       && { [ "$present" != "$version" ] || patches_current "$present"; }; then
         log "TimescaleDB present: $present (Community edition); $found holds $version: nothing to do"
+        patches_current "$present" || log "warning: the installed $present was built without $(record_line "$present" | sed 's/^[^ ]* patched: //'); give its source (TIMESCALEDB_SOURCE) to build it again"
         exit 0
     fi
+    apply_patches "$version" "$found"
     flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPG_CONFIG="$PG_CONFIG" -DSEND_TELEMETRY_DEFAULT=OFF
            -DUSE_TELEMETRY=OFF -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF
            -DGENERATE_DOWNGRADE_SCRIPT=OFF)
     label="Community edition"
     if [ "$EDITION" = "apache" ]; then flags+=(-DAPACHE_ONLY=1); label="Apache edition"; fi
-    log "building TimescaleDB $version ($label) from $found against PostgreSQL $PG_MAJOR"
+    log "building TimescaleDB $version ($label, $(record_line "$version" | sed 's/^[^ ]* //')) from $found against PostgreSQL $PG_MAJOR"
+    started=$SECONDS
     cmake -S "$work/src" -B "$work/build" "${flags[@]}" > "$work/cmake.log" 2>&1 \
         || { tail -n 20 "$work/cmake.log" >&2; die "cmake failed for TimescaleDB $version"; }
     make -C "$work/build" -j"$(nproc)" > "$work/make.log" 2>&1 \
         || { tail -n 20 "$work/make.log" >&2; die "building TimescaleDB $version failed"; }
-    $SUDO make -C "$work/build" install > "$work/install.log" 2>&1 \
-        || { tail -n 20 "$work/install.log" >&2; die "installing TimescaleDB $version failed"; }
-    log "TimescaleDB $version installed ($label, built from source)"
+    install_staged "$version"
+    write_record "$version"
+    log "TimescaleDB $version installed ($label, built from source in $((SECONDS - started)) s; $(record_line "$version" | sed 's/^[^ ]* //'))"
     if [ "$EDITION" = "community" ]; then
         log "the Community edition's tsl/ code is under the Timescale License (tsl/LICENSE-TIMESCALE); TIMESCALEDB_EDITION=apache builds the Apache-2.0 edition instead"
     fi
@@ -228,7 +321,7 @@ fi
 
 # ---- fallback: the Apache edition from the distribution -------------------------------------
 if has_community && [ "$EDITION" = "community" ]; then
-    log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Community edition)"
+    log "warning: no TimescaleDB $TIMESCALEDB_VERSION source reachable (set TIMESCALEDB_SOURCE); keeping TimescaleDB $present (Community edition$(patches_current "$present" || echo ", without $(record_line "$present" | sed 's/^[^ ]* patched: //')"))"
     exit 0
 fi
 if has_apache; then
@@ -297,6 +390,5 @@ cmake -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPG_CON
     || { tail -n 20 "$work/cmake.log" >&2; die "cmake failed for TimescaleDB"; }
 make -C "$work/build" -j"$(nproc)" > "$work/make.log" 2>&1 \
     || { tail -n 20 "$work/make.log" >&2; die "building TimescaleDB failed"; }
-$SUDO make -C "$work/build" install > "$work/install.log" 2>&1 \
-    || { tail -n 20 "$work/install.log" >&2; die "installing TimescaleDB failed"; }
+install_staged "$(basename "$orig" | sed 's/timescaledb_\(.*\)\.orig.*/\1/')"
 log "TimescaleDB installed (Apache edition, built from source)"

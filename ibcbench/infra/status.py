@@ -208,6 +208,8 @@ def timescaledb_line(info: ServerInfo) -> str:
     line = info.edition_label
     if info.timescaledb_version is not None and info.timescaledb_edition:
         line += f" (timescaledb.license={info.timescaledb_edition})"
+    if info.timescaledb_build is not None:
+        line += f"; {info.timescaledb_build.label}"
     installed = info.available_extensions.get("timescaledb")
     if info.timescaledb_version is not None and installed and installed != info.timescaledb_version:
         line += f"; {installed} is installed: run `ibcbench db up` to update"

@@ -307,6 +307,10 @@ def server_manifest(conn: Any) -> dict[str, Any]:
         "database": info.database,
         "timescaledb": info.edition_label,
         "timescaledb_edition": info.timescaledb_edition,
+        # the build's record: {"version", "patched": ["NAME (#N)", ...]}; None where none is readable
+        "timescaledb_build": (
+            info.timescaledb_build.manifest() if info.timescaledb_build is not None else None
+        ),
         "extensions": info.extensions,
         "settings": settings,
         "schema_version": version,
