@@ -212,6 +212,13 @@ class FaultLab:
             migrate_up(dsn)
         return dsn
 
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name`` if it exists, its sessions ended (``WITH (FORCE)``)."""
+        with connect(self.admin_dsn, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
     def user_database(self, name: str) -> str:
         """A database a user made by hand (no kit mark), holding a table ``precious`` with a row."""
         with connect(self.admin_dsn, autocommit=True) as admin:
@@ -336,6 +343,24 @@ class FaultLab:
 def digest_rows(digest: dict[str, tuple[int, str]]) -> int:
     """The rows a :meth:`FaultLab.digest` counted, over every data table."""
     return sum(count for count, _ in digest.values())
+
+
+def loads_logged(dsn: str) -> int:
+    """Rows of the kit's load log (``ibcbench_loads``) in ``dsn``: one per committed load."""
+    with connect(dsn) as conn:
+        return int(conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone()[0])  # type: ignore[index]
+
+
+def waiting_on_advisory(admin_dsn: str, dbname: str, key: int) -> int:
+    """Sessions of ``dbname`` queued (not granted) on the advisory lock ``key``."""
+    with connect(admin_dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s"
+            " AND l.classid = 0 AND l.objid = %s",
+            (dbname, key),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _text(value: str | bytes | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ibcbench.data.datasets import ensure_dataset_info
 from ibcbench.db import connect
-from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
+from ibcbench.faults.lab import CliResult, FaultLab, digest_rows, waiting_on_advisory
 from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.locks import LOAD_LOCK, RUN_LOCK_KEY
 from ibcbench.suite.runlock import APPLICATION_PREFIX
@@ -27,18 +27,6 @@ _MERGED = tuple(
     for table in ("network_stats", "channel_performance", "relayer_performance")
     for column in ("created_at", "updated_at")
 )
-
-
-def _waiting_on_advisory(lab: FaultLab, dbname: str, key: int) -> int:
-    """Sessions of ``dbname`` queued (not granted) on the advisory lock ``key``."""
-    with connect(lab.admin_dsn, autocommit=True) as admin:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s"
-            " AND l.classid = 0 AND l.objid = %s",
-            (dbname, key),
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _polling_run_lock(lab: FaultLab) -> int:
@@ -112,7 +100,7 @@ def concurrent_seed(lab: FaultLab) -> FaultOutcome:
             lab,
             args,
             _AdvisoryHold(dsn, LOAD_LOCK),
-            lambda: _waiting_on_advisory(lab, name, LOAD_LOCK) >= 2,
+            lambda: waiting_on_advisory(lab.admin_dsn, name, LOAD_LOCK) >= 2,
             timeout=300,
         )
         failed = [r for r in refs.result() if r.returncode != 0]

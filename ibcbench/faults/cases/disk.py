@@ -18,13 +18,14 @@ works again once there is space:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
 
 from ibcbench.data.ownership import KIT_MARK
 from ibcbench.db import connect
-from ibcbench.faults.lab import DATA_TABLES, FaultLab, digest_rows
+from ibcbench.faults.lab import DATA_TABLES, CliResult, FaultLab, digest_rows, loads_logged
 from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.faults.tmpfs import NOT_ROOT, SmallFilesystem, can_mount
 from ibcbench.infra.migrate import migrate_up
@@ -43,18 +44,6 @@ def _database_bytes(dsn: str) -> int:
         return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
 
 
-def _loads(dsn: str) -> int:
-    with connect(dsn) as conn:
-        return int(conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone()[0])  # type: ignore[index]
-
-
-def _drop_database(lab: FaultLab, name: str) -> None:
-    with connect(lab.admin_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def _drop_tablespace(lab: FaultLab, name: str) -> None:
     with connect(lab.admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(name)))
@@ -68,6 +57,176 @@ def _tablespace_exists(lab: FaultLab, name: str) -> bool:
         )
 
 
+def _one_line(result: CliResult, err: str) -> str:
+    """What a refused command said: its line (shortened), or its exit code and last line."""
+    if result.one_line_error():
+        return f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
+    return result.brief()
+
+
+#: the databases and the tablespace of ``load_disk_full``
+_REFERENCE, _FULL, _TABLESPACE = "disk_reference", "disk_full", "disk_full_space"
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A clean load of the lab's folder: its digest, and the space an empty database and the load
+    take."""
+
+    digest: dict[str, tuple[int, str]]
+    empty_bytes: int
+    load_bytes: int
+
+
+@dataclass(frozen=True)
+class _DiskFullRun:
+    """What ``load_disk_full`` saw: the load that ran out of space, and the one after the tmpfs grew."""
+
+    base_bytes: int
+    failed: CliResult
+    after_fail: dict[str, tuple[int, str]]
+    loads_after_fail: int
+    used_after_fail: int
+    used_after_checkpoint: int
+    again: CliResult
+    got: dict[str, tuple[int, str]]
+    left: bool
+
+
+def _reference_load(lab: FaultLab, folder: Path) -> _Reference:
+    """Set up: a clean load of the folder in a database of its own (dropped after)."""
+    ref = lab.new_database(_REFERENCE)
+    empty = _database_bytes(ref)
+    clean = lab.cli("load", str(folder), "--dsn", ref, "--quiet")
+    if clean.returncode != 0:
+        raise RuntimeError(f"the reference load failed: {clean.brief()}")
+    want = lab.digest(ref)
+    load_bytes = _database_bytes(ref) - empty
+    lab.drop_database(_REFERENCE)
+    return _Reference(want, empty, load_bytes)
+
+
+def _database_on_tmpfs(lab: FaultLab, ref: _Reference) -> tuple[SmallFilesystem, str]:
+    """Set up: a tablespace on a tmpfs of its own (roomy while the database and its schema go in)
+    and a kit database in it, migrated; the filesystem and the database's DSN."""
+    fs = SmallFilesystem(
+        lab.workdir / "disk-tablespace",
+        2 * ref.empty_bytes + 3 * ref.load_bytes + 64 * _MB,
+        owner=lab.settings.os_user,
+    )
+    lab.on_close(fs.unmount)
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+                sql.Identifier(_TABLESPACE), sql.Literal(str(fs.path))
+            )
+        )
+    lab.on_close(lambda: _drop_tablespace(lab, _TABLESPACE))
+    lab.on_close(lambda: lab.drop_database(_FULL))
+    with connect(lab.admin_dsn, autocommit=True) as admin:  # a kit database, in the tablespace
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TABLESPACE {}").format(
+                sql.Identifier(_FULL), sql.Identifier(_TABLESPACE)
+            )
+        )
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(_FULL), sql.Literal(KIT_MARK)
+            )
+        )
+    dsn = lab.dsn(_FULL)
+    migrate_up(dsn)
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the schema's files written out: what is used now stays used
+    return fs, dsn
+
+
+def _load_into_full_then_grown(
+    lab: FaultLab, folder: Path, fs: SmallFilesystem, dsn: str, load_bytes: int
+) -> _DiskFullRun:
+    """Inject: the load with room for half of it (it cannot fit, whatever order the kit writes
+    in), then the same load after the tmpfs grows; then drop the database, tablespace and mount."""
+    base = fs.used_bytes()
+    fs.resize(base + load_bytes // 2)
+    failed = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
+    after_fail = lab.digest(dsn)
+    loads_after_fail = loads_logged(dsn)
+    used_after_fail = fs.used_bytes()
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # unlinks the files of the relations the rollback dropped
+    used_after_checkpoint = fs.used_bytes()
+
+    fs.resize(base + 3 * load_bytes + 64 * _MB)
+    again = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
+    got = lab.digest(dsn)
+
+    lab.drop_database(_FULL)
+    _drop_tablespace(lab, _TABLESPACE)
+    fs.unmount()
+    left = _tablespace_exists(lab, _TABLESPACE) or fs.path.exists()
+    return _DiskFullRun(
+        base,
+        failed,
+        after_fail,
+        loads_after_fail,
+        used_after_fail,
+        used_after_checkpoint,
+        again,
+        got,
+        left,
+    )
+
+
+def _judge_load_disk_full(
+    lab: FaultLab, expected: str, ref: _Reference, run: _DiskFullRun
+) -> FaultOutcome:
+    """Judge: one line naming the tablespace, 0 rows, the space back, then a clean load."""
+    lost = lab.digest_difference(run.got, ref.digest)
+    failed, again, base = run.failed, run.again, run.base_bytes
+    err = failed.error_lines[-1] if failed.error_lines else ""
+    one_line = (
+        failed.one_line_error()
+        and "ran out of disk space" in err
+        and "nothing was committed" in err
+        and repr(_TABLESPACE) in err
+    )
+    rows_zero = all(run.after_fail[t][0] == 0 for t in DATA_TABLES) and run.loads_after_fail == 0
+    # with room for half the load it fails in packet_flow, whose chunks the load created: the
+    # rollback truncates their files at once (pages added to tables that existed before, as when
+    # it fails in clearing_operations, stay until the kit's VACUUM; their indexes' pages stay
+    # allocated); what is left is catalog pages, well within 1 MB
+    space_back = run.used_after_fail - base <= _MB
+    survived = (
+        one_line
+        and rows_zero
+        and space_back
+        and again.returncode == 0
+        and lost == 0
+        and not run.left
+    )
+    said = "exit 1, one line naming the tablespace" if one_line else failed.brief()
+    happened = (
+        f"{said}; {digest_rows(run.after_fail)} rows, "
+        f"{run.loads_after_fail} load log rows; tmpfs used {base / _MB:.1f} MB before, "
+        f"{run.used_after_fail / _MB:.1f} MB after the rollback "
+        f"({run.used_after_checkpoint / _MB:.1f} MB after a checkpoint; the load needs "
+        f"{ref.load_bytes / _MB:.1f} MB, it had room for half); "
+        f"after growing: exit {again.returncode} in {again.elapsed_s:.1f} s, {lost} rows off a "
+        "clean load" + ("; the tablespace or its mount is left" if run.left else "")
+    )
+    return FaultOutcome(
+        GROUP,
+        "load_disk_full",
+        expected,
+        happened,
+        survived,
+        rows_before=0,
+        rows_after=digest_rows(run.got),
+        rows_lost=lost,
+        recovery_s=again.elapsed_s,
+    )
+
+
 @fault(GROUP, fast=True)
 def load_disk_full(lab: FaultLab) -> FaultOutcome:
     """A load into a database whose tablespace fills up, then the same load after it grows."""
@@ -78,105 +237,10 @@ def load_disk_full(lab: FaultLab) -> FaultOutcome:
     if not can_mount():
         return _not_run("load_disk_full", expected)
     folder = lab.folder()
-    # the reference: a clean load of the folder, and the space it takes in a database
-    ref_name, name, tablespace = "disk_reference", "disk_full", "disk_full_space"
-    ref = lab.new_database(ref_name)
-    empty = _database_bytes(ref)
-    clean = lab.cli("load", str(folder), "--dsn", ref, "--quiet")
-    if clean.returncode != 0:
-        raise RuntimeError(f"the reference load failed: {clean.brief()}")
-    want = lab.digest(ref)
-    load_bytes = _database_bytes(ref) - empty
-    _drop_database(lab, ref_name)
-
-    # a tablespace on a tmpfs of its own (roomy while the database and its schema go in)
-    fs = SmallFilesystem(
-        lab.workdir / "disk-tablespace",
-        2 * empty + 3 * load_bytes + 64 * _MB,
-        owner=lab.settings.os_user,
-    )
-    lab.on_close(fs.unmount)
-    with connect(lab.admin_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
-                sql.Identifier(tablespace), sql.Literal(str(fs.path))
-            )
-        )
-    lab.on_close(lambda: _drop_tablespace(lab, tablespace))
-    lab.on_close(lambda: _drop_database(lab, name))
-    with connect(lab.admin_dsn, autocommit=True) as admin:  # a kit database, in the tablespace
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TABLESPACE {}").format(
-                sql.Identifier(name), sql.Identifier(tablespace)
-            )
-        )
-        admin.execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                sql.Identifier(name), sql.Literal(KIT_MARK)
-            )
-        )
-    dsn = lab.dsn(name)
-    migrate_up(dsn)
-    with connect(dsn, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")  # the schema's files written out: what is used now stays used
-    base = fs.used_bytes()
-    # room for half of the load: it cannot fit, whatever order the kit writes in
-    fs.resize(base + load_bytes // 2)
-    failed = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
-    after_fail = lab.digest(dsn)
-    loads_after_fail = _loads(dsn)
-    used_after_fail = fs.used_bytes()
-    with connect(dsn, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")  # unlinks the files of the relations the rollback dropped
-    used_after_checkpoint = fs.used_bytes()
-
-    fs.resize(base + 3 * load_bytes + 64 * _MB)
-    again = lab.cli("load", str(folder), "--dsn", dsn, "--quiet")
-    got = lab.digest(dsn)
-    lost = lab.digest_difference(got, want)
-    rows_after = digest_rows(got)
-
-    _drop_database(lab, name)
-    _drop_tablespace(lab, tablespace)
-    fs.unmount()
-    left = _tablespace_exists(lab, tablespace) or fs.path.exists()
-
-    err = failed.error_lines[-1] if failed.error_lines else ""
-    one_line = (
-        failed.one_line_error()
-        and "ran out of disk space" in err
-        and "nothing was committed" in err
-        and repr(tablespace) in err
-    )
-    rows_zero = all(after_fail[t][0] == 0 for t in DATA_TABLES) and loads_after_fail == 0
-    # with room for half the load it fails in packet_flow, whose chunks the load created: the
-    # rollback truncates their files at once (pages added to tables that existed before, as when
-    # it fails in clearing_operations, stay until the kit's VACUUM; their indexes' pages stay
-    # allocated); what is left is catalog pages, well within 1 MB
-    space_back = used_after_fail - base <= _MB
-    survived = (
-        one_line and rows_zero and space_back and again.returncode == 0 and lost == 0 and not left
-    )
-    said = "exit 1, one line naming the tablespace" if one_line else failed.brief()
-    happened = (
-        f"{said}; {digest_rows(after_fail)} rows, "
-        f"{loads_after_fail} load log rows; tmpfs used {base / _MB:.1f} MB before, "
-        f"{used_after_fail / _MB:.1f} MB after the rollback ({used_after_checkpoint / _MB:.1f} MB "
-        f"after a checkpoint; the load needs {load_bytes / _MB:.1f} MB, it had room for half); "
-        f"after growing: exit {again.returncode} in {again.elapsed_s:.1f} s, {lost} rows off a "
-        "clean load" + ("; the tablespace or its mount is left" if left else "")
-    )
-    return FaultOutcome(
-        GROUP,
-        "load_disk_full",
-        expected,
-        happened,
-        survived,
-        rows_before=0,
-        rows_after=rows_after,
-        rows_lost=lost,
-        recovery_s=again.elapsed_s,
-    )
+    ref = _reference_load(lab, folder)
+    fs, dsn = _database_on_tmpfs(lab, ref)
+    run = _load_into_full_then_grown(lab, folder, fs, dsn, ref.load_bytes)
+    return _judge_load_disk_full(lab, expected, ref, run)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -218,11 +282,7 @@ def generate_disk_full(lab: FaultLab) -> list[FaultOutcome]:
                 GROUP,
                 name,
                 expected,
-                (
-                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
-                    if result.one_line_error()
-                    else result.brief()
-                )
+                _one_line(result, err)
                 + f"; left on the tmpfs: {left or 'nothing'} ({used} bytes used)",
                 survived,
             )
@@ -257,11 +317,7 @@ def runs_disk_full(lab: FaultLab) -> list[FaultOutcome]:
                 GROUP,
                 name,
                 expected,
-                (
-                    f"exit 1, one line ({err.removeprefix('ibcbench: error: ')[:90]})"
-                    if result.one_line_error()
-                    else result.brief()
-                )
+                _one_line(result, err)
                 + f" after {result.elapsed_s:.1f} s; in the runs folder: {left or 'nothing'}",
                 survived,
             )

@@ -24,13 +24,21 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
 
 from ibcbench.data.load import file_sha256
 from ibcbench.db import connect
-from ibcbench.faults.lab import DATA_TABLES, CliResult, FaultLab, digest_rows, nothing_written
+from ibcbench.faults.lab import (
+    DATA_TABLES,
+    CliResult,
+    FaultLab,
+    digest_rows,
+    loads_logged,
+    nothing_written,
+)
 from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "load"
@@ -168,18 +176,43 @@ def _stuck(lab: FaultLab, proc: subprocess.Popen[str], dbname: str) -> str:
     )
 
 
-def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutcome:
+def _interrupt_expected(command: str, inject: str) -> str:
     code, line_start, journal_now, journal_later = _EXPECT[inject]
-    expected = (
+    return (
         f"{command} {inject} mid-COPY: "
         + (f"exit {code}, one line" if line_start else "killed")
         + f", 0 rows, journal {journal_now}; rerun converges (journal {journal_later}, committed)"
     )
-    reference = _reference(lab)
-    dbname = f"load_{name}"
-    dsn = lab.new_database(dbname)
+
+
+def _inject(lab: FaultLab, proc: subprocess.Popen[str], pid: int, inject: str) -> None:
+    """The fault itself, while the load waits on the held lock in backend ``pid``."""
+    if inject == "sigint":
+        proc.send_signal(signal.SIGINT)
+    elif inject == "sigkill":
+        os.killpg(proc.pid, signal.SIGKILL)
+    elif inject == "terminate":
+        with connect(lab.admin_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    else:
+        lab.restart("immediate")  # the held lock goes with its session
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A load cut off by its fault: the command's result, whether it was stuck, its backend."""
+
+    result: CliResult
+    stuck: str
+    pid: int
+
+
+def _cut_off(
+    lab: FaultLab, dbname: str, dsn: str, command: str, inject: str, args: list[str]
+) -> _Cut | CliResult:
+    """Hold the gate's lock, start the command, inject once its statement waits there; the cut
+    load, or the result of a command that never waited (killed)."""
     table, like = _GATES[command]
-    args = _args(lab, command, dsn)
     with _held(dsn, table) as release:
         started = time.perf_counter()
         proc = lab.spawn(*args, env=lab.env(PYTHONFAULTHANDLER="1"))  # SIGABRT dumps its stacks
@@ -190,33 +223,53 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
         if not isinstance(pid, int) or isinstance(pid, bool):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            early = lab.finish(proc, args, started, timeout=30)
-            return FaultOutcome(
-                GROUP, name, expected, f"the load never waited on {table}: {early.brief()}", False
-            )
-        if inject == "sigint":
-            proc.send_signal(signal.SIGINT)
-        elif inject == "sigkill":
-            os.killpg(proc.pid, signal.SIGKILL)
-        elif inject == "terminate":
-            with connect(lab.admin_dsn, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        else:
-            lab.restart("immediate")  # the held lock goes with its session
+            return lab.finish(proc, args, started, timeout=30)
+        _inject(lab, proc, pid, inject)
         stuck = _stuck(lab, proc, dbname)
         result = lab.finish(proc, args, started, timeout=WAIT_S)
         if stuck:
             result = CliResult(result.args, result.returncode, "", stuck, result.elapsed_s)
         with contextlib.suppress(Exception):
             release()
+    return _Cut(result, stuck, pid)
+
+
+@dataclass(frozen=True)
+class _Aftermath:
+    """What the database held after the fault, and the same command run again."""
+
+    backend_gone: bool
+    rows_left: int
+    filled: list[str]
+    journal_after_fault: list[tuple[str, str | None]]
+    rerun: CliResult
+    digest: dict[str, tuple[int, str]]
+    journal: list[tuple[str, str | None]]
+
+
+def _aftermath(lab: FaultLab, dsn: str, pid: int, args: list[str]) -> _Aftermath:
     backend_gone = bool(lab.wait_for(lambda: _gone(lab, pid), timeout=WAIT_S))
     rows_left = lab.rows(dsn)
     filled = _empty_tables(lab, dsn)
     journal_after_fault = _attempts(dsn)
     rerun = lab.cli(*args)
     digest = lab.digest(dsn)
-    lost = lab.digest_difference(digest, reference)
-    journal = _attempts(dsn)
+    return _Aftermath(
+        backend_gone, rows_left, filled, journal_after_fault, rerun, digest, _attempts(dsn)
+    )
+
+
+def _judge_interrupt(
+    name: str,
+    inject: str,
+    expected: str,
+    cut: _Cut,
+    after: _Aftermath,
+    reference: dict[str, tuple[int, str]],
+) -> FaultOutcome:
+    code, line_start, journal_now, journal_later = _EXPECT[inject]
+    result, rerun, journal = cut.result, after.rerun, after.journal
+    lost = FaultLab.digest_difference(after.digest, reference)
     lines = result.error_lines
     line_ok = (
         (not lines) if line_start is None else (len(lines) == 1 and lines[0].startswith(line_start))
@@ -228,20 +281,21 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
     survived = (
         result.returncode == code
         and line_ok
-        and backend_gone
-        and rows_left == 0
-        and [s for s, _ in journal_after_fault] == [journal_now]
+        and after.backend_gone
+        and after.rows_left == 0
+        and [s for s, _ in after.journal_after_fault] == [journal_now]
         and rerun.returncode == 0
         and settled_ok
         and lost == 0
         and [s for s, _ in journal] == [journal_later, "committed"]
     )
-    said = f"'{lines[0] if stuck else lines[0][:100]}'" if lines else "no stderr"
+    said = f"'{lines[0] if cut.stuck else lines[0][:100]}'" if lines else "no stderr"
     happened = (
-        f"{rows_left} rows left"
-        + (f" in {', '.join(filled)}" if filled else "")
-        + f", exit {result.returncode}, journal {'/'.join(s for s, _ in journal_after_fault) or '-'}"
-        + (", backend still there" if not backend_gone else "")
+        f"{after.rows_left} rows left"
+        + (f" in {', '.join(after.filled)}" if after.filled else "")
+        + f", exit {result.returncode}, journal "
+        + f"{'/'.join(s for s, _ in after.journal_after_fault) or '-'}"
+        + (", backend still there" if not after.backend_gone else "")
         + "; rerun: digest "
         + ("equal" if lost == 0 else f"off by {lost} rows")
         + f", exit {rerun.returncode}, journal {'/'.join(s for s, _ in journal)}"
@@ -254,11 +308,28 @@ def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutc
         expected,
         happened,
         survived,
-        rows_before=rows_left,
-        rows_after=digest_rows(digest),
+        rows_before=after.rows_left,
+        rows_after=digest_rows(after.digest),
         rows_lost=lost,
         recovery_s=rerun.elapsed_s,
     )
+
+
+def _interrupt(lab: FaultLab, name: str, command: str, inject: str) -> FaultOutcome:
+    """Set up a kit database, cut its load off with ``inject``, rerun it, judge both."""
+    expected = _interrupt_expected(command, inject)
+    reference = _reference(lab)
+    dbname = f"load_{name}"
+    dsn = lab.new_database(dbname)
+    args = _args(lab, command, dsn)
+    cut = _cut_off(lab, dbname, dsn, command, inject, args)
+    if isinstance(cut, CliResult):
+        table = _GATES[command][0]
+        return FaultOutcome(
+            GROUP, name, expected, f"the load never waited on {table}: {cut.brief()}", False
+        )
+    after = _aftermath(lab, dsn, cut.pid, args)
+    return _judge_interrupt(name, inject, expected, cut, after, reference)
 
 
 @fault(GROUP, fast=True)
@@ -390,11 +461,6 @@ def _bad_outcome(
     )
 
 
-def _loads_logged(dsn: str) -> int:
-    with connect(dsn) as conn:
-        return int(conn.execute("SELECT count(*) FROM ibcbench_loads").fetchone()[0])  # type: ignore[index]
-
-
 @fault(GROUP, fast=True)
 def fault_load_bad_folders(lab: FaultLab) -> list[FaultOutcome]:
     """Each damaged folder through ``ibcbench load``, into one kit database that must stay empty."""
@@ -404,5 +470,5 @@ def fault_load_bad_folders(lab: FaultLab) -> list[FaultOutcome]:
         folder = make(lab)
         with nothing_written(lab, dsn) as state:
             result = lab.cli("load", str(folder), "--quiet", "--dsn", dsn)
-        outcomes.append(_bad_outcome(name, names, result, state, _loads_logged(dsn)))
+        outcomes.append(_bad_outcome(name, names, result, state, loads_logged(dsn)))
     return outcomes

@@ -22,7 +22,7 @@ from pathlib import Path
 from ibcbench.db import connect
 from ibcbench.dsn import redact_dsn
 from ibcbench.faults.cases.inputs import PASSWORD, password_role
-from ibcbench.faults.lab import FaultLab, nothing_written
+from ibcbench.faults.lab import FaultLab, nothing_written, waiting_on_advisory
 from ibcbench.faults.procscan import CmdlineWatch
 from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.locks import LOAD_LOCK
@@ -52,18 +52,6 @@ def put_back(path: Path, flipped: tuple[int, int]) -> None:
     with open(path, "r+b") as fh:
         fh.seek(at)
         fh.write(bytes([old]))
-
-
-def waiting_on_advisory(admin_dsn: str, dbname: str, key: int) -> int:
-    """Sessions of ``dbname`` queued (not granted) on the advisory lock ``key``."""
-    with connect(admin_dsn, autocommit=True) as admin:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s"
-            " AND l.classid = 0 AND l.objid = %s",
-            (dbname, key),
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 @fault(GROUP, fast=True)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,22 +113,76 @@ def _recovery_s(run: Path | None, manifest: dict[str, Any], down_at: float, up_a
     return float(after[int(np.argmax(np.diff(edges)))]) - down_at
 
 
-def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
-    name = f"workload_restart_{mode}"
-    expected = (
-        "exit 1, one line: the run was disturbed; run folder failed with errors/retries/"
-        "unavailable_s; no client_bound; ends within the bound; rows unchanged"
-    )
+@dataclass(frozen=True)
+class _Baseline:
+    """Set up: the shared dataset before a restart fault, and the run folders there were."""
+
+    dsn: str
+    dbname: str
+    digest: dict[str, tuple[int, str]]
+    runs: set[Path]
+
+
+def _baseline(lab: FaultLab) -> _Baseline:
     dsn = _dataset(lab)
     dbname = dataset_database_name(lab.scale, lab.seed)
-    before = lab.digest(dsn)
-    runs_before = set(lab.run_folders())
-    bound = WINDOW_S + POOL_TIMEOUT_S + SLACK_S
-    args = (
+    return _Baseline(dsn, dbname, lab.digest(dsn), set(lab.run_folders()))
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """The command that met the restart, once it ended: its result, the dataset's digest after
+    it, the rows lost against the baseline, and the run folders it added."""
+
+    result: CliResult
+    digest: dict[str, tuple[int, str]]
+    lost: int
+    new: list[Path]
+
+
+def _ended(
+    lab: FaultLab,
+    base: _Baseline,
+    proc: subprocess.Popen[str],
+    args: tuple[str, ...],
+    started: float,
+    timeout: float,
+) -> _Ended:
+    result = lab.finish(proc, args, started, timeout=timeout)
+    after = lab.digest(base.dsn)
+    lost = lab.digest_difference(after, base.digest)
+    return _Ended(result, after, lost, _new_runs(lab, base.runs))
+
+
+def _restart_outcome(
+    name: str,
+    expected: str,
+    happened: str,
+    survived: bool,
+    base: _Baseline,
+    ended: _Ended,
+    recovery_s: float,
+) -> FaultOutcome:
+    return FaultOutcome(
+        GROUP,
+        name,
+        expected,
+        happened,
+        survived,
+        rows_before=digest_rows(base.digest),
+        rows_after=digest_rows(ended.digest),
+        rows_lost=ended.lost,
+        recovery_s=round(recovery_s, 2),
+    )
+
+
+def _workload_args(lab: FaultLab, engine: str) -> tuple[str, ...]:
+    """``bench workload`` with ``engine``: CLIENTS clients, a WINDOW_S window, no warm-up."""
+    return (
         "bench",
         "workload",
         "--engine",
-        "python",
+        engine,
         "--scale",
         lab.scale,
         "--seed",
@@ -136,25 +193,32 @@ def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
         f"{WINDOW_S:g}",
         "--warmup",
         "0",
-        "--pool-timeout",
-        f"{POOL_TIMEOUT_S:g}",
     )
+
+
+def _spawn_until(
+    lab: FaultLab, args: tuple[str, ...], ready: Callable[[], Any]
+) -> tuple[subprocess.Popen[str], float, CliResult | None]:
+    """Start the command and wait (90 s at most) until ``ready()``; the process, when it started,
+    and None, or the result of a command that never got ready (given 5 s to end)."""
     started = time.perf_counter()
     proc = lab.spawn(*args)
-    # no warm-up: once every pool connection has run a query, the window is measuring
-    measuring = lab.wait_for(lambda: _backends(lab, dbname, "ibcbench") >= CLIENTS, timeout=90)
-    if not measuring:
-        result = lab.finish(proc, args, started, timeout=5)
-        return FaultOutcome(
-            GROUP, name, expected, f"the runner never measured: {result.brief()}", False
-        )
-    down_at = time.time()
-    took = lab.restart(mode)
-    up_at = time.time()
-    result = lab.finish(proc, args, started, timeout=bound + 60)
-    after = lab.digest(dsn)
-    lost = lab.digest_difference(after, before)
-    new = _new_runs(lab, runs_before)
+    if lab.wait_for(ready, timeout=90):
+        return proc, started, None
+    return proc, started, lab.finish(proc, args, started, timeout=5)
+
+
+def _judge_workload_restart(
+    name: str,
+    expected: str,
+    base: _Baseline,
+    ended: _Ended,
+    bound: float,
+    took: float,
+    down_at: float,
+    up_at: float,
+) -> FaultOutcome:
+    result, new = ended.result, ended.new
     run = new[0] if len(new) == 1 else None
     manifest = _manifest(run)
     wl = manifest.get("workload", {})
@@ -182,19 +246,34 @@ def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
         f"{_brief(result)}; run folders {len(new)}, status {manifest.get('status')}; "
         f"errors {errors}, retries {retries}, unavailable {unavailable} s; client_bound "
         f"{wl.get('client_bound')!r}; ended in {result.elapsed_s:.1f} s (bound {bound:g} s); "
-        f"restart {took:.1f} s, first success {recovery:.1f} s after it; rows lost {lost}"
+        f"restart {took:.1f} s, first success {recovery:.1f} s after it; rows lost {ended.lost}"
     )
-    return FaultOutcome(
-        GROUP,
-        name,
-        expected,
-        happened,
-        recorded and no_claim and in_bound and said and failed and lost == 0,
-        rows_before=digest_rows(before),
-        rows_after=digest_rows(after),
-        rows_lost=lost,
-        recovery_s=round(recovery, 2),
+    survived = recorded and no_claim and in_bound and said and failed and ended.lost == 0
+    return _restart_outcome(name, expected, happened, survived, base, ended, recovery)
+
+
+def _workload_restart(lab: FaultLab, mode: str) -> FaultOutcome:
+    name = f"workload_restart_{mode}"
+    expected = (
+        "exit 1, one line: the run was disturbed; run folder failed with errors/retries/"
+        "unavailable_s; no client_bound; ends within the bound; rows unchanged"
     )
+    base = _baseline(lab)
+    bound = WINDOW_S + POOL_TIMEOUT_S + SLACK_S
+    args = (*_workload_args(lab, "python"), "--pool-timeout", f"{POOL_TIMEOUT_S:g}")
+    # no warm-up: once every pool connection has run a query, the window is measuring
+    proc, started, early = _spawn_until(
+        lab, args, lambda: _backends(lab, base.dbname, "ibcbench") >= CLIENTS
+    )
+    if early is not None:
+        return FaultOutcome(
+            GROUP, name, expected, f"the runner never measured: {early.brief()}", False
+        )
+    down_at = time.time()
+    took = lab.restart(mode)
+    up_at = time.time()
+    ended = _ended(lab, base, proc, args, started, timeout=bound + 60)
+    return _judge_workload_restart(name, expected, base, ended, bound, took, down_at, up_at)
 
 
 @fault(GROUP, fast=True)
@@ -216,60 +295,81 @@ def fault_pgbench_restart(lab: FaultLab) -> FaultOutcome:
         "exit 1, one line naming pgbench's aborted clients; no run folder (or one marked "
         "failed); ends within the bound; rows unchanged"
     )
-    dsn = _dataset(lab)
-    dbname = dataset_database_name(lab.scale, lab.seed)
-    before = lab.digest(dsn)
-    runs_before = set(lab.run_folders())
+    base = _baseline(lab)
     bound = WINDOW_S + SLACK_S
-    args = (
-        "bench",
-        "workload",
-        "--engine",
-        "pgbench",
-        "--scale",
-        lab.scale,
-        "--seed",
-        str(lab.seed),
-        "--clients",
-        str(CLIENTS),
-        "--duration",
-        f"{WINDOW_S:g}",
-        "--warmup",
-        "0",
+    args = _workload_args(lab, "pgbench")
+    proc, started, early = _spawn_until(
+        lab, args, lambda: _backends(lab, base.dbname, "pgbench") >= CLIENTS
     )
-    started = time.perf_counter()
-    proc = lab.spawn(*args)
-    measuring = lab.wait_for(lambda: _backends(lab, dbname, "pgbench") >= CLIENTS, timeout=90)
-    if not measuring:
-        result = lab.finish(proc, args, started, timeout=5)
+    if early is not None:
         return FaultOutcome(
-            GROUP, "pgbench_restart", expected, f"pgbench never ran: {result.brief()}", False
+            GROUP, "pgbench_restart", expected, f"pgbench never ran: {early.brief()}", False
         )
     took = lab.restart("fast")
-    result = lab.finish(proc, args, started, timeout=bound + 60)
-    after = lab.digest(dsn)
-    lost = lab.digest_difference(after, before)
-    new = _new_runs(lab, runs_before)
-    statuses = [_manifest(p).get("status") for p in new]
+    ended = _ended(lab, base, proc, args, started, timeout=bound + 60)
+    result = ended.result
+    statuses = [_manifest(p).get("status") for p in ended.new]
     line = _last_line(result)
     said = result.one_line_error() and "clients aborted" in line
     in_bound = result.returncode != -9 and result.elapsed_s <= bound
     no_healthy_run = all(s == "failed" for s in statuses)
     happened = (
-        f"{_brief(result)}; run folders {len(new)} {statuses}; ended in "
-        f"{result.elapsed_s:.1f} s (bound {bound:g} s); restart {took:.1f} s; rows lost {lost}"
+        f"{_brief(result)}; run folders {len(ended.new)} {statuses}; ended in "
+        f"{result.elapsed_s:.1f} s (bound {bound:g} s); restart {took:.1f} s; rows lost "
+        f"{ended.lost}"
     )
-    return FaultOutcome(
-        GROUP,
-        "pgbench_restart",
-        expected,
-        happened,
-        said and in_bound and no_healthy_run and lost == 0,
-        rows_before=digest_rows(before),
-        rows_after=digest_rows(after),
-        rows_lost=lost,
-        recovery_s=round(took, 2),
-    )
+    survived = said and in_bound and no_healthy_run and ended.lost == 0
+    return _restart_outcome("pgbench_restart", expected, happened, survived, base, ended, took)
+
+
+def _notebook_args(lab: FaultLab) -> tuple[str, ...]:
+    """``run NOTEBOOK`` at the lab's scale and seed, comparing two settings (no index strategy)."""
+    argv = ["run", NOTEBOOK, "-p", "scale", lab.scale, "-p", "seed", str(lab.seed)]
+    for key, cost in (("config_a", "4"), ("config_b", "1.1")):
+        config = {
+            "name": f"rpc_{cost}",
+            "index_strategy": None,
+            "settings": {"random_page_cost": cost},
+        }
+        argv += ["-p", key, json.dumps(config)]
+    return tuple(argv)
+
+
+def _analyze_waits(lab: FaultLab, dbname: str) -> int:
+    """Sessions of ``dbname`` whose ANALYZE waits on a lock."""
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+            "wait_event_type = 'Lock' AND query ILIKE 'ANALYZE%%'",
+            (dbname,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _restart_at_analyze(
+    lab: FaultLab, base: _Baseline, args: tuple[str, ...], bound: float
+) -> tuple[subprocess.Popen[str], float, float, CliResult | None]:
+    """Inject: hold LOCKED_TABLE, start the notebook, restart the server once its ANALYZE waits
+    on the lock. The process, when it started, the restart's seconds, and None, or the result of
+    a notebook that never reached its ANALYZE."""
+    lock = connect(base.dsn)
+    took = 0.0
+    started = time.perf_counter()
+    try:
+        lock.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
+                sql.Identifier(LOCKED_TABLE)
+            )
+        )
+        proc = lab.spawn(*args)
+        if not lab.wait_for(lambda: _analyze_waits(lab, base.dbname), timeout=bound):
+            lock.close()
+            return proc, started, took, lab.finish(proc, args, started, timeout=bound)
+        took = lab.restart("fast")
+    finally:
+        with contextlib.suppress(Exception):
+            lock.close()
+    return proc, started, took, None
 
 
 @fault(GROUP, fast=True)
@@ -284,80 +384,33 @@ def fault_notebook_restart(lab: FaultLab) -> FaultOutcome:
         "exit 1, one line: the notebook failed (the server restarted); run folder failed with "
         "the error in its manifest; ends within the bound; rows unchanged"
     )
-    dsn = _dataset(lab)
-    dbname = dataset_database_name(lab.scale, lab.seed)
-    before = lab.digest(dsn)
-    runs_before = set(lab.run_folders())
+    base = _baseline(lab)
     bound = NOTEBOOK_BOUND_S[lab.scale]
-    argv = ["run", NOTEBOOK, "-p", "scale", lab.scale, "-p", "seed", str(lab.seed)]
-    for key, cost in (("config_a", "4"), ("config_b", "1.1")):
-        config = {
-            "name": f"rpc_{cost}",
-            "index_strategy": None,
-            "settings": {"random_page_cost": cost},
-        }
-        argv += ["-p", key, json.dumps(config)]
-    args = tuple(argv)
-    lock = connect(dsn)
-    took = 0.0
-    started = time.perf_counter()
-    try:
-        lock.execute(
-            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(
-                sql.Identifier(LOCKED_TABLE)
-            )
+    args = _notebook_args(lab)
+    proc, started, took, early = _restart_at_analyze(lab, base, args, bound)
+    if early is not None:
+        return FaultOutcome(
+            GROUP,
+            "notebook_restart",
+            expected,
+            f"the notebook never reached its ANALYZE: {_brief(early)}",
+            False,
         )
-        proc = lab.spawn(*args)
-
-        def analyze_waits() -> int:
-            with connect(lab.admin_dsn, autocommit=True) as admin:
-                row = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                    "wait_event_type = 'Lock' AND query ILIKE 'ANALYZE%%'",
-                    (dbname,),
-                ).fetchone()
-            return int(row[0]) if row else 0
-
-        if not lab.wait_for(analyze_waits, timeout=bound):
-            lock.close()
-            result = lab.finish(proc, args, started, timeout=bound)
-            return FaultOutcome(
-                GROUP,
-                "notebook_restart",
-                expected,
-                f"the notebook never reached its ANALYZE: {_brief(result)}",
-                False,
-            )
-        took = lab.restart("fast")
-    finally:
-        with contextlib.suppress(Exception):
-            lock.close()
-    result = lab.finish(proc, args, started, timeout=bound + 60)
-    after = lab.digest(dsn)
-    lost = lab.digest_difference(after, before)
-    new = _new_runs(lab, runs_before)
-    manifest = _manifest(new[0] if len(new) == 1 else None)
+    ended = _ended(lab, base, proc, args, started, timeout=bound + 60)
+    result = ended.result
+    manifest = _manifest(ended.new[0] if len(ended.new) == 1 else None)
     error = str(manifest.get("error") or "")
     line = _last_line(result)
     said = result.one_line_error() and NOTEBOOK in line and "restarted" in line
     recorded = manifest.get("status") == "failed" and "restarted" in error
     in_bound = result.returncode != -9 and result.elapsed_s <= bound
     happened = (
-        f"{_brief(result)}; run folders {len(new)}, status {manifest.get('status')}, "
+        f"{_brief(result)}; run folders {len(ended.new)}, status {manifest.get('status')}, "
         f"manifest error {error[:90]!r}; ended in {result.elapsed_s:.1f} s (bound {bound:g} s); "
-        f"restart {took:.1f} s; rows lost {lost}"
+        f"restart {took:.1f} s; rows lost {ended.lost}"
     )
-    return FaultOutcome(
-        GROUP,
-        "notebook_restart",
-        expected,
-        happened,
-        said and recorded and in_bound and lost == 0,
-        rows_before=digest_rows(before),
-        rows_after=digest_rows(after),
-        rows_lost=lost,
-        recovery_s=round(took, 2),
-    )
+    survived = said and recorded and in_bound and ended.lost == 0
+    return _restart_outcome("notebook_restart", expected, happened, survived, base, ended, took)
 
 
 @fault(GROUP, fast=True)
