@@ -27,6 +27,7 @@ from ibcbench.data.datasets import (
 )
 from ibcbench.db import connect
 from ibcbench.faults.lab import CliResult, FaultLab, digest_rows
+from ibcbench.faults.procscan import descendants
 from ibcbench.faults.registry import FaultOutcome, fault
 
 GROUP = "dataset"
@@ -68,20 +69,7 @@ def describe(diff: dict[str, list[str]]) -> str:
 def kill_tree(proc: subprocess.Popen[str]) -> None:
     """SIGKILL a spawned command's process group and every process below it (a notebook's kernel
     runs in a session of its own)."""
-    below: list[int] = []
-    frontier = [proc.pid]
-    while frontier:
-        parent = frontier.pop()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                below.append(int(entry.name))
-                frontier.append(int(entry.name))
+    below = [pid for pid in descendants(proc.pid) if pid != proc.pid]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     for pid in below:
@@ -307,37 +295,30 @@ def fault_dataset_invalid_index(lab: FaultLab) -> FaultOutcome:
     return repaired_outcome(lab, name, dsn, "killed DROP INDEX CONCURRENTLY", damage, digest)
 
 
-@fault(GROUP, fast=True)
-def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
-    """SIGKILL a ``bench workload`` while it populates a new dataset (its COPY observed in
-    pg_stat_progress_copy); the next ``bench workload`` must build it again, not use it."""
-    name = "dataset_half_built"
-    seed = HALF_BUILT_SEED
-    dbname = dataset_database_name(lab.scale, seed)
-    dsn = lab.dsn(dbname)
+def _copying(lab: FaultLab, dbname: str) -> bool:
+    """Whether a COPY into ``dbname`` is in progress (``pg_stat_progress_copy``)."""
+    with connect(lab.admin_dsn, autocommit=True) as admin:
+        return bool(
+            admin.execute(
+                "SELECT 1 FROM pg_stat_progress_copy WHERE datname = %s", (dbname,)
+            ).fetchone()
+        )
 
-    def drop() -> None:
-        with connect(lab.admin_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
-    drop()
-    lab.on_close(drop)
+def _kill_mid_copy(lab: FaultLab, dbname: str, seed: int) -> tuple[bool, bool]:
+    """Inject: ``bench workload`` populating the dataset of ``seed``, SIGKILLed once its COPY is
+    seen; whether the COPY was seen, and whether its sessions are gone."""
     args = ("bench", "workload", "--scale", lab.scale, "--seed", str(seed), "--duration", "1")
-
-    def copying() -> bool:
-        with connect(lab.admin_dsn, autocommit=True) as admin:
-            return bool(
-                admin.execute(
-                    "SELECT 1 FROM pg_stat_progress_copy WHERE datname = %s", (dbname,)
-                ).fetchone()
-            )
-
     proc = lab.spawn(*args)
     try:
-        caught = gate(lab, proc, copying, timeout=120, every=0.02)
+        caught = gate(lab, proc, lambda: _copying(lab, dbname), timeout=120, every=0.02)
     finally:
         kill_tree(proc)
-    gone = wait_no_sessions(lab, dbname)
+    return caught, wait_no_sessions(lab, dbname)
+
+
+def _half_built_state(lab: FaultLab, dbname: str, dsn: str) -> tuple[bool, bool, int]:
+    """What the kill left: whether the database exists, holds the dataset's marker, its rows."""
     with connect(lab.admin_dsn, autocommit=True) as admin:
         exists = bool(
             admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
@@ -348,15 +329,11 @@ def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
         with connect(dsn) as conn:
             marker = conn.execute("SELECT to_regclass(%s)", (MARKER_TABLE,)).fetchone() != (None,)
         rows_left = lab.rows(dsn)
-    if not caught or not exists or marker or not gone:
-        return FaultOutcome(
-            GROUP,
-            name,
-            "a population killed mid-COPY",
-            f"not injected: COPY seen={bool(caught)}, database left={exists}, "
-            f"marker={marker}, sessions gone={gone}",
-            False,
-        )
+    return exists, marker, rows_left
+
+
+def _rebuilt_outcome(lab: FaultLab, name: str, dsn: str, seed: int, rows_left: int) -> FaultOutcome:
+    """Judge: the next ``bench workload`` finds the half-built dataset and builds it again."""
     result, manifest = workload(lab, seed)
     entry = manifest.get("dataset") or {}
     rebuilt = [line for line in result.error_lines if "half-built" in line]
@@ -392,3 +369,27 @@ def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
         rows_after=digest_rows(digest),
         recovery_s=round(result.elapsed_s, 2),
     )
+
+
+@fault(GROUP, fast=True)
+def fault_dataset_half_built(lab: FaultLab) -> FaultOutcome:
+    """SIGKILL a ``bench workload`` while it populates a new dataset (its COPY observed in
+    pg_stat_progress_copy); the next ``bench workload`` must build it again, not use it."""
+    name = "dataset_half_built"
+    seed = HALF_BUILT_SEED
+    dbname = dataset_database_name(lab.scale, seed)
+    dsn = lab.dsn(dbname)
+    lab.drop_database(dbname)
+    lab.on_close(lambda: lab.drop_database(dbname))
+    caught, gone = _kill_mid_copy(lab, dbname, seed)
+    exists, marker, rows_left = _half_built_state(lab, dbname, dsn)
+    if not caught or not exists or marker or not gone:
+        return FaultOutcome(
+            GROUP,
+            name,
+            "a population killed mid-COPY",
+            f"not injected: COPY seen={bool(caught)}, database left={exists}, "
+            f"marker={marker}, sessions gone={gone}",
+            False,
+        )
+    return _rebuilt_outcome(lab, name, dsn, seed, rows_left)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import sql
 
@@ -72,13 +72,6 @@ def _network_stats_intact(dsn: str) -> bool:
         return False
 
 
-def _drop(lab: FaultLab, name: str) -> None:
-    with connect(lab.admin_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def _outcome(
     lab: FaultLab,
     name: str,
@@ -103,13 +96,22 @@ def _outcome(
     )
 
 
-@fault(GROUP, fast=True)
-def destructive_commands_on_user_database(lab: FaultLab) -> list[FaultOutcome]:
-    """Each command (or the sequence a user would type) on a user's database of its own; the cases
-    run side by side (four at a time: their databases are apart, the commands mostly wait)."""
-    folder = str(lab.folder())
-    dataset_seed = 4242
-    # (case, what was typed, the user's database, own network_stats, the commands, drop it after)
+class _Case(NamedTuple):
+    """A command (or the sequence a user would type) on a user's database of its own."""
+
+    case: str
+    typed: str
+    #: the user's database
+    db: str
+    #: whether it holds its own network_stats
+    own: bool
+    commands: list[list[str]]
+    #: drop the database after
+    drop: bool
+
+
+def _destructive_cases(folder: str, dataset_seed: int) -> list[_Case]:
+    """Set up: the cases, each a :class:`_Case`'s fields in order."""
     cases: list[tuple[str, str, str, bool, list[list[str]], bool]] = [
         # bench load drops and re-creates its scratch database: a user's of that name is refused
         (
@@ -167,27 +169,48 @@ def destructive_commands_on_user_database(lab: FaultLab) -> list[FaultOutcome]:
             False,
         ),
     ]  # fmt: skip
-    dsns = {}
-    for case, _, db, own, _, _ in cases:
-        dsns[case] = lab.user_database(db)
-        if own:
-            _own_network_stats(dsns[case])
+    return [_Case(*c) for c in cases]
 
-    def run(case: str, commands: list[list[str]], db: str) -> list[CliResult]:
+
+def _user_databases(lab: FaultLab, cases: list[_Case]) -> dict[str, str]:
+    """Set up: each case's user database (with its own network_stats where the case says); DSNs."""
+    dsns = {}
+    for c in cases:
+        dsns[c.case] = lab.user_database(c.db)
+        if c.own:
+            _own_network_stats(dsns[c.case])
+    return dsns
+
+
+def _run_side_by_side(
+    lab: FaultLab, cases: list[_Case], dsns: dict[str, str]
+) -> dict[str, list[CliResult]]:
+    """Inject: each case's commands, four cases at a time; their results by case."""
+
+    def run(c: _Case) -> list[CliResult]:
         # a command aimed at a database takes it by --dsn; the scratch-name ones use the server
-        aimed = not db.startswith("ibcbench_")
-        return [lab.cli(*argv, *(["--dsn", dsns[case]] if aimed else [])) for argv in commands]
+        aimed = not c.db.startswith("ibcbench_")
+        return [lab.cli(*argv, *(["--dsn", dsns[c.case]] if aimed else [])) for argv in c.commands]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {c[0]: pool.submit(run, c[0], c[4], c[2]) for c in cases}
-        results = {case: future.result() for case, future in futures.items()}
+        futures = {c.case: pool.submit(run, c) for c in cases}
+        return {case: future.result() for case, future in futures.items()}
+
+
+@fault(GROUP, fast=True)
+def destructive_commands_on_user_database(lab: FaultLab) -> list[FaultOutcome]:
+    """Each command (or the sequence a user would type) on a user's database of its own; the cases
+    run side by side (four at a time: their databases are apart, the commands mostly wait)."""
+    cases = _destructive_cases(str(lab.folder()), dataset_seed=4242)
+    dsns = _user_databases(lab, cases)
+    results = _run_side_by_side(lab, cases, dsns)
     outcomes = [
-        _outcome(lab, case, typed, dsns[case], results[case], network_stats=own)
-        for case, typed, _, own, _, _ in cases
+        _outcome(lab, c.case, c.typed, dsns[c.case], results[c.case], network_stats=c.own)
+        for c in cases
     ]
-    for _, _, db, _, _, drop in cases:
-        if drop:
-            _drop(lab, db)
+    for c in cases:
+        if c.drop:
+            lab.drop_database(c.db)
     return outcomes
 
 
@@ -273,5 +296,5 @@ def scratch_schemas_in_user_database(lab: FaultLab) -> list[FaultOutcome]:
             "is not the kit's" in error and intact,
         )
     )
-    _drop(lab, SCRATCH_DATABASE)
+    lab.drop_database(SCRATCH_DATABASE)
     return outcomes

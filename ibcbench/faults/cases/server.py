@@ -139,6 +139,10 @@ class _Ended:
     lost: int
     new: list[Path]
 
+    def within(self, bound: float) -> bool:
+        """Whether the command ended by itself (not killed) within ``bound`` seconds."""
+        return self.result.returncode != -9 and self.result.elapsed_s <= bound
+
 
 def _ended(
     lab: FaultLab,
@@ -238,7 +242,7 @@ def _judge_workload_restart(
         str(wl.get("client_bound")).startswith("not judged")
         and "client_bound: the Python" not in result.stdout
     )
-    in_bound = result.returncode != -9 and result.elapsed_s <= bound
+    in_bound = ended.within(bound)
     said = result.one_line_error() and "disturbed" in line
     failed = manifest.get("status") == "failed"
     recovery = _recovery_s(run, manifest, down_at, up_at)
@@ -311,7 +315,7 @@ def fault_pgbench_restart(lab: FaultLab) -> FaultOutcome:
     statuses = [_manifest(p).get("status") for p in ended.new]
     line = _last_line(result)
     said = result.one_line_error() and "clients aborted" in line
-    in_bound = result.returncode != -9 and result.elapsed_s <= bound
+    in_bound = ended.within(bound)
     no_healthy_run = all(s == "failed" for s in statuses)
     happened = (
         f"{_brief(result)}; run folders {len(ended.new)} {statuses}; ended in "
@@ -403,7 +407,7 @@ def fault_notebook_restart(lab: FaultLab) -> FaultOutcome:
     line = _last_line(result)
     said = result.one_line_error() and NOTEBOOK in line and "restarted" in line
     recorded = manifest.get("status") == "failed" and "restarted" in error
-    in_bound = result.returncode != -9 and result.elapsed_s <= bound
+    in_bound = ended.within(bound)
     happened = (
         f"{_brief(result)}; run folders {len(ended.new)}, status {manifest.get('status')}, "
         f"manifest error {error[:90]!r}; ended in {result.elapsed_s:.1f} s (bound {bound:g} s); "
