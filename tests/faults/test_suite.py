@@ -1,4 +1,5 @@
-"""The fault suite: its frame (pure), and ``ibcbench bench faults --scale tiny`` end to end.
+"""The fault suite on a database: a fault that breaks, and ``ibcbench bench faults --scale tiny``
+end to end.
 
 The end-to-end test runs every fast fault on a cluster of the suite's own, as a user types the
 command, and asserts what its output must show: every group in the table, every fault
@@ -14,12 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ibcbench.errors import ConfigError
 from ibcbench.faults import registry
 from ibcbench.faults import run as suite_run
 from ibcbench.faults.lab import FaultLab
 from ibcbench.faults.registry import FaultOutcome
-from ibcbench.faults.run import FaultSuiteResult, run_fault_suite, suite_scale
+from ibcbench.faults.run import run_fault_suite
 from tests.conftest import BackgroundCommand
 
 #: every fault group of the suite (ibcbench.faults.cases) must be in the tiny suite's table
@@ -37,48 +37,6 @@ GROUPS = {
 SUMMARY_RE = re.compile(
     r"^faults: (\d+) injected, (\d+) survived, (\d+) rows lost, (\d+) bad inputs rejected$"
 )
-
-
-def _outcome(name: str, survived: bool = True, **kw: object) -> FaultOutcome:
-    return FaultOutcome("g", name, "expected", "happened", survived, **kw)  # type: ignore[arg-type]
-
-
-def test_the_summary_line_counts_faults_and_bad_inputs_apart() -> None:
-    result = FaultSuiteResult(
-        "tiny",
-        [
-            _outcome("a", recovery_s=1.5),
-            _outcome("b", False, rows_lost=3, recovery_s=4.0),
-            _outcome("c", bad_input=True),
-            _outcome("d", False, bad_input=True),
-        ],
-        1.0,
-    )
-    assert result.summary_line() == (
-        "faults: 2 injected, 1 survived, 3 rows lost, 1 bad inputs rejected (of 2)"
-    )
-    assert not result.ok
-    assert result.longest_recovery().fault == "b"  # type: ignore[union-attr]
-    numbers = result.key_numbers()
-    assert numbers["faults_injected"] == 2 and numbers["faults_survived"] == 1
-    assert numbers["faults_bad_inputs_rejected"] == 1 and numbers["faults_rows_lost"] == 3
-    assert list(result.frame.verdict) == ["survived", "FAILED", "survived", "FAILED"]
-    assert "FAILED" in result.table()
-
-
-def test_unknown_scales_and_names_are_refused_before_any_cluster_starts() -> None:
-    with pytest.raises(ConfigError, match="scale 'huge' is unknown"):
-        run_fault_suite("huge")
-    with pytest.raises(ConfigError, match="no fault or group named nope"):
-        run_fault_suite("tiny", only=["nope"])
-    assert suite_scale("tiny") == "tiny" and suite_scale("default") == "small"
-
-
-def test_every_group_of_the_issue_has_a_registered_fault() -> None:
-    registered = registry.registered_faults()
-    assert {f.group for f in registered} >= GROUPS
-    assert {f.group for f in registered if f.fast} >= GROUPS, "tiny must cover every group"
-    assert len({f.name for f in registered}) == len(registered)
 
 
 @pytest.mark.db

@@ -1,0 +1,1 @@
+"""Tests of ibcbench.faults, one file per module."""
