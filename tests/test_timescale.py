@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from ibcbench.bench import timescale as ts
+from ibcbench.bench.timescale.shared import create_layout
 from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.errors import ConfigError
@@ -163,7 +164,7 @@ def test_the_layout_function_refuses_sql_in_a_name_or_interval(
         create_kit_schema(conn, ts.SCHEMA)
         try:
             with pytest.raises(ConfigError, match=r"(layout name|chunk interval) .* is invalid"):
-                ts._create_layout(conn, name, kind, interval, None, None)
+                create_layout(conn, name, kind, interval, None, None)
             made = conn.execute(
                 "SELECT count(*) FROM pg_class WHERE relnamespace = to_regnamespace(%s)",
                 (ts.SCHEMA,),
