@@ -240,7 +240,7 @@ def _moved_port(args: argparse.Namespace) -> str | None:
     from ibcbench.infra.server import LocalServer
     from ibcbench.settings import explicit_dsn
 
-    if explicit_dsn(args.dsn):
+    if explicit_dsn(args.dsn) is not None:
         return None
     state = LocalServer(_settings(args)).read_state()
     if state is None or state.previous_port is None:
@@ -253,6 +253,7 @@ def _moved_port(args: argparse.Namespace) -> str | None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ibcbench.data.inventory import format_datasets, list_datasets
     from ibcbench.infra.memberstatus import topology_status
     from ibcbench.infra.status import database_status, format_status
 
@@ -260,6 +261,7 @@ def _status(args: argparse.Namespace) -> int:
     moved = _moved_port(args)
     if moved:
         print(moved)
+    print(format_datasets(list_datasets(args.dsn, _settings(args))))
     members = topology_status(
         args.dsn,
         replica_dsn=args.replica_dsn,
