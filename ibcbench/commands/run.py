@@ -1,10 +1,9 @@
-"""``ibcbench run NOTEBOOK``, ``ibcbench run-all`` and ``ibcbench lab``."""
+"""``ibcbench run NOTEBOOK`` and ``ibcbench run-all`` (``ibcbench lab``: :mod:`.lab`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar=("KEY", "VALUE"),
-        help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2])",
+        help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2]; repeatable; "
+        "default: the notebook's own)",
     )
     run.add_argument(
         "--label", default=None, help="run folder label (default: the notebook's name)"
@@ -44,9 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scale",
         type=dataset_scale,
         default="tiny",
-        help="dataset scale: tiny, small, default, large",
+        help="dataset scale: tiny, small, default, large (default: tiny, about a minute; the main "
+        "job, scripts/bench, runs --scale default: 1.2M packets)",
     )
-    run_all.add_argument("--seed", type=non_negative_int, default=42)
+    run_all.add_argument(
+        "--seed", type=non_negative_int, default=42, help="dataset seed (default: 42)"
+    )
     run_all.add_argument(
         "-p",
         "--parameter",
@@ -54,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar=("KEY", "VALUE"),
-        help="extra parameter passed to every notebook",
+        help="extra parameter passed to every notebook (repeatable; default: none)",
     )
     run_all.add_argument(
         "--notebooks",
@@ -64,14 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _no_wait_argument(run_all)
     add_dsn_argument(run_all)
     run_all.set_defaults(func=_run_all)
-
-    lab = sub.add_parser(
-        "lab", help="open JupyterLab on notebooks/ with the kit's kernel and database URL"
-    )
-    lab.add_argument("--port", type=int, default=8888)
-    lab.add_argument("--no-browser", action="store_true")
-    add_dsn_argument(lab)
-    lab.set_defaults(func=_lab)
 
 
 def _no_wait_argument(parser: argparse.ArgumentParser) -> None:
@@ -214,30 +209,3 @@ def _chosen_notebooks(text: str | None) -> list[Path] | None:
     if not chosen:
         raise ConfigError("--notebooks is empty: give one or more, e.g. 01,02")
     return sorted(chosen)
-
-
-def _lab(args: argparse.Namespace) -> int:
-    from ibcbench.db import resolve_dsn
-    from ibcbench.settings import explicit_dsn
-    from ibcbench.suite.notebook import ensure_kernel, notebooks_dir
-
-    if explicit_dsn(args.dsn) is None:
-        from ibcbench.infra.server import LocalServer
-
-        LocalServer().up()
-    env = dict(os.environ, DATABASE_URL=resolve_dsn(args.dsn))
-    ensure_kernel()
-    exe = os.path.join(sys.prefix, "bin", "jupyter-lab")
-    argv = [exe, f"--notebook-dir={notebooks_dir()}", f"--port={args.port}"]
-    if args.no_browser:
-        argv.append("--no-browser")
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    from ibcbench.dsn import describe_dsn
-
-    print(
-        f"JupyterLab on notebooks/ with DATABASE_URL for {describe_dsn(env['DATABASE_URL'])}",
-        flush=True,
-    )
-    os.execve(exe, argv, env)
-    return 0  # not reached
