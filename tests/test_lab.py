@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -134,6 +135,7 @@ def test_the_lab_runs_the_kits_kernel_and_leaves_tracked_notebooks_alone(
             server_dsn,
             "--",
             f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.port_retries=0",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -155,7 +157,14 @@ def test_the_lab_runs_the_kits_kernel_and_leaves_tracked_notebooks_alone(
                 break
         assert any(f"127.0.0.1:{port}/lab" in s for s in seen), "".join(seen)
         assert any("runs/lab/notebooks" in s or "lab/notebooks" in s for s in seen)
-        specs = _api(base, "/api/kernelspecs")
+        for _ in range(60):  # the URL line may come a moment before the socket answers
+            try:
+                specs = _api(base, "/api/kernelspecs")
+                break
+            except urllib.error.URLError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"no answer on {base}: {''.join(seen)}")
         assert isinstance(specs, dict) and specs["default"] == "ibcbench"
         name = sorted(before)[0]
         model = _api(base, f"/api/contents/{name}?content=1")

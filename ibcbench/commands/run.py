@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
                 parameters=params,
             )
         )
+        _check_timescaledb(params.get("dsn"), run)  # type: ignore[arg-type]
         result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
         if result.dataset is not None:
             run.update_manifest(dataset=result.dataset)
@@ -156,6 +157,7 @@ def _run_all(args: argparse.Namespace) -> int:
         _marked_if_stopped(run),
     ):
         lock.name_run(run.id)
+        _check_timescaledb(args.dsn, run)
         result = run_all(
             run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra, notebooks=notebooks
         )
@@ -209,3 +211,22 @@ def _chosen_notebooks(text: str | None) -> list[Path] | None:
     if not chosen:
         raise ConfigError("--notebooks is empty: give one or more, e.g. 01,02")
     return sorted(chosen)
+
+
+def _check_timescaledb(dsn: str | None, run: Run) -> None:
+    """Record the kit's TimescaleDB beside the server's in the manifest, and say in one line on
+    stderr when an external server's differs."""
+    from ibcbench.db import connect, resolve_dsn, server_info
+    from ibcbench.infra.status import KIT_TIMESCALEDB_VERSION, timescaledb_mismatch
+    from ibcbench.settings import explicit_dsn
+
+    with connect(resolve_dsn(dsn)) as conn:
+        info = server_info(conn)
+    mismatch = timescaledb_mismatch(info, embedded=explicit_dsn(dsn) is None)
+    run.update_manifest(
+        timescaledb_version=info.timescaledb_version,
+        timescaledb_kit_version=KIT_TIMESCALEDB_VERSION,
+        timescaledb_warning=mismatch,
+    )
+    if mismatch:
+        print(f"ibcbench: warning: {mismatch}", file=sys.stderr, flush=True)
