@@ -224,7 +224,9 @@ def _check_timescaledb(dsn: str | None, run: Run) -> None:
         info = server_info(conn)
     mismatch = timescaledb_mismatch(info, embedded=explicit_dsn(dsn) is None)
     run.update_manifest(
-        timescaledb_version=info.timescaledb_version,
+        # the database's, else the server's default where the database has no TimescaleDB yet
+        timescaledb_version=info.timescaledb_version
+        or info.available_extensions.get("timescaledb"),
         timescaledb_kit_version=KIT_TIMESCALEDB_VERSION,
         timescaledb_warning=mismatch,
     )
