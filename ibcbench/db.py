@@ -19,9 +19,12 @@ from ibcbench.settings import ServerSettings, explicit_dsn
 
 
 def resolve_dsn(dsn: str | None = None, settings: ServerSettings | None = None) -> str:
-    """The DSN every command uses: ``dsn``, else ``DATABASE_URL``, else the embedded server's URL."""
+    """The DSN every command uses: ``dsn`` (``--dsn``), else ``DATABASE_URL``, else ``""`` when
+    libpq's variables are set (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``, ``PGPASSFILE``,
+    ``PGSERVICE``, ``PGSERVICEFILE``, ``PGPASSWORD``: libpq reads them, as psql does), else the
+    embedded server's URL."""
     chosen = explicit_dsn(dsn)
-    if chosen:
+    if chosen is not None:
         return chosen
     from ibcbench.infra.server import LocalServer
 
@@ -39,9 +42,14 @@ def connect(
     except psycopg.OperationalError as exc:
         first = first_line(exc)
         first = redact_dsn(first, dsn=target)
+        advice = (
+            "check libpq's variables (PGHOST, PGPORT, PGUSER, ...), or unset them for the embedded "
+            "server"
+            if target == ""
+            else "check DATABASE_URL/--dsn or run `ibcbench db up`"
+        )
         raise ConnectionFailed(
-            f"cannot connect to {describe_dsn(target)}: {first}; check DATABASE_URL/--dsn or run "
-            "`ibcbench db up`"
+            f"cannot connect to {describe_dsn(target)}: {first}; {advice}"
         ) from exc
     except psycopg.ProgrammingError as exc:
         detail = redact_dsn(first_line(exc, ""), dsn=target)

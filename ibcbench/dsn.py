@@ -87,14 +87,31 @@ def redact_dsn(text: str, dsn: str | None = None) -> str:
 
 
 def describe_dsn(dsn: str) -> str:
-    """The DSN without its password, for messages and manifests."""
+    """The DSN without its password, for messages and manifests. What it leaves out is what libpq
+    takes from its variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``), as it connects:
+    an empty DSN names the server those variables name. (A service file's entries are known only
+    after connecting: describe ``conn.info.dsn`` then.)"""
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<unparseable DSN>"
-    host = parts.get("host") or "localhost"
-    port = parts.get("port") or "5432"
-    return f"{parts.get('user') or ''}@{host}:{port}/{parts.get('dbname') or ''}"
+    defaults = _libpq_defaults()
+    user = parts.get("user") or defaults.get("user") or ""
+    host = parts.get("host") or defaults.get("host") or "localhost"
+    port = parts.get("port") or defaults.get("port") or "5432"
+    dbname = parts.get("dbname") or defaults.get("dbname") or user
+    return f"{user}@{host}:{port}/{dbname}"
+
+
+def _libpq_defaults() -> dict[str, str]:
+    """libpq's defaults for the keys :func:`describe_dsn` shows, its variables included."""
+    keys = ("user", "host", "port", "dbname")
+    out: dict[str, str] = {}
+    for option in psycopg.pq.Conninfo.get_defaults():
+        key = option.keyword.decode()
+        if key in keys and option.val:
+            out[key] = option.val.decode()
+    return out
 
 
 def with_params(dsn: str, **changes: Any) -> str:

@@ -113,6 +113,32 @@ class ServerSettings:
         return self.cluster_dir / "server.json"
 
 
+#: libpq's connection variables: any of them set (and no DSN given) means libpq's own defaults,
+#: as psql takes them. The kit's own subprocesses of its clusters drop every ``PG*`` variable.
+LIBPQ_VARIABLES = (
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGPASSWORD",
+)
+
+
+def libpq_environment() -> dict[str, str]:
+    """The libpq connection variables that are set (non-empty), by name."""
+    return {k: os.environ[k] for k in LIBPQ_VARIABLES if os.environ.get(k)}
+
+
 def explicit_dsn(dsn: str | None = None) -> str | None:
-    """The DSN given on the command line or in ``DATABASE_URL``, if any."""
-    return dsn or os.environ.get("DATABASE_URL") or None
+    """The DSN the user chose, if any: ``dsn`` (``--dsn``), else ``DATABASE_URL``, else ``""`` (an
+    empty conninfo: libpq reads ``PGHOST``, ``PGPORT``, ... itself) when any of
+    :data:`LIBPQ_VARIABLES` is set; None means the embedded server."""
+    if dsn:
+        return dsn
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return "" if libpq_environment() else None

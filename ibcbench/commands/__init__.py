@@ -10,11 +10,14 @@ from collections.abc import Callable
 
 
 def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
-    """``--dsn``: an external server instead of the embedded one (default: DATABASE_URL)."""
+    """``--dsn``: an external server instead of the embedded one (default: DATABASE_URL, else
+    libpq's variables, else the embedded server)."""
     parser.add_argument(
         "--dsn",
         default=None,
-        help="connection URL of an external server (default: $DATABASE_URL, else the embedded server)",
+        help="connection URL or key=value conninfo of another server (default: $DATABASE_URL, "
+        "else libpq's variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSERVICE, "
+        "PGSERVICEFILE, PGPASSWORD when any is set, as psql reads them, else the embedded server)",
     )
 
 

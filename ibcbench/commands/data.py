@@ -25,23 +25,23 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
         "--scale",
         type=dataset_scale,
         default="tiny",
-        help="tiny, small, default (>= 1M packets), large (>= 10M)",
+        help="tiny, small, default (>= 1M packets), large (>= 10M) (default: tiny)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default: 42)")
     p.add_argument(
-        "--packets", type=positive_int, default=None, help="packet count (overrides the scale's)"
+        "--packets", type=positive_int, default=None, help="packet count (default: the scale's)"
     )
     p.add_argument(
         "--days",
         type=positive_float,
         default=None,
-        help="time span in days (overrides the scale's)",
+        help="time span in days (default: the scale's)",
     )
     p.add_argument(
         "--start",
         type=iso_datetime,
         default=None,
-        help="span start, ISO 8601 with time zone (default 2026-01-01Z, "
+        help="span start, ISO 8601 with time zone (default: 2026-01-01Z, "
         "or right after the data already loaded)",
     )
     p.add_argument(
@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _gen_args(gen)
     gen.add_argument("--out", type=Path, required=True, help="a new or empty folder")
     gen.add_argument(
-        "--dsn", default=None, help="continue the data in this database (next ids, sequences, span)"
+        "--dsn",
+        default=None,
+        help="continue the data in this database (next ids, sequences, span; default: none, a fresh start)",
     )
     gen.set_defaults(func=_generate)
 
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "load", help="load a generated folder (refuses overlaps; the same folder twice is a no-op)"
     )
     load.add_argument("folder", type=Path)
-    load.add_argument("--quiet", action="store_true")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dsn_argument(load)
     load.set_defaults(func=_load)
 
@@ -81,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overlap",
         choices=("thread", "process", "none"),
         default="thread",
-        help="what generates while the main thread COPYs (default: a thread, the fastest in "
+        help="what generates while the main thread COPYs (default: thread, the fastest in "
         "docs/loading.md's measurements)",
     )
     add_dsn_argument(seed)
@@ -100,21 +102,21 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         "--packets",
         type=positive_int,
         default=1_000_000,
-        help="packets per round (default 1000000)",
+        help="packets per round (default: 1000000)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default 42)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default: 42)")
     p.add_argument(
         "--scenarios",
         choices=("all", "overlap"),
         default="all",
-        help="all (default), or only the ceiling and the two generate + load modes (plain table, no "
-        "secondary indexes)",
+        help="all, or only the ceiling and the two generate + load modes (plain table, no "
+        "secondary indexes) (default: all)",
     )
     p.add_argument(
         "--rounds",
         type=count_at_most(MAX_ROUNDS),
         default=3,
-        help="times each scenario runs, interleaved; the median round is reported (default 3)",
+        help="times each scenario runs, interleaved; the median round is reported (default: 3)",
     )
     add_dsn_argument(p)
     p.set_defaults(func=_bench_load)
@@ -130,12 +132,12 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
         default="default",
         help="tiny, small, default, large (default: default)",
     )
-    g.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default 42)")
+    g.add_argument("--seed", type=non_negative_int, default=42, help="generator seed (default: 42)")
     g.add_argument(
         "--rounds",
         type=count_at_most(MAX_ROUNDS),
         default=1,
-        help="rounds, each a fresh process (default 1)",
+        help="rounds, each a fresh process (default: 1)",
     )
     g.set_defaults(func=_bench_generate)
 

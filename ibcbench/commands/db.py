@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ibcbench.infra.server import LocalServer
 
 _EDITION_LICENSES = {"community": "timescale", "apache": "apache"}
+_NAME_HELP = "the embedded cluster's name (default: $IBCBENCH_CLUSTER, else 'default')"
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -43,9 +44,7 @@ def _register_up(dbsub: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--port", type=int, default=None, help="port to listen on (default: a free one)"
     )
-    up.add_argument(
-        "--name", default=None, help="cluster name (default: $IBCBENCH_CLUSTER or 'default')"
-    )
+    up.add_argument("--name", default=None, help=_NAME_HELP)
     up.add_argument(
         "--edition",
         choices=sorted(_EDITION_LICENSES),
@@ -85,7 +84,7 @@ def _register_down(dbsub: argparse._SubParsersAction) -> None:
     down = dbsub.add_parser(
         "down", help="stop the embedded server, its standbys and PgBouncer (data is kept)"
     )
-    down.add_argument("--name", default=None)
+    down.add_argument("--name", default=None, help=_NAME_HELP)
     down.set_defaults(func=_down)
 
 
@@ -93,7 +92,7 @@ def _register_status(dbsub: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
 
     status = dbsub.add_parser("status", help="server version, extensions, TimescaleDB edition")
-    status.add_argument("--name", default=None)
+    status.add_argument("--name", default=None, help=_NAME_HELP)
     add_dsn_argument(status)
     status.add_argument(
         "--replica-dsn",
@@ -119,21 +118,21 @@ def _register_jobs(dbsub: argparse._SubParsersAction) -> None:
         "--scheduler",
         choices=("pg_cron", "timescaledb"),
         default=None,
-        help="move the jobs to this scheduler (timescaledb needs the Community edition)",
+        help="move the jobs to this scheduler (timescaledb needs the Community edition; default: none, list them)",
     )
-    jobs.add_argument("--name", default=None)
+    jobs.add_argument("--name", default=None, help=_NAME_HELP)
     add_dsn_argument(jobs)
     jobs.set_defaults(func=_jobs)
 
 
 def _register_url(dbsub: argparse._SubParsersAction) -> None:
     url = dbsub.add_parser("url", help="print the embedded server's connection URL")
-    url.add_argument("--name", default=None)
+    url.add_argument("--name", default=None, help=_NAME_HELP)
     url.add_argument(
         "--role",
         choices=("primary", "replica", "pgbouncer"),
         default="primary",
-        help="which member's URL (replica: one line per standby)",
+        help="which member's URL (replica: one line per standby; default: primary)",
     )
     url.add_argument(
         "--with-password",
@@ -240,7 +239,7 @@ def _moved_port(args: argparse.Namespace) -> str | None:
     from ibcbench.infra.server import LocalServer
     from ibcbench.settings import explicit_dsn
 
-    if explicit_dsn(args.dsn):
+    if explicit_dsn(args.dsn) is not None:
         return None
     state = LocalServer(_settings(args)).read_state()
     if state is None or state.previous_port is None:
@@ -253,6 +252,7 @@ def _moved_port(args: argparse.Namespace) -> str | None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ibcbench.data.inventory import format_datasets, list_datasets
     from ibcbench.infra.memberstatus import topology_status
     from ibcbench.infra.status import database_status, format_status
 
@@ -260,6 +260,7 @@ def _status(args: argparse.Namespace) -> int:
     moved = _moved_port(args)
     if moved:
         print(moved)
+    print(format_datasets(list_datasets(args.dsn, _settings(args))))
     members = topology_status(
         args.dsn,
         replica_dsn=args.replica_dsn,

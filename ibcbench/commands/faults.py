@@ -16,10 +16,14 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scale",
         default="small",
-        help="tiny (the fast faults only), small (default: every fault) or default",
+        help="tiny (the fast faults only), small (every fault) or default (default: small)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default 42)")
-    p.add_argument("--only", default=None, help="comma-separated faults or groups (see --list)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default: 42)")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated faults or groups (see --list; default: all of the scale's)",
+    )
     p.add_argument("--list", action="store_true", help="list the faults and exit")
     p.add_argument(
         "--keep", action="store_true", help="keep the suite's cluster and folders (for a look)"

@@ -25,17 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     cap.add_argument(
         "--strategy",
         default=None,
-        help="index strategy to apply first (none, service, covering, ...)",
+        help="index strategy to apply first (none, service, covering, ...; default: the indexes as they are)",
     )
     cap.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting, e.g. random_page_cost=1.1",
+        help="a setting, e.g. random_page_cost=1.1 (repeatable; default: none)",
     )
-    cap.add_argument("--scale", type=dataset_scale, default="tiny")
-    cap.add_argument("--seed", type=non_negative_int, default=42)
+    cap.add_argument(
+        "--scale", type=dataset_scale, default="tiny", help="dataset scale (default: tiny)"
+    )
+    cap.add_argument("--seed", type=non_negative_int, default=42, help="dataset seed (default: 42)")
     cap.add_argument(
         "--run", default=None, help="run folder or id to store into (default: a new run)"
     )
@@ -48,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     diff.add_argument("a")
     diff.add_argument("b")
     diff.add_argument(
-        "--html", type=Path, default=None, help="also write a side-by-side HTML report here"
+        "--html",
+        type=Path,
+        default=None,
+        help="also write a side-by-side HTML report here (default: none)",
     )
     diff.set_defaults(func=_diff)
 

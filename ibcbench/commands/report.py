@@ -13,13 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baseline",
         default=None,
-        help="another run: every shared number compared by its direction and noise",
+        help="another run: every shared number compared by its direction and noise (default: none)",
     )
     p.add_argument(
         "--fail-on",
         choices=["regression"],
         default=None,
-        help="exit 1 when a number is worse than the baseline beyond its noise (a CI gate)",
+        help="exit 1 when a number is worse than the baseline beyond its noise (a CI gate; "
+        "default: exit 0 whatever the numbers)",
     )
     p.set_defaults(func=_report)
 

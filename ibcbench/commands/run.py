@@ -1,10 +1,9 @@
-"""``ibcbench run NOTEBOOK``, ``ibcbench run-all`` and ``ibcbench lab``."""
+"""``ibcbench run NOTEBOOK`` and ``ibcbench run-all`` (``ibcbench lab``: :mod:`.lab`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar=("KEY", "VALUE"),
-        help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2])",
+        help="notebook parameter (JSON values are parsed: 3, 0.5, true, null, [1,2]; repeatable; "
+        "default: the notebook's own)",
     )
     run.add_argument(
         "--label", default=None, help="run folder label (default: the notebook's name)"
@@ -44,9 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scale",
         type=dataset_scale,
         default="tiny",
-        help="dataset scale: tiny, small, default, large",
+        help="dataset scale: tiny, small, default, large (default: tiny, about a minute; the main "
+        "job, scripts/bench, runs --scale default: 1.2M packets)",
     )
-    run_all.add_argument("--seed", type=non_negative_int, default=42)
+    run_all.add_argument(
+        "--seed", type=non_negative_int, default=42, help="dataset seed (default: 42)"
+    )
     run_all.add_argument(
         "-p",
         "--parameter",
@@ -54,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar=("KEY", "VALUE"),
-        help="extra parameter passed to every notebook",
+        help="extra parameter passed to every notebook (repeatable; default: none)",
     )
     run_all.add_argument(
         "--notebooks",
@@ -64,14 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _no_wait_argument(run_all)
     add_dsn_argument(run_all)
     run_all.set_defaults(func=_run_all)
-
-    lab = sub.add_parser(
-        "lab", help="open JupyterLab on notebooks/ with the kit's kernel and database URL"
-    )
-    lab.add_argument("--port", type=int, default=8888)
-    lab.add_argument("--no-browser", action="store_true")
-    add_dsn_argument(lab)
-    lab.set_defaults(func=_lab)
 
 
 def _no_wait_argument(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
                 parameters=params,
             )
         )
+        _check_timescaledb(params.get("dsn"), run)  # type: ignore[arg-type]
         result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
         if result.dataset is not None:
             run.update_manifest(dataset=result.dataset)
@@ -161,6 +157,7 @@ def _run_all(args: argparse.Namespace) -> int:
         _marked_if_stopped(run),
     ):
         lock.name_run(run.id)
+        _check_timescaledb(args.dsn, run)
         result = run_all(
             run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra, notebooks=notebooks
         )
@@ -216,28 +213,22 @@ def _chosen_notebooks(text: str | None) -> list[Path] | None:
     return sorted(chosen)
 
 
-def _lab(args: argparse.Namespace) -> int:
-    from ibcbench.db import resolve_dsn
+def _check_timescaledb(dsn: str | None, run: Run) -> None:
+    """Record the kit's TimescaleDB beside the server's in the manifest, and say in one line on
+    stderr when an external server's differs."""
+    from ibcbench.db import connect, resolve_dsn, server_info
+    from ibcbench.infra.status import KIT_TIMESCALEDB_VERSION, timescaledb_mismatch
     from ibcbench.settings import explicit_dsn
-    from ibcbench.suite.notebook import ensure_kernel, notebooks_dir
 
-    if explicit_dsn(args.dsn) is None:
-        from ibcbench.infra.server import LocalServer
-
-        LocalServer().up()
-    env = dict(os.environ, DATABASE_URL=resolve_dsn(args.dsn))
-    ensure_kernel()
-    exe = os.path.join(sys.prefix, "bin", "jupyter-lab")
-    argv = [exe, f"--notebook-dir={notebooks_dir()}", f"--port={args.port}"]
-    if args.no_browser:
-        argv.append("--no-browser")
-    if os.geteuid() == 0:
-        argv.append("--allow-root")
-    from ibcbench.dsn import describe_dsn
-
-    print(
-        f"JupyterLab on notebooks/ with DATABASE_URL for {describe_dsn(env['DATABASE_URL'])}",
-        flush=True,
+    with connect(resolve_dsn(dsn)) as conn:
+        info = server_info(conn)
+    mismatch = timescaledb_mismatch(info, embedded=explicit_dsn(dsn) is None)
+    run.update_manifest(
+        # the database's, else the server's default where the database has no TimescaleDB yet
+        timescaledb_version=info.timescaledb_version
+        or info.available_extensions.get("timescaledb"),
+        timescaledb_kit_version=KIT_TIMESCALEDB_VERSION,
+        timescaledb_warning=mismatch,
     )
-    os.execve(exe, argv, env)
-    return 0  # not reached
+    if mismatch:
+        print(f"ibcbench: warning: {mismatch}", file=sys.stderr, flush=True)

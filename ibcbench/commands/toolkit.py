@@ -12,8 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tune", help="recommended PostgreSQL settings for this machine (seed's rules)"
     )
     tune.add_argument("--ram-gb", type=float, default=None, help="default: this machine's memory")
-    tune.add_argument("--connections", type=int, default=100)
-    tune.add_argument("--storage", default="ssd", help="ssd, nvme, hdd or network")
+    tune.add_argument(
+        "--connections", type=int, default=100, help="max_connections to size for (default: 100)"
+    )
+    tune.add_argument("--storage", default="ssd", help="ssd, nvme, hdd or network (default: ssd)")
     tune.add_argument("--config", action="store_true", help="print a postgresql.conf snippet")
     tune.add_argument("--compare", action="store_true", help="show the server's current values too")
     add_dsn_argument(tune)
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     mon = sub.add_parser("monitor", help="monitoring queries: slow, bloat, locks, indexes, long")
     mon.add_argument("what", choices=["slow", "bloat", "locks", "indexes", "long"])
-    mon.add_argument("--limit", type=int, default=20)
+    mon.add_argument("--limit", type=int, default=20, help="rows to show (default: 20)")
     add_dsn_argument(mon)
     mon.set_defaults(func=_monitor)
 
@@ -29,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     em.add_argument("action", choices=["terminate", "checkpoint", "vacuum", "reindex"])
     em.add_argument("target", nargs="?", help="table (vacuum) or index (reindex)")
     em.add_argument(
-        "--min-duration-s", type=float, default=300.0, help="terminate: statements older than this"
+        "--min-duration-s",
+        type=float,
+        default=300.0,
+        help="terminate: statements older than this, in seconds (default: 300)",
     )
     em.add_argument(
         "--execute", action="store_true", help="really do it (default: print what would be done)"

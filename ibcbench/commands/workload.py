@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cmp_.add_argument("baseline", help="a run id or folder; repetitions: several, comma-separated")
     cmp_.add_argument("candidate", help="a run id or folder; repetitions: several, comma-separated")
-    cmp_.add_argument("--name", default="workload", help="result name in the run folders")
+    cmp_.add_argument(
+        "--name", default="workload", help="result name in the run folders (default: workload)"
+    )
     cmp_.set_defaults(func=_compare)
 
 
@@ -47,10 +49,10 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale",
         type=dataset_scale,
         default="small",
-        help="dataset scale, loaded if missing (default small)",
+        help="dataset scale, loaded if missing (default: small)",
     )
     parser.add_argument(
-        "--seed", type=non_negative_int, default=42, help="dataset seed (default 42)"
+        "--seed", type=non_negative_int, default=42, help="dataset seed (default: 42)"
     )
 
 
@@ -64,10 +66,14 @@ def _register_fidelity(bench: argparse._SubParsersAction) -> None:
         "--clients",
         type=positive_ints,
         default=(1, 4, 8, 16),
-        help="comma-separated client counts (default 1,4,8,16)",
+        help="comma-separated client counts (default: 1,4,8,16)",
     )
-    fid.add_argument("--duration", type=seconds, default=10.0, help="seconds per run (default 10)")
-    fid.add_argument("--query", default="packet_by_channel_sequence", help="a workload query name")
+    fid.add_argument("--duration", type=seconds, default=10.0, help="seconds per run (default: 10)")
+    fid.add_argument(
+        "--query",
+        default="packet_by_channel_sequence",
+        help="a workload query name (default: packet_by_channel_sequence)",
+    )
     _add_dataset_arguments(fid)
     add_dsn_argument(fid)
     fid.set_defaults(func=_fidelity)
@@ -84,7 +90,7 @@ def _register_capacity(bench: argparse._SubParsersAction) -> None:
         "--sizes",
         type=positive_ints,
         default=(1, 2, 4, 8, 25),
-        help="comma-separated pool sizes / pgbench -c (default 1,2,4,8,25)",
+        help="comma-separated pool sizes / pgbench -c (default: 1,2,4,8,25)",
     )
     cap.add_argument(
         "--rate",
@@ -92,9 +98,15 @@ def _register_capacity(bench: argparse._SubParsersAction) -> None:
         default=None,
         help="arrival rate for the wait (default: half the best pgbench throughput)",
     )
-    cap.add_argument("--engines", default="pgbench,python", help="pgbench and/or python")
-    cap.add_argument("--duration", type=seconds, default=3.0, help="seconds per run (default 3)")
-    cap.add_argument("--figure", default=None, help="save both engines' figure to this file")
+    cap.add_argument(
+        "--engines",
+        default="pgbench,python",
+        help="pgbench and/or python (default: pgbench,python)",
+    )
+    cap.add_argument("--duration", type=seconds, default=3.0, help="seconds per run (default: 3)")
+    cap.add_argument(
+        "--figure", default=None, help="save both engines' figure to this file (default: none)"
+    )
     _add_dataset_arguments(cap)
     add_dsn_argument(cap)
     cap.set_defaults(func=_capacity)
@@ -117,12 +129,17 @@ def _register_workload(bench: argparse._SubParsersAction) -> None:
     )
     _add_runner_arguments(wl)
     _add_dataset_arguments(wl)
-    wl.add_argument("--queries", default=None, help="comma-separated subset of the workload")
+    wl.add_argument(
+        "--queries",
+        default=None,
+        help="comma-separated subset of the workload (default: every query)",
+    )
     wl.add_argument(
         "--repeat",
         type=count_at_most(1_000),
         default=1,
-        help="run folders to make, one after the other (5+ give compare run-to-run intervals)",
+        help="run folders to make, one after the other (5+ give compare run-to-run intervals; "
+        "default: 1)",
     )
     add_dsn_argument(wl)
     wl.set_defaults(func=_workload)
@@ -130,37 +147,42 @@ def _register_workload(bench: argparse._SubParsersAction) -> None:
 
 def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
     """How ``bench workload`` drives the server: engine, clients, window, retries, arrival rate."""
-    wl.add_argument("--engine", choices=["python", "pgbench"], default="pgbench")
+    wl.add_argument(
+        "--engine",
+        choices=["python", "pgbench"],
+        default="pgbench",
+        help="pgbench (server questions) or python (pool questions) (default: pgbench)",
+    )
     wl.add_argument(
         "--clients",
         type=count_at_most(MAX_LIST_ITEM),
         default=4,
-        help="concurrent clients (default 4)",
+        help="concurrent clients (default: 4)",
     )
-    wl.add_argument("--duration", type=seconds, default=10.0, help="seconds (default 10)")
+    wl.add_argument("--duration", type=seconds, default=10.0, help="seconds (default: 10)")
     wl.add_argument(
         "--warmup",
         type=non_negative_float,
         default=2.0,
-        help="seconds before the measured window (default 2)",
+        help="seconds before the measured window (default: 2)",
     )
     wl.add_argument(
         "--max-tries",
         type=count_at_most(1_000),
         default=3,
-        help="tries per request in all, as pgbench's --max-tries (default 3; 1: no retries)",
+        help="tries per request in all, as pgbench's --max-tries (default: 3; 1: no retries)",
     )
     wl.add_argument(
         "--pool-timeout",
         type=seconds,
         default=30.0,
-        help="Python runner: seconds a try waits for a pool connection (default 30)",
+        help="Python runner: seconds a try waits for a pool connection (default: 30)",
     )
     wl.add_argument(
         "--rate",
         type=positive_float,
         default=None,
-        help="open loop at this many queries/s in total",
+        help="open loop at this many queries/s in total (default: closed loop, as fast as answered)",
     )
 
 

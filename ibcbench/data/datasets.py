@@ -146,6 +146,11 @@ def _marker(conn: psycopg.Connection) -> dict[str, Any] | None:
     return dict(zip(keys, row, strict=True))
 
 
+def read_marker(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The dataset's marker row (``conn``: its database), or None without one; only reads."""
+    return _marker(conn)
+
+
 def _stderr(line: str) -> None:
     print(f"ibcbench: {line}", file=sys.stderr, flush=True)
 

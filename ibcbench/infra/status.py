@@ -203,6 +203,23 @@ def database_status(
     )
 
 
+#: the TimescaleDB the kit builds and tests with (scripts/install-system.sh, docker-compose.yml)
+KIT_TIMESCALEDB_VERSION = "2.28.3"
+
+
+def timescaledb_mismatch(info: ServerInfo, *, embedded: bool) -> str | None:
+    """One line when an external server's TimescaleDB is not the kit's (the embedded server runs
+    the kit's own install, whatever version it built); None when it is, or for the embedded one."""
+    version = info.timescaledb_version or info.available_extensions.get("timescaledb")
+    if embedded or version == KIT_TIMESCALEDB_VERSION:
+        return None
+    has = f"TimescaleDB {version}" if version else "no TimescaleDB"
+    return (
+        f"this server has {has}, the kit is built and tested with {KIT_TIMESCALEDB_VERSION}: "
+        "figures, plans and job behaviour may differ"
+    )
+
+
 def timescaledb_line(info: ServerInfo) -> str:
     """Version and edition, the licence setting they come from, and an update waiting to be applied."""
     line = info.edition_label
@@ -226,6 +243,11 @@ def format_status(status: DatabaseStatus) -> str:
     lines += [
         f"postgresql:   {info.version}",
         f"timescaledb:  {timescaledb_line(info)}",
+        *(
+            [f"warning:      {mismatch}"]
+            if (mismatch := timescaledb_mismatch(info, embedded=status.embedded))
+            else []
+        ),
         "extensions:   "
         + (
             ", ".join(f"{k} {v}" for k, v in sorted(info.extensions.items()) if k != "plpgsql")
