@@ -170,6 +170,9 @@ def test_pgx_open_loop_counts_latency_from_the_scheduled_start(loaded_dsn: str) 
     assert result.errors == 0 and len(lat) > 10
     assert (lat.lag_ms >= 0).all() and (lat.latency_ms >= lat.exec_ms).all()
     assert lat.lag_ms.iloc[-1] > 200  # the last ones waited behind the backlog
+    # the latency is the whole wait from the scheduled start: lag + pool wait + execution
+    assert ((lat.latency_ms - (lat.lag_ms + lat.wait_ms + lat.exec_ms)).abs() < 0.5).all()
+    assert lat.latency_ms.iloc[-1] > 200
     assert (lat.t_s.diff().dropna().round(6) == 0.01).all()  # on its schedule, 10 ms apart
     assert result.open_loop is not None and result.open_loop["issued"] == len(lat)
 
