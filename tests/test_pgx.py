@@ -119,6 +119,9 @@ def test_a_missing_runner_says_what_to_install(
     assert "install-system.sh" in (pgx_unavailable() or "")
     with pytest.raises(BenchmarkError, match="install-system.sh"):
         run_workload(None, default_workload(), engine="pgx")
+    monkeypatch.setenv("IBCBENCH_PGX_RUNNER", str(tmp_path / "none"))
+    with pytest.raises(BenchmarkError, match=r"^IBCBENCH_PGX_RUNNER=.* is not an executable"):
+        find_pgx_runner()
 
 
 def _per_client_counts(latencies, clients: int) -> dict[int, list[str]]:  # type: ignore[no-untyped-def]

@@ -81,8 +81,11 @@ def find_pgx_runner() -> str:
     """The built runner: ``$IBCBENCH_PGX_RUNNER``, else ``runners/pgx/pgx-runner``, else on PATH.
     Missing: one line saying what to install."""
     env = os.environ.get("IBCBENCH_PGX_RUNNER")
-    candidates = [Path(env)] if env else []
-    candidates.append(RUNNER_SOURCE / RUNNER_NAME)
+    if env:
+        if Path(env).is_file() and os.access(env, os.X_OK):
+            return env
+        raise BenchmarkError(f"IBCBENCH_PGX_RUNNER={env} is not an executable: {INSTALL_HINT}")
+    candidates = [RUNNER_SOURCE / RUNNER_NAME]
     found = shutil.which(RUNNER_NAME)
     if found:
         candidates.append(Path(found))
