@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ibcbench's embedded server needs on Debian/Ubuntu: PostgreSQL (server with contrib,
-# pgbench and server headers), pg_cron, hypopg, and TimescaleDB; PgBouncer; plus python3-venv. Safe to re-run:
+# pgbench and server headers), pg_cron, hypopg, and TimescaleDB; PgBouncer; Redis; Go and pgx v4 (the pgx
+# runner, built here); plus python3-venv. Safe to re-run:
 # what is present is left alone.
 #
 # TimescaleDB, Community edition by default (the Apache-2.0 core plus tsl/, under the Timescale License:
@@ -105,6 +106,19 @@ apt_install "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql
     "postgresql-$PG_MAJOR-hypopg" python3-venv ca-certificates
 # PgBouncer for `ibcbench db up --pgbouncer` (the kit runs its own; Debian's service is not needed)
 apt_install pgbouncer
+# Redis for `ibcbench db up --redis` (the kit runs its own, on a free port with a password; Debian's
+# service is not needed), and Go with pgx v4's sources for the pgx runner (runners/pgx), built
+# offline in GOPATH mode against Debian's golang-*-dev packages
+apt_install redis-server golang-go golang-github-jackc-pgx-v4-dev
+pgx_dir="$(cd "$(dirname "$0")/.." && pwd)/runners/pgx"
+if [ -f "$pgx_dir/main.go" ] && { [ ! -x "$pgx_dir/pgx-runner" ] || [ "$pgx_dir/main.go" -nt "$pgx_dir/pgx-runner" ]; }; then
+    log "building the pgx runner (runners/pgx/pgx-runner)"
+    gocache=$(mktemp -d /tmp/ibcbench-gocache.XXXXXX)
+    (cd "$pgx_dir" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$gocache" GOFLAGS= \
+        go build -o pgx-runner.new . && mv pgx-runner.new pgx-runner) \
+        || { rm -rf "$gocache"; die "building the pgx runner failed (runners/pgx)"; }
+    rm -rf "$gocache"
+fi
 server_ver=$(dpkg-query -W -f='${Version}' "postgresql-$PG_MAJOR")
 headers_ver=$(dpkg-query -W -f='${Version}' "postgresql-server-dev-$PG_MAJOR")
 if [ "$server_ver" != "$headers_ver" ]; then

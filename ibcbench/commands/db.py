@@ -77,6 +77,12 @@ def _register_up(dbsub: argparse._SubParsersAction) -> None:
         default=None,
         help="PgBouncer's server connections per database and user (default: 25)",
     )
+    up.add_argument(
+        "--redis",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Redis beside the server, on 127.0.0.1 with a password (default: leave it as it is)",
+    )
     up.set_defaults(func=_up)
 
 
@@ -144,8 +150,11 @@ def _register_url(dbsub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from ibcbench.infra.redis import find_redis_server
     from ibcbench.infra.scaleout import ScaleOut
 
+    if args.redis:
+        find_redis_server()  # missing: one line before any work
     up = ScaleOut(_settings(args)).up(
         replicas=args.replicas,
         pgbouncer=args.pgbouncer,
@@ -166,6 +175,7 @@ def _up(args: argparse.Namespace) -> int:
         print(f"{m.name}: {m.url} ({'started' if m.name in up.started else 'running'}; {m.detail})")
     for name in up.removed:
         print(f"{name}: removed")
+    _up_redis(args)
     # a kit database whose update failed is an error; someone else's database is only reported
     return 0 if all(u.updated or not u.kit_owned for u in result.updates) else 1
 
@@ -188,7 +198,23 @@ def _down(args: argparse.Namespace) -> int:
     for name in stopped:
         if name != "primary":
             print(f"{name} stopped")
+    from ibcbench.infra.redis import LocalRedis
+
+    if LocalRedis(_settings(args)).down():
+        print("redis stopped")
     return 0
+
+
+def _up_redis(args: argparse.Namespace) -> None:
+    """``--redis``: Redis started (or running); ``--no-redis``: stopped; neither: left alone."""
+    from ibcbench.infra.redis import LocalRedis
+
+    redis = LocalRedis(_settings(args))
+    if args.redis:
+        verb = "started" if redis.up() else "running"
+        print(f"redis: {redis.url(with_password=False)} ({verb}; password in {redis.passfile})")
+    elif args.redis is False and redis.down():
+        print("redis: stopped")
 
 
 def _url(args: argparse.Namespace) -> int:
@@ -269,6 +295,11 @@ def _status(args: argparse.Namespace) -> int:
     )
     if len(members) > 1:
         print(format_members(members))
+    from ibcbench.infra.redis import redis_status
+
+    redis = redis_status(_settings(args))
+    if redis is not None:
+        print(redis.line())
     return 0
 
 

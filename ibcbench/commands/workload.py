@@ -60,7 +60,8 @@ def _register_fidelity(bench: argparse._SubParsersAction) -> None:
     from ibcbench.commands import add_dsn_argument
 
     fid = bench.add_parser(
-        "fidelity", help="one query through the Python runner and pgbench: QPS and ratio"
+        "fidelity",
+        help="one query through the Python runner, the pgx runner and pgbench: QPS and ratios",
     )
     fid.add_argument(
         "--clients",
@@ -149,9 +150,16 @@ def _add_runner_arguments(wl: argparse.ArgumentParser) -> None:
     """How ``bench workload`` drives the server: engine, clients, window, retries, arrival rate."""
     wl.add_argument(
         "--engine",
-        choices=["python", "pgbench"],
+        choices=["python", "pgx", "pgbench"],
         default="pgbench",
-        help="pgbench (server questions) or python (pool questions) (default: pgbench)",
+        help="pgbench (the server), python (psycopg_pool) or pgx (pgx v4's pgxpool, the "
+        "service's client; built by scripts/install-system.sh) (default: pgbench)",
+    )
+    wl.add_argument(
+        "--statement-cache",
+        type=non_negative_int,
+        default=512,
+        help="pgx: statement_cache_capacity (default: 512; 0: the simple protocol)",
     )
     wl.add_argument(
         "--clients",
@@ -198,6 +206,8 @@ def _fidelity(args: argparse.Namespace) -> int:
     )
     print(f"fidelity: {args.query} at scale {args.scale}, {args.duration:g} s per run")
     print(result.frame.to_string(index=False))
+    for engine, reason in result.not_available.items():
+        print(f"{engine}: not available ({reason})")
     if result.frame.client_bound.any():
         print(
             "client_bound: the Python process used >= 70% of a core, or ran at half or more of its own "
@@ -248,6 +258,10 @@ def _workload(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {args.repeat}")
+    if args.engine == "pgx":
+        from ibcbench.bench.workload.pgx import find_pgx_runner
+
+        find_pgx_runner()  # a missing runner is one line before any work
     check_runs_root()  # a full runs folder fails now, not after the workload ran
     wl = default_workload().subset(args.queries.split(",") if args.queries else None)
     info = ensure_dataset_info(args.dsn, scale=args.scale, seed=args.seed, quiet=False)
@@ -274,6 +288,7 @@ def _workload_once(args: argparse.Namespace, info: DatasetInfo, wl: Workload) ->
         seed=args.seed,
         max_tries=args.max_tries,
         pool_timeout_s=args.pool_timeout,
+        statement_cache=args.statement_cache,
     )
     run, trouble = _save_run(args, info, result)
     print(result.summary.to_string(index=False))
@@ -337,7 +352,7 @@ def _print_run_notes(result: WorkloadResult) -> None:
             else ""
         )
         print(
-            f"client_bound: the Python runner used {result.client_cpu_pct}% of a core{floor}: "
+            f"client_bound: the {result.engine} runner used {result.client_cpu_pct}% of a core{floor}: "
             "it, not the server, is the limit"
         )
     if result.open_loop:

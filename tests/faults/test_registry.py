@@ -17,7 +17,9 @@ GROUP_MODULES = {
     "safety": "safety",
     "schema": "schema",
     "security_access": "security",
+    "security_inputs": "security",
     "security_secrets": "security",
+    "cache": "cache",
     "server": "server",
 }
 

@@ -33,6 +33,7 @@ GROUPS = {
     "inputs",
     "dataset",
     "security",
+    "cache",
 }
 SUMMARY_RE = re.compile(
     r"^faults: (\d+) injected, (\d+) survived, (\d+) rows lost, (\d+) bad inputs rejected$"

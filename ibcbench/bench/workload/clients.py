@@ -30,6 +30,7 @@ class Record(NamedTuple):
     wait_ms: float
     exec_ms: float
     tries: int
+    client: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,26 @@ class Mix:
         )
 
 
+class Draws(NamedTuple):
+    """One client's requests drawn up front: the query of each, the parameter set it takes (an
+    index into that query's sets) and, in an open loop, the first request's start in intervals
+    from the run's start. The pgx runner is given the same draws (its requests follow the Python
+    runner's, client for client)."""
+
+    picks: list[int]
+    slots: list[int]
+    offset: float
+
+
+def client_draws(mix: Mix, seed: int, idx: int) -> Draws:
+    """Client ``idx``'s draws for a run seeded ``seed`` (the sequence wraps after ``_DRAWS``)."""
+    rng = np.random.default_rng([seed, idx])
+    picks = rng.choice(len(mix.names), size=_DRAWS, p=mix.weights).tolist()
+    slots = rng.integers(0, 1 << 30, size=_DRAWS).tolist()
+    sizes = [len(mix.params[n]) for n in mix.names]
+    return Draws(picks, [s % sizes[i] for i, s in zip(picks, slots, strict=True)], rng.random())
+
+
 @dataclass(frozen=True)
 class _Window:
     """The run's clock (``time.perf_counter``): its start, the measured window, the open loop's
@@ -103,15 +124,13 @@ class _Client:
 
     def __call__(self) -> None:
         mix, w = self.mix, self.window
-        rng = np.random.default_rng([self.run.seed, self.idx])
         # draws made up front, so the loop spends its time on the database
-        picks = rng.choice(len(mix.names), size=_DRAWS, p=mix.weights).tolist()
-        slots = rng.integers(0, 1 << 30, size=_DRAWS).tolist()
+        picks, slots, offset = client_draws(mix, self.run.seed, self.idx)
         param_lists = [mix.params[n] for n in mix.names]
         k = 0
         rate_qps = self.run.rate_qps
         interval = self.run.clients / rate_qps if rate_qps else 0.0
-        scheduled = w.start + rng.random() * interval
+        scheduled = w.start + offset * interval
         while True:
             now = time.perf_counter()
             if interval:
@@ -130,7 +149,7 @@ class _Client:
             else:
                 began = now
             i = picks[k % _DRAWS]
-            values = param_lists[i][slots[k % _DRAWS] % len(param_lists[i])]
+            values = param_lists[i][slots[k % _DRAWS]]
             k += 1
             record = self._send(i, values, began, open_loop=bool(interval))
             if record is not None:
@@ -161,6 +180,7 @@ class _Client:
             (got - sent) * 1000.0,
             (done - got) * 1000.0,
             tries.count,
+            self.idx,
         )
 
 

@@ -52,7 +52,7 @@ POOL_TIMEOUT_S = 30.0
 
 def _latency_frame(records: list[Record], names: list[str], open_loop: bool) -> pd.DataFrame:
     """The per-request records as the ``latencies`` frame (``lag_ms`` in an open loop only)."""
-    columns = list(zip(*records, strict=True)) if records else [()] * 8
+    columns = list(zip(*records, strict=True)) if records else [()] * len(Record._fields)
     latencies = pd.DataFrame(
         {
             "query": pd.Categorical([names[i] for i in columns[0]], categories=names),
@@ -62,6 +62,7 @@ def _latency_frame(records: list[Record], names: list[str], open_loop: bool) -> 
             "wait_ms": np.array(columns[5], dtype=float),
             "exec_ms": np.array(columns[6], dtype=float),
             "tries": np.array(columns[7], dtype=np.int64),
+            "client": np.array(columns[8], dtype=np.int64),
         }
     )
     if open_loop:
@@ -191,10 +192,10 @@ def run_python(
         finally:
             pool.close()
     latencies = _latency_frame(measured.records, mix.names, open_loop=bool(rate_qps))
-    return _python_result(workload, run, latencies, measured, cfg=cfg, paused=paused)
+    return runner_result(workload, run, latencies, measured, cfg=cfg, paused=paused)
 
 
-def _python_result(
+def runner_result(
     workload: Workload,
     run: Settings,
     latencies: pd.DataFrame,
@@ -202,16 +203,18 @@ def _python_result(
     *,
     cfg: PoolConfig,
     paused: list[str],
+    engine: str = "python",
+    extra: dict[str, Any] | None = None,
 ) -> WorkloadResult:
     """The summary, the open loop's figures, the judgement of the client and the manifest of one
-    run."""
+    run of a client runner (``engine``: python, or pgx with its own ``extra`` manifest entries)."""
     window_s, open_loop = (
         _open_loop_figures(latencies, run.duration_s, measured.not_issued)
         if run.rate_qps
         else (run.duration_s, None)
     )
     cpu_share = measured.cpu_used_s / window_s
-    summary = summarize(latencies, engine="python", clients=run.clients, duration_s=window_s)
+    summary = summarize(latencies, engine=engine, clients=run.clients, duration_s=window_s)
     total = summary.set_index("query").loc["ALL"]
     errors, retries = int(total["errors"]), int(total["retries"])
     succeeded = latencies.loc[latencies["ok"]]
@@ -230,7 +233,7 @@ def _python_result(
     return WorkloadResult(
         summary=summary,
         latencies=latencies,
-        engine="python",
+        engine=engine,
         clients=run.clients,
         duration_s=run.duration_s,
         client_cpu_pct=round(100 * cpu_share, 1),
@@ -243,7 +246,7 @@ def _python_result(
         retries=retries,
         unavailable_s=unavailable_s,
         manifest={
-            "engine": "python",
+            "engine": engine,
             "workload": f"{workload.name}/{workload.version}",
             "queries": workload.names,
             "clients": run.clients,
@@ -264,5 +267,6 @@ def _python_result(
             # the measured window's start (seconds since the epoch): t_s counts from it
             "window_started_at": round(measured.window_epoch_s, 3),
             **({"open_loop": open_loop} if open_loop else {}),
+            **(extra or {}),
         },
     )
