@@ -496,7 +496,7 @@ def test_the_report_shows_the_latest_fault_run_when_the_run_has_none(tmp_path: P
     assert 'id="faults"' in page and 'href="#faults"' in page
     assert f"latest run {latest.id}, 2026-01-02 10:00 UTC" in page
     assert "faults survived · 2026-01-02 10:00 UTC" in page
-    assert "sigint-20260102-100000" in page
+    assert "sigint-20260102-100000" in page and "PostgreSQL 15.10" in page
     assert "sigint-20260101-090000" not in page and "sigint-20260103-110000" not in page
     # no fault run in the runs folder: no such section
     lone = write_run(tmp_path / "other", "all-tiny", {"01": {"rows_packet_flow": 10}})

@@ -378,7 +378,10 @@ def run_all(
     nb = chosen[0]
     try:
         for nb in chosen:
-            nb_params = dict(params)
+            # an extra parameter goes to the notebooks that have it (papermill warns on stderr of
+            # any other); the kit's own go to every notebook
+            known = notebook_parameters(nb)
+            nb_params = {k: v for k, v in params.items() if k in known or k in KIT_PARAMETERS}
             if scale != "tiny":
                 nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
             try:

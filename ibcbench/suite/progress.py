@@ -206,7 +206,8 @@ class NotebookProgress:
             name, cell, cells = self._name, self._cell, self._cells
             elapsed = self.clock() - self._started
             estimate = self._estimate
-        parts = [f"{name}", f"cell {cell}/{cells}", f"{clock_text(elapsed)} elapsed"]
+        where = f"cell {cell}/{cells}" if cell else f"kernel starting ({cells} cells)"
+        parts = [f"{name}", where, f"{clock_text(elapsed)} elapsed"]
         if estimate is None:
             parts.append("no earlier run to go by")
         else:

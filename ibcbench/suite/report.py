@@ -387,11 +387,14 @@ def _fault_suite_context(fault_run: Run) -> dict[str, Any]:
         else None
     )
     suite = manifest.get("faults") or {}
+    version = suite.get("server_version")  # libpq's number: 150010 is 15.10
+    if isinstance(version, int):
+        version = f"{version // 10000}.{version % 10000}"
     return {
         "run_id": fault_run.id,
         "date": date,
         "scale": manifest.get("scale"),
-        "server_version": suite.get("server_version"),
+        "server_version": version,
         "card": card,
         "recorded": _table([{"name": k, "value": v} for k, v in got.items()]),
         "table": _table(frame, limit=len(frame), classes=classes),
