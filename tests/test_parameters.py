@@ -28,3 +28,14 @@ from ibcbench.suite.parameters import validate_parameters
 )
 def test_notebook_parameters_that_pass(notebook: str, parameters: dict) -> None:
     validate_parameters(notebook, parameters)
+
+
+def test_run_all_runs_the_benchmarks_not_the_fault_suite_unless_named() -> None:
+    from ibcbench.commands.run import _chosen_notebooks
+    from ibcbench.suite.parameters import validate_run_all
+
+    default = [p.name for p in validate_run_all("tiny", 42)]
+    assert default[0] == "01_generate_and_load.ipynb" and "07_replicas.ipynb" in default
+    assert "08_faults.ipynb" not in default
+    named = validate_run_all("tiny", 42, notebooks=_chosen_notebooks("04,08"))
+    assert [p.name for p in named] == ["04_query_plans.ipynb", "08_faults.ipynb"]

@@ -458,3 +458,46 @@ def test_templates_are_package_data() -> None:
     for path in templates:
         relative = path.relative_to(ROOT / "ibcbench")
         assert any(relative.match(p) for p in patterns), relative
+
+
+def _fault_run(root: Path, stamp: str, survived: int, *, status: str = "complete") -> Run:
+    """A run folder as `ibcbench bench faults` writes it: key numbers and results/faults."""
+    run = Run(root / f"{stamp}-faults-tiny")
+    run.path.mkdir(parents=True)
+    created = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:00+00:00"
+    run.update_manifest(
+        run_id=run.id,
+        created_at=created,
+        status=status,
+        scale="tiny",
+        faults={"elapsed_s": 1.0, "server_version": 150010},
+        key_numbers={"faults_injected": 2, "faults_survived": survived, "faults_rows_lost": 0},
+    )
+    frame = pd.DataFrame(
+        [
+            {"group": "load", "fault": f"sigint-{stamp}", "verdict": "survived"},
+            {
+                "group": "disk",
+                "fault": "full",
+                "verdict": "survived" if survived == 2 else "FAILED",
+            },
+        ]
+    )
+    run.write_frame("faults", frame)
+    return run
+
+
+def test_the_report_shows_the_latest_fault_run_when_the_run_has_none(tmp_path: Path) -> None:
+    _fault_run(tmp_path, "20260101-090000", 1)
+    latest = _fault_run(tmp_path, "20260102-100000", 2)
+    _fault_run(tmp_path, "20260103-110000", 0, status="running")  # under way: not a result
+    run = write_run(tmp_path, "all-tiny", {"01": {"rows_packet_flow": 10}})
+    page = build_report(run).read_text()
+    assert 'id="faults"' in page and 'href="#faults"' in page
+    assert f"latest run {latest.id}, 2026-01-02 10:00 UTC" in page
+    assert "faults survived · 2026-01-02 10:00 UTC" in page
+    assert "sigint-20260102-100000" in page and "PostgreSQL 15.10" in page
+    assert "sigint-20260101-090000" not in page and "sigint-20260103-110000" not in page
+    # no fault run in the runs folder: no such section
+    lone = write_run(tmp_path / "other", "all-tiny", {"01": {"rows_packet_flow": 10}})
+    assert 'id="faults"' not in build_report(lone).read_text()

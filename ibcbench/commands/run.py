@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run_all.add_argument(
         "--notebooks",
         default=None,
-        help="comma-separated numbers or names of the notebooks to run (default: all; e.g. 01,02,04)",
+        help="comma-separated numbers or names of the notebooks to run (default: every benchmark "
+        "notebook, not 08_faults, the kit's fault suite, which runs when named or as "
+        "`ibcbench bench faults`; e.g. 01,02,04)",
     )
     _no_wait_argument(run_all)
     add_dsn_argument(run_all)
@@ -103,7 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         check_name(args.label, "run label")
 
     from ibcbench.results.runs import build_manifest, started_run
-    from ibcbench.suite.notebook import run_notebook
+    from ibcbench.suite.notebook import notebook_entry, run_notebook
+    from ibcbench.suite.progress import NotebookProgress
     from ibcbench.suite.runlock import run_lock
 
     with (
@@ -121,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
         _check_timescaledb(params.get("dsn"), run)  # type: ignore[arg-type]
-        result = run_notebook(args.notebook, run, params, progress=sys.stderr.isatty())
+        result = run_notebook(args.notebook, run, params, progress=NotebookProgress())
+        run.update_manifest(notebooks=[notebook_entry(result)])
         if result.dataset is not None:
             run.update_manifest(dataset=result.dataset)
         if not result.ok:
@@ -149,8 +153,10 @@ def _run_all(args: argparse.Namespace) -> int:
 
     from ibcbench.results.runs import started_run
     from ibcbench.suite.notebook import run_all
+    from ibcbench.suite.progress import NotebookProgress
     from ibcbench.suite.runlock import run_lock
 
+    progress = NotebookProgress()
     with (
         run_lock(args.dsn, wait=not args.no_wait, on_wait=_waiting) as lock,
         started_run(f"all-{args.scale}") as run,
@@ -159,8 +165,15 @@ def _run_all(args: argparse.Namespace) -> int:
         lock.name_run(run.id)
         _check_timescaledb(args.dsn, run)
         result = run_all(
-            run, scale=args.scale, seed=args.seed, dsn=args.dsn, extra=extra, notebooks=notebooks
+            run,
+            scale=args.scale,
+            seed=args.seed,
+            dsn=args.dsn,
+            extra=extra,
+            notebooks=notebooks,
+            progress=progress,
         )
+    print(progress.summary())
     print(f"run-all finished in {result.elapsed_s:.0f} s")
     failed = [nb for nb in result.notebooks if not nb.ok]
     for nb in failed:

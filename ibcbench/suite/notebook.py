@@ -19,6 +19,12 @@ from ibcbench.errors import IbcbenchError
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 from ibcbench.signals import stop_reason
+from ibcbench.suite.budget import (
+    result_tables,
+    tables_written,
+    time_parameters,
+    widest_interval,
+)
 from ibcbench.suite.parameters import (
     KIT_PARAMETERS,
     notebook_parameters,
@@ -28,6 +34,7 @@ from ibcbench.suite.parameters import (
     validate_parameters,
     validate_run_all,
 )
+from ibcbench.suite.progress import Estimate, NotebookProgress, code_cells, last_estimate
 from ibcbench.suite.report import build_report
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "NotebookResult",
     "RunAllResult",
     "ensure_kernel",
+    "notebook_entry",
     "notebook_parameters",
     "notebooks_dir",
     "numbered_notebooks",
@@ -82,6 +90,10 @@ class NotebookResult:
     error: str | None = None
     #: the state the notebook found its dataset in (the manifest's ``dataset``), when it has one
     dataset: dict[str, Any] | None = None
+    #: its time-related parameters as it ran with them (None: it has none)
+    budget: dict[str, Any] | None = None
+    #: the widest interval among what it recorded and the result tables it wrote (None: none)
+    widest_interval: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,9 +105,12 @@ def run_notebook(
     run: Run,
     parameters: Mapping[str, Any] | None = None,
     *,
-    progress: bool = False,
+    progress: NotebookProgress | None = None,
 ) -> NotebookResult:
     """Execute ``notebook`` with papermill into the run folder; failures are returned, not raised.
+
+    ``progress`` is told when the notebook starts, each cell it enters, and when it ends, with the
+    time it took in the last run on the same server at the same scale (:func:`last_estimate`).
 
     Like papermill, a failed notebook is still written (with the error in place) and its path returned.
     A server that restarted while the notebook ran (its ``pg_postmaster_start_time()`` moved) or
@@ -117,6 +132,9 @@ def run_notebook(
     else:
         secret = None
     started_at = server_started_at(secret)
+    tables_before = result_tables(run.path / "results")
+    if progress is not None:
+        progress.start(source.name, code_cells(source) + 1, _estimate(source, run, params))
     started = time.perf_counter()
     error: str | None = None
     # the kernel's connection file and unix sockets: a private folder (mode 0700), removed after it
@@ -131,16 +149,19 @@ def run_notebook(
             parameters=params,
             kernel_name=kernel,
             cwd=str(run.path),
-            progress_bar=progress,
+            progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
             kernel_manager_class=_local_kernel_manager(
                 run.subdir("logs") / f"{source.stem}.kernel.log", runtime
             ),
+            **(progress.hooks() if progress is not None else {}),
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
     finally:
+        if progress is not None:
+            progress.close()
         shutil.rmtree(runtime, ignore_errors=True)
         if secret:
             if saved is None:
@@ -165,7 +186,38 @@ def run_notebook(
     recorded = read_recorded(output) if output.exists() else {}
     if dataset is not None and dataset.get("state") == "absent":
         dataset = _dataset_after(source, parameters or {}) or dataset
-    return NotebookResult(source.name, output, elapsed, recorded, error, dataset)
+    if progress is not None:
+        progress.finish(elapsed, error is None, error)
+    written = tables_written(run.path / "results", tables_before)
+    return NotebookResult(
+        source.name,
+        output,
+        elapsed,
+        recorded,
+        error,
+        dataset,
+        budget=time_parameters(notebook_parameters(source), params),
+        widest_interval=widest_interval(recorded, written),
+    )
+
+
+def _estimate(source: Path, run: Run, params: Mapping[str, Any]) -> Estimate | None:
+    """The time ``source`` took in the last run on this server at this scale (None: no such run)."""
+    try:
+        manifest = run.manifest()
+    except IbcbenchError:
+        return None
+    default = notebook_parameters(source).get("scale")
+    default = default if isinstance(default, str) else None
+    scale = params.get("scale") or default
+    return last_estimate(
+        source.name,
+        run.path.parent,
+        target=manifest.get("target"),
+        scale=scale if isinstance(scale, str) else None,
+        default_scale=default,
+        exclude=run.id,
+    )
 
 
 def _dataset_params(source: Path, parameters: Mapping[str, Any]) -> tuple[Any, str, int] | None:
@@ -305,10 +357,14 @@ def run_all(
     notebooks: Sequence[Path] | None = None,
     extra: Mapping[str, Any] | None = None,
     echo: bool = True,
+    progress: NotebookProgress | None = None,
 ) -> RunAllResult:
     """Run the numbered notebooks in order into ``run``, then build its report.
 
-    A failing notebook does not stop the others; the result says which failed.
+    ``notebooks`` None runs every benchmark notebook (not the kit's own checks: the fault suite runs
+    only when named). A failing notebook does not stop the others; the result says which failed.
+    ``progress`` shows each notebook as it runs (``echo`` without one: a :class:`NotebookProgress`
+    on this process's streams; its ``summary()`` is the table of them all).
     """
     from ibcbench.results.runs import build_manifest
 
@@ -317,22 +373,24 @@ def run_all(
     run.update_manifest(**build_manifest(dsn, seed=seed, scale=scale, parameters=params))
     started = time.perf_counter()
     results: list[NotebookResult] = []
+    if progress is None and echo:
+        progress = NotebookProgress()
     nb = chosen[0]
     try:
         for nb in chosen:
-            if echo:
-                print(f"running {nb.name} ...", flush=True)
-            nb_params = dict(params)
+            # an extra parameter goes to the notebooks that have it (papermill warns on stderr of
+            # any other); the kit's own go to every notebook
+            known = notebook_parameters(nb)
+            nb_params = {k: v for k, v in params.items() if k in known or k in KIT_PARAMETERS}
             if scale != "tiny":
                 nb_params = {**FULL_SCALE_PARAMETERS.get(nb.name, {}), **nb_params}
             try:
-                result = run_notebook(nb, run, nb_params)
+                result = run_notebook(nb, run, nb_params, progress=progress)
             except IbcbenchError as exc:  # its dataset refused (changed, or in use): not run
                 result = NotebookResult(nb.name, run.path / nb.name, 0.0, error=str(exc))
+                if progress is not None:
+                    progress.refused(nb.name, str(exc))
             results.append(result)
-            if echo:
-                status = "ok" if result.ok else f"FAILED ({result.error})"
-                print(f"  {nb.name}: {status} in {result.elapsed_s:.1f} s", flush=True)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the manifest says how far it got
         if not results or results[-1].notebook != nb.name:
             results.append(NotebookResult(nb.name, run.path / nb.name, 0.0, error=stop_reason(exc)))
@@ -346,18 +404,23 @@ def run_all(
     return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
 
 
+def notebook_entry(result: NotebookResult) -> dict[str, Any]:
+    """What the manifest's ``notebooks`` list says of one notebook: its time, status, dataset,
+    time budget (its time-related parameters) and the widest interval it reported."""
+    return {
+        "notebook": result.notebook,
+        "elapsed_s": round(result.elapsed_s, 2),
+        "ok": result.ok,
+        "error": result.error,
+        "dataset": result.dataset,
+        "budget": result.budget,
+        "widest_interval": result.widest_interval,
+    }
+
+
 def _record_notebooks(run: Run, results: Sequence[NotebookResult], elapsed_s: float) -> None:
     run.update_manifest(
-        notebooks=[
-            {
-                "notebook": r.notebook,
-                "elapsed_s": round(r.elapsed_s, 2),
-                "ok": r.ok,
-                "error": r.error,
-                "dataset": r.dataset,
-            }
-            for r in results
-        ],
+        notebooks=[notebook_entry(r) for r in results],
         dataset=next((r.dataset for r in results if r.dataset is not None), None),
         run_all_elapsed_s=round(elapsed_s, 1),
     )

@@ -28,6 +28,16 @@ def numbered_notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in base.glob("[0-9][0-9]_*.ipynb"))
 
 
+#: numbered notebooks that check the kit, not the database: ``run-all`` runs them only when named
+KIT_CHECK_NOTEBOOKS = ("08_faults.ipynb",)
+
+
+def benchmark_notebooks(folder: Path | None = None) -> list[Path]:
+    """What ``run-all`` runs by default: the numbered notebooks but the kit's own checks (the fault
+    suite is its own command, ``ibcbench bench faults``, and ``run-all --notebooks 08``)."""
+    return [p for p in numbered_notebooks(folder) if p.name not in KIT_CHECK_NOTEBOOKS]
+
+
 def parse_parameter(raw: str) -> Any:
     """A ``-p key value`` value: JSON when it parses (numbers, true/false, null, lists), else the string."""
     try:
@@ -255,7 +265,7 @@ def validate_run_all(
     from ibcbench.data.datasets import validate_dataset
 
     validate_dataset(scale, seed)
-    chosen = list(notebooks) if notebooks is not None else numbered_notebooks()
+    chosen = list(notebooks) if notebooks is not None else benchmark_notebooks()
     if not chosen:
         raise RunError(f"no numbered notebooks in {notebooks_dir()}")
     extra = dict(extra or {})

@@ -284,6 +284,7 @@ def build_report(
     if diff is None and baseline is not None:
         diff = compare_with_baseline(run, baseline)
     sections = _notebook_sections(run)
+    fault_run = None if any(s["prefix"] == "08" for s in sections) else latest_fault_run(run)
     ok = sum(1 for s in sections if s["ok"])
     cards = [
         ("notebooks", f"{ok} / {len(sections)} ok"),
@@ -307,6 +308,9 @@ def build_report(
             if s["recorded"].get(key) is not None:
                 value = s["recorded"][key]
                 cards.append((label, f"{value:,.1f}" if isinstance(value, float) else _fmt(value)))
+    fault_suite = _fault_suite_context(fault_run) if fault_run is not None else None
+    if fault_suite is not None:
+        cards.append((f"faults survived · {fault_suite['date']}", fault_suite["card"]))
     server_rows = [
         {"item": "run", "value": run.id},
         {"item": "target", "value": manifest.get("target")},
@@ -336,12 +340,65 @@ def build_report(
         "baseline": _baseline_context(diff) if diff is not None else None,
         "sections": [_section_context(run, s) for s in sections],
         "plans_html": plans_html.read_text() if plans_html.exists() else None,
+        "fault_suite": fault_suite,
     }
     try:
         page = _environment().get_template("report.html.j2").render(context)
     except jinja2.TemplateError as exc:
         raise RunError(f"the report template cannot be rendered: {exc}") from exc
     return run.replace_file("report.html", page)
+
+
+def latest_fault_run(run: Run) -> Run | None:
+    """The newest fault-suite run beside ``run`` (``<stamp>-faults-<scale>`` in the same runs
+    folder, complete, with ``results/faults.parquet``): ``run-all`` does not run the fault suite,
+    ``ibcbench bench faults`` does, on a cluster of its own on this machine. None when there is none."""
+    folders = sorted(run.path.parent.glob("*-faults-*"), reverse=True)
+    for folder in folders:
+        candidate = Run(folder)
+        if folder == run.path or not (folder / "results" / "faults.parquet").is_file():
+            continue
+        try:
+            if candidate.manifest().get("status") == "complete":
+                return candidate
+        except RunError:  # an unreadable manifest: not a result to show
+            continue
+    return None
+
+
+def _fault_suite_context(fault_run: Run) -> dict[str, Any]:
+    """The latest fault-suite result for the report: its run, date, scale, numbers and table."""
+    manifest = fault_run.manifest()
+    created = str(manifest.get("created_at") or "")
+    try:
+        date = datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        date = created or "unknown date"
+    got = manifest.get("key_numbers") or {}
+    card = (
+        f"{got.get('faults_survived')} / {got.get('faults_injected')} · "
+        f"{got.get('faults_rows_lost')} rows lost · "
+        f"{got.get('faults_bad_inputs_rejected')} bad inputs rejected"
+    )
+    frame = fault_run.read_frame("faults")
+    classes = (
+        ["regression" if v != "survived" else "" for v in frame["verdict"]]
+        if "verdict" in frame.columns
+        else None
+    )
+    suite = manifest.get("faults") or {}
+    version = suite.get("server_version")  # libpq's number: 150010 is 15.10
+    if isinstance(version, int):
+        version = f"{version // 10000}.{version % 10000}"
+    return {
+        "run_id": fault_run.id,
+        "date": date,
+        "scale": manifest.get("scale"),
+        "server_version": version,
+        "card": card,
+        "recorded": _table([{"name": k, "value": v} for k, v in got.items()]),
+        "table": _table(frame, limit=len(frame), classes=classes),
+    }
 
 
 def _result_table(run: Run, name: str) -> tuple[str, dict[str, Any], bool]:
