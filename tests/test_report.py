@@ -448,6 +448,16 @@ def test_values_are_escaped(tmp_path: Path) -> None:
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_numbers_keep_their_digits_in_reports() -> None:
+    from ibcbench.suite.report import _fmt
+
+    assert _fmt(0.000231) == "0.000231"  # a 4000x speed-up as a ratio
+    assert _fmt(1.23456) == "1.235"
+    assert _fmt(12345.5) == "12,345.5"
+    assert _fmt(float("nan")) == "–"
+    assert _fmt(0.0) == "0"
+
+
 def test_templates_are_package_data() -> None:
     """A non-editable install holds the templates: pyproject's package-data covers every file."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -446,6 +446,14 @@ def _text_property(target: dict[str, Any], key: str, value: str) -> None:
         target[key] = value
 
 
+def _is_file(source: str) -> bool:
+    """Whether ``source`` names a file; pasted plan text too long for a file name does not."""
+    try:
+        return Path(source).is_file()
+    except OSError:  # ENAMETOOLONG: a pasted plan of more than 255 characters on one line
+        return False
+
+
 def load_plan(source: str | Path) -> Plan:
     """A plan from a .json/.txt file path or from pasted JSON or text."""
     text: str
@@ -454,7 +462,7 @@ def load_plan(source: str | Path) -> Plan:
         and "\n" not in source
         and len(source) < 4096
         and source.strip() != ""
-        and Path(source).is_file()
+        and _is_file(source)
     ):
         path = Path(source)
         try:
