@@ -54,6 +54,13 @@ def restopped(exc: BaseException, detail: str) -> Interrupted:
     return Stopped(exc.signum, detail) if isinstance(exc, Stopped) else Interrupted(detail)
 
 
+def default_sigint() -> None:
+    """SIGINT back to its default in a child about to exec (a ``preexec_fn``): a shell without job
+    control starts background commands with SIGINT ignored, and Python keeps an ignored SIGINT, so a
+    child meant to answer Ctrl-C as at a terminal (the fault suite's, the tests') gets it back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 

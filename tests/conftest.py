@@ -30,6 +30,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ibcbench.signals import default_sigint
+
 TEST_CLUSTER = "test"
 APACHE_CLUSTER = "test-apache"
 #: edition -> the timescaledb.license value that runs it
@@ -312,6 +314,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             text=True,
             env=env,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
     config.stash[_FAULTS_KEY] = BackgroundCommand(proc, folder / "runs", log)
 

@@ -29,6 +29,7 @@ from ibcbench.data.journal import ABANDONED_MESSAGE
 from ibcbench.data.load import generate_dataset, load_dataset
 from ibcbench.errors import LoadError
 from ibcbench.infra.migrate import migrate_up
+from ibcbench.signals import default_sigint
 
 pytestmark = pytest.mark.db
 SMALL = GenerationParams(seed=5, scale="tiny", packets=3_000)
@@ -159,6 +160,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen[str]:
         text=True,
         env=env | {"PYTHONUNBUFFERED": "1"},
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
 
 

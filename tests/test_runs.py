@@ -76,15 +76,20 @@ def test_manifest_records_server_and_inputs(schema_dsn: str) -> None:
 
 
 @pytest.mark.db
-def test_manifest_holds_no_password(schema_dsn: str) -> None:
-    from psycopg.conninfo import make_conninfo
+def test_manifest_holds_no_password(server_dsn: str, schema_dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    dsn = make_conninfo(schema_dsn, password="pw-s3cr3t-77")
-    url = "postgresql://someone:pw-s3cr3t-77@db.example:5432/app"
-    manifest = build_manifest(dsn, parameters={"dsn": dsn, "other": url, "n": 3})
+    from tests.procscan import password_login
+
+    # a role that logs in with this password (the server checks passwords: a made-up one would
+    # not get as far as the manifest)
+    with password_login(server_dsn, "manifest_pw", "pw-s3cr3t-77") as login:
+        dsn = make_conninfo(login, dbname=conninfo_to_dict(schema_dsn)["dbname"])
+        url = "postgresql://someone:pw-s3cr3t-77@db.example:5432/app"
+        manifest = build_manifest(dsn, parameters={"dsn": dsn, "other": url, "n": 3})
     text = json.dumps(manifest, default=str)
     assert "pw-s3cr3t-77" not in text
-    assert manifest["parameters"]["dsn"].startswith("ibcbench@")
+    assert manifest["parameters"]["dsn"].startswith("manifest_pw@")
     assert manifest["parameters"]["other"] == "postgresql://someone:***@db.example:5432/app"
 
 

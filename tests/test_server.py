@@ -600,6 +600,8 @@ def test_db_status_says_the_port_moved_since_the_last_start(
     old = _state_port(scratch)
     scratch.down()
     with socket.socket() as squatter:
+        # the stopped server's connections may leave the port in TIME_WAIT: bind anyway
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old))
         squatter.listen()
         scratch.up()

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from ibcbench.cli import main
-from ibcbench.signals import Stopped, stop_on_signals
+from ibcbench.signals import Stopped, default_sigint, stop_on_signals
 from ibcbench.suite.notebook import NotebookResult
 from ibcbench.suite.runlock import run_lock
 
@@ -115,6 +115,7 @@ def test_a_signalled_run_stops_its_kernel_marks_its_manifest_and_frees_the_lock(
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         folder, kernel = _wait_for_kernel(proc, runs)

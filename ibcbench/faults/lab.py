@@ -30,6 +30,7 @@ from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError, ServerError
 from ibcbench.infra.server import LocalServer
 from ibcbench.settings import ServerSettings
+from ibcbench.signals import default_sigint
 
 #: scales the suite knows; tiny runs the fast faults only
 FAULT_SCALES = ("tiny", "small", "default")
@@ -181,6 +182,7 @@ class FaultLab:
             env=env or self.env(),
             cwd=self.workdir,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
 
     @staticmethod

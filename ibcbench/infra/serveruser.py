@@ -6,6 +6,7 @@ run as an unprivileged system user (``ServerSettings.os_user``, ``ibcbench`` by 
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -62,11 +63,23 @@ def prepare_dirs(settings: ServerSettings, user: pwd.struct_passwd | None) -> No
     if user is not None:
         # every parent must be traversable by the server user
         for parent in s.home.parents:
-            if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            if parent.exists() and not _traversable(parent, user):
                 raise ServerError(
                     f"{parent} is not traversable by the server user {user.pw_name!r}: "
                     "set IBCBENCH_HOME to a folder under /var/lib or /srv"
                 )
+
+
+def _traversable(folder: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` may pass through ``folder``: its owner's, group's or others' x bit, the one
+    that applies to that user (a 0700 folder the server user owns is traversable by it)."""
+    st = os.stat(folder)
+    if st.st_uid == user.pw_uid:
+        return bool(st.st_mode & 0o100)
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    if st.st_gid in groups:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
 
 
 def run_as(
