@@ -49,12 +49,13 @@ class Knee:
             "as many clients as connections" if self.clients is None else f"{self.clients} clients"
         )
 
+    def short(self) -> str:
+        """The card's value: ``max_size 16 at 32 clients``."""
+        return f"max_size {self.max_size} at {self.clients_text}"
+
     def text(self) -> str:
-        """One phrase the card, the findings and the figure title all use."""
-        return (
-            f"max_size {self.max_size} at {self.clients_text} "
-            f"(smallest reaching {self.share:.0%} of the best throughput)"
-        )
+        """One phrase the findings and the figure title use (the card shows :meth:`short`)."""
+        return f"{self.short()} (smallest reaching {self.share:.0%} of the best throughput)"
 
 
 def throughput_knee(
