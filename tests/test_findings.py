@@ -53,7 +53,9 @@ def test_sweep_knee_is_read_at_the_most_clients_and_says_so() -> None:
     for clients, best in ((8, 4), (32, 16)):
         for size in (1, 4, 16, 25):
             qps = 1000.0 if size >= best else 100.0 * size
-            rows.append({"prepared": True, "clients": clients, "max_size": size, "throughput_qps": qps})
+            rows.append(
+                {"prepared": True, "clients": clients, "max_size": size, "throughput_qps": qps}
+            )
     result = PoolSweepResult(pd.DataFrame(rows))
     assert result.knee_point() == Knee(16, 32)
     assert result.knee_point(clients=8) == Knee(4, 8)
@@ -103,7 +105,11 @@ def test_index_sentence_has_the_interval_or_no_difference() -> None:
     [
         ({}, "nothing failed."),
         (
-            {"cagg_policy_failures": 1, "cagg_policy_runs": 1, "cagg_policy_error": "out of memory"},
+            {
+                "cagg_policy_failures": 1,
+                "cagg_policy_runs": 1,
+                "cagg_policy_error": "out of memory",
+            },
             "the TimescaleDB continuous-aggregate refresh policy job failed 1 of 1 run(s): "
             "out of memory.",
         ),

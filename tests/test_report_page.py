@@ -78,9 +78,13 @@ def fixture_run(root: Path, label: str = "all-tiny") -> Run:
     run.write_frame("pool_sweep", sweep.frame)
     run.write_frame(
         "maint_incident_alerts",
-        pd.DataFrame({"monitor": ["health_score"] * 2, "chain_id": ["injective-1", "axelar-dojo-1"]}),
+        pd.DataFrame(
+            {"monitor": ["health_score"] * 2, "chain_id": ["injective-1", "axelar-dojo-1"]}
+        ),
     )
-    run.update_manifest(status="complete", timescaledb_version="2.28.3", timescaledb_edition="timescale")
+    run.update_manifest(
+        status="complete", timescaledb_version="2.28.3", timescaledb_edition="timescale"
+    )
     return run
 
 
@@ -98,7 +102,11 @@ def stated(page: str) -> dict[str, list[str]]:
     }
     findings = [_text(d) for d in re.findall(r"<dd>(.*?)</dd>", page, flags=re.S)]
     captions = [_text(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page, flags=re.S)]
-    return {"cards": [f"{k}: {v}" for k, v in cards.items()], "findings": findings, "captions": captions}
+    return {
+        "cards": [f"{k}: {v}" for k, v in cards.items()],
+        "findings": findings,
+        "captions": captions,
+    }
 
 
 def _values(texts: list[str], pattern: str) -> set[str]:
@@ -117,8 +125,10 @@ def test_each_key_has_one_value_on_the_page(tmp_path: Path) -> None:
         assert len(set().union(*found.values())) == 1, (pattern, found)
     assert _values(places["cards"], knee) == {"max_size 16 at 32 clients"}
     worst = r"injective-1 \W+52\.05"
-    assert _values(places["cards"], worst) and _values(places["findings"], r"injective-1 \(52\.05\)")
-    assert "timescaledb: 2.28.3 (timescale)" in places["cards"]
+    assert _values(places["cards"], worst) and _values(
+        places["findings"], r"injective-1 \(52\.05\)"
+    )
+    assert "timescaledb: 2.28.3 (Community)" in places["cards"]
     assert re.search(r"<details><summary>result table pool_sweep", page)
     assert "knee max size (connections)" in page  # key numbers with their unit
 
@@ -166,14 +176,17 @@ def chromium() -> str | None:
 
 
 SCROLL_WIDTH_SCRIPT = (
-    "<script>window.addEventListener('load',function(){var p=document.createElement('pre');"
+    "<script>window.addEventListener('load',function(){"
+    "document.querySelectorAll('details').forEach(function(d){d.open=true;});"
+    "var p=document.createElement('pre');"
     "p.id='scroll-width';p.textContent='scrollWidth='+document.documentElement.scrollWidth;"
     "document.body.appendChild(p);});</script>"
 )
 
 
 def browser_scroll_width(page: Path, profile: Path, *, screenshot: Path | None = None) -> int:
-    """Render ``page`` in headless Chromium at 1300x900 and return the document's scrollWidth."""
+    """Render ``page`` in headless Chromium at 1300x900 and return the document's scrollWidth with
+    every folded table opened (a reader opens them)."""
     probe = page.with_name(".scroll-probe.html")
     probe.write_text(page.read_text().replace("</body>", SCROLL_WIDTH_SCRIPT + "</body>"))
     base = [
@@ -208,12 +221,14 @@ def browser_scroll_width(page: Path, profile: Path, *, screenshot: Path | None =
     return int(found.group(1))
 
 
-@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    chromium() is None, reason="chromium is not installed (apt-get install chromium)"
+)
 def test_the_page_does_not_scroll_sideways_in_a_1300px_window(tmp_path: Path) -> None:
     run = fixture_run(tmp_path / "runs")
-    # a long fault table: many rows, long cells
+    # a long table under notebook 03: many rows, long cells without spaces
     run.write_frame(
-        "faults",
+        "pool_points",
         pd.DataFrame(
             {
                 "fault": [f"fault_{i}_" + "x" * 60 for i in range(300)],
@@ -226,3 +241,30 @@ def test_the_page_does_not_scroll_sideways_in_a_1300px_window(tmp_path: Path) ->
     shot = Path(os.environ.get("IBCBENCH_REPORT_SCREENSHOT") or tmp_path / "report.png")
     width = browser_scroll_width(page, tmp_path / "profile", screenshot=shot)
     assert width <= BROWSER_WIDTH, f"the page is {width} px wide in a {BROWSER_WIDTH} px window"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "card"),
+    [
+        (
+            {"timescaledb_version": "2.28.3", "timescaledb_edition": "timescale"},
+            "2.28.3 (Community)",
+        ),
+        (
+            {"timescaledb": "TimescaleDB 2.17.2 Apache edition", "timescaledb_edition": "apache"},
+            "2.17.2 (Apache)",
+        ),
+        (
+            {
+                "timescaledb_edition": "timescale",
+                "timescaledb_build": {"version": "2.28.3", "patched": ["job error (#1)"]},
+            },
+            "2.28.3 (Community) · patched: job error (#1)",
+        ),
+        ({}, "none"),
+    ],
+)
+def test_the_timescaledb_card_shows_the_version(manifest: dict, card: str) -> None:
+    from ibcbench.suite.report import timescaledb_card
+
+    assert timescaledb_card(manifest) == card

@@ -9,7 +9,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="(re)build a run's HTML report, optionally against a baseline run"
     )
-    p.add_argument("run", help="run id, prefix, folder, or 'latest' (the newest complete run of the notebooks)")
+    p.add_argument(
+        "run", help="run id, prefix, folder, or 'latest' (the newest complete run of the notebooks)"
+    )
     p.add_argument(
         "--baseline",
         default=None,

@@ -54,6 +54,8 @@ HIGHLIGHTS = {
     "rows_packet_flow": "packets loaded",
     "load_rows_per_s": "load rows/s",
 }
+#: the manifest's timescaledb_edition as a reader knows it
+EDITIONS = {"timescale": "Community", "apache": "Apache"}
 #: the result tables the findings read intervals and alerts from
 FINDING_FRAMES = ("index_latency", "ts_columnstore_queries", "maint_incident_alerts")
 
@@ -393,7 +395,9 @@ def timescaledb_card(manifest: dict[str, Any]) -> str:
     if version is None:
         found = re.search(r"\d+\.\d+(?:\.\d+)?", str(manifest.get("timescaledb") or ""))
         version = found.group(0) if found else None
-    edition = manifest.get("timescaledb_edition")
+    edition = EDITIONS.get(
+        str(manifest.get("timescaledb_edition")), manifest.get("timescaledb_edition")
+    )
     if not version and not edition:
         return "none"
     text = " ".join(str(x) for x in (version, f"({edition})" if edition else None) if x)
