@@ -327,3 +327,22 @@ def test_q_error_is_per_loop_on_a_nested_loop() -> None:
     assert sender.q_error == pytest.approx(16.333, abs=0.001)
     # the outer scan under its LIMIT (18,761 planned, 40 read), then the sender lookups
     assert [n for n, _ in plan.worst_estimates(2)][1] is sender
+
+
+def test_the_biggest_change_figure_names_its_query_and_each_plans_own_nodes() -> None:
+    from ibcbench.bench.explain import plot_biggest_change
+
+    before = load_plan(FIXTURES / "wallet_history_no_indexes.json")
+    after = load_plan(FIXTURES / "wallet_history_service_indexes.json")
+    result = diff_plan_sets(
+        {"wallet_history": before}, {"wallet_history": after}, names=("none", "service")
+    )
+    ax = plot_biggest_change(result).axes[0]
+    assert ax.get_title().startswith("wallet_history: faster, ")
+    assert "(none)" in ax.get_title() and "(service)" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    half = len(labels) // 2
+    before_nodes = {n.label[:55] for n in before.nodes()} | {"(none)"}
+    after_nodes = {n.label[:55] for n in after.nodes()} | {"(none)"}
+    assert set(labels[:half]) <= before_nodes and set(labels[half:]) <= after_nodes
+    assert "Seq Scan" in " ".join(labels[:half])  # the scan the indexes removed, on its own bar
