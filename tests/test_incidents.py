@@ -112,3 +112,19 @@ def test_down_restores_the_previous_health_score(make_database) -> None:
     with psycopg.connect(dsn) as conn:
         cur = conn.execute("SELECT * FROM calculate_network_health_score(NULL)")
         assert [d.name for d in cur.description or []][-1] == "trouble_hours"
+
+
+def test_the_health_bars_and_the_key_numbers_use_one_window(loaded_dsn: str, scored) -> None:  # type: ignore[no-untyped-def]
+    from ibcbench.bench.maintenance import monitoring_tables, plot_health
+
+    bars = monitoring_tables(loaded_dsn)["network_health"]
+    numbers = scored.key_numbers()
+    assert bars.attrs["window_days"] == numbers["health_window_days"] == scored.window_days
+    worst = bars.loc[bars.health_score.astype(float).idxmin()]
+    assert (worst.chain_id, float(worst.health_score)) == (
+        numbers["health_worst_chain"],
+        numbers["health_worst"],
+    )
+    title = plot_health(bars).axes[0].get_title()
+    assert title == f"Network health per chain (whole data span, {scored.window_days} days)"
+    assert f"whole data span, {scored.window_days} days" in scored.plot().axes[0].get_title()

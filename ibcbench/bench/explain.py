@@ -56,6 +56,12 @@ def biggest_change(diff: PlanSetDiff) -> str:
     return str(diff.summary().sort_values("ratio", kind="stable").iloc[0]["query"])
 
 
+def plot_biggest_change(diff: PlanSetDiff) -> Any:
+    """:func:`plot_diff` of :func:`biggest_change`, titled with its query and configurations."""
+    query = biggest_change(diff)
+    return plot_diff(diff.diffs[query], query=query, names=(diff.before_name, diff.after_name))
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """A named configuration: an index strategy (or None to leave indexes as they are) and settings."""
@@ -181,5 +187,4 @@ class PlanComparisonResult:
         if self.second is not None:
             diffs["random_page_cost"] = self.second
         write_diff_html(run, diffs)
-        figure = plot_diff(self.diff.diffs[biggest_change(self.diff)])
-        save_figure(figure, "04_biggest_plan_change", run, close=True)
+        save_figure(plot_biggest_change(self.diff), "04_biggest_plan_change", run, close=True)

@@ -72,6 +72,7 @@ class MonitorScoreResult:
     scores: pd.DataFrame  # monitor, watches, targets, hits, misses, false_alarms
     health: pd.DataFrame  # calculate_network_health_score with had_incident and rank
     span: tuple[Any, Any] = (None, None)  # first and last hour of the data
+    window_days: int | None = None  # the health score's window (the data span, in days)
 
     def score(self, monitor: str) -> dict[str, int]:
         row = self.scores.set_index("monitor").loc[monitor]
@@ -88,6 +89,7 @@ class MonitorScoreResult:
         if len(h):
             scores = h.health_score.astype(float)
             numbers.update(
+                health_window_days=self.window_days,
                 health_best=float(scores.max()),
                 health_best_chain=str(h.chain_id.iloc[scores.argmax()]),
                 health_worst=float(scores.min()),
@@ -163,7 +165,8 @@ class MonitorScoreResult:
         )
         s = self.scores.set_index("monitor")
         ax.set_title(
-            "Planted incidents and the monitors (chain: health score, grade). "
+            "Planted incidents and the monitors (chain: health score, grade; "
+            f"{window_text(self.window_days)}). "
             + "; ".join(
                 f"{m}: {int(r.hits)}/{int(r.targets)} found, {int(r.false_alarms)} false"
                 for m, r in s.iterrows()
@@ -179,7 +182,13 @@ class MonitorScoreResult:
         return fig
 
 
-def _data_days(conn: Any) -> int:
+def window_text(days: int | None) -> str:
+    """How a figure or a sentence names the health score's window."""
+    return "window unknown" if days is None else f"whole data span, {days} days"
+
+
+def data_days(conn: Any) -> int:
+    """The data span in days: the window every health score of the report is computed over."""
     row = conn.execute("SELECT min(date), max(date) FROM network_stats").fetchone()
     if row is None or row[0] is None:
         return 1
@@ -187,8 +196,9 @@ def _data_days(conn: Any) -> int:
 
 
 def _health_alerts(conn: Any, inc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    days = _data_days(conn)
+    days = data_days(conn)
     health = query_frame(conn, "SELECT * FROM calculate_network_health_score(NULL, %s)", (days,))
+    health.attrs["window_days"] = days
     health["had_incident"] = health.chain_id.isin(set(inc.chain_id))
     health["rank"] = health.health_score.astype(float).rank(method="min").astype(int)
     flagged = health[health.grade != "healthy"]
@@ -331,4 +341,11 @@ def score_monitors(dsn: str | None, *, long_query_s: float = 1.0) -> MonitorScor
         or [pd.DataFrame(columns=_ALERT_COLUMNS)],
         ignore_index=True,
     )
-    return MonitorScoreResult(inc, alerts, scores, health, tuple(span) if span else (None, None))
+    return MonitorScoreResult(
+        inc,
+        alerts,
+        scores,
+        health,
+        tuple(span) if span else (None, None),
+        window_days=int(health.attrs.get("window_days", 0)) or None,
+    )

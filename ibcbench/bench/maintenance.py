@@ -304,24 +304,33 @@ def demonstrate_bloat(
 # ---- monitoring functions --------------------------------------------------------------------------
 def monitoring_tables(dsn: str | None, *, pattern: str = "packet_flow") -> dict[str, pd.DataFrame]:
     """The schema's monitoring functions over the dataset, plus the top statements."""
+    from ibcbench.bench.incidents import data_days
     from ibcbench.toolkit.monitoring import slow_queries
 
     with connect(dsn) as conn:
+        days = data_days(conn)  # the window of score_monitors' health scores too
+        health = query_frame(
+            conn, "SELECT * FROM calculate_network_health_score(NULL, %s)", (days,)
+        )
+        health.attrs["window_days"] = days
         return {
             "index_effectiveness": query_frame(conn, "SELECT * FROM check_index_effectiveness()"),
             "query_performance": query_frame(
                 conn, "SELECT * FROM analyze_query_performance(%s) LIMIT 15", (pattern,)
             ),
-            "network_health": query_frame(
-                conn, "SELECT * FROM calculate_network_health_score(NULL)"
-            ),
+            "network_health": health,
             "top_statements": slow_queries(conn, limit=10),
         }
 
 
 def plot_health(health: pd.DataFrame) -> Any:
+    """One bar per chain, coloured by grade; the title names the score's window (the frame's
+    ``attrs["window_days"]``, set by :func:`monitoring_tables`)."""
     import matplotlib.pyplot as plt
 
+    from ibcbench.bench.incidents import window_text
+
+    window = window_text(health.attrs.get("window_days"))
     h = health.sort_values("health_score")
     colors = [
         "#2e7d32" if g == "healthy" else "#e08a00" if g == "degraded" else "#c62828"
@@ -331,7 +340,7 @@ def plot_health(health: pd.DataFrame) -> Any:
     ax.barh(h.chain_id, h.health_score.astype(float), color=colors)
     ax.set_xlim(0, 100)
     ax.set_xlabel("calculate_network_health_score (0-100)")
-    ax.set_title("Network health per chain")
+    ax.set_title(f"Network health per chain ({window})")
     fig.tight_layout()
     return fig
 

@@ -30,6 +30,40 @@ from ibcbench.results.runs import Run
 from ibcbench.toolkit.pool import PoolConfig
 
 SERVICE_CONFIG = PoolConfig()  # 25 / 5
+#: the knee: the smallest size reaching this share of the best throughput
+KNEE_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where throughput stops growing: the smallest ``max_size`` reaching ``share`` of the best
+    throughput measured with ``clients`` client threads (or connections, for the closed loop)."""
+
+    max_size: int
+    clients: int | None
+    share: float = KNEE_SHARE
+
+    @property
+    def clients_text(self) -> str:
+        return (
+            "as many clients as connections" if self.clients is None else f"{self.clients} clients"
+        )
+
+    def short(self) -> str:
+        """The card's value: ``max_size 16 at 32 clients``."""
+        return f"max_size {self.max_size} at {self.clients_text}"
+
+    def text(self) -> str:
+        """One phrase the findings and the figure title use (the card shows :meth:`short`)."""
+        return f"{self.short()} (smallest reaching {self.share:.0%} of the best throughput)"
+
+
+def throughput_knee(
+    throughput: pd.Series, *, clients: int | None, share: float = KNEE_SHARE
+) -> Knee:
+    """The knee of ``throughput`` (queries/s indexed by pool size; repeated sizes averaged)."""
+    by_size = throughput.groupby(level=0).mean()
+    return Knee(int(by_size[by_size >= share * by_size.max()].index.min()), clients, share)
 
 
 @dataclass
@@ -38,13 +72,20 @@ class PoolSweepResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def knee(
-        self, *, clients: int | None = None, prepared: bool = True, share: float = 0.95
+        self, *, clients: int | None = None, prepared: bool = True, share: float = KNEE_SHARE
     ) -> int:
         """Smallest max_size reaching ``share`` of the best throughput at ``clients`` (default: the most)."""
+        return self.knee_point(clients=clients, prepared=prepared, share=share).max_size
+
+    def knee_point(
+        self, *, clients: int | None = None, prepared: bool = True, share: float = KNEE_SHARE
+    ) -> Knee:
+        """:meth:`knee` with the client count it was read at (the sweep's most, by default)."""
         f = self.frame[self.frame.prepared == prepared]
         c = clients or int(f.clients.max())
-        f = f[f.clients == c].groupby("max_size").throughput_qps.mean()
-        return int(f[f >= share * f.max()].index.min())
+        return throughput_knee(
+            f[f.clients == c].set_index("max_size").throughput_qps, clients=c, share=share
+        )
 
     def prepared_gain(self) -> float | None:
         """Mean throughput with prepared statements / without (None unless both were swept)."""
@@ -58,6 +99,7 @@ class PoolSweepResult:
         f = self.frame
         return {
             "knee_max_size": self.knee(),
+            "knee_clients": self.knee_point().clients,
             "best_qps": float(f.throughput_qps.max()),
             "errors": int(f.errors.sum()),
             "client_bound_points": int(f.client_bound.sum()),
@@ -226,8 +268,7 @@ def plot_sweep(result: PoolSweepResult) -> Any:
         frameon=False,
     )
     rows = -(-len(labels) // 6)
-    knee = result.knee()
-    fig.suptitle(f"Pool sweep: throughput stops growing at max_size = {knee} (95% of the best)")
+    fig.suptitle(f"Pool sweep: throughput stops growing at {result.knee_point().text()}")
     fig.tight_layout(rect=(0, 0.05 * rows + 0.02, 1, 1))
     return fig
 
@@ -242,10 +283,11 @@ class PoolCapacityResult:
     rate_qps: float
     manifest: dict[str, Any] = field(default_factory=dict)
 
-    def knee(self, *, engine: str = "pgbench", share: float = 0.95) -> int:
-        """Smallest pool size reaching ``share`` of the engine's best closed-loop throughput."""
+    def knee(self, *, engine: str = "pgbench", share: float = KNEE_SHARE) -> int:
+        """Smallest pool size reaching ``share`` of the engine's best closed-loop throughput
+        (the closed loop runs as many clients as connections)."""
         f = self.frame[self.frame.engine == engine].set_index("max_size").throughput_qps
-        return int(f[f >= share * f.max()].index.min())
+        return throughput_knee(f, clients=None, share=share).max_size
 
     def key_numbers(self) -> dict[str, Any]:
         """The capacity side of notebook 03: each engine's knee and the wait at the arrival rate."""

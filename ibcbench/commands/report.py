@@ -9,7 +9,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="(re)build a run's HTML report, optionally against a baseline run"
     )
-    p.add_argument("run", help="run id, prefix, folder, or 'latest'")
+    p.add_argument(
+        "run", help="run id, prefix, folder, or 'latest' (the newest complete run of the notebooks)"
+    )
     p.add_argument(
         "--baseline",
         default=None,
@@ -32,7 +34,7 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.fail_on and not args.baseline:
         raise ConfigError("--fail-on regression needs a run to compare with: add --baseline RUN")
-    run = find_run(args.run)
+    run = find_run(args.run, notebooks=True)  # 'latest': the newest complete notebook run
     run.require_manifest()  # a folder that is not a run gets no report.html
     baseline = find_run(args.baseline) if args.baseline else None
     diff = compare_with_baseline(run, baseline) if baseline is not None else None

@@ -134,31 +134,44 @@ def render_diff_html(
     return body
 
 
-def plot_diff(diff: PlanDiff, *, top: int = 12) -> Any:
-    """Exclusive time of the aligned nodes, before and after, the biggest movers first."""
+def plot_diff(
+    diff: PlanDiff,
+    *,
+    top: int = 12,
+    query: str | None = None,
+    names: tuple[str, str] = ("before", "after"),
+) -> Any:
+    """Exclusive time of the aligned nodes, before and after, the biggest movers first; each bar
+    is labelled with its own plan's node (a node the other plan lacks shows as "(none)"), and the
+    title names ``query`` and the two configurations ``names``."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     rows = []
     for before, after, _ in diff.pairs:
-        label = (after or before).label  # type: ignore[union-attr]
         rows.append(
             (
-                label[:60],
+                before.label[:55] if before else "(none)",
+                after.label[:55] if after else "(none)",
                 before.exclusive_ms if before else 0.0,
                 after.exclusive_ms if after else 0.0,
             )
         )
-    rows.sort(key=lambda r: -abs(r[2] - r[1]))
+    rows.sort(key=lambda r: -abs(r[3] - r[2]))
     rows = rows[:top][::-1]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(11, 0.7 * len(rows) + 1.8))
     y = np.arange(len(rows))
-    ax.barh(y - 0.2, [r[1] for r in rows], 0.4, label="before", color="#9e9e9e")
-    ax.barh(y + 0.2, [r[2] for r in rows], 0.4, label="after", color="#2f5d9b")
-    ax.set_yticks(y)
-    ax.set_yticklabels([r[0] for r in rows], fontsize=8)
+    ax.barh(y - 0.2, [r[2] for r in rows], 0.4, label=names[0], color="#9e9e9e")
+    ax.barh(y + 0.2, [r[3] for r in rows], 0.4, label=names[1], color="#2f5d9b")
+    ax.set_yticks(np.concatenate([y - 0.2, y + 0.2]))
+    ax.set_yticklabels([r[0] for r in rows] + [r[1] for r in rows], fontsize=7)
     ax.set_xlabel("exclusive time (ms)")
-    ax.set_title(f"{diff.verdict}: {diff.before.total_ms:.3f} → {diff.after.total_ms:.3f} ms")
+    what = f"{query}: " if query else ""
+    ax.set_title(
+        f"{what}{diff.verdict}, {diff.before.total_ms:.3f} ms ({names[0]}) → "
+        f"{diff.after.total_ms:.3f} ms ({names[1]})",
+        fontsize=10,
+    )
     ax.legend()
     fig.tight_layout()
     return fig

@@ -113,6 +113,14 @@ def read_recorded(notebook: Path | str) -> dict[str, Any]:
     return values
 
 
+def figure_title(fig: Any) -> str:
+    """The figure's title: its suptitle, else its first axes' titles joined."""
+    sup = getattr(fig, "_suptitle", None)
+    if sup is not None and sup.get_text():
+        return str(sup.get_text())
+    return "; ".join(t for ax in fig.axes[:1] if (t := ax.get_title()))
+
+
 def save_figure(
     fig: Any, name: str, run_dir: str | Path | Run | None, *, close: bool = False
 ) -> Path | None:
@@ -125,7 +133,10 @@ def save_figure(
     path = None
     if run is not None:
         path = safe_child(run.subdir("figures"), f"{check_name(name, 'figure name')}.png")
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        # the title goes into the PNG's Title text too: the report shows it as the caption
+        fig.savefig(
+            path, dpi=110, bbox_inches="tight", metadata={"Title": figure_title(fig) or name}
+        )
     if close:
         import matplotlib.pyplot as plt
 

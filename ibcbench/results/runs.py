@@ -229,9 +229,20 @@ def _complete(path: Path) -> bool:
     return any(p.name != "manifest.json" for p in path.iterdir())
 
 
-def find_run(ref: str | Path, root: Path | None = None) -> Run:
+def _notebook_run(path: Path) -> bool:
+    """A run of the notebooks (``run`` / ``run-all``): its manifest lists notebooks, and it is not
+    a fault-suite run."""
+    try:
+        manifest = Run(path).manifest()
+    except RunError:
+        return False
+    return bool(manifest.get("notebooks")) and manifest.get("faults") is None
+
+
+def find_run(ref: str | Path, root: Path | None = None, *, notebooks: bool = False) -> Run:
     """A run by folder path or id (a unique prefix of an id works too); 'latest' is the newest
-    complete run (failed, interrupted and running ones are skipped)."""
+    complete run (failed, interrupted and running ones are skipped), with ``notebooks=True`` the
+    newest complete run of the notebooks (fault-suite and workload runs are skipped too)."""
     candidate = Path(ref)
     if candidate.is_dir():
         return Run(candidate.resolve())
@@ -244,7 +255,11 @@ def find_run(ref: str | Path, root: Path | None = None) -> Run:
     if str(ref) == "latest":
         if not runs:
             raise RunError(f"no runs in {base}: run `ibcbench run-all` first")
-        complete = [p for p in runs if _complete(p)]
+        complete = [p for p in runs if _complete(p) and (not notebooks or _notebook_run(p))]
+        if not complete and notebooks:
+            raise RunError(
+                f"no complete notebook run in {base}: run `ibcbench run-all` first, or name a run"
+            )
         if not complete:
             raise RunError(
                 f"no complete run in {base} ({len(runs)} failed or unfinished): run "

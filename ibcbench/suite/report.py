@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,11 +28,12 @@ import pandas as pd
 
 from ibcbench import __version__
 from ibcbench.bench.explain import DIFF_HTML
-from ibcbench.errors import RunError
+from ibcbench.errors import ConfigError, RunError
 from ibcbench.results.compare import compare_runs
 from ibcbench.results.metrics import MetricDiff, compare_recorded
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
+from ibcbench.suite import findings as findings_
 
 #: result tables shown under the notebook that wrote them (by name prefix)
 RESULT_OWNERS = {
@@ -44,15 +46,18 @@ RESULT_OWNERS = {
     "07": ("replica_",),
     "08": ("faults",),
 }
-#: result tables shown open and whole (the others are folded, 40 rows at most)
+#: result tables shown whole, though folded like the others (which show 40 rows at most)
 OPEN_RESULTS = {"faults"}
 #: recorded numbers shown as summary cards, with their labels
 HIGHLIGHTS = {
-    "wallet_history_speedup": "wallet index speed-up",
-    "knee_max_size": "pool knee (max_size)",
+    "wallet_history_speedup": "wallet index speed-up (x)",
     "rows_packet_flow": "packets loaded",
     "load_rows_per_s": "load rows/s",
 }
+#: the manifest's timescaledb_edition as a reader knows it
+EDITIONS = {"timescale": "Community", "apache": "Apache"}
+#: the result tables the findings read intervals and alerts from
+FINDING_FRAMES = ("index_latency", "ts_columnstore_queries", "maint_incident_alerts")
 
 
 def _fmt(value: Any) -> str:
@@ -179,7 +184,7 @@ class BaselineDiff:
             text += f"; workload latency: {len(self.latency)} queries compared, {slower} slower"
         elif self.latency_error:
             text += f"; workload latency comparison failed: {self.latency_error}"
-        else:
+        elif self.latency_note:
             text += f"; workload latency not compared: {self.latency_note}"
         return text
 
@@ -198,17 +203,23 @@ class BaselineDiff:
 
 
 def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
-    """Compare ``run`` with ``baseline``: recorded numbers, workload latencies, notebook status."""
+    """Compare ``run`` with ``baseline``: recorded numbers, workload latencies, notebook status.
+    A run is refused as its own baseline."""
+    if run.path.resolve() == baseline.path.resolve():
+        raise ConfigError(
+            f"--baseline {baseline.id} is the run itself: give an earlier run to compare with"
+        )
     current = {s["prefix"]: s["recorded"] for s in _notebook_sections(run)}
     base = {s["prefix"]: s["recorded"] for s in _notebook_sections(baseline)}
     metrics = compare_recorded(base, current)
     latency, note, error = None, None, None
-    try:
-        latency = compare_runs(baseline, run).frame
-    except RunError as exc:  # a run without workload latencies, or none shared
-        note = str(exc)
-    except Exception as exc:  # a failure is shown, never swallowed
-        error = f"{type(exc).__name__}: {exc}"
+    if "workload_latencies" in run.frames() or "workload_latencies" in baseline.frames():
+        try:
+            latency = compare_runs(baseline, run).frame
+        except RunError as exc:  # one run without workload latencies, or none shared
+            note = str(exc)
+        except Exception as exc:  # a failure is shown, never swallowed
+            error = f"{type(exc).__name__}: {exc}"
     ran = {n["notebook"] for n in baseline.manifest().get("notebooks", []) if n.get("ok", True)}
     failed = [
         f"{n['notebook']}: {n.get('error') or 'failed'}"
@@ -286,13 +297,27 @@ def build_report(
     sections = _notebook_sections(run)
     fault_run = None if any(s["prefix"] == "08" for s in sections) else latest_fault_run(run)
     ok = sum(1 for s in sections if s["ok"])
+    recorded = {s["prefix"]: s["recorded"] for s in sections}
+    if manifest.get("faults") is not None:  # a fault-suite run: its key numbers are the manifest's
+        recorded["08"] = manifest.get("key_numbers") or {}
+    frames = {n: run.read_frame(n) for n in FINDING_FRAMES if n in run.frames()}
     cards = [
-        ("notebooks", f"{ok} / {len(sections)} ok"),
+        (
+            ("fault suite", "run by `ibcbench bench faults`")
+            if manifest.get("faults") is not None
+            else ("notebooks", f"{ok} / {len(sections)} ok")
+        ),
         ("scale · seed", f"{manifest.get('scale', '–')} · {manifest.get('seed', '–')}"),
         ("run time", f"{manifest.get('run_all_elapsed_s', '–')} s"),
         ("server", str(manifest.get("server_version", "–")).split(" ")[0]),
-        ("timescaledb", str(manifest.get("timescaledb_edition") or "none")),
+        ("timescaledb", timescaledb_card(manifest)),
     ]
+    knee = findings_.pool_knee(recorded.get("03", {}))
+    if knee is not None:
+        cards.append(("pool knee", knee.short()))
+    health = findings_.health_card(recorded.get("06", {}))
+    if health is not None:
+        cards.append(("least healthy chain", health))
     for s in sections:
         got = s["recorded"]
         if got.get("faults_injected") is not None:
@@ -332,6 +357,12 @@ def build_report(
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
         "cards": cards,
+        "findings": findings_.findings(recorded, frames, manifest.get("notebooks", [])),
+        "fault_results": (
+            [_result_table(run, name) for name in run.frames()]
+            if manifest.get("faults") is not None
+            else []
+        ),
         "manifest_table": _table(server_rows),
         "settings_count": len(settings),
         "settings_table": _table(
@@ -414,9 +445,43 @@ def _result_table(run: Run, name: str) -> tuple[str, dict[str, Any], bool]:
     return name, _table(frame, limit=len(frame), classes=classes), True
 
 
+def timescaledb_card(manifest: dict[str, Any]) -> str:
+    """The TimescaleDB version and edition, and the build's patches when the manifest has them."""
+    build = manifest.get("timescaledb_build") or {}
+    version = manifest.get("timescaledb_version") or build.get("version")
+    if version is None:
+        found = re.search(r"\d+\.\d+(?:\.\d+)?", str(manifest.get("timescaledb") or ""))
+        version = found.group(0) if found else None
+    edition = EDITIONS.get(
+        str(manifest.get("timescaledb_edition")), manifest.get("timescaledb_edition")
+    )
+    if not version and not edition:
+        return "none"
+    text = " ".join(str(x) for x in (version, f"({edition})" if edition else None) if x)
+    if build.get("patched"):
+        text += " · patched: " + ", ".join(str(p) for p in build["patched"])
+    return text
+
+
+def figure_caption(path: Path) -> str:
+    """The title :func:`~ibcbench.results.recorded.save_figure` wrote into the PNG, else its name."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            title = image.info.get("Title")
+    except OSError:
+        title = None
+    return str(title) if title else path.stem
+
+
 def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
     figures = [
-        {"name": fig.stem, "data": base64.b64encode(fig.read_bytes()).decode()}
+        {
+            "name": fig.stem,
+            "title": figure_caption(fig),
+            "data": base64.b64encode(fig.read_bytes()).decode(),
+        }
         for fig in s["figures"]
     ]
     return {
@@ -426,7 +491,9 @@ def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
         "error": s["error"],
         "elapsed_s": s["elapsed_s"],
         "intro": s["intro"],
-        "recorded": _table([{"name": k, "value": v} for k, v in s["recorded"].items()]),
+        "recorded": _table(
+            [{"name": findings_.key_label(k), "value": v} for k, v in s["recorded"].items()]
+        ),
         "figures": figures,
         "results": [_result_table(run, name) for name in s["results"]],
         "notebook": s["path"].name,

@@ -106,6 +106,7 @@ class ColumnstoreResult:
             ),
             "columnstore_policy_runs": self.policy.get("total_runs"),
             "columnstore_policy_failures": self.policy.get("total_failures"),
+            "columnstore_policy_error": self.policy.get("last_error"),
             "columnstore_recommendation": self.recommendation,
         }
 

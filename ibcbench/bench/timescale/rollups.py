@@ -68,6 +68,7 @@ class RollupResult:
                 "cagg_policy_runs": self.cagg_policy["total_runs"],
                 "cagg_policy_failures": self.cagg_policy["total_failures"],
                 "cagg_policy_status": self.cagg_policy["last_run_status"],
+                "cagg_policy_error": self.cagg_policy.get("last_error"),
             }
         return numbers
 

@@ -29,6 +29,7 @@ TABLE: tuple[Metric, ...] = (
         Metric(f"monitor_{m}_false_alarms", "lower", "alerts", note=f"{m} alerts about no incident")
         for m in ("health_score", "stuck_packets", "long_running_queries")
     ),
+    informational("health_window_days", "days", "the health score's window: the data span"),
     informational("health_best", "points", "the healthiest chain's score"),
     informational("health_best_chain", "", "a chain id"),
     informational("health_worst", "points", "the least healthy chain's score"),

@@ -10,6 +10,7 @@ TABLE: tuple[Metric, ...] = (
         "connections",
         "where throughput stops growing: neither direction is better",
     ),
+    informational("knee_clients", "clients", "the client threads the knee is read at"),
     Metric("best_qps", "higher", "queries/s", THROUGHPUT, note="the sweep's best throughput"),
     Metric("errors", "lower", "errors", note="failed queries in the sweep: any increase counts"),
     Metric(

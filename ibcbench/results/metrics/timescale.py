@@ -52,6 +52,7 @@ TABLE: tuple[Metric, ...] = (
     informational("cagg_policy_runs", "runs", "runs of the refresh policy job seen"),
     Metric("cagg_policy_failures", "lower", "runs", note="failed runs of the refresh policy job"),
     informational("cagg_policy_status", "", "the policy job's last run status (text)"),
+    informational("cagg_policy_error", "", "the policy job's last job_errors message (text)"),
     Metric("retention_ms", "lower", "ms", TIMING, 5.0, note="retention time per method"),
     informational("columnstore", "", "'measured', or why the columnstore was not (the edition)"),
     informational("columnstore_setting", "", "the recommended segmentby setting (a name)"),
@@ -112,6 +113,9 @@ TABLE: tuple[Metric, ...] = (
         "lower",
         "runs",
         note="failed runs of the columnstore policy job",
+    ),
+    informational(
+        "columnstore_policy_error", "", "the policy job's last job_errors message (text)"
     ),
     informational("columnstore_recommendation", "", "the recommendation, in words"),
     Metric(
