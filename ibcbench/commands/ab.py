@@ -38,7 +38,9 @@ only the folder's newer versions run. See docs/ab.md."""
 def _rounds(text: str) -> int:
     value = count_at_most(MAX_ROUNDS)(text)
     if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 2 (an interval needs two rounds)")
+        raise argparse.ArgumentTypeError(
+            f"{value} must be at least 2 (an interval needs two rounds)"
+        )
     return value
 
 
@@ -48,7 +50,9 @@ _rounds.__name__ = "rounds"
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise argparse.ArgumentTypeError(f"{text!r} is empty: give query names, e.g. wallet_history")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is empty: give query names, e.g. wallet_history"
+        )
     return names
 
 
@@ -94,7 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget-s", type=seconds, default=120.0, help="seconds of rounds at most (120)"
     )
     ab.add_argument(
-        "--queries", type=_names, default=None, help="comma-separated workload queries (default: all)"
+        "--queries",
+        type=_names,
+        default=None,
+        help="comma-separated workload queries (default: all)",
     )
     ab.add_argument(
         "--fail-on",

@@ -18,7 +18,7 @@ from ibcbench.bench.ab.counters import QueryCounters, capture_counters
 from ibcbench.bench.ab.result import ABResult
 from ibcbench.bench.ab.rounds import RoundsPolicy, RoundsResult, run_rounds
 from ibcbench.bench.ab.sides import SIDES, SideSpec, built_sides
-from ibcbench.bench.ab.stats import PRACTICAL_RATIO, ratio_interval, verdict
+from ibcbench.bench.ab.stats import PRACTICAL_RATIO, per_query_confidence, ratio_interval, verdict
 from ibcbench.bench.workload.queries import Workload, default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 
@@ -62,9 +62,10 @@ def run_ab(
         on_dataset(info)
     specs = {"base": base, "head": head}
     with built_sides(resolve_dsn(dsn), info.database, specs) as sides:
-        with connect(sides.dsns["base"], autocommit=True) as b, connect(
-            sides.dsns["head"], autocommit=True
-        ) as h:
+        with (
+            connect(sides.dsns["base"], autocommit=True) as b,
+            connect(sides.dsns["head"], autocommit=True) as h,
+        ):
             conns = {"base": b, "head": h}
             params = sample_parameters(b, workload, n=PARAMETER_SETS, seed=seed)
             rounds = run_rounds(conns, workload, params, policy=policy, seed=seed)
@@ -72,8 +73,9 @@ def run_ab(
                 conns, [(q.name, q.sql, params[q.name][0]) for q in workload.queries]
             )
         applied = sides.applied
+    confidence = per_query_confidence(policy.confidence, len(workload.queries))
     rows = [
-        _row(q.name, rounds, c, policy, practical_ratio)
+        _row(q.name, rounds, c, confidence, practical_ratio)
         for q, c in zip(workload.queries, counters, strict=True)
     ]
     return ABResult(
@@ -95,12 +97,12 @@ def _row(
     name: str,
     rounds: RoundsResult,
     counters: QueryCounters,
-    policy: RoundsPolicy,
+    confidence: float,
     practical_ratio: float,
 ) -> dict[str, Any]:
     import numpy as np
 
-    interval = ratio_interval(rounds.ratios(name), policy.confidence)
+    interval = ratio_interval(rounds.ratios(name), confidence)
     timed = verdict(interval, practical_ratio)
     final = "regression" if counters.regression else timed
     return {
@@ -110,6 +112,7 @@ def _row(
         "low": interval.low,
         "high": interval.high,
         "mde": interval.mde,
+        "confidence": round(confidence, 5),
         "timing_verdict": timed,
         "verdict": final,
         "base_p50_ms": float(np.median(rounds.medians_ms(name, "base"))),

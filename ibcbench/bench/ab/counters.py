@@ -88,13 +88,17 @@ def counters_of(plan: Plan, chunks: dict[str, str]) -> WorkCounters:
     return WorkCounters(
         node_types=tuple(n.node_type for n in nodes),
         indexes=tuple(sorted({normalize(n.index, chunks) for n in nodes if n.index})),
-        joins=tuple(n.node_type for n in nodes if "Join" in n.node_type or n.node_type == "Nested Loop"),
+        joins=tuple(
+            n.node_type for n in nodes if "Join" in n.node_type or n.node_type == "Nested Loop"
+        ),
         buffers=plan.shared_hit + plan.shared_read,
         rows=float(plan.root.actual_rows or 0.0),
         cost=plan.root.total_cost,
         wal_bytes=None if wal is None else int(wal),
         index_reads=frozenset(
-            normalize(n.relation, chunks) for n in nodes if n.relation and n.node_type in _INDEX_SCANS
+            normalize(n.relation, chunks)
+            for n in nodes
+            if n.relation and n.node_type in _INDEX_SCANS
         ),
         seq_reads=frozenset(
             normalize(n.relation, chunks) for n in nodes if n.relation and n.node_type == "Seq Scan"
@@ -133,7 +137,9 @@ def judge(base: WorkCounters, head: WorkCounters, plan_change: str | None) -> st
     reasons = []
     replaced = sorted((base.index_reads & head.seq_reads) - base.seq_reads)
     if replaced:
-        reasons.append(f"plan: {plan_change}" if plan_change else f"seq scan on {', '.join(replaced)}")
+        reasons.append(
+            f"plan: {plan_change}" if plan_change else f"seq scan on {', '.join(replaced)}"
+        )
     grew = head.buffers - base.buffers
     if grew >= BUFFERS_FLOOR and head.buffers >= BUFFERS_RATIO * max(base.buffers, 1):
         reasons.append(f"buffers x{head.buffers / max(base.buffers, 1):.1f}")

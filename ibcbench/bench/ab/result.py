@@ -78,7 +78,9 @@ class ABResult:
             )
             reason = q.get("counters_regression")
             lines.append(
-                f"regression: {q['query']} {reason} ({timing})" if reason else f"regression: {q['query']} {timing}"
+                f"regression: {q['query']} {reason} ({timing})"
+                if reason
+                else f"regression: {q['query']} {timing}"
             )
         return lines
 
@@ -118,5 +120,5 @@ class ABResult:
                 },
                 indent=2,
                 default=str,
-            )
+            ),
         )

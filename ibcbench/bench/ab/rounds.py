@@ -4,8 +4,9 @@ One connection per side, both open for the whole run. First a warm-up on each si
 every query :data:`~ibcbench.bench.timing.PLAN_CACHE_WARMUP` times, prepared, cycling through the
 parameters (the state :func:`~ibcbench.bench.timing.time_query` leaves a statement in). Then rounds:
 in each, the queries in a random order, and for each query the two sides in a random order (seeded
-by ``seed``, recorded), each running the query ``repetitions`` times with the same parameter sets.
-The round's sample is the ratio of the two medians, head / base.
+by ``seed``, recorded), then the query ``repetitions`` times on each side with the same parameter
+sets, alternating sides in an ABBA pattern (A B, B A, A B, ...) so a burst of load during the round
+falls on both; the round's sample is the ratio of the two sides' medians, head / base.
 
 Writes run inside a transaction that is rolled back, on both sides alike (the statement is timed, not
 the ``BEGIN``/``ROLLBACK`` around it), so neither side's data changes.
@@ -28,7 +29,7 @@ import numpy as np
 import psycopg
 
 from ibcbench.bench.ab.sides import SIDES
-from ibcbench.bench.ab.stats import is_precise, ratio_interval
+from ibcbench.bench.ab.stats import is_precise, per_query_confidence, ratio_interval
 from ibcbench.bench.timing import PLAN_CACHE_WARMUP
 from ibcbench.bench.workload.queries import Workload, WorkloadQuery
 
@@ -37,7 +38,8 @@ StoppedBy = Literal["precision", "rounds", "budget"]
 
 @dataclass(frozen=True)
 class RoundsPolicy:
-    """How many rounds: floor, cap, budget, the precision to stop at, repetitions per side."""
+    """How many rounds: floor, cap, budget, the precision to stop at, repetitions per side, and the
+    family confidence of all queries' intervals together (see :func:`per_query_confidence`)."""
 
     max_rounds: int = 40
     min_rounds: int = 8
@@ -48,7 +50,9 @@ class RoundsPolicy:
 
     def __post_init__(self) -> None:
         if self.max_rounds < 2:
-            raise ValueError(f"max_rounds must be at least 2 (an interval needs two), got {self.max_rounds}")
+            raise ValueError(
+                f"max_rounds must be at least 2 (an interval needs two), got {self.max_rounds}"
+            )
         if not 2 <= self.min_rounds <= self.max_rounds:
             raise ValueError(
                 f"min_rounds must be between 2 and max_rounds ({self.max_rounds}), got {self.min_rounds}"
@@ -56,7 +60,9 @@ class RoundsPolicy:
         if self.budget_s <= 0:
             raise ValueError(f"budget_s must be greater than 0, got {self.budget_s}")
         if self.target_rel is not None and not 0 < self.target_rel < 1:
-            raise ValueError(f"target_rel must be between 0 and 1 (0.03 is ±3%), got {self.target_rel}")
+            raise ValueError(
+                f"target_rel must be between 0 and 1 (0.03 is ±3%), got {self.target_rel}"
+            )
         if self.repetitions < 1:
             raise ValueError(f"repetitions must be at least 1, got {self.repetitions}")
 
@@ -84,12 +90,12 @@ def _execute_ms(conn: psycopg.Connection, query: WorkloadQuery, params: Sequence
     if query.kind == "write":
         with conn.transaction(force_rollback=True):
             started = time.perf_counter()
-            cur = conn.execute(query.sql, params, prepare=True)  # type: ignore[arg-type]
+            cur = conn.execute(query.sql, params, prepare=True)
             if cur.description:
                 cur.fetchall()
             return (time.perf_counter() - started) * 1000
     started = time.perf_counter()
-    conn.execute(query.sql, params, prepare=True).fetchall()  # type: ignore[arg-type]
+    conn.execute(query.sql, params, prepare=True).fetchall()
     return (time.perf_counter() - started) * 1000
 
 
@@ -110,9 +116,10 @@ def warm_up(
 def _precise(samples: list[dict[str, Any]], names: list[str], policy: RoundsPolicy) -> bool:
     if policy.target_rel is None:
         return False
+    confidence = per_query_confidence(policy.confidence, len(names))
     for name in names:
         ratios = [s["ratio"] for s in samples if s["query"] == name]
-        if not is_precise(ratio_interval(ratios, policy.confidence), policy.target_rel):
+        if not is_precise(ratio_interval(ratios, confidence), policy.target_rel):
             return False
     return True
 
@@ -142,10 +149,11 @@ def run_rounds(
             values = params[query.name]
             chosen = [values[(round_no * k + j) % len(values)] for j in range(k)]
             sides = list(SIDES) if rng.random() < 0.5 else list(reversed(SIDES))
-            medians = {
-                side: float(np.median([_execute_ms(conns[side], query, p) for p in chosen]))
-                for side in sides
-            }
+            times: dict[str, list[float]] = {side: [] for side in SIDES}
+            for j, p in enumerate(chosen):
+                for side in sides if j % 2 == 0 else reversed(sides):
+                    times[side].append(_execute_ms(conns[side], query, p))
+            medians = {side: float(np.median(times[side])) for side in SIDES}
             order.append({"round": round_no, "query": query.name, "first": sides[0]})
             samples.append(
                 {

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from ibcbench.data.ownership import create_kit_database, drop_kit_database
 from ibcbench.db import connect

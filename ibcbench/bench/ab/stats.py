@@ -16,6 +16,11 @@ ratio a run with this spread and this many rounds would flag with 80% power:
 scaled by ``(t_alpha + t_power) / t_alpha``. A change below the MDE may be real but this run could
 not see it reliably.
 
+An A/B asks one question of the whole workload ("did anything get slower?"), so the intervals are
+made at a family confidence: with ``m`` queries each query's interval is at ``1 - (1 - confidence) /
+m`` (Bonferroni, :func:`per_query_confidence`), and the chance that any query of an A/A run is flagged
+stays below ``1 - confidence`` when the rounds' log ratios are independent.
+
 No SciPy: Student's t quantile is exact for 1 and 2 degrees of freedom and a Cornish-Fisher expansion
 around the normal quantile from 3 on (error below 0.002 at 95% for 3 degrees of freedom, less with more).
 """
@@ -77,6 +82,13 @@ class RatioInterval:
     @property
     def holds_one(self) -> bool:
         return self.low <= 1.0 <= self.high
+
+
+def per_query_confidence(confidence: float, queries: int) -> float:
+    """Each of ``queries`` intervals' confidence so that all hold together at ``confidence``."""
+    if queries < 1:
+        raise ValueError(f"queries must be at least 1, got {queries}")
+    return 1 - (1 - confidence) / queries
 
 
 def ratio_interval(ratios: Sequence[float] | np.ndarray, confidence: float = 0.95) -> RatioInterval:
