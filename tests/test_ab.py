@@ -154,3 +154,27 @@ def test_the_ci_workflow_steps_run_locally_at_tiny_scale(
     assert applied["base"]["applied"] == []
     assert applied["head"]["applied"] == [f"migration {name}"]
     assert ab_databases(server_dsn) == []
+
+
+def test_a_session_on_the_dataset_is_one_line_and_leaves_nothing(
+    server_dsn: str, runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template copy needs the dataset database to itself: one line naming it, nothing left."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from ibcbench.bench.ab import sides
+
+    monkeypatch.setattr(sides, "TEMPLATE_WAIT_S", 0.5)
+    assert (
+        run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn]) == 0
+    )  # the dataset exists
+    capsys.readouterr()
+    dataset = make_conninfo(**{**conninfo_to_dict(server_dsn), "dbname": "ibcbench_tiny_s42"})
+    with psycopg.connect(dataset, autocommit=True):
+        code = run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot copy the dataset database 'ibcbench_tiny_s42': 1 other session(s)" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert ab_databases(server_dsn) == []
+    assert len(list(runs.iterdir())) == 1  # the first run's; the refused one left no folder

@@ -11,8 +11,12 @@ then its SQL files, each run as given in one call (the user's own SQL: indexes, 
 ... SET``, anything; a setting made with ``ALTER DATABASE`` holds for the sessions opened after it,
 which the timing's are). A side with neither is the dataset as built.
 
-A template copy needs no other session on the template: a benchmark timing on the dataset at the
-same moment blocks it. The copy is retried for :data:`TEMPLATE_WAIT_S`, then refused in one line.
+A template copy needs no other session on the template. TimescaleDB keeps one of its own there, the
+database's background-job scheduler: it is stopped for that database only while the two copies are
+made and started again right after (a run killed in between leaves it stopped until the server's
+next start, or ``SELECT _timescaledb_functions.start_background_workers()`` in the dataset
+database). A benchmark timing on the dataset at the same moment blocks the copy too: it is retried
+for :data:`TEMPLATE_WAIT_S`, then refused in one line.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from ibcbench.data.ownership import create_kit_database, drop_kit_database
 from ibcbench.db import connect
@@ -108,6 +113,42 @@ def _copy(admin: psycopg.Connection, name: str, template: str) -> None:
             time.sleep(0.5)
 
 
+#: TimescaleDB's functions that stop and start one database's scheduler (newer schema first)
+_SCHEDULER_SCHEMAS = ("_timescaledb_functions", "_timescaledb_internal")
+
+
+def _scheduler(conn: psycopg.Connection, action: str) -> bool:
+    """``action`` (``stop``/``start``) this database's TimescaleDB scheduler; False when it cannot
+    (no TimescaleDB, or a role without the right)."""
+    for schema in _SCHEDULER_SCHEMAS:
+        name = f"{schema}.{action}_background_workers"
+        if conn.execute("SELECT to_regproc(%s)", (name,)).fetchone() == (None,):
+            continue
+        try:
+            conn.execute(
+                sql.SQL("SELECT {}()").format(
+                    sql.Identifier(schema, f"{action}_background_workers")
+                )
+            )
+        except psycopg.Error:
+            return False
+        return True
+    return False
+
+
+@contextmanager
+def _scheduler_paused(dataset_dsn: str) -> Iterator[None]:
+    """TimescaleDB's scheduler of the dataset database stopped for the block, started after it."""
+    with connect(dataset_dsn, autocommit=True) as conn:
+        stopped = _scheduler(conn, "stop")
+    try:
+        yield
+    finally:
+        if stopped:
+            with connect(dataset_dsn, autocommit=True) as conn:
+                _scheduler(conn, "start")
+
+
 def _apply(dsn: str, spec: SideSpec) -> list[str]:
     """Apply ``spec``'s migrations, then its SQL files: what was applied, in order."""
     applied: list[str] = []
@@ -152,9 +193,10 @@ def built_sides(
         with connect(server_dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
             try:
-                for side in SIDES:
-                    _copy(admin, names[side], dataset)
-                    made.append(names[side])
+                with _scheduler_paused(with_database(server_dsn, dataset)):
+                    for side in SIDES:
+                        _copy(admin, names[side], dataset)
+                        made.append(names[side])
             finally:
                 admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         dsns = {side: with_database(server_dsn, names[side]) for side in SIDES}
