@@ -16,7 +16,9 @@ database's background-job scheduler: it is stopped for that database only while 
 made and started again right after (a run killed in between leaves it stopped until the server's
 next start, or ``SELECT _timescaledb_functions.start_background_workers()`` in the dataset
 database). A benchmark timing on the dataset at the same moment blocks the copy too: it is retried
-for :data:`TEMPLATE_WAIT_S`, then refused in one line.
+for :data:`TEMPLATE_WAIT_S`, then refused in one line. The copies' own schedulers are stopped as
+soon as they exist: a job of the dataset (a continuous aggregate's refresh policy) due at start-up
+would otherwise run on one side while the other is timed, or leave the sides' data apart.
 """
 
 from __future__ import annotations
@@ -200,6 +202,9 @@ def built_sides(
             finally:
                 admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
         dsns = {side: with_database(server_dsn, names[side]) for side in SIDES}
+        for side in SIDES:  # no background job (a refresh policy) runs on one side mid-timing
+            with connect(dsns[side], autocommit=True) as conn:
+                _scheduler(conn, "stop")
         applied = {side: _apply(dsns[side], specs[side]) for side in SIDES}
         yield Sides(dsns, names, applied)
     finally:
