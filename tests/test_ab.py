@@ -5,6 +5,7 @@ plan change, an A/A run passes, bad input is one line before any work, and the C
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -174,7 +175,7 @@ def test_a_session_on_the_dataset_is_one_line_and_leaves_nothing(
         code = run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn])
     err = capsys.readouterr().err
     assert code == 1
-    assert "cannot copy the dataset database 'ibcbench_tiny_s42': 1 other session(s)" in err, err
+    assert re.search(r"cannot copy the dataset database 'ibcbench_tiny_s42': \d other session", err)
     assert len(err.strip().splitlines()) == 1
     assert ab_databases(server_dsn) == []
     assert len(list(runs.iterdir())) == 1  # the first run's; the refused one left no folder
