@@ -179,3 +179,35 @@ def test_a_session_on_the_dataset_is_one_line_and_leaves_nothing(
     assert len(err.strip().splitlines()) == 1
     assert ab_databases(server_dsn) == []
     assert len(list(runs.iterdir())) == 1  # the first run's; the refused one left no folder
+
+
+def test_the_timing_sessions_run_nothing_but_the_rounds(
+    server_dsn: str, runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parameters are sampled in a session of its own, closed before the rounds: a timing session
+    that had sampled (a scan of every table) was faster at hourly_packet_stats than the other side's,
+    a bias an A/A run flagged as a regression."""
+    from ibcbench.bench.ab import benchmark
+
+    seen: dict[str, object] = {}
+    sample, rounds = benchmark.sample_parameters, benchmark.run_rounds
+
+    def sampling(conn: psycopg.Connection, *args: object, **kwargs: object) -> object:
+        seen["sampler"] = conn.info.backend_pid
+        return sample(conn, *args, **kwargs)  # type: ignore[arg-type]
+
+    def timing(conns: dict[str, psycopg.Connection], *args: object, **kwargs: object) -> object:
+        seen["timing"] = {conn.info.backend_pid for conn in conns.values()}
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            seen["sampler_alive"] = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (seen["sampler"],)
+            ).fetchone() == (1,)
+        return rounds(conns, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(benchmark, "sample_parameters", sampling)
+    monkeypatch.setattr(benchmark, "run_rounds", timing)
+    assert run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn]) == 0
+    capsys.readouterr()
+    assert seen["sampler"] not in seen["timing"]  # type: ignore[operator]
+    assert seen["sampler_alive"] is False
+    assert ab_databases(server_dsn) == []
