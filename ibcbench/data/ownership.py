@@ -57,12 +57,18 @@ def _stderr(line: str) -> None:
 
 
 def create_kit_database(
-    admin: psycopg.Connection, name: str, *, report: Callable[[str], None] | None = _stderr
+    admin: psycopg.Connection,
+    name: str,
+    *,
+    report: Callable[[str], None] | None = _stderr,
+    template: str | None = None,
 ) -> None:
     """Create the scratch database ``name`` and mark it as the kit's (``admin``: autocommit).
 
     It is created and marked under a staging name, then renamed (see the module's doc); staging
-    databases that killed runs left are dropped first, each said to ``report``."""
+    databases that killed runs left are dropped first, each said to ``report``. With ``template``
+    it is a copy of that database (``CREATE DATABASE ... TEMPLATE``, which fails with
+    ``ObjectInUse`` while another session is connected to the template: the caller decides)."""
     admin.execute("SELECT pg_advisory_lock(%s)", (CREATE_DATABASE_LOCK,))
     try:
         for leftover in _staging_leftovers(admin):
@@ -72,7 +78,10 @@ def create_kit_database(
             if report:
                 report(f"dropped database {leftover!r}, left half-made by an interrupted ibcbench")
         staging = STAGING_PREFIX + secrets.token_hex(6)
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging))
+        if template is not None:
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        admin.execute(create)
         admin.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                 sql.Identifier(staging), sql.Literal(KIT_MARK)
