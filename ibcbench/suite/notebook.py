@@ -117,72 +117,24 @@ def run_notebook(
     that cannot be reached after it fails the notebook too, even when every cell ran: its figures
     span an outage (the error says so).
     """
-    import papermill as pm
-
     source = validate_parameters(notebook, parameters or {}, unknown_ok=True)
     dataset = _dataset_before(source, parameters or {})
-    kernel = ensure_kernel()
     output = run.path / source.name
-    params = {"run_dir": str(run.path), **dict(parameters or {})}
-    # a DSN (and its password) never goes into the executed notebook as a parameter: the kernel
-    # reads it from DATABASE_URL, which it inherits from this process while it starts
-    secret = params.get("dsn")
-    if isinstance(secret, str) and secret:
-        params["dsn"] = None
-    else:
-        secret = None
+    params, secret = _kernel_parameters(run, parameters)
     started_at = server_started_at(secret)
     tables_before = result_tables(run.path / "results")
     if progress is not None:
         progress.start(source.name, code_cells(source) + 1, _estimate(source, run, params))
     started = time.perf_counter()
-    error: str | None = None
-    # the kernel's connection file and unix sockets: a private folder (mode 0700), removed after it
-    runtime = Path(tempfile.mkdtemp(prefix="ibcbench-kernel-"))
-    saved = os.environ.get("DATABASE_URL")
-    if secret:
-        os.environ["DATABASE_URL"] = secret
     try:
-        pm.execute_notebook(
-            str(source),
-            str(output),
-            parameters=params,
-            kernel_name=kernel,
-            cwd=str(run.path),
-            progress_bar=False,
-            log_output=False,
-            request_save_on_cell_execute=True,
-            kernel_manager_class=_local_kernel_manager(
-                run.subdir("logs") / f"{source.stem}.kernel.log", runtime
-            ),
-            **(progress.hooks() if progress is not None else {}),
-        )
-    except pm.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
+        error = _execute(source, output, run, params, secret, progress)
     finally:
         if progress is not None:
             progress.close()
-        shutil.rmtree(runtime, ignore_errors=True)
-        if secret:
-            if saved is None:
-                os.environ.pop("DATABASE_URL", None)
-            else:
-                os.environ["DATABASE_URL"] = saved
     elapsed = time.perf_counter() - started
-    if started_at is not None:
-        # a failed cell may have met a server that is still coming back: give it a few seconds
-        now_started_at = server_started_at(secret, wait_s=RESTART_WAIT_S)
-        if now_started_at is None:
-            outage = f"the server was unreachable after {source.name} ran"
-        elif now_started_at != started_at:
-            outage = (
-                f"the server restarted while {source.name} ran (up again since {now_started_at}): "
-                "its figures span an outage"
-            )
-        else:
-            outage = None
-        if outage:
-            error = f"{error} ({outage})" if error else outage
+    outage = _outage(source, secret, started_at)
+    if outage:
+        error = f"{error} ({outage})" if error else outage
     recorded = read_recorded(output) if output.exists() else {}
     if dataset is not None and dataset.get("state") == "absent":
         dataset = _dataset_after(source, parameters or {}) or dataset
@@ -199,6 +151,81 @@ def run_notebook(
         budget=time_parameters(notebook_parameters(source), params),
         widest_interval=widest_interval(recorded, written),
     )
+
+
+def _kernel_parameters(
+    run: Run, parameters: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str | None]:
+    """The parameters the notebook gets, and the DSN kept out of them.
+
+    A DSN (and its password) never goes into the executed notebook as a parameter: the kernel reads
+    it from DATABASE_URL, which it inherits from this process while it starts (:func:`_execute`)."""
+    params = {"run_dir": str(run.path), **dict(parameters or {})}
+    secret = params.get("dsn")
+    if isinstance(secret, str) and secret:
+        params["dsn"] = None
+        return params, secret
+    return params, None
+
+
+def _execute(
+    source: Path,
+    output: Path,
+    run: Run,
+    params: dict[str, Any],
+    secret: str | None,
+    progress: NotebookProgress | None,
+) -> str | None:
+    """papermill on the kit's kernel, its connection file and sockets in a private folder (0700,
+    removed after it), ``secret`` in DATABASE_URL while it starts; the failed cell's error or None."""
+    import papermill as pm
+
+    runtime = Path(tempfile.mkdtemp(prefix="ibcbench-kernel-"))
+    saved = os.environ.get("DATABASE_URL")
+    if secret:
+        os.environ["DATABASE_URL"] = secret
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(output),
+            parameters=params,
+            kernel_name=ensure_kernel(),
+            cwd=str(run.path),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=True,
+            kernel_manager_class=_local_kernel_manager(
+                run.subdir("logs") / f"{source.stem}.kernel.log", runtime
+            ),
+            **(progress.hooks() if progress is not None else {}),
+        )
+    except pm.PapermillExecutionError as exc:
+        return f"{exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}".strip()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+        if secret:
+            if saved is None:
+                os.environ.pop("DATABASE_URL", None)
+            else:
+                os.environ["DATABASE_URL"] = saved
+    return None
+
+
+def _outage(source: Path, secret: str | None, started_at: Any) -> str | None:
+    """Why the notebook's figures span an outage (the server restarted or cannot be reached after
+    it ran), or None."""
+    if started_at is None:
+        return None
+    # a failed cell may have met a server that is still coming back: give it a few seconds
+    now_started_at = server_started_at(secret, wait_s=RESTART_WAIT_S)
+    if now_started_at is None:
+        return f"the server was unreachable after {source.name} ran"
+    if now_started_at != started_at:
+        return (
+            f"the server restarted while {source.name} ran (up again since {now_started_at}): "
+            "its figures span an outage"
+        )
+    return None
 
 
 def _estimate(source: Path, run: Run, params: Mapping[str, Any]) -> Estimate | None:

@@ -279,16 +279,7 @@ def run_pgx(
         )
         figures = _run_runner(exe, job, env, timeout_s)
         latencies = read_pgx_records(out, workload.names, open_loop=bool(rate_qps))
-    disturbed = bool((~latencies["ok"]).any() or (latencies["tries"] > 1).any())
-    measured = Measured(
-        records=[],
-        not_issued=int(figures.get("not_issued", 0)),
-        cpu_used_s=float(figures.get("cpu_used_s", 0.0)),
-        pool_stats=dict(figures.get("pool_stats") or {}),
-        disturbed=disturbed,
-        floor_qps=figures.get("floor_qps"),
-        window_epoch_s=float(figures.get("window_epoch_s", 0.0)),
-    )
+    measured = _measured(figures, latencies)
     extra = {
         "runner": "pgx v4 pgxpool (runners/pgx)",
         "pgxpool": {pgx: getattr(cfg, field) for _, pgx, field, _ in PGXPOOL_FIELDS},
@@ -297,4 +288,19 @@ def run_pgx(
     }
     return runner_result(
         workload, run, latencies, measured, cfg=cfg, paused=paused, engine="pgx", extra=extra
+    )
+
+
+def _measured(figures: dict[str, Any], latencies: Any) -> Measured:
+    """What the runner's own figures and its records say about the window, in the Python
+    runner's terms (a retried or failed request makes the run disturbed)."""
+    disturbed = bool((~latencies["ok"]).any() or (latencies["tries"] > 1).any())
+    return Measured(
+        records=[],
+        not_issued=int(figures.get("not_issued", 0)),
+        cpu_used_s=float(figures.get("cpu_used_s", 0.0)),
+        pool_stats=dict(figures.get("pool_stats") or {}),
+        disturbed=disturbed,
+        floor_qps=figures.get("floor_qps"),
+        window_epoch_s=float(figures.get("window_epoch_s", 0.0)),
     )
