@@ -7,7 +7,6 @@ with each notebook's status, and result tables through ``Run.write_frame``.
 
 from __future__ import annotations
 
-import ast
 import html
 import json
 import re
@@ -24,11 +23,12 @@ import pytest
 
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError
-from ibcbench.results.metrics import METRICS, Metric, compare_recorded
+from ibcbench.metrics import all_metrics
+from ibcbench.results.metrics import Metric, compare_recorded
 from ibcbench.results.recorded import RECORD_MIME, read_recorded, record
 from ibcbench.results.runs import Run, new_run
 from ibcbench.suite.notebook import notebooks_dir, run_all
-from ibcbench.suite.report import build_report
+from ibcbench.suite.report import build_report, compare_with_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_NAMES = {
@@ -119,7 +119,7 @@ def test_report_has_every_section(tiny_run: Run) -> None:
 def test_every_key_the_run_recorded_has_a_direction(tiny_run: Run) -> None:
     recorded = read_recorded(tiny_run.path / "01_generate_and_load.ipynb")
     assert "rows_packet_flow" in recorded  # profile.summary()'s keys, which no notebook spells out
-    assert sorted(set(recorded) - set(METRICS)) == []
+    assert sorted(set(recorded) - set(all_metrics())) == []
 
 
 @pytest.mark.db
@@ -218,37 +218,14 @@ def test_direction_comes_from_the_table(
 ) -> None:
     baseline = write_run(tmp_path, "base", BASE)
     candidate = write_run(tmp_path, "cand", {**BASE, prefix: {**BASE[prefix], key: value}})
-    page = build_report(candidate, baseline=baseline).read_text()
+    diff = compare_with_baseline(candidate, baseline, metrics=all_metrics())
+    page = build_report(candidate, diff=diff).read_text()
     regressions, improvements = flagged(page, "regression"), flagged(page, "improvement")
     name = f"{key}[materialized_view]" if key == "refresh_ms" else key
     assert (name in regressions) == (verdict == "regression"), sorted(regressions)
     assert (name in improvements) == (verdict == "improvement"), sorted(improvements)
     others = {prefix, name}
     assert regressions <= others and improvements <= others  # nothing else moved
-
-
-def test_every_key_the_notebooks_record_is_in_the_table() -> None:
-    """Keys passed to record(...) in the notebooks and in the package, and key_numbers' keys."""
-    keys: set[str] = set()
-    sources = [
-        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        for c in json.loads(nb.read_text())["cells"]
-        if c["cell_type"] == "code"
-    ] + [p.read_text() for p in sorted((ROOT / "ibcbench").rglob("*.py"))]
-    for source in sources:
-        for node in ast.walk(ast.parse(source)):
-            if (
-                isinstance(node, ast.Call)
-                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "record"
-            ):
-                keys.update(k.arg for k in node.keywords if k.arg)
-            if isinstance(node, ast.FunctionDef) and node.name == "key_numbers":
-                for inner in ast.walk(node):
-                    if isinstance(inner, ast.Dict):
-                        keys.update(k.value for k in inner.keys if isinstance(k, ast.Constant))
-    assert {"wallet_history_speedup", "errors", "cron_jobs_seen"} <= keys
-    assert sorted(keys - set(METRICS)) == []
 
 
 def test_unknown_and_informational_keys_are_listed_with_why(
@@ -418,26 +395,20 @@ def test_metric_rules_are_checked_when_built() -> None:
         Metric("x", "lower", noise_rel=-0.1)
 
 
-def test_a_key_in_two_notebook_tables_is_refused() -> None:
-    from ibcbench.results.metrics.table import TABLES, collect
-
-    assert len(collect(TABLES)) == sum(len(t) for t in TABLES) == len(METRICS)
-    twice = (Metric("errors", "lower"),)
-    with pytest.raises(ConfigError, match="metric 'errors' is defined twice: keep one definition"):
-        collect((*TABLES, twice))
-
-
 def test_zero_baseline_is_compared_by_absolute_change() -> None:
     diffs = compare_recorded(
         {"03": {"errors": 0, "max_wait_ms_per_request": 0.0}},
         {"03": {"errors": 0, "max_wait_ms_per_request": 0.04}},
+        metrics=all_metrics(),
     )
     assert [(d.key, d.verdict) for d in diffs] == [
         ("errors", "same"),
         ("max_wait_ms_per_request", "same"),
     ]
     diffs = compare_recorded(
-        {"03": {"max_wait_ms_per_request": 0.0}}, {"03": {"max_wait_ms_per_request": 2.0}}
+        {"03": {"max_wait_ms_per_request": 0.0}},
+        {"03": {"max_wait_ms_per_request": 2.0}},
+        metrics=all_metrics(),
     )
     assert [(d.verdict, d.detail) for d in diffs] == [("regression", "+2")]
 

@@ -17,6 +17,7 @@ import base64
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from ibcbench import __version__
 from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.errors import RunError
 from ibcbench.results.compare import compare_runs
-from ibcbench.results.metrics import MetricDiff, compare_recorded
+from ibcbench.results.metrics import Metric, MetricDiff, compare_recorded
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 
@@ -197,11 +198,14 @@ class BaselineDiff:
         return lines
 
 
-def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
-    """Compare ``run`` with ``baseline``: recorded numbers, workload latencies, notebook status."""
+def compare_with_baseline(
+    run: Run, baseline: Run, *, metrics: Mapping[str, Metric]
+) -> BaselineDiff:
+    """Compare ``run`` with ``baseline``: recorded numbers (each by its metric in ``metrics``,
+    :func:`ibcbench.metrics.all_metrics` in the kit), workload latencies, notebook status."""
     current = {s["prefix"]: s["recorded"] for s in _notebook_sections(run)}
     base = {s["prefix"]: s["recorded"] for s in _notebook_sections(baseline)}
-    metrics = compare_recorded(base, current)
+    diffs = compare_recorded(base, current, metrics=metrics)
     latency, note, error = None, None, None
     try:
         latency = compare_runs(baseline, run).frame
@@ -215,7 +219,7 @@ def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
         for n in run.manifest().get("notebooks", [])
         if not n.get("ok", True) and n["notebook"] in ran
     ]
-    return BaselineDiff(baseline.id, run.id, metrics, latency, note, error, failed)
+    return BaselineDiff(baseline.id, run.id, diffs, latency, note, error, failed)
 
 
 def _baseline_context(diff: BaselineDiff) -> dict[str, Any]:
@@ -273,16 +277,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def build_report(
-    run: Run, *, baseline: Run | None = None, diff: BaselineDiff | None = None
-) -> Path:
+def build_report(run: Run, *, diff: BaselineDiff | None = None) -> Path:
     """Write ``report.html`` into the run folder and return its path.
 
-    With ``baseline`` (or an already computed ``diff`` against one) the page compares the two.
+    With ``diff`` (:func:`compare_with_baseline` against another run) the page compares the two.
     """
     manifest = run.require_manifest()
-    if diff is None and baseline is not None:
-        diff = compare_with_baseline(run, baseline)
     sections = _notebook_sections(run)
     ok = sum(1 for s in sections if s["ok"])
     cards = [
