@@ -181,3 +181,10 @@ def test_plan_comparison_metrics(loaded_dsn: str) -> None:
 @pytest.mark.db
 def test_profile_metrics(loaded_dsn: str) -> None:
     assert_metrics_declared(profile_dataset(loaded_dsn))
+
+
+@pytest.mark.db
+def test_dataset_metrics(server_dsn: str) -> None:
+    from ibcbench.data.datasets import ensure_dataset_info
+
+    assert_metrics_declared(ensure_dataset_info(server_dsn, scale="tiny", seed=42))  # reused

@@ -15,6 +15,7 @@ import pytest
 from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.bench.maintenance import scheduled_jobs
 from ibcbench.dsn import with_database
+from ibcbench.metrics import all_metrics
 from ibcbench.plans import diff_plan_sets, load_plans
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
@@ -38,6 +39,7 @@ def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     # what the speed-up stands for, asserted on the plans (timings are the benchmark's, not the
     # test's): without secondary indexes wallet history scans the table, with the service's it uses one
     plans = run.read_frame("index_plans").set_index(["strategy", "query"])
@@ -81,6 +83,7 @@ def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     assert rec["errors"] == 0
     assert rec["max_wait_ms_per_request"] > 0  # 4 threads on a pool of 1 must wait
     sweep = run.read_frame("pool_sweep")
@@ -118,6 +121,7 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     # the service's indexes help the wallet and packet lookups; sub-millisecond queries may jitter either way
     assert rec["faster"] >= 3 and rec["faster"] > rec["slower"]
     assert rec["plans_changed"] >= 3
@@ -156,6 +160,7 @@ def test_05_timescale(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     assert rec["chunks_scanned_bounded"] < rec["chunks_scanned_unbounded"] == rec["chunks_total"]
     assert rec["rollup_matches_raw"] is True
     layouts = run.read_frame("ts_layouts").set_index("layout")
@@ -194,6 +199,7 @@ def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     cron = run.read_frame("maint_cron_runs")
     # every demo job ran once under pg_cron and succeeded, the hourly_packet_stats refresh included:
     # REFRESH MATERIALIZED VIEW where it is one, refresh_continuous_aggregate where it is a cagg
