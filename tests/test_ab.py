@@ -69,7 +69,7 @@ def test_a_dropped_index_is_a_regression_named_with_its_plan_change(
     assert {o["first"] for o in saved["order"]} == {"base", "head"}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["key_numbers"]["regressions"] >= 1
+    assert manifest["key_numbers"]["ab_regressions"] >= 1
     assert (run / "results" / "ab_queries.parquet").exists()
 
 

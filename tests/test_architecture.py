@@ -206,7 +206,16 @@ def test_the_doc_names_every_module_and_folder_of_the_package() -> None:
         or (p.is_dir() and (p / "__init__.py").exists())
     }
     assert sorted(on_disk - set(LAYERS)) == [], "add them to the table in docs/architecture.md"
-    assert sorted(set(LAYERS) - on_disk) == [], "the doc names modules that do not exist"
+    nested = {n for n in set(LAYERS) - on_disk if n.count(".") > 1}  # a module a row sets apart
+    assert sorted(set(LAYERS) - on_disk - nested) == [], "the doc names modules that do not exist"
+    assert sorted(n for n in nested if not _exists(n)) == [], (
+        "the doc names modules that do not exist"
+    )
+
+
+def _exists(name: str) -> bool:
+    path = ROOT / name.replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def test_the_doc_picture_names_every_folder() -> None:

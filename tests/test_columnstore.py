@@ -10,6 +10,7 @@ from ibcbench.bench import columnstore as cs
 from ibcbench.bench.columnstore.copies import chunk_interval, drop_schema
 from ibcbench.bench.columnstore.result import empty_result, recommend
 from ibcbench.errors import BenchmarkError
+from tests.test_metrics_home import assert_metrics_declared
 
 
 def _queries(rows: list[tuple[str, str, str, float, float, float]]) -> pd.DataFrame:
@@ -99,6 +100,7 @@ def test_the_columnstore_run_on_the_tiny_dataset_of_each_edition(
         keep=True,
     )
     try:
+        assert_metrics_declared(result)  # on the Apache edition: "columnstore" only
         if edition_server.edition == "apache":
             assert not result.measured and "Community edition" in result.available
             assert result.queries.empty and list(result.key_numbers()) == ["columnstore"]

@@ -149,4 +149,6 @@ def test_only_questions_with_results_get_a_sentence() -> None:
     ],
 )
 def test_key_labels_carry_units(key: str, label: str) -> None:
-    assert key_label(key) == label
+    from ibcbench.metrics import all_metrics
+
+    assert key_label(key, all_metrics()) == label

@@ -10,6 +10,7 @@ from data_gen import GenerationParams, generate
 from ibcbench.bench.generation import benchmark_generation
 from ibcbench.cli import main
 from ibcbench.errors import BenchmarkError
+from tests.test_metrics_home import assert_metrics_declared
 
 
 def test_the_tiny_generate_command_is_measured_and_its_folder_removed(tmp_path: Path) -> None:
@@ -26,6 +27,7 @@ def test_the_tiny_generate_command_is_measured_and_its_folder_removed(tmp_path: 
         (frame.rows / frame.seconds).tolist(), rel=0.01
     )
     assert result.key_numbers()["generate_peak_rss_mb"] == round(frame.peak_rss_kb.max() / 1024, 1)
+    assert_metrics_declared(result)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 

@@ -11,6 +11,7 @@ from ibcbench.data.load import load_dataset
 from ibcbench.errors import LoadError
 from ibcbench.infra.migrate import migrate_down, migrate_up
 from ibcbench.toolkit import monitoring
+from tests.test_metrics_home import assert_metrics_declared
 
 pytestmark = pytest.mark.db
 
@@ -81,6 +82,7 @@ def test_every_monitor_is_scored_and_the_planted_query_is_found(scored) -> None:
     }
     assert scored.score("health_score")["hits"] >= 1
     numbers = scored.key_numbers()
+    assert_metrics_declared(scored)
     assert numbers["incidents_planted"] == 4
     assert numbers["monitor_health_score_hits"] == scored.score("health_score")["hits"]
     fig = scored.plot()

@@ -6,6 +6,7 @@ so a key number that drifts from its table fails here.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.bench.maintenance import scheduled_jobs
 from ibcbench.dsn import with_database
+from ibcbench.metrics import all_metrics
 from ibcbench.plans import diff_plan_sets, load_plans
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
@@ -38,6 +40,7 @@ def test_02_index_strategies(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     # what the speed-up stands for, asserted on the plans (timings are the benchmark's, not the
     # test's): without secondary indexes wallet history scans the table, with the service's it uses one
     plans = run.read_frame("index_plans").set_index(["strategy", "query"])
@@ -81,6 +84,10 @@ def test_03_pool_settings(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    # every recorded key has a metric, but the connection paths' at client counts other than the
+    # notebook's own (1, 25, 200): their keys name the count, and the table has those three only
+    unknown = set(rec) - set(all_metrics())
+    assert sorted(k for k in unknown if not re.fullmatch(r"\w+_(4|60)c_(qps|p99_ms)", k)) == []
     assert rec["errors"] == 0
     assert rec["max_wait_ms_per_request"] > 0  # 4 threads on a pool of 1 must wait
     sweep = run.read_frame("pool_sweep")
@@ -118,6 +125,7 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     # the service's indexes help the wallet and packet lookups; sub-millisecond queries may jitter either way
     assert rec["faster"] >= 3 and rec["faster"] > rec["slower"]
     assert rec["plans_changed"] >= 3
@@ -138,7 +146,7 @@ def test_04_query_plans(server_dsn: str, tmp_path: Path) -> None:
     # the report embeds the diffs notebook 04 wrote, found by the same constant
     diffs = (run.path / DIFF_HTML).read_text()
     assert "wallet_history" in diffs and "random_page_cost_1_1" in diffs
-    report = build_report(run).read_text()
+    report = build_report(run, metrics=all_metrics()).read_text()
     assert "EXPLAIN diffs" in report and diffs in report
 
 
@@ -156,6 +164,7 @@ def test_05_timescale(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     assert rec["chunks_scanned_bounded"] < rec["chunks_scanned_unbounded"] == rec["chunks_total"]
     assert rec["rollup_matches_raw"] is True
     layouts = run.read_frame("ts_layouts").set_index("layout")
@@ -194,6 +203,7 @@ def test_06_maintenance(server_dsn: str, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     cron = run.read_frame("maint_cron_runs")
     # every demo job ran once under pg_cron and succeeded, the hourly_packet_stats refresh included:
     # REFRESH MATERIALIZED VIEW where it is one, refresh_continuous_aggregate where it is a cagg
@@ -235,5 +245,5 @@ def test_08_faults_runs_the_suite_and_records_its_numbers(tmp_path: Path) -> Non
         ((table.verdict == "survived") & ~table.bad_input).sum()
     )
     assert result.recorded["faults_rows_lost"] == int(table.rows_lost.sum())
-    page = build_report(run).read_text()
+    page = build_report(run, metrics=all_metrics()).read_text()
     assert "faults survived" in page and "result table faults" in page

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ibcbench.metrics import all_metrics
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
 
@@ -19,6 +20,7 @@ def test_01_generates_loads_and_profiles(server_dsn: str, tmp_path: Path) -> Non
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert sorted(set(rec) - set(all_metrics())) == []  # every recorded key has a metric
     assert rec["dataset"] == "ibcbench_tiny_s42"
     assert rec["rows_packet_flow"] == 20_000
     assert rec["chains"] >= 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ibcbench.bench.poolsweep import plot_sweep, sweep_pool_settings
+from tests.test_metrics_home import assert_metrics_declared
 
 pytestmark = pytest.mark.db
 
@@ -55,4 +56,5 @@ def test_capacity_sweep_puts_both_engines_on_the_server_side(loaded_dsn: str) ->
         assert f.loc[(engine, 1), "wait_p95_ms"] > 200
         assert f.loc[(engine, 4), "wait_p95_ms"] < 50
     assert result.knee() == 4 and result.knee(engine="python") == 4
+    assert_metrics_declared(result)
     assert plot_capacity(result).axes

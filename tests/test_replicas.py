@@ -11,6 +11,7 @@ from ibcbench.bench.pgbouncer import prepared_statements_through_pgbouncer
 from ibcbench.bench.replicas import start_replicas
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.scaleout import ScaleOut
+from ibcbench.metrics import all_metrics
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
 
@@ -60,6 +61,9 @@ def test_07_replicas(topology: ScaleOut, tmp_path: Path) -> None:
     )
     assert result.ok, result.error
     rec = result.recorded
+    assert (
+        sorted(set(rec) - set(all_metrics())) == []
+    )  # every key the notebook records has a metric
     assert rec["lag_samples"] >= 5 and rec["lag_sample_interval_ms"] <= 110
     assert rec["lag_peak_bytes"] > 0 and rec["lag_catch_up_s"] >= 0
     assert rec["analytics_errors"] == 0 and rec["analytics_standby_p50_ms"] > 0

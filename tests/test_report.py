@@ -7,7 +7,6 @@ with each notebook's status, and result tables through ``Run.write_frame``.
 
 from __future__ import annotations
 
-import ast
 import html
 import json
 import re
@@ -24,11 +23,12 @@ import pytest
 
 from ibcbench.cli import main
 from ibcbench.errors import ConfigError
-from ibcbench.results.metrics import METRICS, Metric, compare_recorded
+from ibcbench.metrics import all_metrics
+from ibcbench.results.metrics import Metric, compare_recorded
 from ibcbench.results.recorded import RECORD_MIME, read_recorded, record
 from ibcbench.results.runs import Run, new_run
 from ibcbench.suite.notebook import notebooks_dir, run_all
-from ibcbench.suite.report import build_report
+from ibcbench.suite.report import build_report, compare_with_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_NAMES = {
@@ -87,7 +87,15 @@ def flagged(page: str, cls: str) -> set[str]:
 def tiny_run(server_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     run = new_run("report", root=tmp_path_factory.mktemp("runs"))
     notebooks = [notebooks_dir() / f"{NOTEBOOK_NAMES[p]}.ipynb" for p in ("01", "02")]
-    result = run_all(run, scale="tiny", seed=42, dsn=server_dsn, echo=False, notebooks=notebooks)
+    result = run_all(
+        run,
+        scale="tiny",
+        seed=42,
+        dsn=server_dsn,
+        echo=False,
+        notebooks=notebooks,
+        metrics=all_metrics(),
+    )
     assert result.ok and result.report == run.path / "report.html"
     return run
 
@@ -101,7 +109,7 @@ def test_report_has_every_section(tiny_run: Run) -> None:
         'id="manifest"',
         'id="nb01"',
         "Key numbers",
-        "rows_packet_flow",
+        "rows packet flow (rows)",  # the key as the findings label it, with its unit
         "data:image/png;base64,",
         'href="01_generate_and_load.ipynb"',
         "non-default server settings",
@@ -119,7 +127,7 @@ def test_report_has_every_section(tiny_run: Run) -> None:
 def test_every_key_the_run_recorded_has_a_direction(tiny_run: Run) -> None:
     recorded = read_recorded(tiny_run.path / "01_generate_and_load.ipynb")
     assert "rows_packet_flow" in recorded  # profile.summary()'s keys, which no notebook spells out
-    assert sorted(set(recorded) - set(METRICS)) == []
+    assert sorted(set(recorded) - set(all_metrics())) == []
 
 
 @pytest.mark.db
@@ -218,37 +226,14 @@ def test_direction_comes_from_the_table(
 ) -> None:
     baseline = write_run(tmp_path, "base", BASE)
     candidate = write_run(tmp_path, "cand", {**BASE, prefix: {**BASE[prefix], key: value}})
-    page = build_report(candidate, baseline=baseline).read_text()
+    diff = compare_with_baseline(candidate, baseline, metrics=all_metrics())
+    page = build_report(candidate, diff=diff, metrics=all_metrics()).read_text()
     regressions, improvements = flagged(page, "regression"), flagged(page, "improvement")
     name = f"{key}[materialized_view]" if key == "refresh_ms" else key
     assert (name in regressions) == (verdict == "regression"), sorted(regressions)
     assert (name in improvements) == (verdict == "improvement"), sorted(improvements)
     others = {prefix, name}
     assert regressions <= others and improvements <= others  # nothing else moved
-
-
-def test_every_key_the_notebooks_record_is_in_the_table() -> None:
-    """Keys passed to record(...) in the notebooks and in the package, and key_numbers' keys."""
-    keys: set[str] = set()
-    sources = [
-        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        for c in json.loads(nb.read_text())["cells"]
-        if c["cell_type"] == "code"
-    ] + [p.read_text() for p in sorted((ROOT / "ibcbench").rglob("*.py"))]
-    for source in sources:
-        for node in ast.walk(ast.parse(source)):
-            if (
-                isinstance(node, ast.Call)
-                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "record"
-            ):
-                keys.update(k.arg for k in node.keywords if k.arg)
-            if isinstance(node, ast.FunctionDef) and node.name == "key_numbers":
-                for inner in ast.walk(node):
-                    if isinstance(inner, ast.Dict):
-                        keys.update(k.value for k in inner.keys if isinstance(k, ast.Constant))
-    assert {"wallet_history_speedup", "errors", "cron_jobs_seen"} <= keys
-    assert sorted(keys - set(METRICS)) == []
 
 
 def test_unknown_and_informational_keys_are_listed_with_why(
@@ -425,33 +410,27 @@ def test_metric_rules_are_checked_when_built() -> None:
         Metric("x", "lower", noise_rel=-0.1)
 
 
-def test_a_key_in_two_notebook_tables_is_refused() -> None:
-    from ibcbench.results.metrics.table import TABLES, collect
-
-    assert len(collect(TABLES)) == sum(len(t) for t in TABLES) == len(METRICS)
-    twice = (Metric("errors", "lower"),)
-    with pytest.raises(ConfigError, match="metric 'errors' is defined twice: keep one definition"):
-        collect((*TABLES, twice))
-
-
 def test_zero_baseline_is_compared_by_absolute_change() -> None:
     diffs = compare_recorded(
         {"03": {"errors": 0, "max_wait_ms_per_request": 0.0}},
         {"03": {"errors": 0, "max_wait_ms_per_request": 0.04}},
+        metrics=all_metrics(),
     )
     assert [(d.key, d.verdict) for d in diffs] == [
         ("errors", "same"),
         ("max_wait_ms_per_request", "same"),
     ]
     diffs = compare_recorded(
-        {"03": {"max_wait_ms_per_request": 0.0}}, {"03": {"max_wait_ms_per_request": 2.0}}
+        {"03": {"max_wait_ms_per_request": 0.0}},
+        {"03": {"max_wait_ms_per_request": 2.0}},
+        metrics=all_metrics(),
     )
     assert [(d.verdict, d.detail) for d in diffs] == [("regression", "+2")]
 
 
 def test_values_are_escaped(tmp_path: Path) -> None:
     run = write_run(tmp_path, "esc", {"04": {"biggest_change_query": "<script>alert(1)</script>"}})
-    page = build_report(run).read_text()
+    page = build_report(run, metrics=all_metrics()).read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
@@ -509,7 +488,7 @@ def test_the_report_shows_the_latest_fault_run_when_the_run_has_none(tmp_path: P
     latest = _fault_run(tmp_path, "20260102-100000", 2)
     _fault_run(tmp_path, "20260103-110000", 0, status="running")  # under way: not a result
     run = write_run(tmp_path, "all-tiny", {"01": {"rows_packet_flow": 10}})
-    page = build_report(run).read_text()
+    page = build_report(run, metrics=all_metrics()).read_text()
     assert 'id="faults"' in page and 'href="#faults"' in page
     assert f"latest run {latest.id}, 2026-01-02 10:00 UTC" in page
     assert "faults survived · 2026-01-02 10:00 UTC" in page
@@ -517,4 +496,4 @@ def test_the_report_shows_the_latest_fault_run_when_the_run_has_none(tmp_path: P
     assert "sigint-20260101-090000" not in page and "sigint-20260103-110000" not in page
     # no fault run in the runs folder: no such section
     lone = write_run(tmp_path / "other", "all-tiny", {"01": {"rows_packet_flow": 10}})
-    assert 'id="faults"' not in build_report(lone).read_text()
+    assert 'id="faults"' not in build_report(lone, metrics=all_metrics()).read_text()

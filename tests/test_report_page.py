@@ -16,6 +16,7 @@ import pytest
 from ibcbench.bench.maintenance import plot_health
 from ibcbench.bench.poolsweep import PoolSweepResult, plot_sweep
 from ibcbench.cli import main
+from ibcbench.metrics import all_metrics
 from ibcbench.results.recorded import save_figure
 from ibcbench.results.runs import Run, find_run, new_run
 from ibcbench.suite.report import build_report
@@ -115,7 +116,7 @@ def _values(texts: list[str], pattern: str) -> set[str]:
 
 def test_each_key_has_one_value_on_the_page(tmp_path: Path) -> None:
     run = fixture_run(tmp_path)
-    page = build_report(run).read_text()
+    page = build_report(run, metrics=all_metrics()).read_text()
     places = stated(page)
     knee = r"max_size \d+ at \d+ clients"
     window = r"whole data span, \d+ days"
@@ -237,7 +238,7 @@ def test_the_page_does_not_scroll_sideways_in_a_1300px_window(tmp_path: Path) ->
             }
         ),
     )
-    page = build_report(run)
+    page = build_report(run, metrics=all_metrics())
     shot = Path(os.environ.get("IBCBENCH_REPORT_SCREENSHOT") or tmp_path / "report.png")
     width = browser_scroll_width(page, tmp_path / "profile", screenshot=shot)
     assert width <= BROWSER_WIDTH, f"the page is {width} px wide in a {BROWSER_WIDTH} px window"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from ibcbench.bench.cachelayers import Layer, NoCache, ProcessCache, RedisCache
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.metrics.metric import TIMING, Metric, informational
 
 HOT_READS: dict[str, str] = {
     "user_statistics": "wallet statistics",
@@ -57,6 +58,50 @@ class CacheResult:
     memory: dict[str, Any] = field(default_factory=dict)
     redis_down: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+
+    #: the metric of each key :meth:`key_numbers` makes (per layer; staleness and memory with a
+    #: Redis; the Redis-down figures when that run ran)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        *(
+            Metric(f"cache_{layer}_{column}", "lower", "ms", TIMING, note=f"{column[:3]} of a read")
+            for layer in ("none", "process", "redis")
+            for column in ("p50_ms", "p99_ms")
+        ),
+        *(
+            informational(f"cache_{layer}_hit_ratio", "share", "reads answered by the cache")
+            for layer in ("none", "process", "redis")
+        ),
+        *(
+            informational(f"cache_{layer}_db_saved_pct", "%", "database reads the cache saved")
+            for layer in ("none", "process", "redis")
+        ),
+        *(
+            Metric(
+                f"cache_{layer}_stale_{mode}_s",
+                "lower",
+                "s",
+                note="seconds until a reader sees a write",
+                optional=True,
+            )
+            for layer in ("process", "redis")
+            for mode in ("ttl", "invalidate")
+        ),
+        informational("cache_redis_bytes_per_key", "bytes", "Redis memory per key", optional=True),
+        Metric(
+            "cache_redis_down_fallbacks",
+            "none",
+            "reads",
+            note="reads that fell back to the database while Redis was away",
+            optional=True,
+        ),
+        Metric(
+            "cache_redis_down_errors",
+            "lower",
+            "errors",
+            note="reads that failed while Redis was away: any counts",
+            optional=True,
+        ),
+    )
 
     def key_numbers(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ibcbench.bench.indexes import STRATEGIES, apply_strategy
 from ibcbench.bench.workload import workload_queries
@@ -22,6 +22,7 @@ from ibcbench.plans import (
     render_diff_html,
     save_plans,
 )
+from ibcbench.results.metrics.metric import ESTIMATE, RATIO, Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 
@@ -141,8 +142,22 @@ class RandomPageCostResult:
 
     diff: PlanSetDiff
 
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "random_page_cost_plans_changed",
+            "plans",
+            "how many plans a setting changed: neither direction is better",
+        ),
+    )
+
     def key_numbers(self) -> dict[str, Any]:
         return {"random_page_cost_plans_changed": len(self.diff.changed())}
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write :data:`DIFF_HTML` with this one diff (a :class:`PlanComparisonResult` with
+        ``second`` writes both of its diffs there instead)."""
+        write_diff_html(run_dir, {"random_page_cost": self.diff})
 
 
 def compare_random_page_cost(
@@ -161,6 +176,39 @@ class PlanComparisonResult:
 
     diff: PlanSetDiff
     second: PlanSetDiff | None = None
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("queries", "queries", "how many queries were compared"),
+        Metric(
+            "faster",
+            "higher",
+            "queries",
+            0.0,
+            1.0,
+            note="queries faster with config b; one flips with noise",
+        ),
+        Metric(
+            "slower",
+            "lower",
+            "queries",
+            0.0,
+            1.0,
+            note="queries slower with config b; one flips with noise",
+        ),
+        informational(
+            "plans_changed", "plans", "how many plans config b changed: neither direction is better"
+        ),
+        informational("biggest_change_query", "", "the query whose plan changed most (a name)"),
+        Metric("biggest_speedup", "higher", "x", RATIO, note="that query's p50 a / b"),
+        Metric(
+            "worst_q_error",
+            "lower",
+            "x",
+            ESTIMATE,
+            note="the planner's worst row estimate (q-error)",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         summary = self.diff.summary()

@@ -17,12 +17,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from data_gen import PRESETS
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.metrics.metric import TIMING, Metric, informational
+from ibcbench.results.recorded import save_frame
+from ibcbench.results.runs import Run
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,34 @@ class GenerationResult:
     def peak_rss_mb(self) -> float:
         return round(float(self.frame.peak_rss_kb.max()) / 1024, 1)
 
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("generate_scale", "", "the preset generated"),
+        Metric(
+            "generate_seconds_median",
+            "lower",
+            "s",
+            TIMING,
+            0.5,
+            note="wall time of `ibcbench generate`",
+        ),
+        Metric(
+            "generate_rows_per_s_median",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="rows generated and written per second",
+        ),
+        Metric(
+            "generate_peak_rss_mb",
+            "lower",
+            "MB",
+            0.25,
+            20.0,
+            note="peak resident memory of the generate process",
+        ),
+    )
+
     def key_numbers(self) -> dict[str, Any]:
         f = self.frame
         return {
@@ -46,6 +77,10 @@ class GenerationResult:
             "generate_rows_per_s_median": round(float(f.rows_per_s.median())),
             "generate_peak_rss_mb": self.peak_rss_mb,
         }
+
+    def save(self, run_dir: str | Path | Run | None) -> None:
+        """Write the rounds as ``generate_rounds`` (no-op without a run folder)."""
+        save_frame(self.frame, "generate_rounds", run_dir)
 
     def summary(self) -> str:
         n = self.key_numbers()

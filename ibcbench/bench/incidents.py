@@ -22,12 +22,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from ibcbench.data.load import INCIDENT_FIELDS
 from ibcbench.db import connect, query_frame
+from ibcbench.results.metrics.metric import Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 from ibcbench.toolkit.monitoring import long_running_queries, stuck_packets
@@ -77,6 +78,64 @@ class MonitorScoreResult:
     def score(self, monitor: str) -> dict[str, int]:
         row = self.scores.set_index("monitor").loc[monitor]
         return {k: int(row[k]) for k in ("targets", "hits", "misses", "false_alarms")}
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("incidents_planted", "incidents", "set by the seed and the span"),
+        *(
+            informational(f"incidents_{kind}", "incidents", "set by the seed and the span")
+            for kind in ("chain_halt", "relayer_outage", "congestion", "client_expiry")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_hits", "higher", "incidents", note=f"incidents the {m} monitor found"
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_misses",
+                "lower",
+                "incidents",
+                note=f"incidents the {m} monitor missed",
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        *(
+            Metric(
+                f"monitor_{m}_false_alarms", "lower", "alerts", note=f"{m} alerts about no incident"
+            )
+            for m in ("health_score", "stuck_packets", "long_running_queries")
+        ),
+        # the health table's figures, made when it has rows
+        informational("health_best", "points", "the healthiest chain's score", optional=True),
+        informational(
+            "health_window_days", "days", "the health score's window: the data span", optional=True
+        ),
+        informational("health_best_chain", "", "a chain id", optional=True),
+        informational("health_worst", "points", "the least healthy chain's score", optional=True),
+        informational("health_worst_chain", "", "a chain id", optional=True),
+        Metric(
+            "health_spread",
+            "higher",
+            "points",
+            0.25,
+            2.0,
+            note="best minus worst health score: the score separates incident chains from the rest",
+            optional=True,
+        ),
+        informational("incident_chains", "chains", "chains that had an incident", optional=True),
+        informational(
+            "incident_chain_ranks", "", "their ranks from the bottom (a list)", optional=True
+        ),
+        Metric(
+            "incident_chains_rank_lowest",
+            "higher",
+            "",
+            note="True expected: incident chains score lowest",
+            optional=True,
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         h = self.health

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg
@@ -25,6 +25,7 @@ from ibcbench.db import connect, query_frame, resolve_dsn
 from ibcbench.dsn import with_database
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.status import hourly_stats_kind
+from ibcbench.results.metrics.metric import TIMING, Metric, informational, lookup
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.results.runs import Run
 
@@ -146,6 +147,18 @@ class CronJobsResult:
     scheduled: pd.DataFrame
     runs: pd.DataFrame
 
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("cron_jobs_scheduled", "jobs", "how many demo jobs were scheduled"),
+        Metric(
+            "cron_jobs_seen",
+            "higher",
+            "runs",
+            note="succeeded pg_cron runs: fewer means a job failed or never ran",
+        ),
+        Metric("cron_job_max_ms", "lower", "ms", TIMING, 50.0, note="the slowest pg_cron run"),
+    )
+
     def key_numbers(self) -> dict[str, Any]:
         """Notebook 06's cron numbers: jobs scheduled, demo runs that succeeded, the slowest run."""
         return {
@@ -176,7 +189,7 @@ def bloated_stage(delete_share: float) -> str:
     return f"after deleting {delete_share:.0%} + VACUUM"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BloatResult:
     frame: pd.DataFrame  # before / after delete / after reindex
     detected: pd.DataFrame
@@ -190,6 +203,22 @@ class BloatResult:
                 f"the bloat result has no stage {name!r}: it has {list(self.frame.stage)}"
             )
         return rows.iloc[0]
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("leaf_density_before", "%", "the bloated index, bloated on purpose"),
+        Metric("leaf_density_after", "higher", "%", 0.1, 1.0, note="leaf density after REINDEX"),
+        informational("index_bytes_before", "bytes", "the bloated index, bloated on purpose"),
+        Metric("index_bytes_after", "lower", "bytes", 0.1, 8192.0, note="index size after REINDEX"),
+        lookup("lookup_p50_ms_before", "an index lookup on the bloated index"),
+        lookup("lookup_p50_ms_after", "the same lookup after REINDEX"),
+        Metric(
+            "bloat_detected",
+            "higher",
+            "",
+            note="True expected: the monitoring query finds the planted bloat",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """Bloated (deleted + vacuumed) against reindexed: leaf density, index bytes, lookup p50."""
@@ -353,6 +382,11 @@ class MonitoringResult:
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("health_scores", "rows", "rows of the network health table"),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         return {"health_scores": len(self.tables["network_health"])}

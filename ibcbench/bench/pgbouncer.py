@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.pgbouncer import admin_console_url, show_pools
 from ibcbench.infra.scaleout import embedded_topology, pgbouncer_url
+from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.toolkit.pool import PoolConfig
 
@@ -56,7 +57,7 @@ SESSION = "pgbouncer session"
 _SAMPLER = "ibcbench-path-sampler"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConnectionPathsResult:
     frame: pd.DataFrame
     prepared: pd.DataFrame
@@ -67,6 +68,62 @@ class ConnectionPathsResult:
         if engine is not None:
             f = f[f.engine == engine]
         return f.iloc[0] if len(f) else None
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        # one pair per path, engine and client count swept (the notebook sweeps 1, 25 and 200 clients)
+        *(
+            Metric(
+                f"{path}_{n}c_qps",
+                "higher",
+                "queries/s",
+                THROUGHPUT,
+                note=f"{path}, {n} clients",
+                optional=True,
+            )
+            for path in (
+                "direct_python",
+                "direct_pgbench",
+                "pgb_txn_pgbench",
+                "pgb_session_pgbench",
+                "pgb_txn_python",
+                "pgb_session_python",
+            )
+            for n in (1, 25, 200)
+        ),
+        *(
+            Metric(
+                f"{path}_{n}c_p99_ms",
+                "lower",
+                "ms",
+                TIMING,
+                1.0,
+                note=f"{path}, {n} clients",
+                optional=True,
+            )
+            for path in (
+                "direct_python",
+                "direct_pgbench",
+                "pgb_txn_pgbench",
+                "pgb_session_pgbench",
+                "pgb_txn_python",
+                "pgb_session_python",
+            )
+            for n in (1, 25, 200)
+        ),
+        Metric(
+            "prepared_errors_threshold_5",
+            "none",
+            "errors",
+            note="prepare_threshold=5 through transaction pooling",
+        ),
+        Metric(
+            "prepared_errors_threshold_none",
+            "lower",
+            "errors",
+            note="the fix, prepare_threshold=None: 0 expected",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

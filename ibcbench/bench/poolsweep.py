@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -25,6 +25,7 @@ from ibcbench.bench.workload import Workload, default_workload, sample_parameter
 from ibcbench.bench.workload.pgbench import run_pgbench
 from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect, resolve_dsn
+from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 from ibcbench.toolkit.pool import PoolConfig
@@ -66,7 +67,7 @@ def throughput_knee(
     return Knee(int(by_size[by_size >= share * by_size.max()].index.min()), clients, share)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PoolSweepResult:
     frame: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +94,39 @@ class PoolSweepResult:
         if set(f.prepared) != {True, False}:
             return None
         return float(f[f.prepared].throughput_qps.mean() / f[~f.prepared].throughput_qps.mean())
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "knee_max_size",
+            "connections",
+            "where throughput stops growing: neither direction is better",
+        ),
+        informational("knee_clients", "clients", "the client threads the knee is read at"),
+        Metric("best_qps", "higher", "queries/s", THROUGHPUT, note="the sweep's best throughput"),
+        Metric(
+            "errors", "lower", "errors", note="failed queries in the sweep: any increase counts"
+        ),
+        Metric(
+            "client_bound_points",
+            "lower",
+            "points",
+            0.0,
+            1.0,
+            note="sweep points limited by the Python client, whose figures are the client's; one point flips with noise",
+        ),
+        Metric(
+            "prepared_gain", "higher", "x", THROUGHPUT, note="throughput prepared / not prepared"
+        ),
+        Metric(
+            "max_wait_ms_per_request",
+            "lower",
+            "ms",
+            TIMING,
+            1.0,
+            note="longest mean pool wait of a sweep point",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """What notebook 03 records: the knee, the best rate, errors, client-bound points, waits."""
@@ -273,7 +307,7 @@ def plot_sweep(result: PoolSweepResult) -> Any:
     return fig
 
 
-@dataclass
+@dataclass(frozen=True)
 class PoolCapacityResult:
     """The server side of the pool question, per engine and pool size: closed-loop throughput
     with that many connections, and at one arrival rate the time from a request's arrival to
@@ -288,6 +322,29 @@ class PoolCapacityResult:
         (the closed loop runs as many clients as connections)."""
         f = self.frame[self.frame.engine == engine].set_index("max_size").throughput_qps
         return throughput_knee(f, clients=None, share=share).max_size
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "capacity_rate_qps",
+            "queries/s",
+            "the arrival rate the wait was measured at (set from the throughput)",
+        ),
+        informational(
+            "capacity_knee_pgbench",
+            "connections",
+            "where more connections stop adding throughput: neither way is better",
+        ),
+        informational("capacity_knee_python", "connections", "the same through psycopg_pool"),
+        Metric(
+            "capacity_wait_p95_ms",
+            "lower",
+            "ms",
+            TIMING,
+            1.0,
+            note="arrival to a free connection at the rate, p95, per engine and pool size",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """The capacity side of notebook 03: each engine's knee and the wait at the arrival rate."""

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from ibcbench.errors import ConfigError
+    from ibcbench.metrics import all_metrics
     from ibcbench.results.runs import find_run
     from ibcbench.suite.report import build_report, compare_with_baseline
 
@@ -37,8 +38,12 @@ def _report(args: argparse.Namespace) -> int:
     run = find_run(args.run, notebooks=True)  # 'latest': the newest complete notebook run
     run.require_manifest()  # a folder that is not a run gets no report.html
     baseline = find_run(args.baseline) if args.baseline else None
-    diff = compare_with_baseline(run, baseline) if baseline is not None else None
-    path = build_report(run, diff=diff)
+    diff = (
+        compare_with_baseline(run, baseline, metrics=all_metrics())
+        if baseline is not None
+        else None
+    )
+    path = build_report(run, diff=diff, metrics=all_metrics())
     print(f"report: {path}")
     if diff is None:
         return 0

@@ -151,6 +151,7 @@ def _run_all(args: argparse.Namespace) -> int:
     # before a run folder exists (and pandas)
     notebooks = validate_run_all(args.scale, args.seed, extra, chosen)
 
+    from ibcbench.metrics import all_metrics
     from ibcbench.results.runs import started_run
     from ibcbench.suite.notebook import run_all
     from ibcbench.suite.progress import NotebookProgress
@@ -172,6 +173,7 @@ def _run_all(args: argparse.Namespace) -> int:
             extra=extra,
             notebooks=notebooks,
             progress=progress,
+            metrics=all_metrics(),
         )
     print(progress.summary())
     print(f"run-all finished in {result.elapsed_s:.0f} s")

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -38,6 +38,7 @@ from ibcbench.data.ownership import KIT_MARK, MARKER_TABLE, create_kit_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError
+from ibcbench.results.metrics.metric import TIMING, Metric, informational
 
 #: the schema whose indexes the clean state records (the kit's tables; scratch schemas and
 #: TimescaleDB's chunk indexes follow their own rules)
@@ -96,6 +97,26 @@ class DatasetInfo:
     elapsed_s: float
     load: Any = None
     state: DatasetState | None = None
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("dataset", "", "the dataset's database name"),
+        informational(
+            "created", "", "whether this run generated the dataset or reused an existing one"
+        ),
+        informational(
+            "dataset_seconds",
+            "s",
+            "generation and load when created, a lookup when reused: not comparable",
+        ),
+        Metric(
+            "load_rows_per_s",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="binary COPY throughput (only when created)",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """What notebook 01 records about the dataset: its database, whether it was built, how fast."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ibcbench.db import read_frames
+from ibcbench.results.metrics.metric import GENERATED_DATA, Metric, informational
 
 _QUERIES: dict[str, str] = {
     "chain_pairs": """
@@ -80,6 +81,32 @@ class DatasetProfile:
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("rows_packet_flow", "rows", GENERATED_DATA),
+        informational("rows_clearing_operations", "rows", GENERATED_DATA),
+        informational("rows_network_stats", "rows", GENERATED_DATA),
+        informational("rows_channel_performance", "rows", GENERATED_DATA),
+        informational("rows_relayer_performance", "rows", GENERATED_DATA),
+        informational("chain_pairs", "pairs", GENERATED_DATA),
+        informational("chains", "chains", GENERATED_DATA),
+        informational("stuck_pct", "%", GENERATED_DATA),
+        informational("timeout_pct", "%", GENERATED_DATA),
+        informational("acknowledged_pct", "%", GENERATED_DATA),
+        informational(
+            "clear_time_p50_s",
+            "s",
+            "simulated clear times of the generated packets, not the server's speed",
+        ),
+        informational(
+            "clear_time_p99_s",
+            "s",
+            "simulated clear times of the generated packets, not the server's speed",
+        ),
+        informational("relayers_on_busiest_channel", "relayers", GENERATED_DATA),
+        informational("redundant_relay_pct", "%", GENERATED_DATA),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """What notebook 01 records about the data (the same as :meth:`summary`)."""

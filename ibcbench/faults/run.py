@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -18,6 +18,7 @@ from ibcbench.db import connect
 from ibcbench.errors import ConfigError, first_line
 from ibcbench.faults.lab import FAULT_SCALES, FaultLab
 from ibcbench.faults.registry import FaultOutcome, registered_faults
+from ibcbench.results.metrics.metric import Metric
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,31 @@ class FaultSuiteResult:
                 lambda v: "" if v is None or pd.isna(v) else f"{int(v):,}"
             )
         return frame.to_string(index=False)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        Metric(
+            "faults_injected", "none", "faults", note="faults the suite injected (its scale's set)"
+        ),
+        Metric("faults_survived", "higher", "faults", note="injected faults the kit came through"),
+        Metric(
+            "faults_rows_lost", "lower", "rows", note="rows lost or doubled against a clean load"
+        ),
+        Metric(
+            "faults_bad_inputs_rejected",
+            "higher",
+            "inputs",
+            note="bad inputs refused in one line before any work",
+        ),
+        Metric(
+            "faults_longest_recovery_s",
+            "lower",
+            "s",
+            1.0,
+            5.0,
+            note="the slowest recovery (a rerun, a reconnect): a restart's time varies a lot",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         longest = self.longest_recovery()

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ibcbench.bench.incidents import window_text
 from ibcbench.bench.poolsweep import Knee
-from ibcbench.results.metrics import METRICS
+from ibcbench.results.metrics import Metric
 
 Recorded = Mapping[str, Mapping[str, Any]]
 
@@ -28,15 +28,16 @@ class Finding:
     sentence: str
 
 
-def unit(key: str) -> str:
-    """The unit of a recorded key ("" when unknown): the one place the report reads units from."""
-    metric = METRICS.get(key)
+def unit(key: str, metrics: Mapping[str, Metric]) -> str:
+    """The unit of a recorded key ("" when unknown): the one place the report reads units from
+    (``metrics``: :func:`ibcbench.metrics.all_metrics` in the kit)."""
+    metric = metrics.get(key)
     return metric.unit if metric is not None else ""
 
 
-def key_label(key: str) -> str:
+def key_label(key: str, metrics: Mapping[str, Metric]) -> str:
     """A key as a reader reads it: ``worst_q_error`` -> ``worst q error (x)``."""
-    u = unit(key)
+    u = unit(key, metrics)
     return key.replace("_", " ") + (f" ({u})" if u else "")
 
 

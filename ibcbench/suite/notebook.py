@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ibcbench.errors import IbcbenchError
+from ibcbench.results.metrics import Metric
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 from ibcbench.signals import stop_reason
@@ -385,8 +386,10 @@ def run_all(
     extra: Mapping[str, Any] | None = None,
     echo: bool = True,
     progress: NotebookProgress | None = None,
+    metrics: Mapping[str, Metric] | None = None,
 ) -> RunAllResult:
-    """Run the numbered notebooks in order into ``run``, then build its report.
+    """Run the numbered notebooks in order into ``run``, then build its report (``metrics``:
+    :func:`ibcbench.metrics.all_metrics` in the kit, the key numbers' units).
 
     ``notebooks`` None runs every benchmark notebook (not the kit's own checks: the fault suite runs
     only when named). A failing notebook does not stop the others; the result says which failed.
@@ -427,7 +430,7 @@ def run_all(
     elapsed = time.perf_counter() - started
     _record_notebooks(run, results, elapsed)
     run.update_manifest(status="complete" if all(r.ok for r in results) else "failed")
-    report = build_report(run)
+    report = build_report(run, metrics=metrics)
     return RunAllResult(run=run, notebooks=results, report=report, elapsed_s=elapsed)
 
 

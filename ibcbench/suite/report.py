@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from ibcbench import __version__
 from ibcbench.bench.explain import DIFF_HTML
 from ibcbench.errors import ConfigError, RunError
 from ibcbench.results.compare import compare_runs
-from ibcbench.results.metrics import MetricDiff, compare_recorded
+from ibcbench.results.metrics import Metric, MetricDiff, compare_recorded
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 from ibcbench.suite import findings as findings_
@@ -202,16 +203,19 @@ class BaselineDiff:
         return lines
 
 
-def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
-    """Compare ``run`` with ``baseline``: recorded numbers, workload latencies, notebook status.
-    A run is refused as its own baseline."""
+def compare_with_baseline(
+    run: Run, baseline: Run, *, metrics: Mapping[str, Metric]
+) -> BaselineDiff:
+    """Compare ``run`` with ``baseline``: recorded numbers (each by its metric in ``metrics``,
+    :func:`ibcbench.metrics.all_metrics` in the kit), workload latencies, notebook status. A run
+    is refused as its own baseline."""
     if run.path.resolve() == baseline.path.resolve():
         raise ConfigError(
             f"--baseline {baseline.id} is the run itself: give an earlier run to compare with"
         )
     current = {s["prefix"]: s["recorded"] for s in _notebook_sections(run)}
     base = {s["prefix"]: s["recorded"] for s in _notebook_sections(baseline)}
-    metrics = compare_recorded(base, current)
+    diffs = compare_recorded(base, current, metrics=metrics)
     latency, note, error = None, None, None
     if "workload_latencies" in run.frames() or "workload_latencies" in baseline.frames():
         try:
@@ -226,7 +230,7 @@ def compare_with_baseline(run: Run, baseline: Run) -> BaselineDiff:
         for n in run.manifest().get("notebooks", [])
         if not n.get("ok", True) and n["notebook"] in ran
     ]
-    return BaselineDiff(baseline.id, run.id, metrics, latency, note, error, failed)
+    return BaselineDiff(baseline.id, run.id, diffs, latency, note, error, failed)
 
 
 def _baseline_context(diff: BaselineDiff) -> dict[str, Any]:
@@ -285,15 +289,14 @@ def _environment() -> jinja2.Environment:
 
 
 def build_report(
-    run: Run, *, baseline: Run | None = None, diff: BaselineDiff | None = None
+    run: Run, *, diff: BaselineDiff | None = None, metrics: Mapping[str, Metric] | None = None
 ) -> Path:
     """Write ``report.html`` into the run folder and return its path.
 
-    With ``baseline`` (or an already computed ``diff`` against one) the page compares the two.
+    With ``diff`` (:func:`compare_with_baseline` against another run) the page compares the two.
+    ``metrics`` (:func:`ibcbench.metrics.all_metrics` in the kit) gives the key numbers their units.
     """
     manifest = run.require_manifest()
-    if diff is None and baseline is not None:
-        diff = compare_with_baseline(run, baseline)
     sections = _notebook_sections(run)
     fault_run = None if any(s["prefix"] == "08" for s in sections) else latest_fault_run(run)
     ok = sum(1 for s in sections if s["ok"])
@@ -369,7 +372,7 @@ def build_report(
             [{"setting": k, "value": v} for k, v in settings.items()], limit=500
         ),
         "baseline": _baseline_context(diff) if diff is not None else None,
-        "sections": [_section_context(run, s) for s in sections],
+        "sections": [_section_context(run, s, metrics or {}) for s in sections],
         "plans_html": plans_html.read_text() if plans_html.exists() else None,
         "fault_suite": fault_suite,
     }
@@ -475,7 +478,7 @@ def figure_caption(path: Path) -> str:
     return str(title) if title else path.stem
 
 
-def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
+def _section_context(run: Run, s: dict[str, Any], metrics: Mapping[str, Metric]) -> dict[str, Any]:
     figures = [
         {
             "name": fig.stem,
@@ -492,7 +495,10 @@ def _section_context(run: Run, s: dict[str, Any]) -> dict[str, Any]:
         "elapsed_s": s["elapsed_s"],
         "intro": s["intro"],
         "recorded": _table(
-            [{"name": findings_.key_label(k), "value": v} for k, v in s["recorded"].items()]
+            [
+                {"name": findings_.key_label(k, metrics), "value": v}
+                for k, v in s["recorded"].items()
+            ]
         ),
         "figures": figures,
         "results": [_result_table(run, name) for name in s["results"]],

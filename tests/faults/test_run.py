@@ -9,6 +9,7 @@ from ibcbench.errors import ConfigError
 from ibcbench.faults import run as suite_run
 from ibcbench.faults.registry import FaultOutcome
 from ibcbench.faults.run import FaultSuiteResult, run_fault_suite, suite_scale
+from tests.test_metrics_home import assert_metrics_declared
 
 
 def _outcome(name: str, survived: bool = True, **kw: object) -> FaultOutcome:
@@ -43,6 +44,7 @@ def test_the_summary_line_counts_faults_and_bad_inputs_apart() -> None:
         "faults_longest_recovery_s": 4.0,
     }
     assert list(result.frame.verdict) == ["survived", "FAILED", "survived", "FAILED"]
+    assert_metrics_declared(result)
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from ibcbench.results.metrics.metric import Metric, informational
 from ibcbench.results.recorded import run_folder, save_frame
 from ibcbench.results.runs import Run
 
@@ -46,15 +47,28 @@ class ABResult:
     def mde_median(self) -> float:
         return median(q["mde"] for q in self.queries) if self.queries else float("nan")
 
+    #: the metric of each fixed key :meth:`key_numbers` makes; the per-query ``ratio_<query>`` keys
+    #: have none (the A/B's own interval judges them, not a stored baseline)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("ab_queries", "queries", "workload queries compared"),
+        Metric(
+            "ab_regressions", "lower", "queries", note="queries the A/B found slower: any counts"
+        ),
+        informational("ab_improvements", "queries", "queries the A/B found faster"),
+        informational("ab_unchanged", "queries", "queries with no difference"),
+        informational("ab_mde_median", "x", "the smallest change the run could have seen (median)"),
+        informational("ab_rounds", "rounds", "interleaved rounds run"),
+    )
+
     def key_numbers(self) -> dict[str, Any]:
         """The A/B's counts and median MDE, and per query its ratio (``ratio_<query>``)."""
         return {
-            "queries": len(self.queries),
-            "regressions": self.count("regression"),
-            "improvements": self.count("improvement"),
-            "unchanged": self.count("no difference"),
-            "mde_median": round(self.mde_median, 4),
-            "rounds": self.rounds,
+            "ab_queries": len(self.queries),
+            "ab_regressions": self.count("regression"),
+            "ab_improvements": self.count("improvement"),
+            "ab_unchanged": self.count("no difference"),
+            "ab_mde_median": round(self.mde_median, 4),
+            "ab_rounds": self.rounds,
             **{f"ratio_{q['query']}": round(q["ratio"], 4) for q in self.queries},
         }
 
@@ -109,7 +123,7 @@ class ABResult:
                 {
                     "seed": self.seed,
                     "scale": self.scale,
-                    "rounds": self.rounds,
+                    "ab_rounds": self.rounds,
                     "stopped_by": self.stopped_by,
                     "elapsed_s": round(self.elapsed_s, 3),
                     "practical_ratio": self.practical_ratio,

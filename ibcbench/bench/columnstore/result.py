@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ibcbench.bench.columnstore.copies import BASELINE
+from ibcbench.results.metrics.metric import RATIO, TIMING, Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 
@@ -77,6 +78,96 @@ class ColumnstoreResult:
             return pd.DataFrame(columns=["query", "kind", "setting", "p50_ms"])
         best = self.queries.loc[self.queries.groupby("query").p50_ms.idxmin()]
         return best[["query", "kind", "setting", "p50_ms"]].reset_index(drop=True)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "columnstore", "", "'measured', or why the columnstore was not (the edition)"
+        ),
+        informational(
+            "columnstore_policy_error",
+            "",
+            "the columnstore policy job's last job_errors message (text)",
+            optional=True,
+        ),
+        informational(
+            "columnstore_setting", "", "the recommended segmentby setting (a name)", optional=True
+        ),
+        Metric(
+            "compression_ratio",
+            "higher",
+            "x",
+            0.1,
+            0.05,
+            note="bytes before / after, compressed chunks, per setting",
+            optional=True,
+        ),
+        Metric(
+            "compression_ratio_recommended",
+            "higher",
+            "x",
+            0.1,
+            0.05,
+            note="that ratio for the recommended setting",
+            optional=True,
+        ),
+        Metric(
+            "analytics_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="rowstore p50 / columnstore p50 per analytics query",
+            optional=True,
+        ),
+        Metric(
+            "point_lookup_slowdown",
+            "lower",
+            "x",
+            RATIO,
+            note="columnstore p50 / rowstore p50 per point lookup",
+            optional=True,
+        ),
+        Metric(
+            "ingest_rows_per_s_rowstore",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT of a new hour, rowstore copy",
+            optional=True,
+        ),
+        Metric(
+            "ingest_rows_per_s_columnstore",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT of a new hour, older chunks in the columnstore",
+            optional=True,
+        ),
+        Metric(
+            "backfill_rows_per_s_compressed_chunk",
+            "higher",
+            "rows/s",
+            TIMING,
+            note="INSERT into a compressed chunk's time range",
+            optional=True,
+        ),
+        informational(
+            "columnstore_policy_runs",
+            "runs",
+            "runs of the columnstore policy job seen",
+            optional=True,
+        ),
+        Metric(
+            "columnstore_policy_failures",
+            "lower",
+            "runs",
+            note="failed runs of the columnstore policy job",
+            optional=True,
+        ),
+        informational(
+            "columnstore_recommendation", "", "the recommendation, in words", optional=True
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """The figures the report and ``report --baseline`` read; speed-ups and slow-downs are those of

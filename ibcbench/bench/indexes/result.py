@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from ibcbench.results.metrics.metric import RATIO, TIMING, Metric, informational, lookup
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 
 
-@dataclass
+@dataclass(frozen=True)
 class IndexStrategyResult:
     latency: pd.DataFrame
     plans: pd.DataFrame
@@ -50,6 +51,37 @@ class IndexStrategyResult:
         """Index scans per index (rows) and strategy (columns), indexes that were scanned only."""
         used = self.usage[self.usage.scans > 0]
         return used.pivot(index="index", columns="strategy", values="scans")
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        Metric(
+            "wallet_history_p50_ms_none",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="wallet history p50 without secondary indexes: a scan",
+        ),
+        lookup("wallet_history_p50_ms_service", "wallet history p50 with the service's indexes"),
+        Metric(
+            "wallet_history_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="p50 without indexes / with the service's",
+        ),
+        Metric(
+            "packet_lookup_speedup",
+            "higher",
+            "x",
+            RATIO,
+            note="p50 without indexes / with the service's",
+        ),
+        informational("winners", "", "the fastest strategy per query (names)"),
+        Metric(
+            "ingest_rows_per_s", "higher", "rows/s", TIMING, note="bulk insert rate per strategy"
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """What notebook 02 records: the service strategy's wallet and packet-lookup speed-ups, winners, ingest."""

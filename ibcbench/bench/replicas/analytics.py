@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -14,10 +14,11 @@ from ibcbench.bench.replicas.members import ANALYTICS, SERVICE, ReplicaSetup, wa
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
+from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric
 from ibcbench.results.recorded import save_frame
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnalyticsResult:
     frame: (
         pd.DataFrame
@@ -30,6 +31,47 @@ class AnalyticsResult:
 
     def save(self, run_dir: Any) -> None:
         save_frame(self.frame, "replica_analytics", run_dir)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        *(
+            Metric(
+                f"analytics_{t}_{p}_ms",
+                "lower",
+                "ms",
+                TIMING,
+                0.05,
+                note=f"the analytics mix on the {t}",
+            )
+            for t in ("primary", "standby")
+            for p in ("p50", "p95")
+        ),
+        Metric(
+            "analytics_standby_over_primary_p50",
+            "none",
+            "",
+            note="standby p50 / primary p50 (1: the same)",
+        ),
+        Metric(
+            "service_p95_ms_alone",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="the service mix on the primary alone",
+        ),
+        Metric(
+            "service_p95_ms_standby_busy",
+            "lower",
+            "ms",
+            TIMING,
+            0.05,
+            note="the service mix while the standby runs the analytics (same machine: shared CPUs)",
+        ),
+        Metric("service_qps_alone", "higher", "queries/s", THROUGHPUT),
+        Metric("service_qps_standby_busy", "higher", "queries/s", THROUGHPUT),
+        Metric("analytics_errors", "lower", "errors", note="0 expected"),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         a_p, a_s = self._all("analytics on primary"), self._all("analytics on standby")

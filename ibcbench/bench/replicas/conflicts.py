@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg
@@ -23,12 +23,13 @@ from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
 from ibcbench.db import connect
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.scaleout import ScaleOut
+from ibcbench.results.metrics.metric import Metric, informational
 from ibcbench.results.recorded import save_frame
 
 _TABLE = sql.Identifier(SCHEMA, "conflict_demo")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConflictResult:
     frame: (
         pd.DataFrame
@@ -37,6 +38,60 @@ class ConflictResult:
 
     def save(self, run_dir: Any) -> None:
         save_frame(self.frame, "replica_conflicts", run_dir)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        # one of each per hot_standby_feedback setting measured (off and on by default)
+        Metric(
+            "cancelled_feedback_off",
+            "none",
+            "queries",
+            note="standby queries cancelled by vacuum: expected > 0",
+            optional=True,
+        ),
+        Metric(
+            "cancelled_feedback_on",
+            "lower",
+            "queries",
+            note="cancelled with hot_standby_feedback: 0 expected",
+            optional=True,
+        ),
+        informational(
+            "standby_queries_feedback_off",
+            "queries",
+            "standby queries that completed",
+            optional=True,
+        ),
+        informational(
+            "standby_queries_feedback_on",
+            "queries",
+            "standby queries that completed",
+            optional=True,
+        ),
+        informational(
+            "dead_tuples_kept_feedback_off",
+            "rows",
+            "dead rows vacuum could not remove",
+            optional=True,
+        ),
+        Metric(
+            "dead_tuples_kept_feedback_on",
+            "none",
+            "rows",
+            note="what feedback costs the primary: dead rows kept",
+            optional=True,
+        ),
+        informational(
+            "table_mb_feedback_off", "MB", "the demo table after the rounds", optional=True
+        ),
+        Metric(
+            "table_mb_feedback_on",
+            "none",
+            "MB",
+            note="the demo table, dead rows kept for the standby",
+            optional=True,
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         f = self.frame.set_index("hot_standby_feedback")

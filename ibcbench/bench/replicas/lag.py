@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from ibcbench.bench.replicas.members import ReplicaSetup, standby_lag, wait_caug
 from ibcbench.db import connect
 from ibcbench.dsn import with_database
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.metrics.metric import TIMING, Metric, informational
 from ibcbench.results.recorded import save_frame
 from ibcbench.toolkit.routing import parse_lsn
 
@@ -25,7 +26,7 @@ _SCRATCH_MARKER = "ibcbench_replicas_scratch_marker"
 _SAMPLE_COLUMNS = ["t_s", "lag_bytes", "lag_s", "replay_lag_s", "phase"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LagResult:
     samples: pd.DataFrame  # t_s, lag_bytes, lag_s, replay_lag_s, phase
     load_s: float
@@ -36,6 +37,54 @@ class LagResult:
 
     def save(self, run_dir: Any) -> None:
         save_frame(self.samples, "replica_lag", run_dir)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        Metric(
+            "lag_peak_bytes",
+            "lower",
+            "bytes",
+            TIMING,
+            1e6,
+            note="WAL the standby had not replayed, at worst",
+        ),
+        Metric(
+            "lag_p95_bytes",
+            "lower",
+            "bytes",
+            TIMING,
+            1e6,
+            note="WAL not replayed, 95th percentile of the samples",
+        ),
+        Metric(
+            "lag_peak_s",
+            "lower",
+            "s",
+            TIMING,
+            0.1,
+            note="replay_lag (pg_stat_replication) at worst during the load",
+        ),
+        Metric("lag_p95_s", "lower", "s", TIMING, 0.1, note="replay_lag, 95th percentile"),
+        Metric(
+            "staleness_peak_s",
+            "none",
+            "s",
+            note="age of the newest commit the standby showed: the load's length",
+        ),
+        Metric(
+            "lag_catch_up_s",
+            "lower",
+            "s",
+            TIMING,
+            0.1,
+            note="from the load's commit until the standby replayed it",
+        ),
+        Metric(
+            "lag_load_s", "lower", "s", TIMING, note="the load itself, while the standby streamed"
+        ),
+        informational("lag_samples", "samples", "how many lag samples were taken"),
+        informational("lag_sample_interval_ms", "ms", "the median interval between lag samples"),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         during = self.samples[self.samples.phase != "before"]

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -18,12 +18,13 @@ from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
 from ibcbench.errors import BenchmarkError
+from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric
 from ibcbench.results.recorded import save_frame
 from ibcbench.toolkit.pool import PoolConfig
 from ibcbench.toolkit.routing import RoutingConfig, create_routed_pool
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestartResult:
     primary: pd.DataFrame  # the runner's summary on the primary
     reads: dict[str, Any]  # routed reads: on the standby, fallen back to the primary, errors
@@ -32,6 +33,33 @@ class RestartResult:
 
     def save(self, run_dir: Any) -> None:
         save_frame(self.primary, "replica_restart_primary", run_dir)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        Metric(
+            "restart_primary_errors",
+            "lower",
+            "errors",
+            note="0 expected: the primary keeps serving",
+        ),
+        Metric("restart_primary_qps", "higher", "queries/s", THROUGHPUT),
+        Metric(
+            "restart_read_errors",
+            "lower",
+            "errors",
+            1.0,
+            2.0,
+            note="reads on the standby as it went down",
+        ),
+        Metric(
+            "restart_reads_fell_back",
+            "none",
+            "reads",
+            note="routed reads sent to the primary meanwhile",
+        ),
+        Metric("restart_reads_on_standby", "none", "reads"),
+        Metric("restart_s", "lower", "s", TIMING, 1.0, note="the standby's stop and start"),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         total = self.primary.set_index("query").loc["ALL"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg
@@ -28,6 +28,7 @@ from ibcbench.data.ownership import create_kit_schema
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.inputs import check_chunk_interval, check_count, interval_name
 from ibcbench.plans.model import plan_from_json
+from ibcbench.results.metrics.metric import THROUGHPUT, Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure
 from ibcbench.results.runs import Run
 
@@ -65,7 +66,7 @@ _QUERIES: dict[str, tuple[str, Callable[[tuple, Any], tuple]]] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayoutResult:
     layouts: pd.DataFrame
     queries: pd.DataFrame
@@ -83,6 +84,28 @@ class LayoutResult:
     def most_chunks_layout(self) -> str:
         """The layout with the most partitions (the last of a tie, in the order they were built)."""
         return str(self.queries.sort_values("partitions_total", kind="stable").iloc[-1]["layout"])
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational("most_chunks_layout", "", "the chunk interval with the most chunks (a name)"),
+        informational("chunks_total", "chunks", "set by the data and the chunk interval"),
+        Metric(
+            "chunks_scanned_bounded",
+            "lower",
+            "chunks",
+            note="a time-bounded lookup: more chunks means less exclusion",
+        ),
+        informational(
+            "chunks_scanned_unbounded", "chunks", "an unbounded lookup scans every chunk by design"
+        ),
+        Metric(
+            "point_lookup_ratio_many_chunks_vs_plain",
+            "lower",
+            "x",
+            THROUGHPUT,
+            note="point lookup latency, most chunks / plain table",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """Notebook 05's layout numbers: chunk exclusion on the layout with the most chunks."""

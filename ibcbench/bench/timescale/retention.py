@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg
@@ -30,13 +30,27 @@ from ibcbench.bench.timescale.shared import (
 from ibcbench.data.ownership import create_kit_schema
 from ibcbench.db import connect, resolve_dsn, server_info
 from ibcbench.inputs import check_count
+from ibcbench.results.metrics.metric import TIMING, Metric
 from ibcbench.results.recorded import save_frame
 from ibcbench.results.runs import Run
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetentionResult:
     frame: pd.DataFrame
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        Metric("retention_ms", "lower", "ms", TIMING, 5.0, note="retention time per method"),
+        Metric(
+            "retention_wal_bytes",
+            "lower",
+            "bytes",
+            1.0,
+            8192.0,
+            note="WAL written by retention per method; full-page images after a checkpoint moved it x1.5",
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """Notebook 05's retention numbers: time and WAL per method."""

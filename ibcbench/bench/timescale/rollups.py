@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from ibcbench.bench.timing import TimingPolicy, time_once_ms
 from ibcbench.data.ownership import create_kit_schema
 from ibcbench.db import ServerInfo, connect, resolve_dsn, server_info
 from ibcbench.inputs import check_count
+from ibcbench.results.metrics.metric import TIMING, Metric, informational
 from ibcbench.results.recorded import save_frame
 from ibcbench.results.runs import Run
 
@@ -38,7 +39,7 @@ _ROLLUP_SELECT = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class RollupResult:
     frame: pd.DataFrame
     rollup_matches_raw: bool
@@ -46,6 +47,59 @@ class RollupResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the continuous aggregate's refresh policy run as a job (Community edition; empty otherwise)
     cagg_policy: dict[str, Any] = field(default_factory=dict)
+
+    #: the metric of each key :meth:`key_numbers` makes (direction, unit, noise)
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "caggs_available", "", "whether the server's edition has continuous aggregates"
+        ),
+        informational(
+            "cagg_policy_error",
+            "",
+            "the refresh policy job's last job_errors message (text)",
+            optional=True,
+        ),
+        Metric(
+            "rollup_matches_raw",
+            "higher",
+            "",
+            note="True expected: the rollup equals the raw GROUP BY",
+        ),
+        Metric("refresh_ms", "lower", "ms", TIMING, 5.0, note="rollup refresh time per method"),
+        informational(
+            "cagg_stale_rows_materialized_only",
+            "rows",
+            "new packets a materialized-only answer misses: by design",
+            optional=True,
+        ),
+        Metric(
+            "cagg_stale_rows_real_time",
+            "lower",
+            "rows",
+            note="0 expected: real-time aggregation adds the new rows",
+            optional=True,
+        ),
+        Metric(
+            "cagg_hierarchical_matches_hourly",
+            "higher",
+            "",
+            note="True expected: the daily aggregate sums the hourly",
+            optional=True,
+        ),
+        informational(
+            "cagg_policy_runs", "runs", "runs of the refresh policy job seen", optional=True
+        ),
+        Metric(
+            "cagg_policy_failures",
+            "lower",
+            "runs",
+            note="failed runs of the refresh policy job",
+            optional=True,
+        ),
+        informational(
+            "cagg_policy_status", "", "the policy job's last run status (text)", optional=True
+        ),
+    )
 
     def key_numbers(self) -> dict[str, Any]:
         """Notebook 05's rollup numbers: does the rollup match the raw GROUP BY, refresh costs, and

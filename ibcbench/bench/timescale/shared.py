@@ -21,6 +21,7 @@ from ibcbench.data.ownership import drop_kit_schema
 from ibcbench.db import connect, server_info
 from ibcbench.errors import BenchmarkError
 from ibcbench.inputs import check_chunk_interval, check_name
+from ibcbench.results.metrics.metric import Metric, informational
 
 SCHEMA = "ibcbench_layouts"
 COLUMNS = ", ".join(name for name, _ in PACKET_FLOW)  # kit-owned names, in the table's order
@@ -205,6 +206,12 @@ def run_job_now(conn: psycopg.Connection, job_id: int, wait_s: float) -> dict[st
         "last_run_status": stats[2] or f"not finished within {wait_s:.0f} s",
         "last_error": error[0] if error else None,
     }
+
+
+#: the metric of what notebook 05 records beside its results: ``compression=compression_status(dsn)``
+METRICS: tuple[Metric, ...] = (
+    informational("compression", "", "whether the server's edition has compression (text)"),
+)
 
 
 def compression_status(dsn: str | None) -> str:

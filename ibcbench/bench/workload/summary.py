@@ -29,7 +29,7 @@ def longest_gap_s(ends_s: Any, window_s: float) -> float:
     return round(float(np.diff(edges).max()), 3)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkloadResult:
     summary: pd.DataFrame
     latencies: pd.DataFrame

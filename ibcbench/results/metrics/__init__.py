@@ -1,6 +1,6 @@
 """Recorded metrics: which way is better, in what unit, and how much change is noise.
 
-Every key a notebook records (:func:`ibcbench.results.recorded.record`) is listed in :data:`METRICS`
+Every key a notebook records (:func:`ibcbench.results.recorded.record`) has a :class:`Metric`
 with its better direction (``higher``, ``lower``, or ``none`` for informational values such as row
 counts of the generated data), its unit, and a noise threshold: a change counts only when it is
 beyond both the relative threshold, a factor either way (x1.25: above x1.25 or below x0.8, so a
@@ -15,9 +15,11 @@ built on, shared with other jobs (load average 6 to 8), five identical tiny-scal
 speed-up) up to x5.0 and a 5,000-row insert rate up to x4.8 (``docs/report-check.md``). A dropped
 index moves its query's p50 by x40 and more, far beyond them. On a quiet runner, tighten them.
 
-:func:`compare_recorded` compares two runs' recorded values, notebook by notebook (``diff``).
-The table is one module per notebook (``data``, ``indexes``, ``pool``, ``plans``, ``timescale``,
-``maintenance``, ``replicas``, ``faults``), gathered by ``table``; ``metric`` holds :class:`Metric`.
+:func:`compare_recorded` compares two runs' recorded values, notebook by notebook (``diff``), by
+the table it is given. Each metric is declared beside the ``key_numbers()`` that makes its key (a
+result class's ``METRICS``, or a module's for a value a notebook records itself);
+:func:`ibcbench.metrics.all_metrics` gathers them into the table (``table.collect`` refuses a key
+defined twice); ``metric`` holds :class:`Metric` and the thresholds below.
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ from ibcbench.results.metrics.metric import (
     Metric,
     Verdict,
 )
-from ibcbench.results.metrics.table import METRICS
+from ibcbench.results.metrics.table import collect
 
 __all__ = [
     "ESTIMATE",
     "LOOKUP",
-    "METRICS",
     "RATIO",
     "THROUGHPUT",
     "TIMING",
@@ -46,6 +47,7 @@ __all__ = [
     "Metric",
     "MetricDiff",
     "Verdict",
+    "collect",
     "compare_recorded",
     "compare_value",
 ]

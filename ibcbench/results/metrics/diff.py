@@ -1,4 +1,5 @@
-"""Two runs' recorded values compared key by key, by the direction and noise of :data:`METRICS`."""
+"""Two runs' recorded values compared key by key, by the direction and noise of a table of metrics
+(``metrics``: key -> :class:`Metric`, :func:`ibcbench.metrics.all_metrics` in the kit)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibcbench.results.metrics.metric import Metric, Verdict, short, unit_suffix
-from ibcbench.results.metrics.table import METRICS
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,16 @@ def _number(value: Any) -> float | None:
 
 
 def compare_value(
-    notebook: str, key: str, baseline: Any, current: Any, *, metric_key: str | None = None
+    notebook: str,
+    key: str,
+    baseline: Any,
+    current: Any,
+    *,
+    metrics: Mapping[str, Metric],
+    metric_key: str | None = None,
 ) -> MetricDiff:
-    """Compare one recorded value with its baseline by :data:`METRICS` (``metric_key`` for dict entries)."""
-    metric = METRICS.get(metric_key or key)
+    """Compare one recorded value with its baseline by ``metrics`` (``metric_key`` for dict entries)."""
+    metric = metrics.get(metric_key or key)
 
     def diff(verdict: Verdict, detail: str) -> MetricDiff:
         return MetricDiff(notebook, key, baseline, current, metric, verdict, detail)
@@ -92,9 +98,13 @@ def compare_value(
 
 
 def compare_recorded(
-    baseline: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]]
+    baseline: Mapping[str, Mapping[str, Any]],
+    current: Mapping[str, Mapping[str, Any]],
+    *,
+    metrics: Mapping[str, Metric],
 ) -> list[MetricDiff]:
-    """Every value recorded in either run, notebook by notebook (``{"02": {key: value}}``).
+    """Every value recorded in either run, notebook by notebook (``{"02": {key: value}}``), each by
+    its metric in ``metrics`` (a key without one is "not compared (no direction known)").
 
     A dict of numbers under a key with a direction (``refresh_ms``) is compared entry by entry
     (``refresh_ms[aggregate]``); keys recorded in one run only are listed as not compared.
@@ -105,28 +115,34 @@ def compare_recorded(
         for key in _keys(old_values or {}, new_values or {}):
             if old_values is None:
                 diffs.append(
-                    _absent(notebook, key, None, new_values, "notebook not in the baseline")
+                    _absent(
+                        notebook, key, None, new_values, "notebook not in the baseline", metrics
+                    )
                 )
                 continue
             if new_values is None:
-                diffs.append(_absent(notebook, key, old_values, None, "notebook not in this run"))
+                diffs.append(
+                    _absent(notebook, key, old_values, None, "notebook not in this run", metrics)
+                )
                 continue
             if key not in old_values:
-                diffs.append(_absent(notebook, key, None, new_values, "only in this run"))
+                diffs.append(_absent(notebook, key, None, new_values, "only in this run", metrics))
                 continue
             if key not in new_values:
-                diffs.append(_absent(notebook, key, old_values, None, "only in the baseline"))
+                diffs.append(
+                    _absent(notebook, key, old_values, None, "only in the baseline", metrics)
+                )
                 continue
             old, new = old_values[key], new_values[key]
-            metric = METRICS.get(key)
+            metric = metrics.get(key)
             if (
                 metric is not None
                 and metric.better != "none"
                 and (isinstance(old, Mapping) or isinstance(new, Mapping))
             ):
-                diffs.extend(_compare_entries(notebook, key, old, new))
+                diffs.extend(_compare_entries(notebook, key, old, new, metric))
             else:
-                diffs.append(compare_value(notebook, key, old, new))
+                diffs.append(compare_value(notebook, key, old, new, metrics=metrics))
     return diffs
 
 
@@ -140,19 +156,22 @@ def _absent(
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any] | None,
     why: str,
+    metrics: Mapping[str, Metric],
 ) -> MetricDiff:
     return MetricDiff(
         notebook,
         key,
         (old or {}).get(key),
         (new or {}).get(key),
-        METRICS.get(key),
+        metrics.get(key),
         "not compared",
         why,
     )
 
 
-def _compare_entries(notebook: str, key: str, old: Any, new: Any) -> list[MetricDiff]:
+def _compare_entries(
+    notebook: str, key: str, old: Any, new: Any, metric: Metric
+) -> list[MetricDiff]:
     old_map = old if isinstance(old, Mapping) else {}
     new_map = new if isinstance(new, Mapping) else {}
     out = []
@@ -166,11 +185,20 @@ def _compare_entries(notebook: str, key: str, old: Any, new: Any) -> list[Metric
                     name,
                     old_map.get(entry),
                     new_map.get(entry),
-                    METRICS[key],
+                    metric,
                     "not compared",
                     f"only in {where}",
                 )
             )
             continue
-        out.append(compare_value(notebook, name, old_map[entry], new_map[entry], metric_key=key))
+        out.append(
+            compare_value(
+                notebook,
+                name,
+                old_map[entry],
+                new_map[entry],
+                metrics={key: metric},
+                metric_key=key,
+            )
+        )
     return out

@@ -1,5 +1,6 @@
 """One recorded key's definition (:class:`Metric`), the noise thresholds by kind of figure, and how
-values and units are written; the tables of keys are the modules beside this one."""
+values and units are written. Each key's metric is declared beside the ``key_numbers()`` that makes
+it (a result's ``METRICS``); :func:`ibcbench.metrics.all_metrics` gathers them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class Metric:
 
     ``noise_rel`` sets a factor either way (0.25: from x0.8 to x1.25 is noise; 1.0: within a halving
     or a doubling); ``noise_abs`` is in the metric's unit (0: any change of a count counts).
+    ``optional``: the key is made only in some configurations (an edition, a sweep's grid), so a
+    result may lack it.
     """
 
     key: str
@@ -26,6 +29,7 @@ class Metric:
     noise_rel: float = 0.0
     noise_abs: float = 0.0
     note: str = ""
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if self.better not in ("higher", "lower", "none"):
@@ -59,9 +63,9 @@ def lookup(key: str, note: str) -> Metric:
     return Metric(key, "lower", "ms", LOOKUP, 0.05, note)
 
 
-def informational(key: str, unit: str, note: str) -> Metric:
+def informational(key: str, unit: str, note: str, *, optional: bool = False) -> Metric:
     """A value with no better direction (a property of the data, a name): never compared."""
-    return Metric(key, "none", unit, note=note)
+    return Metric(key, "none", unit, note=note, optional=optional)
 
 
 #: the note of a property of the generated data
