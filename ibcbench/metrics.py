@@ -25,7 +25,8 @@ from ibcbench.bench.incidents import MonitorScoreResult
 from ibcbench.bench.indexes import IndexStrategyResult
 from ibcbench.bench.maintenance import BloatResult, CronJobsResult, MonitoringResult
 from ibcbench.bench.pgbouncer import ConnectionPathsResult
-from ibcbench.bench.poolsweep import PoolCapacityResult, PoolSweepResult
+from ibcbench.bench.poolcapacity import PoolCapacityResult
+from ibcbench.bench.poolsweep import PoolSweepResult
 from ibcbench.bench.replicas import AnalyticsResult, ConflictResult, LagResult, RestartResult
 from ibcbench.bench.timescale import LayoutResult, RetentionResult, RollupResult
 from ibcbench.bench.timescale import shared as timescale_shared

@@ -33,7 +33,7 @@ def test_sweep_offers_fixed_size_pools_and_splits_waits(loaded_dsn: str) -> None
 
 
 def test_capacity_sweep_puts_both_engines_on_the_server_side(loaded_dsn: str) -> None:
-    from ibcbench.bench.poolsweep import plot_capacity, sweep_pool_capacity
+    from ibcbench.bench.poolcapacity import plot_capacity, sweep_pool_capacity
     from ibcbench.bench.workload import Workload, WorkloadQuery
 
     # 10 ms a query on the server: one connection serves 100/s, four serve 400/s

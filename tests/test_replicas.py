@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from ibcbench.bench.pgbouncer import prepared_statements_through_pgbouncer
+from ibcbench.bench.prepared import prepared_statements_through_pgbouncer
 from ibcbench.bench.replicas import start_replicas
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.scaleout import ScaleOut

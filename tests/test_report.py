@@ -435,7 +435,7 @@ def test_values_are_escaped(tmp_path: Path) -> None:
 
 
 def test_numbers_keep_their_digits_in_reports() -> None:
-    from ibcbench.suite.report import _fmt
+    from ibcbench.suite.pagetables import fmt as _fmt
 
     assert _fmt(0.000231) == "0.000231"  # a 4000x speed-up as a ratio
     assert _fmt(1.23456) == "1.235"

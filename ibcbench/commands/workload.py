@@ -217,7 +217,7 @@ def _fidelity(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-    from ibcbench.bench.poolsweep import plot_capacity, sweep_pool_capacity
+    from ibcbench.bench.poolcapacity import plot_capacity, sweep_pool_capacity
     from ibcbench.data.datasets import ensure_dataset
     from ibcbench.errors import BenchmarkError
 

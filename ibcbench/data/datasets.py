@@ -34,15 +34,18 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
+from ibcbench.data.catalog import (
+    count_rows,
+    create_index,
+    current_indexes,
+    drop_index,
+    loaded_rows,
+)
 from ibcbench.data.ownership import KIT_MARK, MARKER_TABLE, create_kit_database
 from ibcbench.db import connect, resolve_dsn
 from ibcbench.dsn import with_database
 from ibcbench.errors import ConfigError
 from ibcbench.results.metrics.metric import TIMING, Metric, informational
-
-#: the schema whose indexes the clean state records (the kit's tables; scratch schemas and
-#: TimescaleDB's chunk indexes follow their own rules)
-DATASET_SCHEMA = "public"
 
 
 def dataset_fingerprint() -> str:
@@ -339,87 +342,6 @@ def _populate(dsn: str, scale: str, seed: int, quiet: bool) -> Any:
 
 
 # ---- the dataset's clean state, and the check of every use ---------------------------------------
-def current_indexes(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    """The indexes of the dataset's schema: name -> table, ``pg_get_indexdef``, validity and the
-    constraint it backs (primary key, unique), with that constraint's definition."""
-    rows = conn.execute(
-        "SELECT ic.relname, tc.relname, pg_get_indexdef(i.indexrelid), i.indisvalid,"
-        " con.conname, pg_get_constraintdef(con.oid)"
-        " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
-        " JOIN pg_class tc ON tc.oid = i.indrelid"
-        " JOIN pg_namespace n ON n.oid = ic.relnamespace"
-        " LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
-        " WHERE n.nspname = %s AND ic.relname <> %s ORDER BY 1",
-        (DATASET_SCHEMA, MARKER_TABLE),
-    ).fetchall()
-    return {
-        name: {
-            "table": table,
-            "definition": definition,
-            "valid": bool(valid),
-            "constraint": conname,
-            "constraint_definition": condef,
-        }
-        for name, table, definition, valid, conname, condef in rows
-    }
-
-
-def loaded_rows(conn: psycopg.Connection) -> dict[str, int]:
-    """Rows per table that the loads recorded in ``ibcbench_loads`` (summed over spans)."""
-    rows: dict[str, int] = {}
-    for (counts,) in conn.execute("SELECT rows FROM ibcbench_loads ORDER BY id").fetchall():
-        for table, n in (counts or {}).items():
-            rows[table] = rows.get(table, 0) + int(n)
-    return rows
-
-
-def _count_rows(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
-    """Rows per table now (-1: the table is gone)."""
-    out: dict[str, int] = {}
-    for table in tables:
-        found = conn.execute("SELECT to_regclass(%s)", (f"{DATASET_SCHEMA}.{table}",)).fetchone()
-        if found is None or found[0] is None:
-            out[table] = -1
-            continue
-        row = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(DATASET_SCHEMA), sql.Identifier(table)
-            )
-        ).fetchone()
-        out[table] = int(row[0]) if row else -1
-    return out
-
-
-def _drop_index(conn: psycopg.Connection, name: str, info: dict[str, Any]) -> None:
-    if info.get("constraint"):
-        conn.execute(
-            sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT IF EXISTS {}").format(
-                sql.Identifier(DATASET_SCHEMA),
-                sql.Identifier(info["table"]),
-                sql.Identifier(info["constraint"]),
-            )
-        )
-    conn.execute(
-        sql.SQL("DROP INDEX IF EXISTS {}.{}").format(
-            sql.Identifier(DATASET_SCHEMA), sql.Identifier(name)
-        )
-    )
-
-
-def _create_index(conn: psycopg.Connection, info: dict[str, Any]) -> None:
-    if info.get("constraint"):  # a key or unique constraint: its index comes back with it
-        conn.execute(
-            sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
-                sql.Identifier(DATASET_SCHEMA),
-                sql.Identifier(info["table"]),
-                sql.Identifier(info["constraint"]),
-            )
-            + sql.SQL(info["constraint_definition"])  # the catalog's own text, recorded at build
-        )
-        return
-    conn.execute(sql.SQL(info["definition"]))  # pg_get_indexdef's text, recorded at build
-
-
 def check_dataset(
     conn: psycopg.Connection,
     marker: dict[str, Any],
@@ -435,7 +357,7 @@ def check_dataset(
     name = conn.info.dbname
     clean: dict[str, dict[str, Any]] = marker["indexes"]
     want_rows: dict[str, int] = marker["rows"]
-    got_rows = _count_rows(conn, sorted(want_rows))
+    got_rows = count_rows(conn, sorted(want_rows))
     changed = {t: (got_rows[t], n) for t, n in want_rows.items() if got_rows[t] != n}
     if changed:
         detail = ", ".join(
@@ -479,9 +401,9 @@ def check_dataset(
                 " run again when the other run has finished (or stop it)"
             )
         for n in invalid + extra + other:
-            _drop_index(conn, n, present[n])
+            drop_index(conn, n, present[n])
         for n in recreate:
-            _create_index(conn, clean[n])
+            create_index(conn, clean[n])
         if missing or invalid or other:
             conn.execute("ANALYZE")
         if report:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from ibcbench.results.metrics import Metric, MetricDiff, compare_recorded
 from ibcbench.results.recorded import read_recorded
 from ibcbench.results.runs import Run
 from ibcbench.suite import findings as findings_
+from ibcbench.suite.pagetables import fmt, result_table, table
 
 #: result tables shown under the notebook that wrote them (by name prefix)
 RESULT_OWNERS = {
@@ -48,7 +48,6 @@ RESULT_OWNERS = {
     "08": ("faults",),
 }
 #: result tables shown whole, though folded like the others (which show 40 rows at most)
-OPEN_RESULTS = {"faults"}
 #: recorded numbers shown as summary cards, with their labels
 HIGHLIGHTS = {
     "wallet_history_speedup": "wallet index speed-up (x)",
@@ -59,35 +58,6 @@ HIGHLIGHTS = {
 EDITIONS = {"timescale": "Community", "apache": "Apache"}
 #: the result tables the findings read intervals and alerts from
 FINDING_FRAMES = ("index_latency", "ts_columnstore_queries", "maint_incident_alerts")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        if 0 < abs(value) < 0.01:  # small ratios keep their digits: 0.000231, not 0
-            return f"{value:.3g}"
-        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(_fmt(v) for v in value)
-    return "–" if value is None else str(value)
-
-
-def _table(
-    rows: list[dict[str, Any]] | pd.DataFrame, *, limit: int = 40, classes: list[str] | None = None
-) -> dict[str, Any]:
-    """A table for the template: column names and rows of (text, is_number) cells."""
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    frame = frame.head(limit)
-    body = []
-    for i, row in enumerate(frame.itertuples(index=False)):
-        cells = [(_fmt(v), isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row]
-        body.append({"cls": classes[i] if classes else "", "cells": cells})
-    return {"columns": [str(c) for c in frame.columns], "rows": body}
 
 
 def _notebook_sections(run: Run) -> list[dict[str, Any]]:
@@ -263,16 +233,14 @@ def _baseline_context(diff: BaselineDiff) -> dict[str, Any]:
             "regression" if v == "slower" else "improvement" if v == "faster" else ""
             for v in diff.latency.get("verdict", [])
         ]
-        latency = _table(diff.latency, limit=500, classes=lat_classes)
+        latency = table(diff.latency, limit=500, classes=lat_classes)
     return {
         "id": diff.baseline,
         "failures": len(diff.failure_lines()),
         "summary": diff.summary(),
         "notebook_failures": diff.notebook_failures,
-        "compared": _table(compared, limit=1000, classes=classes),
-        "not_compared": _table(
-            [{**row(d), "why": d.detail} for d in diff.not_compared], limit=1000
-        ),
+        "compared": table(compared, limit=1000, classes=classes),
+        "not_compared": table([{**row(d), "why": d.detail} for d in diff.not_compared], limit=1000),
         "latency": latency,
         "latency_note": diff.latency_note,
         "latency_error": diff.latency_error,
@@ -299,11 +267,50 @@ def build_report(
     manifest = run.require_manifest()
     sections = _notebook_sections(run)
     fault_run = None if any(s["prefix"] == "08" for s in sections) else latest_fault_run(run)
-    ok = sum(1 for s in sections if s["ok"])
     recorded = {s["prefix"]: s["recorded"] for s in sections}
     if manifest.get("faults") is not None:  # a fault-suite run: its key numbers are the manifest's
         recorded["08"] = manifest.get("key_numbers") or {}
     frames = {n: run.read_frame(n) for n in FINDING_FRAMES if n in run.frames()}
+    fault_suite = _fault_suite_context(fault_run) if fault_run is not None else None
+    settings = manifest.get("settings") or {}
+    plans_html = run.path / DIFF_HTML
+    context = {
+        "run_id": run.id,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "cards": _cards(manifest, sections, recorded, fault_suite),
+        "findings": findings_.findings(recorded, frames, manifest.get("notebooks", [])),
+        "fault_results": (
+            [result_table(run, name) for name in run.frames()]
+            if manifest.get("faults") is not None
+            else []
+        ),
+        "manifest_table": table(_server_rows(run, manifest)),
+        "settings_count": len(settings),
+        "settings_table": table(
+            [{"setting": k, "value": v} for k, v in settings.items()], limit=500
+        ),
+        "baseline": _baseline_context(diff) if diff is not None else None,
+        "sections": [_section_context(run, s, metrics or {}) for s in sections],
+        "plans_html": plans_html.read_text() if plans_html.exists() else None,
+        "fault_suite": fault_suite,
+    }
+    try:
+        page = _environment().get_template("report.html.j2").render(context)
+    except jinja2.TemplateError as exc:
+        raise RunError(f"the report template cannot be rendered: {exc}") from exc
+    return run.replace_file("report.html", page)
+
+
+def _cards(
+    manifest: Mapping[str, Any],
+    sections: list[dict[str, Any]],
+    recorded: Mapping[str, Mapping[str, Any]],
+    fault_suite: dict[str, Any] | None,
+) -> list[tuple[str, str]]:
+    """The cards at the top: the run, the server, and the headline numbers (the pool knee and the
+    least healthy chain as the findings state them)."""
+    ok = sum(1 for s in sections if s["ok"])
     cards = [
         (
             ("fault suite", "run by `ibcbench bench faults`")
@@ -333,13 +340,17 @@ def build_report(
                 )
             )
         for key, label in HIGHLIGHTS.items():
-            if s["recorded"].get(key) is not None:
-                value = s["recorded"][key]
-                cards.append((label, f"{value:,.1f}" if isinstance(value, float) else _fmt(value)))
-    fault_suite = _fault_suite_context(fault_run) if fault_run is not None else None
+            if got.get(key) is not None:
+                value = got[key]
+                cards.append((label, f"{value:,.1f}" if isinstance(value, float) else fmt(value)))
     if fault_suite is not None:
         cards.append((f"faults survived · {fault_suite['date']}", fault_suite["card"]))
-    server_rows = [
+    return cards
+
+
+def _server_rows(run: Run, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's server and run part, as rows of the report's table."""
+    return [
         {"item": "run", "value": run.id},
         {"item": "target", "value": manifest.get("target")},
         {"item": "PostgreSQL", "value": manifest.get("server_version")},
@@ -353,34 +364,6 @@ def build_report(
         },
         {"item": "parameters", "value": manifest.get("parameters")},
     ]
-    settings = manifest.get("settings") or {}
-    plans_html = run.path / DIFF_HTML
-    context = {
-        "run_id": run.id,
-        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "version": __version__,
-        "cards": cards,
-        "findings": findings_.findings(recorded, frames, manifest.get("notebooks", [])),
-        "fault_results": (
-            [_result_table(run, name) for name in run.frames()]
-            if manifest.get("faults") is not None
-            else []
-        ),
-        "manifest_table": _table(server_rows),
-        "settings_count": len(settings),
-        "settings_table": _table(
-            [{"setting": k, "value": v} for k, v in settings.items()], limit=500
-        ),
-        "baseline": _baseline_context(diff) if diff is not None else None,
-        "sections": [_section_context(run, s, metrics or {}) for s in sections],
-        "plans_html": plans_html.read_text() if plans_html.exists() else None,
-        "fault_suite": fault_suite,
-    }
-    try:
-        page = _environment().get_template("report.html.j2").render(context)
-    except jinja2.TemplateError as exc:
-        raise RunError(f"the report template cannot be rendered: {exc}") from exc
-    return run.replace_file("report.html", page)
 
 
 def latest_fault_run(run: Run) -> Run | None:
@@ -430,25 +413,12 @@ def _fault_suite_context(fault_run: Run) -> dict[str, Any]:
         "scale": manifest.get("scale"),
         "server_version": version,
         "card": card,
-        "recorded": _table([{"name": k, "value": v} for k, v in got.items()]),
-        "table": _table(frame, limit=len(frame), classes=classes),
+        "recorded": table([{"name": k, "value": v} for k, v in got.items()]),
+        "table": table(frame, limit=len(frame), classes=classes),
     }
 
 
-def _result_table(run: Run, name: str) -> tuple[str, dict[str, Any], bool]:
-    """A result table for the template: its name, the table, and whether it is shown open."""
-    frame = run.read_frame(name)
-    if name not in OPEN_RESULTS:
-        return name, _table(frame), False
-    classes = (
-        ["regression" if v != "survived" else "" for v in frame["verdict"]]
-        if "verdict" in frame.columns
-        else None
-    )
-    return name, _table(frame, limit=len(frame), classes=classes), True
-
-
-def timescaledb_card(manifest: dict[str, Any]) -> str:
+def timescaledb_card(manifest: Mapping[str, Any]) -> str:
     """The TimescaleDB version and edition, and the build's patches when the manifest has them."""
     build = manifest.get("timescaledb_build") or {}
     version = manifest.get("timescaledb_version") or build.get("version")
@@ -494,13 +464,13 @@ def _section_context(run: Run, s: dict[str, Any], metrics: Mapping[str, Metric])
         "error": s["error"],
         "elapsed_s": s["elapsed_s"],
         "intro": s["intro"],
-        "recorded": _table(
+        "recorded": table(
             [
                 {"name": findings_.key_label(k, metrics), "value": v}
                 for k, v in s["recorded"].items()
             ]
         ),
         "figures": figures,
-        "results": [_result_table(run, name) for name in s["results"]],
+        "results": [result_table(run, name) for name in s["results"]],
         "notebook": s["path"].name,
     }
