@@ -358,6 +358,7 @@ def test_incident_numbers(loaded_dsn: str, tmp_path: Path, monkeypatch: pytest.M
     # incidents, the monitors' scores against them and the health score ranking
     assert result.key_numbers() == {
         "incidents_planted": 4,
+        "health_window_days": 1,  # the whole data span: one day at tiny
         "incidents_chain_halt": 1,
         "incidents_relayer_outage": 1,
         "incidents_congestion": 1,

@@ -135,5 +135,5 @@ def test_a_diff_as_a_figure() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()][-1] == (
         "Bitmap Heap Scan on clearing_operations"
     )
-    assert ax.get_title() == "faster: 2.659 → 0.037 ms"
+    assert ax.get_title() == "faster, 2.659 ms (before) → 0.037 ms (after)"
     plt.close(fig)
