@@ -99,21 +99,8 @@ class FaultLab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _up(self, attempts: int = 3) -> Any:
-        """Start the lab's server; another cluster starting at the same moment can take the free
-        port it chose (its log says 'Address already in use'), then it tries the next one."""
-        for attempt in range(attempts):
-            try:
-                return self.server.up()
-            except ServerError:
-                try:
-                    taken = "Address already in use" in self.settings.log_file.read_text()
-                except OSError:
-                    taken = False
-                if not taken or attempt + 1 == attempts:
-                    raise
-                self.settings.log_file.unlink()
-        raise AssertionError("unreachable")
+    def _up(self) -> Any:
+        return start_server(self.server)
 
     def on_close(self, cleanup: Callable[[], None]) -> None:
         """Run ``cleanup`` when the lab closes (last registered, first run)."""
@@ -384,3 +371,22 @@ def nothing_written(lab: FaultLab, dsn: str | None = None) -> Iterator[dict[str,
     state["runs_added"] = len(set(lab.run_folders()) - before_runs)
     if dsn:
         state["rows_after"] = lab.rows(dsn)
+
+
+def start_server(server: LocalServer, attempts: int = 3) -> Any:
+    """``server.up()``; another cluster starting at the same moment (the tests beside the suite)
+    can take the free port it chose (its log says 'Address already in use'), then it tries the
+    next one."""
+    log = server.settings.log_file
+    for attempt in range(attempts):
+        try:
+            return server.up()
+        except ServerError:
+            try:
+                taken = "Address already in use" in log.read_text()
+            except OSError:
+                taken = False
+            if not taken or attempt + 1 == attempts:
+                raise
+            log.unlink()
+    raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 
-from ibcbench.faults.lab import FaultLab
+from ibcbench.faults.lab import FaultLab, start_server
 from ibcbench.faults.registry import FaultOutcome, fault
 from ibcbench.infra.server import LocalServer
 from ibcbench.infra.serverconf import find_pg_bindir
@@ -104,7 +104,7 @@ def fault_access_stale_postmaster_pid(lab: FaultLab) -> list[FaultOutcome]:
         server.down()
 
     lab.on_close(stop)
-    server.up()
+    start_server(server)
     server.down()
     lab_pid = int((lab.settings.data_dir / "postmaster.pid").read_text().split()[0])
     user = settings.os_user
