@@ -26,7 +26,13 @@ from ibcbench.bench.indexes import IndexStrategyResult
 from ibcbench.bench.maintenance import BloatResult, CronJobsResult, MonitoringResult
 from ibcbench.bench.pgbouncer import ConnectionPathsResult
 from ibcbench.bench.poolsweep import PoolCapacityResult, PoolSweepResult
-from ibcbench.bench.replicas import AnalyticsResult, ConflictResult, LagResult, RestartResult
+from ibcbench.bench.replicas import (
+    AnalyticsResult,
+    ConflictResult,
+    LagResult,
+    ReplicasNotAvailable,
+    RestartResult,
+)
 from ibcbench.bench.timescale import LayoutResult, RetentionResult, RollupResult
 from ibcbench.bench.timescale import shared as timescale_shared
 from ibcbench.data.datasets import DatasetInfo
@@ -67,6 +73,7 @@ RESULTS: tuple[type[DeclaresMetrics], ...] = (
     AnalyticsResult,
     ConflictResult,
     RestartResult,
+    ReplicasNotAvailable,
     FaultSuiteResult,
     # commands of their own, no notebook: ibcbench ab, ibcbench bench cache
     ABResult,
