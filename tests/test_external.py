@@ -60,4 +60,9 @@ def test_run_all_skips_what_an_external_server_lacks(external_dsn: str, tmp_path
     assert pool["direct_python_2c_qps"] > 0  # the rest of 03 ran
     replicas = read_recorded(nb07)
     assert replicas["replicas"].startswith("not available: the primary is not the kit's embedded")
-    assert "give PgBouncer" in nb03.read_text() and "give its standby" in nb07.read_text()
+    # one line each in the notebook's output (stderr), and the reasons in the report
+    assert "PgBouncer's connection paths skipped: the server" in nb03.read_text()
+    assert "the replica measurements skipped: the primary" in nb07.read_text()
+    report = (run / "report.html").read_text()
+    assert "not available: the server is not the kit&#39;s embedded one: give PgBouncer" in report
+    assert "not available: the primary is not the kit&#39;s embedded server: give its" in report
