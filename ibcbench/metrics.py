@@ -27,7 +27,13 @@ from ibcbench.bench.maintenance import BloatResult, CronJobsResult, MonitoringRe
 from ibcbench.bench.pgbouncer import ConnectionPathsResult
 from ibcbench.bench.poolcapacity import PoolCapacityResult
 from ibcbench.bench.poolsweep import PoolSweepResult
-from ibcbench.bench.replicas import AnalyticsResult, ConflictResult, LagResult, RestartResult
+from ibcbench.bench.replicas import (
+    AnalyticsResult,
+    ConflictResult,
+    LagResult,
+    ReplicasNotAvailable,
+    RestartResult,
+)
 from ibcbench.bench.timescale import LayoutResult, RetentionResult, RollupResult
 from ibcbench.bench.timescale import shared as timescale_shared
 from ibcbench.data.datasets import DatasetInfo
@@ -68,6 +74,7 @@ RESULTS: tuple[type[DeclaresMetrics], ...] = (
     AnalyticsResult,
     ConflictResult,
     RestartResult,
+    ReplicasNotAvailable,
     FaultSuiteResult,
     # commands of their own, no notebook: ibcbench ab, ibcbench bench cache
     ABResult,

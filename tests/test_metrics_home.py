@@ -68,6 +68,8 @@ ADDED_SINCE = {
     "health_window_days",
     "cagg_policy_error",
     "columnstore_policy_error",
+    "pgbouncer",
+    "replicas",
     *(m.key for m in ABResult.METRICS),
     *(m.key for m in CacheResult.METRICS),
 }

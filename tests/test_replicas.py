@@ -8,10 +8,10 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from ibcbench.bench.prepared import prepared_statements_through_pgbouncer
-from ibcbench.bench.replicas import start_replicas
-from ibcbench.errors import BenchmarkError
+from ibcbench.bench.replicas import compare_analytics, start_replicas
 from ibcbench.infra.scaleout import ScaleOut
 from ibcbench.metrics import all_metrics
+from ibcbench.results.recorded import record_results
 from ibcbench.results.runs import new_run
 from ibcbench.suite.notebook import notebooks_dir, run_notebook
 
@@ -24,12 +24,16 @@ def _primary_postgres_dsn(topology: ScaleOut) -> str:
     return state.conninfo("postgres", tcp=True)
 
 
-def test_a_server_that_is_not_embedded_needs_its_standby_by_url(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_server_that_is_not_embedded_without_a_standby_skips_the_measurements(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("REPLICA_URL", raising=False)
-    with pytest.raises(BenchmarkError, match="give its standby with replica_dsn"):
-        start_replicas("postgresql://ibcbench@127.0.0.1:1/ibcbench")
+    setup = start_replicas("postgresql://ibcbench@127.0.0.1:1/ibcbench")
+    assert setup.skipped is not None
+    assert setup.skipped.text.startswith("not available: the primary is not the kit's embedded")
+    assert "give its standby with replica_dsn" in capsys.readouterr().err
+    assert compare_analytics(setup) is setup.skipped  # nothing is measured, nothing connects
+    assert record_results(setup.skipped, setup.skipped) == {"replicas": setup.skipped.text}
 
 
 def test_prepared_statements_break_through_transaction_pooling_and_the_fix_holds(

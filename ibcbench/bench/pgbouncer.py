@@ -31,6 +31,7 @@ import pandas as pd
 import psycopg
 
 from ibcbench.bench.prepared import pgbench_prepared, prepared_statements_through_pgbouncer
+from ibcbench.bench.unavailable import not_available
 from ibcbench.bench.workload import Workload, default_workload, sample_parameters
 from ibcbench.bench.workload.pgbench import run_pgbench
 from ibcbench.bench.workload.python import run_python
@@ -38,7 +39,7 @@ from ibcbench.db import connect, resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.pgbouncer import admin_console_url, show_pools
 from ibcbench.infra.scaleout import embedded_topology, pgbouncer_url
-from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric
+from ibcbench.results.metrics.metric import THROUGHPUT, TIMING, Metric, informational
 from ibcbench.results.recorded import run_folder, save_figure, save_frame
 from ibcbench.toolkit.pool import PoolConfig
 
@@ -61,6 +62,8 @@ class ConnectionPathsResult:
     frame: pd.DataFrame
     prepared: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: "not available: <reason>" when PgBouncer's paths were not run (else empty)
+    pgbouncer: str = ""
 
     def point(self, path: str, clients: int, engine: str | None = None) -> pd.Series | None:
         f = self.frame[(self.frame.path == path) & (self.frame.clients == clients)]
@@ -122,6 +125,12 @@ class ConnectionPathsResult:
             "errors",
             note="the fix, prepare_threshold=None: 0 expected",
         ),
+        informational(
+            "pgbouncer",
+            "",
+            "why PgBouncer's paths were not run (no PgBouncer for an external server)",
+            optional=True,
+        ),
     )
 
     def key_numbers(self) -> dict[str, Any]:
@@ -133,19 +142,25 @@ class ConnectionPathsResult:
             key = f"{short[path]}_{engine.split()[0]}_{clients}c"
             out[f"{key}_qps"] = row.throughput_qps
             out[f"{key}_p99_ms"] = row.p99_ms
-        p = self.prepared.set_index("prepare_threshold")
+        p = self.prepared.set_index("prepare_threshold") if len(self.prepared) else pd.DataFrame()
         out["prepared_errors_threshold_5"] = int(p.loc["5", "errors"]) if "5" in p.index else None
         out["prepared_errors_threshold_none"] = (
             int(p.loc["None", "errors"]) if "None" in p.index else None
         )
+        if self.pgbouncer:
+            out["pgbouncer"] = self.pgbouncer
         return out
 
     def save(self, run_dir: Any) -> None:
         save_frame(self.frame, "connection_paths", run_dir)
-        save_frame(self.prepared.astype({"messages": str}), "connection_paths_prepared", run_dir)
+        if len(self.prepared):
+            prepared = self.prepared.astype({"messages": str})
+            save_frame(prepared, "connection_paths_prepared", run_dir)
         run = run_folder(run_dir)
         if run is not None:
             run.update_manifest(connection_paths=self.manifest)
+            if self.pgbouncer:
+                run.update_manifest(pgbouncer=self.pgbouncer)
             save_figure(plot_connection_paths(self), "03_connection_paths", run, close=True)
 
 
@@ -209,18 +224,21 @@ def _max_direct_clients(dsn: str) -> int:
 def _pgbouncer_modes(
     dsn: str, pgbouncer_dsn: str | None, session_dsn: str | None, pool_size: int
 ) -> Iterator[Any]:
-    """Yields a function mode -> URL (None: that mode is not available). Embedded: the kit's PgBouncer,
-    started if needed, switched between modes, put back as it was at the end."""
+    """Yields a function mode -> URL (None: that mode is not available), or a str saying why no
+    PgBouncer is (an external server and none given). Embedded: the kit's PgBouncer, started if
+    needed, switched between modes, put back as it was at the end."""
     given = pgbouncer_url(pgbouncer_dsn) if (pgbouncer_dsn or _env("PGBOUNCER_URL")) else None
     if given:
         yield lambda mode: given if mode == "transaction" else session_dsn
         return
     topo = embedded_topology(dsn)
     if topo is None:
-        raise BenchmarkError(
-            "the server is not the kit's embedded one: give PgBouncer (transaction mode) with pgbouncer_dsn "
-            "or PGBOUNCER_URL, and one in session mode with session_dsn"
+        yield not_available(
+            "PgBouncer's connection paths",
+            "the server is not the kit's embedded one: give PgBouncer (transaction mode) with "
+            "pgbouncer_dsn or PGBOUNCER_URL, and one in session mode with session_dsn",
         )
+        return
     with topo.started(replicas=0, pgbouncer=True, pool_size=pool_size):
 
         def switch(mode: str) -> str | None:
@@ -306,7 +324,10 @@ def compare_connection_paths(
     }
     rows = _direct_rows(target, wl, clients, pool_size=pool_size, room=room, kw=kw)
     prepared = pd.DataFrame()
+    skipped = ""
     with _pgbouncer_modes(target, pgbouncer_dsn, session_dsn, pool_size) as url_for:
+        if isinstance(url_for, str):
+            skipped, url_for = url_for, lambda mode: None
         for mode, path in (("transaction", TRANSACTION), ("session", SESSION)):
             url = url_for(mode)
             if url is None:
@@ -334,6 +355,7 @@ def compare_connection_paths(
             "python_max_clients": python_max_clients,
             "direct_client_room": room,
         },
+        skipped,
     )
 
 

@@ -66,9 +66,11 @@ class HasKeyNumbers(Protocol):
 
 
 def record_results(*results: HasKeyNumbers, **values: Any) -> dict[str, Any]:
-    """Record the key numbers of every result, plus ``values``; a key given twice is an error."""
+    """Record the key numbers of every result, plus ``values``; a key given twice is an error (one
+    result given twice, as a skipped part's result stands for several, is recorded once)."""
     merged: dict[str, Any] = {}
-    for source in [*(r.key_numbers() for r in results), values]:
+    once = list({id(r): r for r in results}.values())
+    for source in [*(r.key_numbers() for r in once), values]:
         twice = sorted(set(merged) & set(source))
         if twice:
             raise RunError(

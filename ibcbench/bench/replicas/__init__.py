@@ -13,8 +13,10 @@
 :func:`start_replicas` gives the members: external ones by URL (``replica_dsn``/``REPLICA_URL``,
 ``pgbouncer_dsn``/``PGBOUNCER_URL``), else a standby (and PgBouncer) of the embedded server behind
 ``dsn``, started for this run and removed by :meth:`ReplicaSetup.stop` (or, if the run is killed, by
-the next ``ibcbench db up``). Scratch objects live in the kit's schema ``ibcbench_replicas`` of the
-dataset database and in the kit's database ``ibcbench_replicas_scratch``; both are dropped at the end.
+the next ``ibcbench db up``). With neither (a server that is not the kit's embedded one, no standby
+given), each measurement returns the setup's :class:`ReplicasNotAvailable`, which says why. Scratch
+objects live in the kit's schema ``ibcbench_replicas`` of the dataset database and in the kit's
+database ``ibcbench_replicas_scratch``; both are dropped at the end.
 
 The package: ``members`` (the setup and the standby's replay position), ``lag``, ``analytics``,
 ``conflicts`` and ``restart``, one measurement each.
@@ -31,6 +33,7 @@ from ibcbench.bench.replicas.members import (
     SCHEMA,
     SERVICE,
     ReplicaSetup,
+    ReplicasNotAvailable,
     start_replicas,
     wait_caught_up,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "ConflictResult",
     "LagResult",
     "ReplicaSetup",
+    "ReplicasNotAvailable",
     "RestartResult",
     "compare_analytics",
     "measure_load_lag",

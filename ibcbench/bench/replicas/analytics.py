@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from ibcbench.bench.replicas.members import ANALYTICS, SERVICE, ReplicaSetup, wait_caught_up
+from ibcbench.bench.replicas.members import (
+    ANALYTICS,
+    SERVICE,
+    ReplicaSetup,
+    ReplicasNotAvailable,
+    wait_caught_up,
+)
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
@@ -102,9 +108,11 @@ def compare_analytics(
     duration_s: float = 5.0,
     warmup_s: float = 1.0,
     seed: int = 42,
-) -> AnalyticsResult:
+) -> AnalyticsResult | ReplicasNotAvailable:
     """The analytics mix on the primary, then on the standby; the service mix on the primary alone,
     then while the standby runs the analytics mix (on a shared machine they share its CPUs too)."""
+    if setup.skipped is not None:
+        return setup.skipped
     wl = default_workload()
     analytics, service = wl.subset(ANALYTICS), wl.subset(SERVICE)
     with connect(setup.dsn) as conn:

@@ -17,6 +17,7 @@ from ibcbench.bench.replicas.members import (
     CONFLICT_MESSAGE,
     SCHEMA,
     ReplicaSetup,
+    ReplicasNotAvailable,
     wait_caught_up,
 )
 from ibcbench.data.ownership import create_kit_schema, drop_kit_schema
@@ -113,7 +114,7 @@ def measure_recovery_conflicts(
     query_s: float = 2.0,
     max_standby_delay_s: float = 1.0,
     feedback: tuple[bool, ...] = (False, True),
-) -> ConflictResult:
+) -> ConflictResult | ReplicasNotAvailable:
     """Standby queries holding a snapshot ``query_s`` while the primary deletes a slice of a table and
     vacuums it, ``rounds`` times, per ``hot_standby_feedback`` setting.
 
@@ -123,6 +124,8 @@ def measure_recovery_conflicts(
     The table lives in the kit's scratch schema ``ibcbench_replicas``: a same-named schema the kit did
     not create is refused before anything is done, never dropped.
     """
+    if setup.skipped is not None:
+        return setup.skipped
     with connect(setup.dsn, autocommit=True) as conn:
         drop_kit_schema(conn, SCHEMA)  # a leftover of a killed run; never a user's schema
     if setup.topology is None:

@@ -13,7 +13,12 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from ibcbench.bench.replicas.members import ReplicaSetup, standby_lag, wait_caught_up
+from ibcbench.bench.replicas.members import (
+    ReplicaSetup,
+    ReplicasNotAvailable,
+    standby_lag,
+    wait_caught_up,
+)
 from ibcbench.db import connect
 from ibcbench.dsn import with_database
 from ibcbench.errors import BenchmarkError
@@ -146,8 +151,10 @@ def measure_load_lag(
     seed: int = 42,
     interval_s: float = 0.1,
     timeout_s: float = 600.0,
-) -> LagResult:
+) -> LagResult | ReplicasNotAvailable:
     """Lag sampled every ``interval_s`` while the generator loads ``scale`` into a scratch database."""
+    if setup.skipped is not None:
+        return setup.skipped
     from data_gen import GenerationParams
     from ibcbench.data.load import load_dataset
     from ibcbench.infra.migrate import migrate_up
@@ -247,10 +254,15 @@ def _wait_replayed(primary: str, replica: str, *, started: float, timeout_s: flo
             time.sleep(0.005)
 
 
-def plot_lag(result: LagResult) -> Any:
+def plot_lag(result: LagResult | ReplicasNotAvailable) -> Any:
     """Lag in MB of WAL, replay_lag in seconds and the standby's staleness against time; the load
-    shaded orange, the catch-up green."""
+    shaded orange, the catch-up green (no standby: a figure that says why)."""
     import matplotlib.pyplot as plt
+
+    if isinstance(result, ReplicasNotAvailable):
+        fig = plt.figure(figsize=(11, 1.2))
+        fig.suptitle(f"Replication lag: {result.text}", fontsize=10, wrap=True)
+        return fig
 
     f = result.samples
     fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)

@@ -6,12 +6,17 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+import pandas as pd
 import psycopg
 
+from ibcbench.bench.unavailable import not_available
 from ibcbench.db import resolve_dsn
 from ibcbench.errors import BenchmarkError
 from ibcbench.infra.scaleout import ScaleOut, embedded_topology, pgbouncer_url, replica_urls
+from ibcbench.results.metrics.metric import Metric, informational
+from ibcbench.results.recorded import run_folder
 from ibcbench.toolkit.routing import parse_lsn
 
 SCHEMA = "ibcbench_replicas"
@@ -27,15 +32,48 @@ SERVICE = ("wallet_history", "packet_by_channel_sequence", "packet_insert", "pac
 CONFLICT_MESSAGE = "conflict with recovery"
 
 
+@dataclass(frozen=True, eq=False)
+class ReplicasNotAvailable:
+    """What each replica measurement returns when there is no standby: why, recorded as ``replicas``
+    (one result however many measurements return it) and shown as a one-row table."""
+
+    text: str  # "not available: <reason>"
+
+    METRICS: ClassVar[tuple[Metric, ...]] = (
+        informational(
+            "replicas",
+            "",
+            "why the replica measurements were not run (no standby for an external server)",
+            optional=True,
+        ),
+    )
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"replicas": [self.text]})
+
+    # the tables the measurements' results show, each the one row that says why
+    samples = primary = reads = messages = frame
+
+    def key_numbers(self) -> dict[str, Any]:
+        return {"replicas": self.text}
+
+    def save(self, run_dir: Any) -> None:
+        run = run_folder(run_dir)
+        if run is not None:
+            run.update_manifest(replicas=self.text)
+
+
 @dataclass
 class ReplicaSetup:
-    """Where the primary, a standby and PgBouncer are, for one run."""
+    """Where the primary, a standby and PgBouncer are, for one run (``skipped``: no standby, why)."""
 
     dsn: str
     replica_dsn: str
     pgbouncer_dsn: str | None
     topology: ScaleOut | None = None
     replica_index: int = 1
+    skipped: ReplicasNotAvailable | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     @property
@@ -54,7 +92,8 @@ def start_replicas(
     pgbouncer_dsn: str | None = None,
     pgbouncer: bool = True,
 ) -> ReplicaSetup:
-    """A standby (and PgBouncer) for ``dsn``: given by URL, else started beside the embedded server."""
+    """A standby (and PgBouncer) for ``dsn``: given by URL, else started beside the embedded server;
+    neither (an external server, none given): a setup whose measurements say why they are skipped."""
     target = resolve_dsn(dsn)
     given = replica_urls(replica_dsn) if (replica_dsn or _env("REPLICA_URL")) else []
     if given:
@@ -62,10 +101,12 @@ def start_replicas(
         return ReplicaSetup(target, given[0], bouncer)
     topo = embedded_topology(target)
     if topo is None:
-        raise BenchmarkError(
+        reason = (
             "the primary is not the kit's embedded server: give its standby with replica_dsn "
             "(or REPLICA_URL), and PgBouncer with pgbouncer_dsn (or PGBOUNCER_URL)"
         )
+        skipped = ReplicasNotAvailable(not_available("the replica measurements", reason))
+        return ReplicaSetup(target, "", None, skipped=skipped)
     setup = ReplicaSetup(target, "", None, topo)
     setup._stack.enter_context(topo.started(replicas=1, pgbouncer=pgbouncer))
     setup.replica_dsn = replica_urls(dsn=target)[0]

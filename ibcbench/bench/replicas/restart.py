@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from ibcbench.bench.replicas.members import SERVICE, ReplicaSetup, wait_caught_up
+from ibcbench.bench.replicas.members import (
+    SERVICE,
+    ReplicaSetup,
+    ReplicasNotAvailable,
+    wait_caught_up,
+)
 from ibcbench.bench.workload import default_workload, sample_parameters
 from ibcbench.bench.workload.python import run_python
 from ibcbench.db import connect
@@ -75,9 +80,11 @@ class RestartResult:
 
 def restart_standby_during_run(
     setup: ReplicaSetup, *, duration_s: float = 6.0, clients: int = 2, seed: int = 42
-) -> RestartResult:
+) -> RestartResult | ReplicasNotAvailable:
     """The service mix on the primary for ``duration_s``; routed analytics reads alongside; the
     standby restarted (fast stop, start) at the middle. Needs the embedded standby."""
+    if setup.skipped is not None:
+        return setup.skipped
     if setup.topology is None:
         raise BenchmarkError(
             "a standby restart needs the embedded standby (start_replicas without replica_dsn)"
