@@ -165,11 +165,10 @@ def test_a_session_on_the_dataset_is_one_line_and_leaves_nothing(
 
     from ibcbench.bench.ab import sides
 
-    monkeypatch.setattr(sides, "TEMPLATE_WAIT_S", 0.5)
-    assert (
-        run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn]) == 0
-    )  # the dataset exists
+    # the dataset exists (with the usual wait: sessions of earlier tests may still be closing)
+    assert run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn]) == 0
     capsys.readouterr()
+    monkeypatch.setattr(sides, "TEMPLATE_WAIT_S", 0.5)  # the held session below never goes
     dataset = make_conninfo(**{**conninfo_to_dict(server_dsn), "dbname": "ibcbench_tiny_s42"})
     with psycopg.connect(dataset, autocommit=True):
         code = run_cli(["ab", "--scale", "tiny", *QUICK, "--dsn", server_dsn])
