@@ -57,6 +57,18 @@ SESSION = "pgbouncer session"
 _SAMPLER = "ibcbench-path-sampler"
 
 
+#: the paths and client counts the connection-path metrics are declared for (the notebook's sweep)
+_METRIC_PATHS = (
+    "direct_python",
+    "direct_pgbench",
+    "pgb_txn_pgbench",
+    "pgb_session_pgbench",
+    "pgb_txn_python",
+    "pgb_session_python",
+)
+_METRIC_CLIENTS = (1, 25, 200)
+
+
 @dataclass(frozen=True)
 class ConnectionPathsResult:
     frame: pd.DataFrame
@@ -83,15 +95,8 @@ class ConnectionPathsResult:
                 note=f"{path}, {n} clients",
                 optional=True,
             )
-            for path in (
-                "direct_python",
-                "direct_pgbench",
-                "pgb_txn_pgbench",
-                "pgb_session_pgbench",
-                "pgb_txn_python",
-                "pgb_session_python",
-            )
-            for n in (1, 25, 200)
+            for path in _METRIC_PATHS
+            for n in _METRIC_CLIENTS
         ),
         *(
             Metric(
@@ -103,15 +108,8 @@ class ConnectionPathsResult:
                 note=f"{path}, {n} clients",
                 optional=True,
             )
-            for path in (
-                "direct_python",
-                "direct_pgbench",
-                "pgb_txn_pgbench",
-                "pgb_session_pgbench",
-                "pgb_txn_python",
-                "pgb_session_python",
-            )
-            for n in (1, 25, 200)
+            for path in _METRIC_PATHS
+            for n in _METRIC_CLIENTS
         ),
         Metric(
             "prepared_errors_threshold_5",

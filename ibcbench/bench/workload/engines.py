@@ -69,38 +69,12 @@ def run_fidelity(
     rows = []
     missing = {"pgx": reason} if (reason := pgx_unavailable()) else {}
     for n in clients:
-        py = run_python(
-            target,
-            wl,
-            clients=n,
-            duration_s=duration_s,
-            warmup_s=warmup_s,
-            params=params,
-            seed=seed,
+        common: dict[str, Any] = dict(
+            clients=n, duration_s=duration_s, warmup_s=warmup_s, params=params, seed=seed
         )
-        pg = run_pgbench(
-            target,
-            wl,
-            clients=n,
-            duration_s=duration_s,
-            warmup_s=warmup_s,
-            params=params,
-            seed=seed,
-            per_query=parameter_sets,
-        )
-        gx = (
-            None
-            if missing
-            else run_pgx(
-                target,
-                wl,
-                clients=n,
-                duration_s=duration_s,
-                warmup_s=warmup_s,
-                params=params,
-                seed=seed,
-            )
-        )
+        py = run_python(target, wl, **common)
+        pg = run_pgbench(target, wl, per_query=parameter_sets, **common)
+        gx = None if missing else run_pgx(target, wl, **common)
         rows.append(_fidelity_row(query, n, py, pg, gx))
     return FidelityResult(pd.DataFrame(rows), query, missing)
 
